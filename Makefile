@@ -1,0 +1,20 @@
+# The two commands in README.md: `make demo` (the main job) and `make test`.
+# Both set up .venv from scratch on first use (scripts/bootstrap.sh).
+PY := .venv/bin/python
+ARGS ?=
+
+.PHONY: setup test demo bench clean
+setup:
+	@bash scripts/bootstrap.sh
+
+test: setup
+	$(PY) -m pytest -q tests $(ARGS)
+
+demo: setup
+	$(PY) -m experiments.synthetic $(ARGS)
+
+bench: setup
+	$(PY) -m benchmarks.inner_loop $(ARGS)
+
+clean:
+	rm -rf .venv runs .pytest_cache
