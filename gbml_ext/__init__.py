@@ -1,0 +1,33 @@
+"""gbml_ext: gradient-based meta-learning on learn2learn.
+
+MAML, FOMAML, ANIL, Meta-SGD, Reptile and Kronecker-factored meta-optimizers (Meta-KFO) behind
+one `clone()` / `adapt(loss)` interface, with deep-linear ("LinNet") heads, for reproducing
+Arnold, Iqbal & Sha, "When MAML Can Adapt Fast and How to Assist When It Cannot" (AISTATS 2021).
+"""
+import contextlib as _contextlib
+import io as _io
+import sys as _sys
+
+if "gym" not in _sys.modules:
+    # learn2learn imports gym for its RL helpers; gym 0.26 prints an "unmaintained" notice to
+    # stderr on import that has nothing to do with meta-learning and buries real warnings.
+    with _contextlib.redirect_stderr(_io.StringIO()):
+        try:
+            import gym  # noqa: F401
+        except ImportError:
+            pass
+
+from . import data, engine, nn, optim
+from .algorithms import ANIL, GBML, MAML, MetaLearner, MetaSGD, Reptile
+from .data.tasks import Task
+from .engine import TaskOutcome, accumulate_meta_gradient, run_task
+from .optim import KroneckerTransform, MetaSGDTransform
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GBML", "MAML", "ANIL", "MetaSGD", "Reptile", "MetaLearner",
+    "KroneckerTransform", "MetaSGDTransform",
+    "Task", "TaskOutcome", "run_task", "accumulate_meta_gradient",
+    "data", "engine", "nn", "optim",
+]

@@ -1,0 +1,8 @@
+"""Meta-learning algorithms, each a small layer over the engine and learn2learn's GBML."""
+from .anil import ANIL
+from .base import MetaLearner
+from .gbml import GBML, MAML
+from .metasgd import MetaSGD
+from .reptile import Reptile
+
+__all__ = ["GBML", "MAML", "ANIL", "MetaSGD", "Reptile", "MetaLearner"]

@@ -1,0 +1,53 @@
+"""Reptile: first-order meta-learning by moving the initialization towards adapted weights."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .. import engine
+from ..data.tasks import Task
+from .gbml import GBML
+
+__all__ = ["Reptile"]
+
+
+class Reptile(GBML):
+    """Reptile (Nichol, Achiam & Schulman 2018, "On First-Order Meta-Learning Algorithms").
+
+    Each task adapts a clone with k plain SGD steps (first order, no transform) to φ. The
+    meta-gradient written to `.grad` is mean(θ − φ), so an outer `torch.optim.SGD(lr=ε)`
+    performs exactly the Reptile update θ ← θ + ε · mean(φ − θ). Tasks, steps and loss are the
+    same as for every other algorithm.
+
+    Arguments:
+        module: the model.
+        lr: inner-loop SGD learning rate.
+
+    Example:
+        >>> reptile = Reptile(torch.nn.Linear(3, 1), lr=0.1)
+        >>> outer = torch.optim.SGD(reptile.parameters(), lr=0.5)   # ε = 0.5
+    """
+
+    def __init__(self, module: nn.Module, lr: float = 0.1, **kwargs):
+        kwargs.pop("first_order", None)
+        kwargs.pop("transform", None)
+        super().__init__(module, transform=None, lr=lr, first_order=True, **kwargs)
+
+    def accumulate_meta_gradient(self, tasks: Sequence[Task], steps: int,
+                                 loss_fn: Optional[engine.LossFn] = None) -> List[engine.TaskOutcome]:
+        outcomes = []
+        meta_params = list(self.module.parameters())
+        for task in tasks:
+            task_loss_fn = loss_fn or engine.default_loss(task.support_y)
+            learner = self.clone()
+            engine.adapt_learner(learner, task.support_x, task.support_y, steps, task_loss_fn)
+            with torch.no_grad():
+                outputs = learner(task.query_x)
+                outcomes.append(engine.TaskOutcome(task_loss_fn(outputs, task.query_y),
+                                                   engine.accuracy(outputs, task.query_y)))
+                for theta, phi in zip(meta_params, learner.module.parameters()):
+                    step = (theta - phi) / len(tasks)
+                    theta.grad = step if theta.grad is None else theta.grad + step
+        return outcomes

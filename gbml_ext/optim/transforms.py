@@ -1,0 +1,66 @@
+"""How a transform factory decides which parameters it covers.
+
+learn2learn's `ParameterUpdate` calls a factory once per parameter and expects a module, or
+`None` for "plain gradient". Our factories also receive the parameter's name, so a caller can
+choose parameters by name and errors can say which parameter a factory cannot handle.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional, Union
+
+import torch
+from torch import nn
+
+__all__ = ["TransformFactory", "ParameterSelection"]
+
+ParameterSelection = Union[None, Iterable[str], Callable[[str], bool]]
+
+
+class TransformFactory:
+    """Base class: builds one gradient transform per selected parameter.
+
+    Arguments:
+        params: which parameters get a transform. `None` means all of them; a list of names
+            (as in `module.named_parameters()`) selects those; a callable `name -> bool` selects
+            by predicate. Unselected parameters take the plain gradient step.
+
+    Subclasses implement `build(name, param) -> nn.Module`, a module mapping a gradient of
+    `param.shape` to an update of the same shape.
+    """
+
+    def __init__(self, params: ParameterSelection = None):
+        if params is None or callable(params):
+            self.param_names = None
+            self._predicate = params
+        else:
+            if isinstance(params, str):
+                params = [params]
+            self.param_names = list(params)
+            self._predicate = None
+
+    def selects(self, name: str) -> bool:
+        if self.param_names is not None:
+            return name in self.param_names
+        return self._predicate is None or bool(self._predicate(name))
+
+    def check_names(self, module: nn.Module) -> None:
+        """Raises a `ValueError` if a parameter named in `params` is not in `module`."""
+        if self.param_names is None:
+            return
+        known = {name for name, _ in module.named_parameters()}
+        missing = [n for n in self.param_names if n not in known]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} was asked for parameter(s) {missing}, which the model "
+                f"does not have. Its parameters are: {sorted(known)}. Fix the names passed as "
+                f"params=, or pass a predicate such as params=lambda name: name.startswith('head')."
+            )
+
+    def __call__(self, param: torch.Tensor, name: str = "<unnamed>") -> Optional[nn.Module]:
+        if not self.selects(name):
+            return None
+        # Built on the parameter's device and dtype, so a float64 or CUDA model just works.
+        return self.build(name, param).to(device=param.device, dtype=param.dtype)
+
+    def build(self, name: str, param: torch.Tensor) -> nn.Module:
+        raise NotImplementedError
