@@ -14,7 +14,7 @@ import torch
 from .data.tasks import Task
 
 __all__ = ["TaskOutcome", "LossFn", "run_task", "adapt_learner", "accuracy",
-           "accumulate_meta_gradient", "default_loss"]
+           "accumulate_meta_gradient", "default_loss", "adaptation_curve"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -71,7 +71,8 @@ def run_task(algorithm, task: Task, steps: int, loss_fn: Optional[LossFn] = None
         >>> run_task(maml, task, steps=1).loss.backward()
     """
     loss_fn = loss_fn or default_loss(task.support_y)
-    task = algorithm.encode_task(task)
+    with torch.set_grad_enabled(train):
+        task = algorithm.encode_task(task)
     learner = algorithm.clone() if train else algorithm.clone(first_order=True)
     adapt_learner(learner, task.support_x, task.support_y, steps, loss_fn)
     with torch.set_grad_enabled(train):
@@ -93,3 +94,23 @@ def accumulate_meta_gradient(algorithm, tasks: Sequence[Task], steps: int,
         (outcome.loss / len(tasks)).backward()
         outcomes.append(TaskOutcome(outcome.loss.detach(), outcome.accuracy))
     return outcomes
+
+
+def adaptation_curve(algorithm, task: Task, steps: int,
+                     loss_fn: Optional[LossFn] = None) -> List[TaskOutcome]:
+    """Query loss and accuracy after 0, 1, ..., `steps` inner steps on one task (no meta-graph).
+
+    Returns `steps + 1` detached outcomes; entry k is the learner after k steps.
+    """
+    loss_fn = loss_fn or default_loss(task.support_y)
+    with torch.no_grad():
+        task = algorithm.encode_task(task)
+    learner = algorithm.clone(first_order=True)
+    curve = []
+    for step in range(steps + 1):
+        if step:
+            adapt_learner(learner, task.support_x, task.support_y, 1, loss_fn)
+        with torch.no_grad():
+            outputs = learner(task.query_x)
+            curve.append(TaskOutcome(loss_fn(outputs, task.query_y), accuracy(outputs, task.query_y)))
+    return curve

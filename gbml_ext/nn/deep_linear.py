@@ -74,7 +74,8 @@ def linnet(model: nn.Module, depth: int = 2, width: Optional[int] = None,
         depth, width: as for `DeepLinear`.
         attr: dotted name of the Linear to replace (e.g. "classifier"); default the last one.
 
-    Returns the same model, so `linnet(cnn4(5), depth=3)` reads naturally.
+    Returns the same model, so `linnet(cnn4(5), depth=3)` reads naturally (a bare `nn.Linear`
+    is returned as a new `DeepLinear`).
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
@@ -86,6 +87,9 @@ def linnet(model: nn.Module, depth: int = 2, width: Optional[int] = None,
         if not linears:
             raise ValueError(f"linnet: {type(model).__name__} has no nn.Linear to replace.")
         attr = linears[-1]
+    if attr == "":  # the model is itself a Linear: the whole model becomes the deep head
+        return DeepLinear(model.in_features, model.out_features, depth=depth, width=width,
+                          bias=model.bias is not None).to(model.weight.device)
     parent_name, _, child_name = attr.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     old = getattr(parent, child_name, None)

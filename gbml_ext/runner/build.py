@@ -1,0 +1,120 @@
+"""The one place that turns a config into task sources, a model, a learner and an optimizer."""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import torch
+from torch import nn
+
+from .. import nn as gnn
+from ..algorithms import ANIL, GBML, MetaSGD, Reptile
+from ..data.tasks import TaskSource
+from ..optim import KroneckerTransform
+from .config import AlgorithmConfig, Config, ConfigError, DataConfig, ModelConfig
+
+__all__ = ["build_task_sources", "build_model", "build_algorithm", "build_optimizer",
+           "MODELS", "SYNTHETIC_SOURCES"]
+
+SYNTHETIC_SOURCES = ("linear-regression", "logistic-regression")
+
+
+def build_task_sources(data: DataConfig, seed: int, rank: int = 0) -> Dict[str, TaskSource]:
+    """Returns {"train", "validation", "test"} task sources.
+
+    The training stream is seeded by (seed, rank), so each distributed rank draws its own tasks;
+    validation and test depend on the seed only.
+    """
+    if data.source in SYNTHETIC_SOURCES:
+        from ..data.synthetic import synthetic_task_source
+
+        # One task distribution (its covariance is fixed by options.covariance_seed); the splits
+        # and ranks differ only in the seed of their stream of tasks.
+        stream = {"train": seed * 1000 + 17 * rank, "validation": seed * 1000 + 1,
+                  "test": seed * 1000 + 2}
+        try:
+            return {split: synthetic_task_source(data.source, seed=s, **data.options)
+                    for split, s in stream.items()}
+        except TypeError as error:
+            raise ConfigError(f"data.options {data.options} do not fit {data.source!r}: {error}")
+    from ..data.vision import build_task_sources as build_vision, dataset_names
+
+    if data.source not in dataset_names():
+        raise ConfigError(f"data.source {data.source!r} is unknown; choose one of "
+                          f"{', '.join(SYNTHETIC_SOURCES + dataset_names())}.")
+    if not data.root:
+        raise ConfigError(f"data.root is empty: set it to the {data.source} folder, for example "
+                          f"data.root=path/to/{data.source} (see docs/reproduction.md).")
+    sources = build_vision(data.source, data.root, data.ways, data.shots, data.queries,
+                           seed=seed * 1000, **data.options)
+    if rank:
+        train = sources["train"]
+        sources["train"] = type(train)(train.dataset, data.ways, data.shots, data.queries,
+                                       transforms=train.transforms, seed=seed * 1000 + 17 * rank)
+    return sources
+
+
+def _synthetic_source(data: DataConfig):
+    if data.source not in SYNTHETIC_SOURCES:
+        raise ConfigError(f"this model takes vectors: data.source must be one of "
+                          f"{SYNTHETIC_SOURCES}, not {data.source!r}.")
+    return build_task_sources(data, seed=0)["test"]
+
+
+def _input_features(data: DataConfig) -> int:
+    return _synthetic_source(data).dim
+
+
+def _output_size(data: DataConfig) -> int:
+    return _synthetic_source(data).out_features
+
+
+MODELS: Dict[str, Callable[..., nn.Module]] = {
+    "linear": lambda data, **o: nn.Linear(_input_features(data), _output_size(data), **o),
+    "deep_linear": lambda data, **o: gnn.DeepLinear(_input_features(data), _output_size(data), **o),
+    "omniglot_cnn4": lambda data, **o: gnn.omniglot_cnn4(data.ways, **o),
+    "mini_imagenet_cnn4": lambda data, **o: gnn.mini_imagenet_cnn4(data.ways, **o),
+    "cifarfs_cnn4": lambda data, **o: gnn.cifarfs_cnn4(data.ways, **o),
+}
+
+
+def build_model(model: ModelConfig, data: DataConfig) -> nn.Module:
+    """Builds a registered model (see `MODELS`), then swaps in a LinNet head if asked."""
+    if model.name not in MODELS:
+        raise ConfigError(f"model.name {model.name!r} is unknown; choose one of {', '.join(MODELS)}.")
+    try:
+        network = MODELS[model.name](data, **model.options)
+    except TypeError as error:
+        raise ConfigError(f"model.options {model.options} do not fit model {model.name!r}: {error}")
+    if model.linnet_depth > 1:
+        network = gnn.linnet(network, depth=model.linnet_depth, width=model.linnet_width or None)
+    return network
+
+
+def build_algorithm(config: AlgorithmConfig, model: nn.Module) -> nn.Module:
+    """Wraps `model` in the configured meta-learner (MAML, FOMAML, ANIL, Meta-SGD, Reptile),
+    with a Kronecker transform when `config.transform` asks for one (Meta-KFO)."""
+    transform = None
+    if config.transform != "none":
+        transform = KroneckerTransform(params=config.transform_params or None,
+                                       nonlinear=config.transform == "kronecker-mlp",
+                                       hidden_layers=config.transform_hidden_layers,
+                                       psd=config.transform_psd)
+    common = dict(lr=config.inner_lr, adapt_transform=config.adapt_transform)
+    if config.name in ("maml", "fomaml"):
+        return GBML(model, transform=transform, first_order=config.name == "fomaml", **common)
+    if config.name == "anil":
+        if not (hasattr(model, "features") and hasattr(model, "classifier")):
+            raise ConfigError(f"ANIL needs a model with `features` (body) and `classifier` "
+                              f"(head); {type(model).__name__} has not. Use a CNN4 model.")
+        return ANIL(model.features, model.classifier, transform=transform, **common)
+    if config.name == "metasgd":
+        return MetaSGD(model, lr=config.inner_lr)
+    if config.name == "reptile":
+        return Reptile(model, lr=config.inner_lr)
+    raise ConfigError(f"algorithm.name {config.name!r} is unknown.")
+
+
+def build_optimizer(config: Config, algorithm: nn.Module) -> torch.optim.Optimizer:
+    if config.train.optimizer == "adam":
+        return torch.optim.Adam(algorithm.parameters(), lr=config.train.lr)
+    return torch.optim.SGD(algorithm.parameters(), lr=config.train.lr)

@@ -1,0 +1,272 @@
+"""Experiment configs: plain TOML files, one per table row, overridable from the command line.
+
+A config file holds only what differs from the defaults below. Every key is checked: an unknown
+key or a value of the wrong type or outside its allowed set is a `ConfigError` that names the
+key and lists what is allowed.
+
+Example (experiments/configs/omniglot/5w1s_maml.toml):
+
+    name = "omniglot-5w1s-maml"
+    [data]
+    source = "omniglot"
+    ways = 5
+    shots = 1
+    [algorithm]
+    name = "maml"
+    inner_lr = 0.4
+
+and from the command line: `gbml-train experiments/configs/omniglot/5w1s_maml.toml train.iterations=100`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = ["Config", "DataConfig", "ModelConfig", "AlgorithmConfig", "TrainConfig",
+           "EvalConfig", "ConfigError", "load_config", "config_from_dict", "apply_overrides",
+           "config_to_dict", "ALGORITHMS", "TRANSFORMS"]
+
+ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile")
+TRANSFORMS = ("none", "kronecker", "kronecker-mlp")
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key and the fix."""
+
+
+def _choices(*values):
+    return field(default=values[0], metadata={"choices": values})
+
+
+@dataclass
+class DataConfig:
+    """Where tasks come from.
+
+    source: a synthetic family ("linear-regression", "logistic-regression") or a dataset
+        ("omniglot", "mini-imagenet", "cifar-fs", "fc100").
+    root: dataset folder (vision sources only).
+    ways, shots, queries: classes per task, support and query examples per class.
+    options: source-specific settings (synthetic: dim, condition_number, ...; vision: split, ...).
+    """
+
+    source: str = "linear-regression"
+    root: str = ""
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """The network: a registered `name`, its `options`, and an optional deep-linear head.
+
+    linnet_depth: if > 1, the final Linear is replaced by that many linear layers ("LinNet").
+    linnet_width: hidden width of the LinNet head (default: its input size).
+    """
+
+    name: str = "linear"
+    options: Dict[str, Any] = field(default_factory=dict)
+    linnet_depth: int = 0
+    linnet_width: int = 0
+
+
+@dataclass
+class AlgorithmConfig:
+    """How tasks are adapted to.
+
+    name: maml | fomaml | anil | metasgd | reptile.
+    transform: none | kronecker | kronecker-mlp (Meta-KFO when not "none").
+    transform_psd: use MᵀM Kronecker factors.
+    transform_params: parameter names that get a transform (empty: all; ANIL: all of the head).
+    inner_lr: the inner-loop learning rate α (Meta-SGD: the starting rate).
+    train_steps / test_steps: inner steps during meta-training / evaluation.
+    batched: process the meta-batch's tasks together (gbml_ext.batched) instead of one by one.
+    """
+
+    name: str = _choices(*ALGORITHMS)
+    transform: str = _choices(*TRANSFORMS)
+    transform_psd: bool = False
+    transform_hidden_layers: int = 2
+    transform_params: List[str] = field(default_factory=list)
+    inner_lr: float = 0.1
+    train_steps: int = 1
+    test_steps: int = 1
+    adapt_transform: bool = False
+    batched: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """The outer loop.
+
+    iterations: meta-iterations; meta_batch: tasks per meta-iteration.
+    optimizer: adam | sgd (Reptile's ε is the sgd `lr`).
+    log_every / eval_every / checkpoint_every: in meta-iterations (0 disables).
+    eval_tasks: validation tasks per periodic evaluation.
+    """
+
+    iterations: int = 1000
+    meta_batch: int = 16
+    optimizer: str = _choices("adam", "sgd")
+    lr: float = 1e-3
+    log_every: int = 10
+    eval_every: int = 0
+    eval_tasks: int = 100
+    checkpoint_every: int = 100
+
+
+@dataclass
+class EvalConfig:
+    """The final evaluation: `tasks` held-out tasks, mean and 95% confidence interval."""
+
+    tasks: int = 600
+    split: str = _choices("test", "validation")
+
+
+@dataclass
+class Config:
+    """One experiment run. `output_dir` defaults to runs/<name>/seed<seed>."""
+
+    name: str = "experiment"
+    seed: int = 0
+    device: str = _choices("auto", "cpu", "cuda")
+    output_dir: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name}/seed{self.seed}")
+
+
+def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
+    expected = f.type if isinstance(f.type, str) else f.type.__name__
+    base = expected.split("[")[0]
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "Dict": isinstance(value, dict),
+        "List": isinstance(value, list),
+    }.get(base, True)
+    if not ok:
+        raise ConfigError(f"config key '{path}' must be {expected}, got {value!r} "
+                          f"({type(value).__name__}).")
+    if base == "float":
+        value = float(value)
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"config key '{path}' is {value!r}; allowed: {', '.join(choices)}.")
+    if base == "int" and value < 0:
+        raise ConfigError(f"config key '{path}' must be >= 0, got {value}.")
+    if base == "float" and not value > 0 and path.endswith("lr"):
+        raise ConfigError(f"config key '{path}' must be > 0, got {value}.")
+    return value
+
+
+def _build(cls, data: Dict[str, Any], prefix: str = ""):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"section [{prefix.rstrip('.')}]" if prefix else "the top level"
+        raise ConfigError(f"unknown config key(s) {[prefix + k for k in unknown]} in {where}; "
+                          f"known keys there: {', '.join(sorted(fields))}.")
+    kwargs = {}
+    for name, value in data.items():
+        f = fields[name]
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{prefix}{name}' is a section; write [{prefix}{name}].")
+            kwargs[name] = _build(f.default_factory, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_value(prefix + name, f, value)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Dict[str, Any]) -> Config:
+    """Builds and validates a `Config` from nested plain data (as read from TOML)."""
+    config = _build(Config, data)
+    _check_consistency(config)
+    return config
+
+
+def config_to_dict(config: Config) -> Dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _check_consistency(config: Config) -> None:
+    if config.train.meta_batch < 1:
+        raise ConfigError("train.meta_batch must be at least 1.")
+    if config.algorithm.name == "reptile" and config.algorithm.transform != "none":
+        raise ConfigError("Reptile takes plain SGD inner steps: set algorithm.transform = 'none'.")
+    if config.algorithm.name == "metasgd" and config.algorithm.transform != "none":
+        raise ConfigError("Meta-SGD is itself a transform: set algorithm.transform = 'none'.")
+
+
+def _parse_override_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word such as `algorithm.name=anil` is a string
+
+
+def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    """Applies `section.key=value` overrides (values in TOML syntax; bare words are strings)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value "
+                              f"(for example train.iterations=200).")
+        key, text = item.split("=", 1)
+        node = data
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: '{part}' is not a section.")
+        node[leaf] = _parse_override_value(text.strip())
+    return data
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()) -> Config:
+    """Reads a TOML config (or starts from the defaults), applies overrides, validates.
+
+    Example:
+        >>> load_config(None, ["algorithm.name=anil", "train.iterations=5"]).algorithm.name
+        'anil'
+    """
+    data = _read_toml(Path(path)) if path is not None else {}
+    return config_from_dict(apply_overrides(data, overrides))
+
+
+def _deep_merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _deep_merge(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path, seen: tuple = ()) -> Dict[str, Any]:
+    """Reads a config; `extends = "base.toml"` (relative to the file) inherits from another."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; the configs shipped with "
+                          f"gbml_ext are under experiments/configs/.")
+    if path.resolve() in seen:
+        raise ConfigError(f"config file {path} extends itself through {list(map(str, seen))}.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    base = _read_toml(path.parent / parent, seen + (path.resolve(),))
+    return _deep_merge(base, data)

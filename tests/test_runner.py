@@ -1,0 +1,126 @@
+"""The experiment runner: configs, resume, confidence intervals, output files."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gbml_ext.runner import ConfigError, NonFiniteLossError, confidence_interval, load_config, train
+from gbml_ext.runner import loop as loop_module
+
+TINY = ["data.source=linear-regression", "data.options={dim=4, n_support=8, n_query=8}",
+        "train.iterations=20", "train.meta_batch=4", "train.lr=0.01", "train.log_every=1",
+        "train.checkpoint_every=5", "evaluation.tasks=20", "algorithm.test_steps=2"]
+
+
+def tiny_config(tmp_path, *extra):
+    return load_config(None, TINY + [f"output_dir='{tmp_path}'", *extra])
+
+
+def test_confidence_interval_matches_formula():
+    values = np.random.default_rng(0).normal(size=37)
+    expected = 1.96 * values.std(ddof=1) / math.sqrt(len(values))
+    assert confidence_interval(values.tolist()) == pytest.approx(expected, rel=1e-12)
+    assert math.isnan(confidence_interval([1.0]))
+
+
+def test_overrides_and_extends(tmp_path):
+    base = tmp_path / "base.toml"
+    base.write_text('name = "base"\n[train]\niterations = 7\nlr = 0.5\n')
+    row = tmp_path / "row.toml"
+    row.write_text('extends = "base.toml"\nname = "row"\n[algorithm]\nname = "fomaml"\n')
+    config = load_config(row, ["train.lr=0.25", "algorithm.transform=kronecker",
+                               "data.options={dim=3}"])
+    assert (config.name, config.train.iterations, config.train.lr) == ("row", 7, 0.25)
+    assert config.algorithm.name == "fomaml" and config.algorithm.transform == "kronecker"
+    assert config.data.options == {"dim": 3}
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.iters=3", "unknown config key.*train.iters.*iterations"),
+    ("algorithm.name=mamlx", "allowed: maml, fomaml"),
+    ("train.meta_batch=2.5", "train.meta_batch' must be int"),
+    ("train.lr=0", "train.lr' must be > 0"),
+    ("algorithm.transform=kronecker", None),
+    ("nonsense", "section.key=value"),
+])
+def test_bad_config_values_are_clear_errors(override, message):
+    if message is None:
+        load_config(None, [override])
+        return
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_missing_config_file_is_clear(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist.*experiments/configs"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_end_to_end_run_writes_results_with_fields(tmp_path):
+    result = train(tiny_config(tmp_path), progress=False)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"results.json", "results.md", "metrics.jsonl", "checkpoint.pt", "training.png"} <= files
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["evaluation"]["loss"]["n"] == 20
+    assert len(results["evaluation"]["loss_by_step"]) == 3
+    assert results["evaluation"]["accuracy"] is None
+    for key in ("train_seconds", "seconds_per_iteration", "peak_memory_mb", "final_train_loss"):
+        assert results[key] > 0
+    assert results["environment"]["torch"] == torch.__version__
+    assert results["config"]["train"]["iterations"] == 20
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in lines] == list(range(1, 21))
+    assert "± " in (tmp_path / "results.md").read_text()
+    assert result.history == lines
+
+
+def test_classification_run_reports_accuracy(tmp_path):
+    config = tiny_config(tmp_path, "data.source=logistic-regression", "model.linnet_depth=2",
+                         "algorithm.transform=kronecker")
+    results = train(config, progress=False).results
+    assert 0.0 <= results["evaluation"]["accuracy"]["mean"] <= 1.0
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_is_bit_identical_to_uninterrupted_run(tmp_path, monkeypatch):
+    straight = train(tiny_config(tmp_path / "a", "algorithm.transform=kronecker"), progress=False)
+
+    real_log = loop_module._log
+
+    def log_then_crash(run_dir, history, record):
+        real_log(run_dir, history, record)
+        if record["iteration"] == 13:  # past the checkpoint at 10: iterations 11-13 are redone
+            raise _Interrupt
+
+    monkeypatch.setattr(loop_module, "_log", log_then_crash)
+    config = tiny_config(tmp_path / "b", "algorithm.transform=kronecker")
+    with pytest.raises(_Interrupt):
+        train(config, progress=False)
+    monkeypatch.setattr(loop_module, "_log", real_log)
+    resumed = train(config, resume=True, progress=False)
+
+    for a, b in zip(straight.algorithm.state_dict().values(), resumed.algorithm.state_dict().values()):
+        assert torch.equal(a, b)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(straight.history) == strip(resumed.history)
+    lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in lines] == list(range(1, 21))
+    assert straight.results["evaluation"]["loss"] == resumed.results["evaluation"]["loss"]
+
+
+def test_nan_loss_is_a_clear_error(tmp_path):
+    config = tiny_config(tmp_path, "algorithm.inner_lr=1e6", "algorithm.train_steps=5")
+    with pytest.raises(NonFiniteLossError, match="inner_lr"):
+        train(config, progress=False)
+
+
+def test_cli_reports_config_errors(capsys):
+    from gbml_ext.runner.cli import main
+
+    assert main(["train.nope=1"]) == 2
+    assert "unknown config key" in capsys.readouterr().err
