@@ -1,0 +1,335 @@
+"""Few-shot vision loaders on tiny fixtures in each dataset's real on-disk format.
+
+Nothing here reads the shared real data: every dataset is written into pytest's tmp_path by
+`vision_fixtures`.
+"""
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from gbml_ext.data import (DatasetError, FewShotTasks, ImageClassDataset, Task, build_task_sources,
+                           load_cifar_fs, load_fc100, load_mini_imagenet, load_omniglot)
+from gbml_ext.data import vision
+from vision_fixtures import (write_bertinetto_splits, write_cifar100_tree, write_fc100_split_files,
+                             write_mini_imagenet_csv, write_mini_imagenet_pickles,
+                             write_omniglot_archive, write_omniglot_tree, write_vinyals_split_files)
+
+SPLITS = ("train", "validation", "test")
+TINY_OMNIGLOT_SIZES = (4, 2, 2)  # the fixture's 8 characters, cut like MAML's 1100/100/423
+CIFAR_FS_SPLITS = {"train": ["apple", "bear", "bed", "bee", "bottle"],
+                   "val": ["baby", "boy", "girl"],
+                   "test": ["bicycle", "bus", "train"]}
+
+
+def base_classes(meta_dataset):
+    return {name.split("@")[0] for name in meta_dataset.dataset.class_names}
+
+
+def assert_splits_disjoint(datasets):
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not base_classes(datasets[a]) & base_classes(datasets[b]), (a, b)
+
+
+def assert_task(task, ways, shots, queries, image_shape):
+    assert isinstance(task, Task)
+    assert task.support_x.shape == (ways * shots, *image_shape)
+    assert task.query_x.shape == (ways * queries, *image_shape)
+    assert task.support_x.dtype == task.query_x.dtype == torch.float32
+    assert task.support_y.dtype == task.query_y.dtype == torch.long
+    assert task.support_y.bincount(minlength=ways).tolist() == [shots] * ways
+    assert task.query_y.bincount(minlength=ways).tolist() == [queries] * ways
+    assert 0.0 <= task.support_x.min() and task.support_x.max() <= 1.0
+
+
+@pytest.fixture
+def omniglot_root(tmp_path):
+    return write_omniglot_tree(tmp_path / "data")
+
+
+@pytest.fixture
+def cifar_root(tmp_path):
+    classes = {name for names in CIFAR_FS_SPLITS.values() for name in names}
+    fc100_classes = {"aquarium_fish", "flatfish", "ray", "shark", "trout", "orchid", "poppy", "rose",
+                     "sunflower", "tulip", "beetle", "butterfly", "caterpillar", "cockroach",
+                     "man", "woman"}
+    root = write_cifar100_tree(tmp_path / "cifar", sorted(classes | fc100_classes), images_per_class=4)
+    return write_bertinetto_splits(root, CIFAR_FS_SPLITS)
+
+
+# ----------------------------------------------------------------------------------- Omniglot
+
+def test_omniglot_maml_split_counts_shapes_and_rotations(omniglot_root, tmp_path):
+    data = load_omniglot(omniglot_root, split_sizes=TINY_OMNIGLOT_SIZES, cache_dir=tmp_path / "cache")
+    assert {k: len(v.labels) for k, v in data.items()} == {"train": 16, "validation": 8, "test": 8}
+    assert {k: len(v) for k, v in data.items()} == {"train": 64, "validation": 32, "test": 32}
+    assert_splits_disjoint(data)
+    # Sorted background characters come first, so train holds the 4 first background ones.
+    assert sorted(base_classes(data["train"]))[0] == "images_background/Alpha/character01"
+    assert all(c.startswith("images_evaluation") for c in base_classes(data["test"]))
+    image, label = data["train"][0]
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32
+    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert image.mean() < 0.5  # inverted: strokes are 1 on a 0 background
+
+    plain = load_omniglot(omniglot_root, split_sizes=TINY_OMNIGLOT_SIZES, rotations=False,
+                          cache_dir=tmp_path / "cache")
+    assert {k: len(v.labels) * 4 for k, v in plain.items()} == {k: len(v.labels) for k, v in data.items()}
+    # Sample j of the rotated set is image j % N turned by 90 degrees per j // N.
+    n = len(plain["train"])
+    turned, turned_label = data["train"][n + 3]
+    assert torch.equal(turned, torch.rot90(plain["train"][3][0], 1, dims=(1, 2)))
+    assert data["train"].dataset.class_names[turned_label].endswith("@90")
+
+
+def test_omniglot_vinyals_split_from_json(omniglot_root, tmp_path):
+    split_dir = write_vinyals_split_files(tmp_path / "splits", {
+        "train": ["images_background/Alpha/character01", "images_background/Alpha/character02",
+                  "images_background/Beta/character01"],
+        "val": ["images_background/Alpha/character03", "images_background/Beta/character02"],
+        "test": ["images_evaluation/Gamma/character01", "images_evaluation/Gamma/character02",
+                 "images_evaluation/Gamma/character03"]})
+    data = load_omniglot(omniglot_root, split="vinyals", split_dir=split_dir, rotations=False,
+                         cache_dir=tmp_path / "cache")
+    assert {k: len(v.labels) for k, v in data.items()} == {"train": 3, "validation": 2, "test": 3}
+    assert base_classes(data["validation"]) == {"images_background/Alpha/character03",
+                                                "images_background/Beta/character02"}
+    assert_splits_disjoint(data)
+
+
+def test_omniglot_archive_is_extracted_once_and_images_cached(omniglot_root, tmp_path, monkeypatch):
+    archive = write_omniglot_archive(omniglot_root, tmp_path / "omniglot-py.tar.gz")
+    cache = tmp_path / "cache"
+    first = load_omniglot(archive, split_sizes=TINY_OMNIGLOT_SIZES, cache_dir=cache)
+    assert (cache / "omniglot-py" / "images_background").is_dir()
+    assert (cache / "omniglot-28x28.npz").is_file()
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the cache should have been used")
+    monkeypatch.setattr(vision, "_decode_image", no_decoding)
+    second = load_omniglot(archive, split_sizes=TINY_OMNIGLOT_SIZES, cache_dir=cache)
+    assert torch.equal(first["test"][5][0], second["test"][5][0])
+
+
+def test_omniglot_errors_name_problem_and_fix(omniglot_root, tmp_path):
+    with pytest.raises(DatasetError, match="Omniglot root not found") as error:
+        load_omniglot(tmp_path / "nowhere")
+    assert "images_background.zip" in str(error.value) and "brendenlake/omniglot" in str(error.value)
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="omniglot-py"):
+        load_omniglot(tmp_path / "empty")
+
+    with pytest.raises(DatasetError, match="found 8 Omniglot characters.*1623"):
+        load_omniglot(omniglot_root, cache_dir=tmp_path / "cache")  # default 1100/100/423
+
+    with pytest.raises(DatasetError, match="needs split_dir"):
+        load_omniglot(omniglot_root, split="vinyals", cache_dir=tmp_path / "cache")
+    with pytest.raises(DatasetError, match=r"split file not found.*train\.json"):
+        load_omniglot(omniglot_root, split="vinyals", split_dir=tmp_path / "no-splits",
+                      cache_dir=tmp_path / "cache")
+
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    with pytest.raises(DatasetError, match="truncated or damaged"):
+        load_omniglot(broken, cache_dir=tmp_path / "cache2")
+
+    import shutil
+    shutil.rmtree(omniglot_root / "omniglot-py" / "images_evaluation")
+    with pytest.raises(DatasetError, match="images_evaluation not found") as error:
+        load_omniglot(omniglot_root, cache_dir=tmp_path / "cache")
+    assert "images_evaluation.zip" in error.value.fix
+
+
+# ----------------------------------------------------------------------------- mini-ImageNet
+
+def test_mini_imagenet_pickles(tmp_path):
+    root = write_mini_imagenet_pickles(tmp_path / "mini", images_per_class=6)
+    data = load_mini_imagenet(root)
+    assert {k: len(v.labels) for k, v in data.items()} == {"train": 5, "validation": 3, "test": 3}
+    assert {k: len(v) for k, v in data.items()} == {"train": 30, "validation": 18, "test": 18}
+    assert_splits_disjoint(data)
+    with open(root / "mini-imagenet-cache-train.pkl", "rb") as stream:
+        raw = pickle.load(stream)
+    name, indices = next(iter(raw["class_dict"].items()))
+    dataset = data["train"].dataset
+    label = dataset.class_names.index(name)
+    stored = sorted(dataset.images[i].permute(1, 2, 0).numpy().tobytes()
+                    for i in data["train"].labels_to_indices[label])
+    assert stored == sorted(raw["image_data"][i].tobytes() for i in indices)
+    image, _ = data["test"][0]
+    assert image.shape == (3, 84, 84) and image.dtype == torch.float32
+
+
+def test_mini_imagenet_csv_resizes_and_caches(tmp_path):
+    root = write_mini_imagenet_csv(tmp_path / "mini", images_per_class=4, size=(100, 90))
+    data = load_mini_imagenet(root, cache_dir=tmp_path / "cache")
+    assert {k: len(v.labels) for k, v in data.items()} == {"train": 4, "validation": 3, "test": 3}
+    assert data["train"][0][0].shape == (3, 84, 84)
+    assert (tmp_path / "cache" / "mini-imagenet-train-84x84.npz").is_file()
+    assert_splits_disjoint(data)
+
+
+def test_mini_imagenet_errors_name_problem_and_fix(tmp_path):
+    with pytest.raises(DatasetError, match="mini-ImageNet root not found") as error:
+        load_mini_imagenet(tmp_path / "nowhere")
+    assert "mini-imagenet-cache-train.pkl" in str(error.value) and "train.csv" in str(error.value)
+
+    root = write_mini_imagenet_pickles(tmp_path / "mini")
+    (root / "mini-imagenet-cache-test.pkl").unlink()
+    with pytest.raises(DatasetError, match="no mini-ImageNet test split") as error:
+        load_mini_imagenet(root)
+    assert "mini-imagenet-cache-test.pkl" in str(error.value) and "test.csv" in str(error.value)
+
+    whole = (root / "mini-imagenet-cache-train.pkl").read_bytes()
+    (root / "mini-imagenet-cache-train.pkl").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DatasetError, match="truncated") as error:
+        load_mini_imagenet(root, splits=("train",))
+    assert "re-download" in str(error.value)
+
+    (root / "mini-imagenet-cache-train.pkl").write_bytes(
+        b"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title>")
+    with pytest.raises(DatasetError, match="HTML page") as error:
+        load_mini_imagenet(root, splits=("train",))
+    assert "Google Drive" in str(error.value) and "re-download" in str(error.value)
+
+
+def test_mini_imagenet_refuses_pickles_with_foreign_code(tmp_path):
+    root = write_mini_imagenet_pickles(tmp_path / "mini", classes={"validation": 2})
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    (root / "mini-imagenet-cache-validation.pkl").write_bytes(pickle.dumps(Payload(), protocol=4))
+    with pytest.raises(DatasetError, match="refusing to load global"):
+        load_mini_imagenet(root, splits=("validation",))
+    assert not marker.exists()
+
+
+def test_mini_imagenet_csv_missing_images(tmp_path):
+    root = write_mini_imagenet_csv(tmp_path / "mini", images_per_class=2)
+    victim = sorted((root / "images").iterdir())[0]
+    victim.unlink()
+    with pytest.raises(DatasetError, match=f"missing from .*{victim.name}"):
+        load_mini_imagenet(root, format="csv")
+
+
+# ------------------------------------------------------------------------------ CIFAR-FS, FC100
+
+def test_cifar_fs_splits_and_shapes(cifar_root, tmp_path):
+    data = load_cifar_fs(cifar_root, cache_dir=tmp_path / "cache")
+    assert {k: sorted(v.dataset.class_names) for k, v in data.items()} == {
+        "train": CIFAR_FS_SPLITS["train"], "validation": CIFAR_FS_SPLITS["val"],
+        "test": CIFAR_FS_SPLITS["test"]}
+    assert {k: len(v) for k, v in data.items()} == {"train": 20, "validation": 12, "test": 12}
+    image, label = data["train"][0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+    assert (tmp_path / "cache" / "cifar100-32x32.npz").is_file()
+
+
+def test_cifar_fs_errors_name_problem_and_fix(cifar_root, tmp_path):
+    with pytest.raises(DatasetError, match="CIFAR-100 root not found") as error:
+        load_cifar_fs(tmp_path / "nowhere")
+    assert "cifar100/data" in str(error.value) and "bertinetto" in str(error.value)
+
+    (cifar_root / "cifar100" / "splits" / "bertinetto" / "val.txt").unlink()
+    with pytest.raises(DatasetError, match=r"split file not found.*val\.txt"):
+        load_cifar_fs(cifar_root)
+
+    write_bertinetto_splits(cifar_root, {"val": ["baby", "dinosaur"]})
+    with pytest.raises(DatasetError, match="'dinosaur'"):
+        load_cifar_fs(cifar_root, cache_dir=tmp_path / "cache")
+
+
+def test_fc100_superclass_split(cifar_root, tmp_path):
+    split_dir = write_fc100_split_files(tmp_path / "fc100", {
+        "train": ["fish", "flowers"], "val": ["insects"], "test": ["people"]})
+    data = load_fc100(cifar_root, split_dir=split_dir, cache_dir=tmp_path / "cache")
+    assert {k: len(v.labels) for k, v in data.items()} == {"train": 10, "validation": 5, "test": 5}
+    assert "tulip" in data["train"].dataset.class_names
+    assert set(data["test"].dataset.class_names) == {"baby", "boy", "girl", "man", "woman"}
+    assert_splits_disjoint(data)
+
+    with pytest.raises(DatasetError, match=r"split file not found.*val\.json"):
+        load_fc100(cifar_root, split_dir=tmp_path / "elsewhere", splits=("validation",))
+    # The built-in 12/4/4 split needs classes the fixture lacks.
+    with pytest.raises(DatasetError, match="classes of the split have no images"):
+        load_fc100(cifar_root, cache_dir=tmp_path / "cache")
+
+
+# ------------------------------------------------------------------------- FewShotTasks, registry
+
+def small_dataset(classes=6, per_class=5):
+    images = np.arange(classes * per_class, dtype=np.uint8).repeat(4).reshape(-1, 2, 2)
+    labels = [i // per_class for i in range(classes * per_class)]
+    return ImageClassDataset(images, labels, [f"class{c}" for c in range(classes)]).meta_dataset()
+
+
+def test_few_shot_tasks_shapes_labels_and_disjoint_support_query():
+    source = FewShotTasks(small_dataset(), ways=3, shots=2, queries=3)
+    for _ in range(5):
+        task = source.sample()
+        assert_task(task, 3, 2, 3, (1, 2, 2))
+        # Pixel value identifies the image: support and query never share one, and each label
+        # maps to a single source class in both.
+        support_ids = (task.support_x[:, 0, 0, 0] * 255).round().long()
+        query_ids = (task.query_x[:, 0, 0, 0] * 255).round().long()
+        assert not set(support_ids.tolist()) & set(query_ids.tolist())
+        for label in range(3):
+            classes = torch.cat([support_ids[task.support_y == label], query_ids[task.query_y == label]]) // 5
+            assert classes.unique().numel() == 1
+
+
+def test_few_shot_tasks_seed_is_private_and_resumable():
+    def draw(source, count):
+        return [source.sample().support_x for _ in range(count)]
+    reference = draw(FewShotTasks(small_dataset(), 3, 1, 1, seed=7), 4)
+    random.seed(123)
+    source = FewShotTasks(small_dataset(), 3, 1, 1, seed=7)
+    first_two = draw(source, 2)
+    state = source.state_dict()
+    random.random()  # global RNG activity must not disturb a seeded source
+    resumed = FewShotTasks(small_dataset(), 3, 1, 1, seed=99)
+    resumed.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(reference, first_two + draw(resumed, 2)))
+
+
+def test_few_shot_tasks_transforms_and_fixed_task_pool():
+    source = FewShotTasks(small_dataset(), 2, 1, 1, num_tasks=3, transforms=lambda image: image * 0 + 0.5,
+                          seed=0)
+    task = source.sample()
+    assert torch.all(task.support_x == 0.5)
+    assert len(source._tasks) == 3
+
+
+def test_impossible_ways_or_shots_raise_dataset_error():
+    with pytest.raises(DatasetError, match="7-way tasks but this split has only 6 classes") as error:
+        FewShotTasks(small_dataset(), ways=7, shots=1, queries=1)
+    assert "ways <= 6" in str(error.value)
+    with pytest.raises(DatasetError, match=r"shots\+queries = 6.*'class0' has only 5") as error:
+        FewShotTasks(small_dataset(), ways=2, shots=1, queries=5)
+    assert "lower shots or queries" in str(error.value)
+
+
+def test_build_task_sources_for_every_dataset(omniglot_root, cifar_root, tmp_path):
+    fc100_dir = write_fc100_split_files(tmp_path / "fc100", {
+        "train": ["fish", "flowers"], "val": ["insects"], "test": ["people"]})
+    cases = {
+        "omniglot": (omniglot_root, dict(split_sizes=TINY_OMNIGLOT_SIZES, cache_dir=tmp_path / "c1"),
+                     (1, 28, 28)),
+        "mini-imagenet": (write_mini_imagenet_pickles(tmp_path / "mini"), {}, (3, 84, 84)),
+        "cifar-fs": (cifar_root, dict(cache_dir=tmp_path / "c2"), (3, 32, 32)),
+        "fc100": (cifar_root, dict(split_dir=fc100_dir, cache_dir=tmp_path / "c2"), (3, 32, 32)),
+    }
+    for name, (root, options, image_shape) in cases.items():
+        sources = build_task_sources(name, root, ways=3, shots=1, queries=2, seed=0, **options)
+        assert set(sources) == set(SPLITS), name
+        for source in sources.values():
+            assert_task(source.sample(), 3, 1, 2, image_shape)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        build_task_sources("imagenet-21k", tmp_path, 5, 1, 1)
