@@ -169,6 +169,13 @@ class FewShotTasks:
             ConsecutiveLabels(dataset),
         ], num_tasks=num_tasks)
         self._random_state = None if seed is None else random.Random(seed).getstate()
+        if num_tasks > 0:
+            # learn2learn would draw pool task i on its first use; drawing the whole pool now
+            # makes it depend on the seed alone, so a run resumed from `state_dict()` sees the
+            # same pool as the original run.
+            with self._private_random():
+                for index in range(num_tasks):
+                    self._tasks.sampled_descriptions[index] = self._tasks.sample_task_description()
 
     @staticmethod
     def _check_task_fits(dataset: MetaDataset, ways: int, per_class: int) -> None:
