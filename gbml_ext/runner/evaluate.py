@@ -39,18 +39,22 @@ def evaluate(algorithm, source: TaskSource, num_tasks: int, steps: int,
     """Adapts to `num_tasks` tasks from `source` and summarizes the query results.
 
     Returns a dict with, for the final step, `loss` and `accuracy` summaries ({mean, ci95, n};
-    accuracy is None for regression), and `loss_by_step`: the summary after 0..steps steps.
+    accuracy is None for regression), `loss_by_step`: the summary after 0..steps steps, and
+    `per_task`: the raw per-task values behind them.
     """
     from tqdm.auto import tqdm
 
     curves: List[List[engine.TaskOutcome]] = []
     for _ in tqdm(range(num_tasks), desc="evaluate", leave=False, disable=not progress):
         curves.append(engine.adaptation_curve(algorithm, source.sample().to(device), steps, loss_fn))
-    loss_by_step = [summarize([c[k].loss.item() for c in curves]) for k in range(steps + 1)]
+    per_step_losses = [[c[k].loss.item() for c in curves] for k in range(steps + 1)]
     accuracies = [c[-1].accuracy.item() for c in curves if c[-1].accuracy is not None]
+    loss_by_step = [summarize(losses) for losses in per_step_losses]
     return {
         "steps": steps,
         "loss": loss_by_step[-1],
         "accuracy": summarize(accuracies) if accuracies else None,
         "loss_by_step": loss_by_step,
+        # Kept so that several seeds can be pooled into one CI (gbml_ext.runner.compare).
+        "per_task": {"loss_by_step": per_step_losses, "accuracy": accuracies or None},
     }
