@@ -1,0 +1,57 @@
+"""Every shipped vision config runs end to end on a tiny CIFAR-FS fixture in its real layout."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gbml_ext.runner import load_config, train
+from vision_fixtures import write_bertinetto_splits, write_cifar100_tree
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+ALGORITHMS = ["maml", "fomaml", "anil", "maml_linnet", "anil_linnet", "maml_kfo", "anil_kfo",
+              "metasgd", "reptile"]
+
+
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    names = [f"class{i}" for i in range(10)]
+    write_cifar100_tree(root, names, images_per_class=4)
+    write_bertinetto_splits(root, {"train": names[:4], "val": names[4:7], "test": names[7:]})
+    return root
+
+
+def tiny_overrides(root, out):
+    return [f"data.root='{root}'", "data.ways=3", "data.queries=1", "model.options={hidden=4}",
+            "train.iterations=2", "train.meta_batch=2", "train.log_every=1", "train.eval_every=1", "train.eval_tasks=2",
+            "evaluation.tasks=3", "algorithm.train_steps=1", "algorithm.test_steps=2",
+            "device=cpu", f"output_dir='{out}'"]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_config_runs_end_to_end(algorithm, cifar_root, tmp_path):
+    config = load_config(CONFIGS / "cifar-fs" / "5w1s" / f"{algorithm}.toml",
+                         tiny_overrides(cifar_root, tmp_path))
+    result = train(config, progress=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["name"] == f"cifar-fs-5w1s-{algorithm}"
+    assert 0.0 <= results["evaluation"]["accuracy"]["mean"] <= 1.0
+    assert [h["split"] for h in result.history] == ["train", "validation", "train", "validation"]
+    assert all(torch.isfinite(p).all() for p in result.algorithm.parameters())
+
+
+def test_batched_path_runs_from_a_config(cifar_root, tmp_path):
+    config = load_config(CONFIGS / "cifar-fs" / "5w1s" / "anil_kfo.toml",
+                         tiny_overrides(cifar_root, tmp_path) + ["algorithm.batched=true"])
+    assert train(config, progress=False).results["evaluation"]["accuracy"]["n"] == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_run_reports_cuda_memory(cifar_root, tmp_path):
+    overrides = tiny_overrides(cifar_root, tmp_path)
+    overrides[overrides.index("device=cpu")] = "device=cuda"
+    results = train(load_config(CONFIGS / "cifar-fs" / "5w1s" / "maml.toml", overrides),
+                    progress=False).results
+    assert results["peak_memory_kind"] == "cuda_max_allocated" and results["peak_memory_mb"] > 0
+    assert results["environment"]["device"].startswith("cuda")
