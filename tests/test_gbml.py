@@ -97,3 +97,22 @@ def test_adapt_rejects_detached_loss():
     learner = gbml_ext.GBML(torch.nn.Linear(3, 1), lr=0.1).clone()
     with pytest.raises(ValueError, match="does not require grad"):
         learner.adapt(torch.tensor(1.0))
+
+
+def test_gbml_matches_learn2learn_maml_on_a_cnn():
+    from gbml_ext.algorithms import Learn2LearnMAML
+    from gbml_ext.nn import cifarfs_cnn4
+
+    def build():
+        torch.manual_seed(0)
+        return cifarfs_cnn4(ways=3, hidden=4).double()
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(3).repeat(2)
+    task = gbml_ext.Task(torch.randn(6, 3, 32, 32, generator=g, dtype=torch.float64), y,
+                         torch.randn(6, 3, 32, 32, generator=g, dtype=torch.float64), y)
+    ours, reference = gbml_ext.GBML(build(), lr=0.3), Learn2LearnMAML(build(), lr=0.3)
+    for algorithm in (ours, reference):
+        gbml_ext.run_task(algorithm, task, steps=2).loss.backward()
+    for a, b in zip(ours.parameters(), reference.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)

@@ -3,6 +3,7 @@ from .anil import ANIL
 from .base import MetaLearner
 from .gbml import GBML, MAML
 from .metasgd import MetaSGD
+from .reference import Learn2LearnMAML
 from .reptile import Reptile
 
-__all__ = ["GBML", "MAML", "ANIL", "MetaSGD", "Reptile", "MetaLearner"]
+__all__ = ["GBML", "MAML", "ANIL", "MetaSGD", "Reptile", "MetaLearner", "Learn2LearnMAML"]

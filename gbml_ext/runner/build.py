@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .. import nn as gnn
-from ..algorithms import ANIL, GBML, MetaSGD, Reptile
+from ..algorithms import ANIL, GBML, Learn2LearnMAML, MetaSGD, Reptile
 from ..data.tasks import TaskSource
 from ..optim import KroneckerTransform
 from .config import AlgorithmConfig, Config, ConfigError, DataConfig, ModelConfig
@@ -111,6 +111,8 @@ def build_algorithm(config: AlgorithmConfig, model: nn.Module) -> nn.Module:
         return MetaSGD(model, lr=config.inner_lr)
     if config.name == "reptile":
         return Reptile(model, lr=config.inner_lr)
+    if config.name == "l2l-maml":
+        return Learn2LearnMAML(model, lr=config.inner_lr)
     raise ConfigError(f"algorithm.name {config.name!r} is unknown.")
 
 

@@ -29,7 +29,7 @@ __all__ = ["Config", "DataConfig", "ModelConfig", "AlgorithmConfig", "TrainConfi
            "EvalConfig", "ConfigError", "load_config", "config_from_dict", "apply_overrides",
            "config_to_dict", "ALGORITHMS", "TRANSFORMS"]
 
-ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile")
+ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "l2l-maml")
 TRANSFORMS = ("none", "kronecker", "kronecker-mlp")
 
 
@@ -78,7 +78,8 @@ class ModelConfig:
 class AlgorithmConfig:
     """How tasks are adapted to.
 
-    name: maml | fomaml | anil | metasgd | reptile.
+    name: maml | fomaml | anil | metasgd | reptile | l2l-maml (learn2learn's own MAML wrapper,
+        the reference in comparisons).
     transform: none | kronecker | kronecker-mlp (Meta-KFO when not "none").
     transform_psd: use MᵀM Kronecker factors.
     transform_params: parameter names that get a transform (empty: all; ANIL: all of the head).
@@ -208,6 +209,8 @@ def _check_consistency(config: Config) -> None:
         raise ConfigError("Reptile takes plain SGD inner steps: set algorithm.transform = 'none'.")
     if config.algorithm.name == "metasgd" and config.algorithm.transform != "none":
         raise ConfigError("Meta-SGD is itself a transform: set algorithm.transform = 'none'.")
+    if config.algorithm.name == "l2l-maml" and config.algorithm.transform != "none":
+        raise ConfigError("learn2learn's MAML takes no transform: set algorithm.transform = 'none'.")
 
 
 def _parse_override_value(text: str) -> Any:
