@@ -1,0 +1,344 @@
+"""Synthetic convex task families on which MAML with a shallow model cannot adapt fast.
+
+Arnold, Iqbal & Sha, "When MAML Can Adapt Fast and How to Assist When It Cannot" (AISTATS 2021),
+Section 3, show that MAML with a linear model (Shallow, LogR) adapts poorly to linear and
+logistic regression tasks, while the same function class written as a product of linear layers
+(Deep, LogR+LinNet) or the linear model with a meta-learned Kronecker-factored gradient
+transform (Shallow+KFO, LogR+KFO) adapts fast. This module provides those task families and the
+three models, so every comparison runs through the one engine (`gbml_ext.engine.run_task`).
+
+Why a shallow model cannot adapt in one step. Inputs are x ~ N(0, Σ) with Σ's eigenvalues
+log-spaced in [1/κ, 1] (κ the condition number), so the loss Hessian of a linear model is ∝ Σ.
+One fixed-lr step θ' = θ − α∇L shrinks the error along eigenvector i by (1 − 2αλ_i) (mean
+squared error) and is stable only for α < 1/λ_max; along the small-eigenvalue directions the
+error then shrinks by at most 2λ_i/λ_max ≈ 2/κ, whatever the initialization. A preconditioned
+step θ' = θ − α P ∇L with P ≈ Σ⁻¹/(2α) removes the error in every direction at once:
+
+- Shallow+KFO learns P directly: for a Linear weight the KFO update is L G R, and R (in x in)
+  can become ≈ Σ⁻¹ up to scale.
+- Deep (f(x) = W₂W₁x): a step on the factors changes the product W = W₂W₁ by
+  −α(‖W₂‖² G + G W₁ᵀW₁) to first order, i.e. a step preconditioned by ‖W₂‖²I + W₁ᵀW₁, which
+  the meta-learned initialization of W₁ can shape towards Σ⁻¹ (exactly so when W₂ = 0).
+
+The inner learning rate is the same for all three models, as in the paper.
+
+How much a preconditioner can gain depends on the support size n. The best task-independent
+preconditioner for one MSE step is P* = Σ E[Σ̂²]⁻¹ / (2α) ≈ ((1 + 1/n) Σ + tr(Σ)/n · I)⁻¹ / (2α),
+a ridge-regularized Σ⁻¹: with n ≈ 2d the ridge tr(Σ)/n swamps the small eigenvalues and little
+is left to gain, so the defaults use n = 8d (`SYNTHETIC_DEFAULTS`).
+
+Training and evaluation sources share the task distribution (`dim`, `condition_number`,
+`covariance_seed`) and differ only in `seed`, the stream of draws.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..nn.deep_linear import DeepLinear
+from .tasks import Task
+
+__all__ = [
+    "ill_conditioned_covariance", "SyntheticTasks", "LinearRegressionTasks",
+    "LogisticRegressionTasks",
+    "SYNTHETIC_SOURCES", "synthetic_task_source", "shallow_model", "deep_model",
+    "synthetic_model", "SYNTHETIC_DEFAULTS", "SYNTHETIC_COMPARISONS", "comparison_rows",
+]
+
+
+def ill_conditioned_covariance(dim: int, condition_number: float, seed: int = 0,
+                               rotate: bool = True,
+                               dtype: torch.dtype = torch.float64) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Returns (Σ, Σ^½), both (dim, dim): eigenvalues log-spaced from 1 down to 1/condition_number.
+
+    Arguments:
+        dim: input dimension d.
+        condition_number: κ = λ_max / λ_min ≥ 1.
+        seed: draws the eigenvectors Q (a Haar-random rotation); Σ = Q diag(λ) Qᵀ.
+        rotate: with False, Q = I (Σ diagonal): then a per-weight learning rate (Meta-SGD)
+            suffices to precondition, so the default rotation is what makes a full-matrix
+            preconditioner (KFO, deep linear) necessary.
+        dtype: dtype of the returned matrices.
+
+    Example:
+        >>> cov, root = ill_conditioned_covariance(4, 100.0)
+        >>> round(float(torch.linalg.cond(cov)), 6)
+        100.0
+    """
+    if condition_number < 1:
+        raise ValueError(f"condition_number must be >= 1, got {condition_number}.")
+    eigenvalues = torch.logspace(0.0, -math.log10(condition_number), dim, dtype=torch.float64)
+    if rotate:
+        generator = torch.Generator().manual_seed(seed)
+        gaussian = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
+        q, r = torch.linalg.qr(gaussian)
+        # Fixing the signs of R's diagonal makes Q Haar-distributed, not biased by QR's convention.
+        q = q * torch.sign(torch.diagonal(r))
+    else:
+        q = torch.eye(dim, dtype=torch.float64)
+    cov = q @ torch.diag(eigenvalues) @ q.t()
+    root = q @ torch.diag(eigenvalues.sqrt()) @ q.t()
+    return cov.to(dtype), root.to(dtype)
+
+
+class SyntheticTasks:
+    """Base of the synthetic `TaskSource`s: x ~ N(0, Σ), one weight w ~ N(0, weight_std² I) per
+    task, drawn from a `torch.Generator` the source owns.
+
+    Weights are centred at 0 on purpose: the best initialization is then w = 0 for every model,
+    so the comparison isolates what the paper is about, the quality of the adaptation step, and
+    not a better starting point. Subclasses turn (inputs, weight) into targets (`_targets`).
+
+    Attributes: dim, out_features (outputs the model needs), covariance Σ (dim, dim),
+    generator.
+    """
+
+    out_features: int
+
+    def __init__(self, dim: int, n_support: int, n_query: int, condition_number: float,
+                 weight_std: float, covariance_seed: int, rotate: bool, seed: int,
+                 dtype: torch.dtype):
+        if min(dim, n_support, n_query) < 1:
+            raise ValueError(f"dim, n_support and n_query must be >= 1, got {dim}, {n_support}, "
+                             f"{n_query}.")
+        self.dim, self.n_support, self.n_query = dim, n_support, n_query
+        self.condition_number, self.weight_std, self.dtype = condition_number, weight_std, dtype
+        self.covariance, self._covariance_root = ill_conditioned_covariance(
+            dim, condition_number, covariance_seed, rotate, dtype)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _draw(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One task's inputs (n_support + n_query, dim) and weight (dim,)."""
+        weight = self.weight_std * torch.randn(self.dim, generator=self.generator, dtype=self.dtype)
+        white = torch.randn(self.n_support + self.n_query, self.dim, generator=self.generator,
+                            dtype=self.dtype)
+        return white @ self._covariance_root, weight
+
+    def _targets(self, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(self) -> Task:
+        inputs, weight = self._draw()
+        targets = self._targets(inputs, weight)
+        n = self.n_support
+        return Task(inputs[:n], targets[:n], inputs[n:], targets[n:])
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        """The generator's state: loading it into a source built with the same arguments
+        continues the identical stream of tasks."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class LinearRegressionTasks(SyntheticTasks):
+    """Ill-conditioned linear regression tasks (the paper's "Shallow / Deep / Shallow+KFO" setting).
+
+    Each task draws w ~ N(0, weight_std² I_d) and n_support + n_query inputs x ~ N(0, Σ),
+    with Σ = Q diag(λ) Qᵀ, λ log-spaced from 1 to 1/condition_number and Q a fixed random
+    rotation (`ill_conditioned_covariance`); targets are y = wᵀx + noise_std · ε, ε ~ N(0, 1).
+    Fit with mean squared error (the engine's default for float targets) by a
+    `Linear(dim, 1)` or a deep linear stack of the same function class.
+
+    With mean squared error the Hessian is 2Σ̂ (Σ̂ the support covariance), so one plain step
+    with a learning rate α < 1/λ_max leaves the error along Σ's small-eigenvalue directions
+    almost untouched (factor 1 − 2αλ_i), and for a large support set the post-adaptation
+    loss stays near Σ_i λ_i (1 − 2αλ_i)² weight_std² instead of near 0; see the module docstring for how
+    depth and KFO remove this limit.
+
+    Arguments:
+        dim: input dimension d.
+        n_support, n_query: examples per task in the support and query sets.
+        condition_number: κ of Σ.
+        noise_std: standard deviation of the additive target noise.
+        weight_std: standard deviation of each entry of w.
+        covariance_seed: seed of Σ's rotation; part of the task distribution, so training and
+            evaluation sources must share it.
+        rotate: draw a random rotation for Σ (False: Σ diagonal).
+        seed: seed of the stream of tasks.
+        dtype: dtype of every tensor.
+
+    Tasks: support_x (n_support, d), support_y (n_support, 1) float; query likewise.
+
+    Example:
+        >>> tasks = LinearRegressionTasks(dim=8, n_support=16, n_query=16, seed=0)
+        >>> task = tasks.sample()
+        >>> task.support_x.shape, task.support_y.shape
+        (torch.Size([16, 8]), torch.Size([16, 1]))
+    """
+
+    out_features = 1
+
+    def __init__(self, dim: int = 8, n_support: int = 64, n_query: int = 64,
+                 condition_number: float = 100.0, noise_std: float = 0.0,
+                 weight_std: float = 1.0, covariance_seed: int = 0, rotate: bool = True,
+                 seed: int = 0, dtype: torch.dtype = torch.float32):
+        super().__init__(dim, n_support, n_query, condition_number, weight_std,
+                         covariance_seed, rotate, seed, dtype)
+        self.noise_std = noise_std
+
+    def _targets(self, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        targets = inputs @ weight
+        if self.noise_std > 0:
+            targets = targets + self.noise_std * torch.randn(
+                len(inputs), generator=self.generator, dtype=self.dtype)
+        return targets.unsqueeze(-1)
+
+
+class LogisticRegressionTasks(SyntheticTasks):
+    """Ill-conditioned binary classification tasks (the paper's "LogR / LogR+LinNet / LogR+KFO").
+
+    Inputs and the per-task weight w are drawn as in `LinearRegressionTasks`. Labels are
+    y = 1[wᵀx > 0] when `temperature` is 0, else y ~ Bernoulli(sigmoid(wᵀx / temperature)).
+
+    Targets are int64 class indices in {0, 1}, fit with 2-class cross-entropy (the engine's
+    default for integer targets) by a `Linear(dim, 2)`: softmax over two logits is logistic
+    regression on their difference, and keeping integer targets means every algorithm,
+    accuracy included, runs without a custom loss function.
+
+    The logistic loss's Hessian is E[σ'(f(x)) x xᵀ] ⪯ Σ/4, as ill-conditioned as Σ, so the same
+    fixed-learning-rate limit as in linear regression applies.
+
+    Arguments:
+        dim, n_support, n_query, condition_number, weight_std, covariance_seed, rotate, seed,
+        dtype: as for `LinearRegressionTasks`.
+        temperature: 0 for noiseless labels, > 0 for Bernoulli label noise.
+
+    Tasks: support_x (n_support, d) float, support_y (n_support,) int64; query likewise.
+
+    Example:
+        >>> task = LogisticRegressionTasks(dim=8, n_support=16, n_query=16).sample()
+        >>> task.support_y.dtype, sorted(set(task.query_y.tolist())) <= [0, 1]
+        (torch.int64, True)
+    """
+
+    out_features = 2
+
+    def __init__(self, dim: int = 8, n_support: int = 64, n_query: int = 64,
+                 condition_number: float = 100.0, temperature: float = 0.0,
+                 weight_std: float = 1.0, covariance_seed: int = 0, rotate: bool = True,
+                 seed: int = 0, dtype: torch.dtype = torch.float32):
+        super().__init__(dim, n_support, n_query, condition_number, weight_std,
+                         covariance_seed, rotate, seed, dtype)
+        self.temperature = temperature
+
+    def _targets(self, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        logits = inputs @ weight
+        if self.temperature == 0:
+            return (logits > 0).long()
+        return torch.bernoulli(torch.sigmoid(logits / self.temperature),
+                               generator=self.generator).long()
+
+
+SYNTHETIC_SOURCES = {
+    "linear-regression": LinearRegressionTasks,
+    "logistic-regression": LogisticRegressionTasks,
+}
+
+
+def synthetic_task_source(source: str, seed: int = 0, **options: Any) -> SyntheticTasks:
+    """Builds a synthetic task source by its config name.
+
+    Arguments:
+        source: "linear-regression" or "logistic-regression".
+        seed: seed of the stream of tasks.
+        options: constructor arguments of the class (dim, n_support, condition_number, ...).
+
+    Example:
+        >>> synthetic_task_source("logistic-regression", seed=3, dim=4, n_support=5).sample().support_x.shape
+        torch.Size([5, 4])
+    """
+    if source not in SYNTHETIC_SOURCES:
+        raise ValueError(f"unknown synthetic source {source!r}; known: {sorted(SYNTHETIC_SOURCES)}.")
+    return SYNTHETIC_SOURCES[source](seed=seed, **options)
+
+
+def shallow_model(dim: int, out_features: int) -> nn.Linear:
+    """The shallow model (Shallow, LogR): one `nn.Linear(dim, out_features)`."""
+    return nn.Linear(dim, out_features)
+
+
+def deep_model(dim: int, out_features: int, depth: int = 2,
+               width: Optional[int] = None) -> DeepLinear:
+    """The deep linear model (Deep, LogR+LinNet): `depth` Linear layers, no non-linearity,
+    hidden width `width` (default `dim`); the same function class as `shallow_model`."""
+    return DeepLinear(dim, out_features, depth=depth, width=width)
+
+
+def synthetic_model(source: SyntheticTasks, depth: int = 1,
+                    width: Optional[int] = None) -> nn.Module:
+    """The linear model for `source`'s tasks: shallow for depth 1, else `deep_model`.
+
+    Example:
+        >>> synthetic_model(LogisticRegressionTasks(dim=4), depth=2)(torch.randn(3, 4)).shape
+        torch.Size([3, 2])
+    """
+    if depth <= 1:
+        return shallow_model(source.dim, source.out_features)
+    return deep_model(source.dim, source.out_features, depth, width)
+
+
+SYNTHETIC_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
+    source: {
+        "options": {"dim": 8, "n_support": 64, "n_query": 64, "condition_number": 100.0},
+        # 0.5 is about the best fixed rate for the shallow model (Hessian 2Σ̂, λ_max(Σ) = 1),
+        # so Deep and KFO are compared against the strongest plain-gradient baseline.
+        "algorithm": {"inner_lr": 0.5, "train_steps": 1, "test_steps": 1},
+        "train": {"iterations": 300, "meta_batch": 16, "optimizer": "adam", "lr": 1e-2},
+        "evaluation": {"tasks": 500},
+    } for source in ("linear-regression", "logistic-regression")
+}
+"""Per family: task options, algorithm, outer loop and evaluation shared by every row.
+
+Chosen so that all rows x 3 seeds of both families train and evaluate in about a minute on two
+CPU cores; see `comparison_rows`.
+"""
+
+SYNTHETIC_COMPARISONS: Dict[str, List[Dict[str, Any]]] = {
+    "linear-regression": [
+        {"label": "Shallow", "linnet_depth": 0, "transform": "none"},
+        {"label": "Deep", "linnet_depth": 2, "transform": "none"},
+        {"label": "Shallow+KFO", "linnet_depth": 0, "transform": "kronecker"},
+    ],
+    "logistic-regression": [
+        {"label": "LogR", "linnet_depth": 0, "transform": "none"},
+        {"label": "LogR+LinNet", "linnet_depth": 2, "transform": "none"},
+        {"label": "LogR+KFO", "linnet_depth": 0, "transform": "kronecker"},
+    ],
+}
+"""The paper's three rows per family, as the config keys that differ between them."""
+
+
+def comparison_rows(source: str) -> List[Dict[str, Any]]:
+    """Plain-data description of each row of `source`'s comparison, as nested config sections
+    (`name`, `data`, `model`, `algorithm`, `train`, `evaluation`) filled from
+    `SYNTHETIC_DEFAULTS`.
+
+    Every row shares the task options, inner learning rate, meta-batch, optimizer and budget;
+    rows differ only in the model's depth and in the gradient transform (MAML, second order).
+
+    Arguments:
+        source: "linear-regression" or "logistic-regression".
+
+    Example:
+        >>> [row["name"] for row in comparison_rows("linear-regression")]
+        ['Shallow', 'Deep', 'Shallow+KFO']
+        >>> comparison_rows("logistic-regression")[1]["model"]
+        {'name': 'linear', 'linnet_depth': 2}
+    """
+    if source not in SYNTHETIC_COMPARISONS:
+        raise ValueError(f"unknown synthetic source {source!r}; known: "
+                         f"{sorted(SYNTHETIC_COMPARISONS)}.")
+    defaults = SYNTHETIC_DEFAULTS[source]
+    return [{
+        "name": row["label"],
+        "data": {"source": source, "options": dict(defaults["options"])},
+        "model": {"name": "linear", "linnet_depth": row["linnet_depth"]},
+        "algorithm": {"name": "maml", "transform": row["transform"], **defaults["algorithm"]},
+        "train": dict(defaults["train"]),
+        "evaluation": dict(defaults["evaluation"]),
+    } for row in SYNTHETIC_COMPARISONS[source]]
