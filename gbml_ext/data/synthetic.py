@@ -295,7 +295,9 @@ SYNTHETIC_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
 """Per family: task options, algorithm, outer loop and evaluation shared by every row.
 
 Chosen so that all rows x 3 seeds of both families train and evaluate in about a minute on two
-CPU cores; see `comparison_rows`.
+CPU cores; see `comparison_rows`. Evaluation takes as many inner steps as training: the deep
+model's meta-learned one-step update overshoots when repeated on regression (its effective
+step grows with the weights the first step changes), so its 2-step loss is not comparable.
 """
 
 SYNTHETIC_COMPARISONS: Dict[str, List[Dict[str, Any]]] = {
