@@ -106,10 +106,9 @@ def test_default_setting_leaves_room_for_a_learned_preconditioner():
     """With the defaults, the best task-independent preconditioner P* = Σ E[Σ̂²]⁻¹/(2α) beats the
     best fixed learning rate by a wide margin in expectation (the headroom Deep/KFO can use)."""
     options = comparison_rows("linear-regression")[0]["data"]["options"]
-    source = LinearRegressionTasks(**options, dtype=torch.float64)
-    cov, root = source.covariance.numpy(), source._covariance_root.numpy()
-    rng = np.random.default_rng(0)
     n, d = options["n_support"], options["dim"]
+    cov, root = (m.numpy() for m in ill_conditioned_covariance(d, options["condition_number"]))
+    rng = np.random.default_rng(0)
     X = rng.standard_normal((2000, n, d)) @ root
     covs = np.einsum("bni,bnj->bij", X, X) / n
     identity = np.eye(d)
