@@ -1,15 +1,22 @@
 """Synthetic task families (gbml_ext.data.synthetic): shapes, seeding, conditioning, and the
 fixed-learning-rate limit that motivates Deep / KFO (Arnold, Iqbal & Sha, AISTATS 2021)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from gbml_ext import GBML, KroneckerTransform
 from gbml_ext.data.synthetic import (
-    LinearRegressionTasks, LogisticRegressionTasks, SYNTHETIC_COMPARISONS, comparison_rows,
-    ill_conditioned_covariance, synthetic_model, synthetic_task_source,
+    LinearRegressionTasks, LogisticRegressionTasks, ill_conditioned_covariance,
+    synthetic_task_source,
 )
 from gbml_ext.nn import DeepLinear
+from gbml_ext.runner import load_config
+
+SYNTHETIC_CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "synthetic"
+ROWS = {"linear-regression": ["linreg_shallow", "linreg_deep", "linreg_kfo"],
+        "logistic-regression": ["logreg", "logreg_linnet", "logreg_kfo"]}
 
 SOURCES = [LinearRegressionTasks, LogisticRegressionTasks]
 
@@ -24,7 +31,7 @@ def test_task_shapes_and_dtypes(cls):
     else:
         assert task.support_y.shape == (7,) and task.support_y.dtype == torch.int64
         assert set(task.support_y.tolist()) | set(task.query_y.tolist()) <= {0, 1}
-    assert synthetic_model(cls(dim=5), depth=2)(task.query_x).shape[-1] == cls.out_features
+    assert DeepLinear(5, cls.out_features)(task.query_x).shape[-1] == cls.out_features
 
 
 @pytest.mark.parametrize("cls", SOURCES)
@@ -105,7 +112,7 @@ def test_one_fixed_lr_step_is_condition_number_limited_but_a_preconditioned_step
 def test_default_setting_leaves_room_for_a_learned_preconditioner():
     """With the defaults, the best task-independent preconditioner P* = Σ E[Σ̂²]⁻¹/(2α) beats the
     best fixed learning rate by a wide margin in expectation (the headroom Deep/KFO can use)."""
-    options = comparison_rows("linear-regression")[0]["data"]["options"]
+    options = load_config(SYNTHETIC_CONFIGS / "linreg_shallow.toml").data.options
     n, d = options["n_support"], options["dim"]
     cov, root = (m.numpy() for m in ill_conditioned_covariance(d, options["condition_number"]))
     rng = np.random.default_rng(0)
@@ -122,26 +129,17 @@ def test_default_setting_leaves_room_for_a_learned_preconditioner():
     assert expected_loss(p_star @ covs) < 0.5 * best_plain < 0.5 * np.trace(cov)
 
 
-@pytest.mark.parametrize("source", sorted(SYNTHETIC_COMPARISONS))
-def test_comparison_rows_differ_only_in_depth_and_transform(source):
-    rows = comparison_rows(source)
-    assert len(rows) == 3
+@pytest.mark.parametrize("source", sorted(ROWS))
+def test_shipped_rows_differ_only_in_depth_and_transform(source):
+    rows = [load_config(SYNTHETIC_CONFIGS / f"{name}.toml") for name in ROWS[source]]
     for row in rows[1:]:
         for section in ("data", "train", "evaluation"):
-            assert row[section] == rows[0][section]
-        assert row["algorithm"]["inner_lr"] == rows[0]["algorithm"]["inner_lr"]
-    assert [r["model"]["linnet_depth"] for r in rows] == [0, 2, 0]
-    assert [r["algorithm"]["transform"] for r in rows] == ["none", "none", "kronecker"]
-    assert synthetic_task_source(source, seed=1, **rows[0]["data"]["options"]).sample()
-
-
-def test_deep_and_shallow_models_share_the_function_class():
-    source = LogisticRegressionTasks(dim=5)
-    deep = synthetic_model(source, depth=3)
-    assert isinstance(deep, DeepLinear)
-    x = torch.randn(4, 5)
-    torch.testing.assert_close(deep(x), deep.collapse()(x))
-    assert isinstance(synthetic_model(source, depth=1), torch.nn.Linear)
+            assert getattr(row, section) == getattr(rows[0], section)
+        assert row.algorithm.inner_lr == rows[0].algorithm.inner_lr
+    assert [r.model.linnet_depth for r in rows] == [0, 2, 0]
+    assert [r.algorithm.transform for r in rows] == ["none", "none", "kronecker"]
+    assert all(r.data.source == source for r in rows)
+    assert synthetic_task_source(source, seed=1, **rows[0].data.options).sample()
 
 
 def test_meta_learned_kfo_beats_shallow_maml_after_a_short_meta_training():
@@ -151,7 +149,7 @@ def test_meta_learned_kfo_beats_shallow_maml_after_a_short_meta_training():
     def post_adaptation_loss(transform):
         torch.manual_seed(0)
         train, test = LinearRegressionTasks(seed=0), LinearRegressionTasks(seed=1)
-        learner = GBML(synthetic_model(train), transform=transform, lr=0.5)
+        learner = GBML(torch.nn.Linear(train.dim, train.out_features), transform=transform, lr=0.5)
         optimizer = torch.optim.Adam(learner.parameters(), lr=1e-2)
         for _ in range(60):
             optimizer.zero_grad()

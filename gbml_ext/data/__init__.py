@@ -1,9 +1,11 @@
-"""Task sources for few-shot learning: the `Task` type and the vision datasets' loaders."""
+"""Task sources: the `Task` type, the synthetic task families and the vision datasets' loaders."""
 from .cifarfs import load_cifar_fs
 from .errors import DatasetError
 from .fc100 import load_fc100
 from .mini_imagenet import load_mini_imagenet
 from .omniglot import load_omniglot
+from .synthetic import (LinearRegressionTasks, LogisticRegressionTasks, ill_conditioned_covariance,
+                        synthetic_task_source)
 from .tasks import Task, TaskSource
 from .vision import FewShotTasks, ImageClassDataset, build_task_sources, dataset_names
 
@@ -19,4 +21,8 @@ __all__ = [
     "load_mini_imagenet",
     "load_cifar_fs",
     "load_fc100",
+    "LinearRegressionTasks",
+    "LogisticRegressionTasks",
+    "ill_conditioned_covariance",
+    "synthetic_task_source",
 ]

@@ -5,7 +5,9 @@ Section 3, show that MAML with a linear model (Shallow, LogR) adapts poorly to l
 logistic regression tasks, while the same function class written as a product of linear layers
 (Deep, LogR+LinNet) or the linear model with a meta-learned Kronecker-factored gradient
 transform (Shallow+KFO, LogR+KFO) adapts fast. This module provides those task families and the
-three models, so every comparison runs through the one engine (`gbml_ext.engine.run_task`).
+three models are the runner's "linear" model with `model.linnet_depth` 0 or 2 and
+`algorithm.transform` "none" or "kronecker" (experiments/configs/synthetic/), so every
+comparison runs through the one engine (`gbml_ext.engine.run_task`).
 
 Why a shallow model cannot adapt in one step. Inputs are x ~ N(0, Σ) with Σ's eigenvalues
 log-spaced in [1/κ, 1] (κ the condition number), so the loss Hessian of a linear model is ∝ Σ.
@@ -25,7 +27,7 @@ The inner learning rate is the same for all three models, as in the paper.
 How much a preconditioner can gain depends on the support size n. The best task-independent
 preconditioner for one MSE step is P* = Σ E[Σ̂²]⁻¹ / (2α) ≈ ((1 + 1/n) Σ + tr(Σ)/n · I)⁻¹ / (2α),
 a ridge-regularized Σ⁻¹: with n ≈ 2d the ridge tr(Σ)/n swamps the small eigenvalues and little
-is left to gain, so the defaults use n = 8d (`SYNTHETIC_DEFAULTS`).
+is left to gain, so the shipped configs use n = 8d (experiments/configs/synthetic/base.toml).
 
 Training and evaluation sources share the task distribution (`dim`, `condition_number`,
 `covariance_seed`) and differ only in `seed`, the stream of draws.
@@ -33,19 +35,16 @@ Training and evaluation sources share the task distribution (`dim`, `condition_n
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
-from torch import nn
 
-from ..nn.deep_linear import DeepLinear
 from .tasks import Task
 
 __all__ = [
     "ill_conditioned_covariance", "SyntheticTasks", "LinearRegressionTasks",
     "LogisticRegressionTasks",
-    "SYNTHETIC_SOURCES", "synthetic_task_source", "shallow_model", "deep_model",
-    "synthetic_model", "SYNTHETIC_DEFAULTS", "SYNTHETIC_COMPARISONS", "comparison_rows",
+    "SYNTHETIC_SOURCES", "synthetic_task_source",
 ]
 
 
@@ -255,92 +254,3 @@ def synthetic_task_source(source: str, seed: int = 0, **options: Any) -> Synthet
     if source not in SYNTHETIC_SOURCES:
         raise ValueError(f"unknown synthetic source {source!r}; known: {sorted(SYNTHETIC_SOURCES)}.")
     return SYNTHETIC_SOURCES[source](seed=seed, **options)
-
-
-def shallow_model(dim: int, out_features: int) -> nn.Linear:
-    """The shallow model (Shallow, LogR): one `nn.Linear(dim, out_features)`."""
-    return nn.Linear(dim, out_features)
-
-
-def deep_model(dim: int, out_features: int, depth: int = 2,
-               width: Optional[int] = None) -> DeepLinear:
-    """The deep linear model (Deep, LogR+LinNet): `depth` Linear layers, no non-linearity,
-    hidden width `width` (default `dim`); the same function class as `shallow_model`."""
-    return DeepLinear(dim, out_features, depth=depth, width=width)
-
-
-def synthetic_model(source: SyntheticTasks, depth: int = 1,
-                    width: Optional[int] = None) -> nn.Module:
-    """The linear model for `source`'s tasks: shallow for depth 1, else `deep_model`.
-
-    Example:
-        >>> synthetic_model(LogisticRegressionTasks(dim=4), depth=2)(torch.randn(3, 4)).shape
-        torch.Size([3, 2])
-    """
-    if depth <= 1:
-        return shallow_model(source.dim, source.out_features)
-    return deep_model(source.dim, source.out_features, depth, width)
-
-
-SYNTHETIC_DEFAULTS: Dict[str, Dict[str, Dict[str, Any]]] = {
-    source: {
-        "options": {"dim": 8, "n_support": 64, "n_query": 64, "condition_number": 100.0},
-        # 0.5 is about the best fixed rate for the shallow model (Hessian 2Σ̂, λ_max(Σ) = 1),
-        # so Deep and KFO are compared against the strongest plain-gradient baseline.
-        "algorithm": {"inner_lr": 0.5, "train_steps": 1, "test_steps": 1},
-        "train": {"iterations": 300, "meta_batch": 16, "optimizer": "adam", "lr": 1e-2},
-        "evaluation": {"tasks": 500},
-    } for source in ("linear-regression", "logistic-regression")
-}
-"""Per family: task options, algorithm, outer loop and evaluation shared by every row.
-
-Chosen so that all rows x 3 seeds of both families train and evaluate in about a minute on two
-CPU cores; see `comparison_rows`. Evaluation takes as many inner steps as training: the deep
-model's meta-learned one-step update overshoots when repeated on regression (its effective
-step grows with the weights the first step changes), so its 2-step loss is not comparable.
-"""
-
-SYNTHETIC_COMPARISONS: Dict[str, List[Dict[str, Any]]] = {
-    "linear-regression": [
-        {"label": "Shallow", "linnet_depth": 0, "transform": "none"},
-        {"label": "Deep", "linnet_depth": 2, "transform": "none"},
-        {"label": "Shallow+KFO", "linnet_depth": 0, "transform": "kronecker"},
-    ],
-    "logistic-regression": [
-        {"label": "LogR", "linnet_depth": 0, "transform": "none"},
-        {"label": "LogR+LinNet", "linnet_depth": 2, "transform": "none"},
-        {"label": "LogR+KFO", "linnet_depth": 0, "transform": "kronecker"},
-    ],
-}
-"""The paper's three rows per family, as the config keys that differ between them."""
-
-
-def comparison_rows(source: str) -> List[Dict[str, Any]]:
-    """Plain-data description of each row of `source`'s comparison, as nested config sections
-    (`name`, `data`, `model`, `algorithm`, `train`, `evaluation`) filled from
-    `SYNTHETIC_DEFAULTS`.
-
-    Every row shares the task options, inner learning rate, meta-batch, optimizer and budget;
-    rows differ only in the model's depth and in the gradient transform (MAML, second order).
-
-    Arguments:
-        source: "linear-regression" or "logistic-regression".
-
-    Example:
-        >>> [row["name"] for row in comparison_rows("linear-regression")]
-        ['Shallow', 'Deep', 'Shallow+KFO']
-        >>> comparison_rows("logistic-regression")[1]["model"]
-        {'name': 'linear', 'linnet_depth': 2}
-    """
-    if source not in SYNTHETIC_COMPARISONS:
-        raise ValueError(f"unknown synthetic source {source!r}; known: "
-                         f"{sorted(SYNTHETIC_COMPARISONS)}.")
-    defaults = SYNTHETIC_DEFAULTS[source]
-    return [{
-        "name": row["label"],
-        "data": {"source": source, "options": dict(defaults["options"])},
-        "model": {"name": "linear", "linnet_depth": row["linnet_depth"]},
-        "algorithm": {"name": "maml", "transform": row["transform"], **defaults["algorithm"]},
-        "train": dict(defaults["train"]),
-        "evaluation": dict(defaults["evaluation"]),
-    } for row in SYNTHETIC_COMPARISONS[source]]

@@ -39,28 +39,35 @@ def pooled_summary(results: Sequence[Dict[str, Any]], metric: str, step: int = -
     return summarize(values)
 
 
-def _run(config_path: str, seed: int, overrides: Sequence[str], isolate: bool) -> Dict[str, Any]:
+def _run(config_path: str, seed: int, overrides: Sequence[str], isolate: bool,
+         resume: bool) -> Dict[str, Any]:
     args = [f"seed={seed}", *overrides]
     config = load_config(config_path, args)
+    results_path = config.run_dir() / "results.json"
+    if resume and results_path.is_file():
+        return json.loads(results_path.read_text())
     if isolate:
         command = [sys.executable, "-m", "gbml_ext.runner", config_path, *args, "--no-progress"]
-        completed = subprocess.run(command)
+        completed = subprocess.run(command + (["--resume"] if resume else []))
         if completed.returncode:
             raise RuntimeError(f"run {config_path} seed {seed} failed (exit {completed.returncode}).")
     else:
         from .loop import train
 
-        train(config, progress=True)
-    return json.loads((config.run_dir() / "results.json").read_text())
+        train(config, resume=resume, progress=True)
+    return json.loads(results_path.read_text())
 
 
 def compare(config_paths: Sequence[str], seeds: Sequence[int] = (0,), overrides: Sequence[str] = (),
-            isolate: bool = True) -> Dict[str, List[Dict[str, Any]]]:
-    """Runs every config for every seed; returns {config name: [results.json per seed]}."""
+            isolate: bool = True, resume: bool = False) -> Dict[str, List[Dict[str, Any]]]:
+    """Runs every config for every seed; returns {config name: [results.json per seed]}.
+
+    With `resume`, finished runs are read back and interrupted ones continue from their
+    checkpoint."""
     runs: Dict[str, List[Dict[str, Any]]] = {}
     for path in config_paths:
         for seed in seeds:
-            result = _run(path, seed, overrides, isolate)
+            result = _run(path, seed, overrides, isolate, resume)
             runs.setdefault(result["name"], []).append(result)
     return runs
 
@@ -107,9 +114,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="section.key=value applied to every config (repeatable)")
     parser.add_argument("--in-process", action="store_true",
                         help="run in this process (faster; peak memory is then shared)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse finished runs and resume interrupted ones")
     parser.add_argument("--out", default=None, help="write the table and the raw results here")
     args = parser.parse_args(argv)
-    runs = compare(args.configs, args.seeds, args.overrides, isolate=not args.in_process)
+    runs = compare(args.configs, args.seeds, args.overrides, isolate=not args.in_process,
+                   resume=args.resume)
     table = compare_table(runs)
     print(table)
     if args.out:

@@ -20,6 +20,7 @@ and from the command line: `gbml-train experiments/configs/omniglot/5w1s_maml.to
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +144,8 @@ class Config:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
 
     def run_dir(self) -> Path:
-        return Path(self.output_dir or f"runs/{self.name}/seed{self.seed}")
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name).strip("_") or "experiment"
+        return Path(self.output_dir or f"runs/{slug}/seed{self.seed}")
 
 
 def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:

@@ -173,7 +173,8 @@ def train(config: Config | str | Path, overrides: Sequence[str] = (), resume: bo
                                   config.algorithm.test_steps, device)
             _log(run_dir, history, {"iteration": done, "split": "validation",
                                     "loss": evaluation["loss"]["mean"],
-                                    "accuracy": (evaluation["accuracy"] or {}).get("mean")})
+                                    "accuracy": (evaluation["accuracy"] or {}).get("mean"),
+                                    "loss_by_step": [s["mean"] for s in evaluation["loss_by_step"]]})
         if config.train.checkpoint_every and (done % config.train.checkpoint_every == 0
                                               or done == config.train.iterations):
             save_checkpoint(checkpoint_path, {
