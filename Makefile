@@ -8,7 +8,7 @@ setup:
 	@bash scripts/bootstrap.sh
 
 test: setup
-	$(PY) -m pytest -q tests $(ARGS)
+	$(PY) -m pytest -q $(ARGS)
 
 demo: setup
 	$(PY) -m experiments.synthetic $(ARGS)

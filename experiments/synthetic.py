@@ -86,6 +86,7 @@ def plot(runs: Dict[str, List[dict]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     sources = ["linear-regression", "logistic-regression"]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
@@ -108,6 +109,7 @@ def plot(runs: Dict[str, List[dict]], path: Path) -> None:
                             ylabel="query loss after 1 inner step (validation)")
         axes[1, column].set(title=f"{source}: adaptation after meta-training", xlabel="inner steps",
                             ylabel="test query loss", yscale="log")
+        axes[1, column].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         for ax in axes[:, column]:
             ax.legend(fontsize="small")
             ax.grid(alpha=0.3)
