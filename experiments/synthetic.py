@@ -54,8 +54,10 @@ def run_rows(rows: Sequence[str], seeds: Sequence[int], out: Path, overrides: Se
     return runs
 
 
-def _step_cell(summary: Dict[str, float]) -> str:
-    return format_metric(summary, digits=3) if math.isfinite(summary["mean"]) else "diverged"
+def _step_cell(summary: Dict[str, float], before: float) -> str:
+    if not math.isfinite(summary["mean"]) or summary["mean"] > 10 * before:
+        return f"diverges ({summary['mean']:.2g})"
+    return format_metric(summary, digits=3)
 
 
 def family_table(runs: Dict[str, List[dict]], source: str) -> Optional[str]:
@@ -71,7 +73,8 @@ def family_table(runs: Dict[str, List[dict]], source: str) -> Optional[str]:
     for row in rows:
         results = runs[row]
         cells = [results[0]["name"], len(results)]
-        cells += [_step_cell(pooled_summary(results, "loss", k)) for k in range(steps + 1)]
+        before = pooled_summary(results, "loss", 0)["mean"]
+        cells += [_step_cell(pooled_summary(results, "loss", k), before) for k in range(steps + 1)]
         if classification:
             cells.append(format_metric(pooled_summary(results, "accuracy"), 100, 1))
         cells.append(f"{statistics.mean(r['train_seconds'] for r in results):.1f}")
@@ -103,8 +106,17 @@ def plot(runs: Dict[str, List[dict]], path: Path) -> None:
                 axes[0, column].plot(iterations, mean, marker="o", label=label)
             by_step = [pooled_summary(results, "loss", k)["mean"]
                        for k in range(results[0]["evaluation"]["steps"] + 1)]
-            finite = [(k, v) for k, v in enumerate(by_step) if math.isfinite(v) and v < 1e6]
-            axes[1, column].plot(*zip(*finite), marker="o", label=label)
+            # A diverging model would squash every other curve: clip it at 10x its starting
+            # loss and mark the clipped points with an upward triangle.
+            cap = 10 * by_step[0]
+            line, = axes[1, column].plot(range(len(by_step)),
+                                         [min(v, cap) if math.isfinite(v) else cap for v in by_step],
+                                         marker="o", label=label)
+            for k, v in enumerate(by_step):
+                if not (math.isfinite(v) and v <= cap):
+                    axes[1, column].plot(k, cap, marker="^", markersize=12, color=line.get_color())
+                    axes[1, column].annotate(f"{v:.1g}", (k, cap), textcoords="offset points",
+                                             xytext=(6, -4), color=line.get_color())
         axes[0, column].set(title=f"{source}: meta-training", xlabel="meta-iteration",
                             ylabel="query loss after 1 inner step (validation)")
         axes[1, column].set(title=f"{source}: adaptation after meta-training", xlabel="inner steps",
@@ -141,7 +153,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report = ("\n".join(tables) +
               f"\nPost-adaptation query loss, mean ± 95% CI over all held-out tasks of seeds "
               f"{args.seeds}. {env['hardware']}, {env['threads']} threads, torch {env['torch']}, "
-              f"{env['date']}; whole job {wall:.0f} s.\n")
+              f"{env['date']}; this invocation took {wall:.0f} s.\n")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(report)
     summary = {row: [{k: v for k, v in r.items() if k != "history"} for r in results]

@@ -17,8 +17,9 @@ if "gym" not in _sys.modules:
         except ImportError:
             pass
 
-from . import data, engine, nn, optim
-from .algorithms import ANIL, GBML, MAML, MetaLearner, MetaSGD, Reptile
+from . import batched, data, engine, nn, optim
+from .algorithms import ANIL, GBML, MAML, Learn2LearnMAML, MetaLearner, MetaSGD, Reptile
+from .batched import BatchedPathUnsupported, batched_meta_gradient
 from .data.tasks import Task
 from .engine import TaskOutcome, accumulate_meta_gradient, run_task
 from .optim import KroneckerTransform, MetaSGDTransform
@@ -26,8 +27,9 @@ from .optim import KroneckerTransform, MetaSGDTransform
 __version__ = "0.1.0"
 
 __all__ = [
-    "GBML", "MAML", "ANIL", "MetaSGD", "Reptile", "MetaLearner",
+    "GBML", "MAML", "ANIL", "MetaSGD", "Reptile", "MetaLearner", "Learn2LearnMAML",
     "KroneckerTransform", "MetaSGDTransform",
     "Task", "TaskOutcome", "run_task", "accumulate_meta_gradient",
-    "data", "engine", "nn", "optim",
+    "batched_meta_gradient", "BatchedPathUnsupported",
+    "batched", "data", "engine", "nn", "optim",
 ]
