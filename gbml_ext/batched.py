@@ -1,8 +1,8 @@
 """A meta-batch-at-once inner loop: every task of a meta-batch adapts in the same tensor ops.
 
 The per-task engine (`gbml_ext.engine.accumulate_meta_gradient`) clones the model once per task
-and runs small forward/backward passes task by task, so for few-shot sizes most of its time is
-Python and kernel-launch overhead. Here the fast weights of all T tasks are stacked along a
+and runs small forward/backward passes task by task; on a GPU those small kernels are bound by
+launch overhead. Here the fast weights of all T tasks are stacked along a
 leading task dimension, (T, *param.shape), and the model runs on all tasks at once with
 `torch.func.functional_call` under `torch.vmap`. vmap turns a convolution with per-task weights
 into one grouped convolution and keeps batch-norm statistics per task, so the result equals the
@@ -15,6 +15,10 @@ Adaptation of Deep Networks"), Meta-SGD (Li et al. 2017), Meta-KFO (Arnold, Iqba
 "When MAML Can Adapt Fast and How to Assist When It Cannot", AISTATS 2021), and ANIL (Raghu et
 al. 2020) with any of these heads. Everything else raises a `BatchedPathUnsupported` naming the
 per-task path.
+
+On a CPU this path is not faster: the per-task path already runs near the convolution
+throughput ceiling and grouped convolutions run at about half of it (measured in
+docs/performance.md), so keep `algorithm.batched = false` there.
 """
 from __future__ import annotations
 
