@@ -37,7 +37,6 @@ import datetime
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ import gbml_ext  # noqa: F401  (silences gym's import notice before learn2learn 
 import learn2learn as l2l
 from gbml_ext import ANIL, MAML, KroneckerTransform, Task
 from gbml_ext.batched import batched_meta_gradient
+from gbml_ext.measure import hardware_description, peak_resident_bytes, reset_peak_resident, resident_bytes
 from gbml_ext.nn import cifarfs_cnn4, mini_imagenet_cnn4, omniglot_cnn4
 
 __all__ = ["BenchmarkConfig", "CONFIGS", "IMPLEMENTATIONS", "build_meta_iteration",
@@ -275,28 +275,6 @@ def measure_throughput_ceiling(device: torch.device, repeats: int = 5) -> Dict[s
     return ceilings
 
 
-def _resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_resident_bytes() -> int:
-    """VmHWM: this process's peak RSS. Unlike `ru_maxrss`, it is not inherited from the
-    parent through fork and exec, which would hide a small child's peak behind the parent's."""
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
-    return int(line.split()[1]) * 1024
-
-
-def _reset_peak_resident() -> None:
-    """Resets VmHWM to the current RSS (Linux >= 4.0), so the peak is the iteration's own."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        pass  # the peak then also covers set-up, which only makes it an upper bound
-
-
 def _peak_memory_in_process(run: Callable[[], None], device: torch.device) -> int:
     gc.collect()
     torch.cuda.synchronize(device)
@@ -314,10 +292,10 @@ def _memory_probe(config_json: str, implementation: str) -> None:
     config = BenchmarkConfig(**{**fields, "image_shape": tuple(fields["image_shape"])})
     run = build_meta_iteration(config, implementation, torch.device("cpu"))
     gc.collect()
-    _reset_peak_resident()
-    baseline = _resident_bytes()
+    reset_peak_resident()
+    baseline = resident_bytes()
     run()
-    print(json.dumps({"peak_increase_bytes": _peak_resident_bytes() - baseline}))
+    print(json.dumps({"peak_increase_bytes": peak_resident_bytes() - baseline}))
 
 
 def peak_memory(config: BenchmarkConfig, implementation: str, device: torch.device) -> int:
@@ -400,25 +378,12 @@ def memory_stays_flat(device: torch.device, iterations: int, every: int = 100
             if iteration == 1 or iteration % every == 0:
                 gc.collect()
                 used = (torch.cuda.memory_allocated(device) if device.type == "cuda"
-                        else _resident_bytes())
+                        else resident_bytes())
                 trace.append([iteration, used / 2**20])
         samples[name] = trace
         print(f"{name:<12} memory (iteration, MB): "
               + ", ".join(f"({i}, {mb:.0f})" for i, mb in trace), flush=True)
     return samples
-
-
-def hardware_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {torch.get_num_threads()} threads"
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:

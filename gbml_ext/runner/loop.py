@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from ..measure import peak_resident_bytes, reset_peak_resident, resident_bytes
 from .build import build_algorithm, build_model, build_optimizer, build_task_sources
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, config_to_dict, load_config
@@ -60,10 +60,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def _start_memory_watch(device: torch.device) -> int:
+    """Resets the peak and returns the baseline, so the peak is meta-training's own and not
+    the dataset's or the libraries'."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device)
+    reset_peak_resident()
+    return resident_bytes()
+
+
+def _peak_memory_mb(device: torch.device, baseline: int) -> float:
+    if device.type == "cuda":
+        return (torch.cuda.max_memory_allocated(device) - baseline) / 2**20
+    return (peak_resident_bytes() - baseline) / 2**20
 
 
 def _source_states(sources) -> Dict[str, Any]:
@@ -133,8 +143,7 @@ def train(config: Config | str | Path, overrides: Sequence[str] = (), resume: bo
 
     meta_gradient = _meta_gradient_fn(config, algorithm)
     local_batch = config.train.meta_batch // dist_ctx.world_size
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    memory_baseline = _start_memory_watch(device)
     from tqdm.auto import tqdm
 
     bar = tqdm(range(start, config.train.iterations), initial=start, total=config.train.iterations,
@@ -195,8 +204,9 @@ def train(config: Config | str | Path, overrides: Sequence[str] = (), resume: bo
             "final_train_loss": next((h["loss"] for h in reversed(history) if h["split"] == "train"), None),
             "train_seconds": train_seconds,
             "seconds_per_iteration": statistics.median(iteration_seconds) if iteration_seconds else None,
-            "peak_memory_mb": _peak_memory_mb(device),
-            "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "process_peak_rss",
+            "peak_memory_mb": _peak_memory_mb(device, memory_baseline),
+            "peak_memory_kind": ("cuda_max_allocated_increase" if device.type == "cuda"
+                                 else "peak_rss_increase"),
         }
         write_results(run_dir, results, history)
     return RunResult(algorithm, history, results, run_dir, config)

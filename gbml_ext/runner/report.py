@@ -9,18 +9,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from ..measure import hardware_description
+
 __all__ = ["environment_info", "write_results", "format_metric", "markdown_table",
            "plot_training_curves"]
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def environment_info(device: torch.device) -> Dict[str, Any]:
@@ -34,8 +26,7 @@ def environment_info(device: torch.device) -> Dict[str, Any]:
         "python": platform.python_version(), "torch": torch.__version__,
         "learn2learn": learn2learn.__version__, "gbml_ext": gbml_ext.__version__,
         "device": str(device),
-        "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model(),
-        "threads": torch.get_num_threads(),
+        "hardware": hardware_description(device), "threads": torch.get_num_threads(),
     }
 
 
