@@ -389,7 +389,8 @@ def memory_stays_flat(device: torch.device, iterations: int, every: int = 100
 def main(argv: Optional[List[str]] = None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--configs", default="a,b,c", help="comma-separated subset of a,b,c")
+    parser.add_argument("--configs", default="a,b,c",
+                        help="comma-separated subset of a,b,c; empty for none")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed meta-iterations per implementation (default 3 CPU, 20 CUDA)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed meta-iterations first")
@@ -429,7 +430,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
           f"{report['ceiling']['conv2d_gflops']:.1f} GFLOP/s", flush=True)
 
     report["configs"] = {}
-    for group in args.configs.split(","):
+    for group in filter(None, args.configs.split(",")):  # --configs "" runs only the extras
         for name in CONFIG_GROUPS[group.strip()]:
             config = CONFIGS[name]
             results = benchmark_config(config, implementations_for(config), device,
