@@ -111,6 +111,9 @@ def train(config: Config | str | Path, overrides: Sequence[str] = (), resume: bo
         config = load_config(config, overrides)
     device = resolve_device(config.device)
     dist_ctx = init_distributed(device)
+    if dist_ctx.enabled and device.type == "cuda":  # one GPU per process on each node
+        device = torch.device("cuda", dist_ctx.local_rank)
+        torch.cuda.set_device(device)
     run_dir = config.run_dir()
     seed_everything(config.seed)
     model = build_model(config.model, config.data)
