@@ -7,7 +7,7 @@ original zips and refuses an extracted tree):
     ROOT/omniglot-py/images_evaluation/<alphabet>/characterNN/*.png   (659 characters)
 
 ROOT may also be a `.tar.gz` of the `omniglot-py` folder; it is extracted once into `cache_dir`
-(or next to the archive when `cache_dir` is None).
+(or ~/.cache/gbml_ext/omniglot when `cache_dir` is None).
 
 Preprocessing follows MAML (Finn et al. 2017): each 105x105 drawing is resized to 28x28 with
 Lanczos filtering, kept as 1 channel, scaled to [0, 1] and inverted (`invert=True`) so that
@@ -47,6 +47,7 @@ OMNIGLOT_SUBSETS = ("images_background", "images_evaluation")
 MAML_SPLIT_SIZES = (1100, 100, 423)
 _TREE_NAME = "omniglot-py"
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+DEFAULT_CACHE = Path.home() / ".cache" / "gbml_ext"
 
 
 def load_omniglot(root, split: str = "maml", split_dir=None,
@@ -64,7 +65,8 @@ def load_omniglot(root, split: str = "maml", split_dir=None,
         rotations: make each of the 4 quarter-turn rotations of a character its own class.
         image_size: side of the square images after resizing.
         invert: strokes 1, background 0 (MAML); False keeps the PNG's white background as 1.
-        cache_dir: where to extract an archive root and keep the decoded-image cache.
+        cache_dir: where to extract an archive root and keep the decoded-image cache
+            (default for an archive: ~/.cache/gbml_ext/omniglot; for a folder: inside it).
         splits: which of "train", "validation", "test" to return.
 
     Returns: {split: MetaDataset} with items (image (1, image_size, image_size) float in [0, 1],
@@ -97,7 +99,9 @@ def _locate_tree(root: Path, cache_dir: Path | None) -> Path:
         if not root.name.endswith(_ARCHIVE_SUFFIXES):
             raise DatasetError(f"Omniglot root {root} is a file but not a .tar.gz archive",
                                how_to_get("omniglot", root.parent))
-        destination = cache_dir if cache_dir is not None else root.parent
+        # Not next to the archive: shared data folders are often read-only, and writing into
+        # them would change what every other user of the folder sees.
+        destination = cache_dir if cache_dir is not None else DEFAULT_CACHE / "omniglot"
         return extract_archive_once(root, _TREE_NAME, destination, "omniglot")
     if (root / _TREE_NAME).is_dir():
         return root / _TREE_NAME
