@@ -125,3 +125,12 @@ def test_cli_reports_config_errors(capsys):
 
     assert main(["train.nope=1"]) == 2
     assert "unknown config key" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_checkpoint_from_another_config(tmp_path):
+    train(tiny_config(tmp_path, "train.iterations=5"), progress=False)
+    extended = train(tiny_config(tmp_path, "train.iterations=7"), resume=True, progress=False)
+    assert [h["iteration"] for h in extended.history][-3:] == [5, 6, 7]
+    with pytest.raises(ConfigError, match="different config.*algorithm.inner_lr"):
+        train(tiny_config(tmp_path, "train.iterations=9", "algorithm.inner_lr=0.3"), resume=True,
+              progress=False)

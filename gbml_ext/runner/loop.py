@@ -19,7 +19,7 @@ import torch
 from ..measure import peak_resident_bytes, reset_peak_resident, resident_bytes
 from .build import build_algorithm, build_model, build_optimizer, build_task_sources
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import Config, config_to_dict, load_config
+from .config import Config, ConfigError, config_to_dict, load_config
 from .distributed import DistributedContext, all_reduce_gradients, broadcast_parameters, init_distributed
 from .evaluate import evaluate
 from .report import environment_info, write_results
@@ -134,6 +134,7 @@ def train(config: Config | str | Path, overrides: Sequence[str] = (), resume: bo
     if resume:
         state = load_checkpoint(checkpoint_path)
         if state is not None:
+            _check_same_run(state["config"], config_to_dict(config), checkpoint_path)
             algorithm.load_state_dict(state["algorithm"])
             optimizer.load_state_dict(state["optimizer"])
             for name, source_state in state["sources"].items():
@@ -213,6 +214,27 @@ def train(config: Config | str | Path, overrides: Sequence[str] = (), resume: bo
         }
         write_results(run_dir, results, history)
     return RunResult(algorithm, history, results, run_dir, config)
+
+
+def _flatten(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "options":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _check_same_run(saved: Dict[str, Any], current: Dict[str, Any], path: Path) -> None:
+    """A checkpoint only resumes the run that wrote it; more iterations may be asked for."""
+    saved, current = _flatten(saved), _flatten(current)
+    differ = sorted(k for k in saved.keys() | current.keys()
+                    if k != "train.iterations" and saved.get(k) != current.get(k))
+    if differ:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ)
+        raise ConfigError(f"{path} was written by a different config ({details}). Resume with "
+                          f"the same settings, or start a new run in another output_dir.")
 
 
 def _log(run_dir: Path, history: List[Dict[str, Any]], record: Dict[str, Any]) -> None:
