@@ -157,7 +157,7 @@ class FewShotTasks:
                              f"shots={shots}, queries={queries}")
         self.dataset = dataset
         self.ways, self.shots, self.queries = ways, shots, queries
-        self.transforms = transforms
+        self.transforms, self.num_tasks = transforms, num_tasks
         self._check_task_fits(dataset, ways, shots + queries)
         # Taskset is learn2learn's current name for TaskDataset, which now only adds a
         # deprecation warning on top of it.

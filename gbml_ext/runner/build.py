@@ -49,7 +49,8 @@ def build_task_sources(data: DataConfig, seed: int, rank: int = 0) -> Dict[str, 
     if rank:
         train = sources["train"]
         sources["train"] = type(train)(train.dataset, data.ways, data.shots, data.queries,
-                                       transforms=train.transforms, seed=seed * 1000 + 17 * rank)
+                                       num_tasks=train.num_tasks, transforms=train.transforms,
+                                       seed=seed * 1000 + 17 * rank)
     return sources
 
 
