@@ -152,7 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tables = [t for t in (family_table(runs, s) for s in ("linear-regression", "logistic-regression")) if t]
     report = ("\n".join(tables) +
               f"\nPost-adaptation query loss, mean ± 95% CI over all held-out tasks of seeds "
-              f"{args.seeds}. {env['hardware']}, {env['threads']} threads, torch {env['torch']}, "
+              f"{args.seeds}. {env['hardware']}, torch {env['torch']}, "
               f"{env['date']}; this invocation took {wall:.0f} s.\n")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(report)
