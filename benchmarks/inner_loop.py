@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import gc
 import json

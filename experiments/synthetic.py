@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import torch
-
 from gbml_ext.runner import load_config, train
 from gbml_ext.runner.compare import pooled_summary
 from gbml_ext.runner.report import format_metric, markdown_table
@@ -144,7 +142,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="keep finished runs and resume interrupted ones from their checkpoint")
     args = parser.parse_args(argv)
     rows = ALL_ROWS if args.rows == ["all"] else args.rows
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     tic = time.perf_counter()
     runs = run_rows(rows, args.seeds, args.out, args.overrides, args.resume)
     wall = time.perf_counter() - tic

@@ -12,7 +12,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import torch
 
@@ -20,7 +20,7 @@ from ..measure import peak_resident_bytes, reset_peak_resident, resident_bytes
 from .build import build_algorithm, build_model, build_optimizer, build_task_sources
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, ConfigError, config_to_dict, load_config
-from .distributed import DistributedContext, all_reduce_gradients, broadcast_parameters, init_distributed
+from .distributed import all_reduce_gradients, broadcast_parameters, init_distributed
 from .evaluate import evaluate
 from .report import environment_info, write_results
 
