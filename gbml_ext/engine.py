@@ -13,7 +13,7 @@ import torch
 
 from .data.tasks import Task
 
-__all__ = ["TaskOutcome", "LossFn", "run_task", "adapt_learner", "accuracy",
+__all__ = ["TaskOutcome", "LossFn", "run_task", "adapt_learner", "score_query", "accuracy",
            "accumulate_meta_gradient", "default_loss", "adaptation_curve"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -52,6 +52,14 @@ def adapt_learner(learner, inputs: torch.Tensor, targets: torch.Tensor, steps: i
         learner.adapt(loss_fn(learner(inputs), targets))
 
 
+def score_query(learner, task: Task, loss_fn: LossFn, train: bool = False) -> TaskOutcome:
+    """The (adapted) learner's query loss and accuracy; detached unless `train`."""
+    with torch.set_grad_enabled(train):
+        outputs = learner(task.query_x)
+        loss = loss_fn(outputs, task.query_y)
+    return TaskOutcome(loss if train else loss.detach(), accuracy(outputs.detach(), task.query_y))
+
+
 def run_task(algorithm, task: Task, steps: int, loss_fn: Optional[LossFn] = None,
              train: bool = True) -> TaskOutcome:
     """Adapts a fresh clone of `algorithm` on `task`'s support set and scores its query set.
@@ -75,10 +83,7 @@ def run_task(algorithm, task: Task, steps: int, loss_fn: Optional[LossFn] = None
         task = algorithm.encode_task(task)
     learner = algorithm.clone() if train else algorithm.clone(first_order=True)
     adapt_learner(learner, task.support_x, task.support_y, steps, loss_fn)
-    with torch.set_grad_enabled(train):
-        outputs = learner(task.query_x)
-        loss = loss_fn(outputs, task.query_y)
-    return TaskOutcome(loss if train else loss.detach(), accuracy(outputs.detach(), task.query_y))
+    return score_query(learner, task, loss_fn, train)
 
 
 def accumulate_meta_gradient(algorithm, tasks: Sequence[Task], steps: int,
@@ -106,11 +111,8 @@ def adaptation_curve(algorithm, task: Task, steps: int,
     with torch.no_grad():
         task = algorithm.encode_task(task)
     learner = algorithm.clone(first_order=True)
-    curve = []
-    for step in range(steps + 1):
-        if step:
-            adapt_learner(learner, task.support_x, task.support_y, 1, loss_fn)
-        with torch.no_grad():
-            outputs = learner(task.query_x)
-            curve.append(TaskOutcome(loss_fn(outputs, task.query_y), accuracy(outputs, task.query_y)))
+    curve = [score_query(learner, task, loss_fn)]
+    for _ in range(steps):
+        adapt_learner(learner, task.support_x, task.support_y, 1, loss_fn)
+        curve.append(score_query(learner, task, loss_fn))
     return curve

@@ -43,10 +43,8 @@ class Reptile(GBML):
             task_loss_fn = loss_fn or engine.default_loss(task.support_y)
             learner = self.clone()
             engine.adapt_learner(learner, task.support_x, task.support_y, steps, task_loss_fn)
+            outcomes.append(engine.score_query(learner, task, task_loss_fn))
             with torch.no_grad():
-                outputs = learner(task.query_x)
-                outcomes.append(engine.TaskOutcome(task_loss_fn(outputs, task.query_y),
-                                                   engine.accuracy(outputs, task.query_y)))
                 for theta, phi in zip(meta_params, learner.module.parameters()):
                     step = (theta - phi) / len(tasks)
                     theta.grad = step if theta.grad is None else theta.grad + step

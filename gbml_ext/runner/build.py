@@ -1,7 +1,7 @@
 """The one place that turns a config into task sources, a model, a learner and an optimizer."""
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import torch
 from torch import nn
@@ -54,24 +54,18 @@ def build_task_sources(data: DataConfig, seed: int, rank: int = 0) -> Dict[str, 
     return sources
 
 
-def _synthetic_source(data: DataConfig):
+def _synthetic_shape(data: DataConfig) -> Tuple[int, int]:
+    """(input dimension, outputs) of a synthetic source's tasks."""
     if data.source not in SYNTHETIC_SOURCES:
         raise ConfigError(f"this model takes vectors: data.source must be one of "
                           f"{SYNTHETIC_SOURCES}, not {data.source!r}.")
-    return build_task_sources(data, seed=0)["test"]
-
-
-def _input_features(data: DataConfig) -> int:
-    return _synthetic_source(data).dim
-
-
-def _output_size(data: DataConfig) -> int:
-    return _synthetic_source(data).out_features
+    source = build_task_sources(data, seed=0)["test"]
+    return source.dim, source.out_features
 
 
 MODELS: Dict[str, Callable[..., nn.Module]] = {
-    "linear": lambda data, **o: nn.Linear(_input_features(data), _output_size(data), **o),
-    "deep_linear": lambda data, **o: gnn.DeepLinear(_input_features(data), _output_size(data), **o),
+    "linear": lambda data, **o: nn.Linear(*_synthetic_shape(data), **o),
+    "deep_linear": lambda data, **o: gnn.DeepLinear(*_synthetic_shape(data), **o),
     "omniglot_cnn4": lambda data, **o: gnn.omniglot_cnn4(data.ways, **o),
     "mini_imagenet_cnn4": lambda data, **o: gnn.mini_imagenet_cnn4(data.ways, **o),
     "cifarfs_cnn4": lambda data, **o: gnn.cifarfs_cnn4(data.ways, **o),
