@@ -9,6 +9,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed_and_private_cache(tmp_path_factory, monkeypatch):
+    """Every test starts from the same torch seed, and derived-data caches go to a temporary
+    folder, never the user's ~/.cache."""
     torch.manual_seed(0)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
     yield

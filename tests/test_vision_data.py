@@ -1,7 +1,7 @@
 """Few-shot vision loaders on tiny fixtures in each dataset's real on-disk format.
 
 Nothing here reads the shared real data: every dataset is written into pytest's tmp_path by
-`vision_fixtures`.
+`vision_fixtures`, and the default cache folder is redirected into tmp_path too.
 """
 import pickle
 import random
@@ -9,13 +9,29 @@ import random
 import numpy as np
 import pytest
 import torch
+from vision_fixtures import (
+    write_bertinetto_splits,
+    write_cifar100_tree,
+    write_fc100_split_files,
+    write_mini_imagenet_csv,
+    write_mini_imagenet_pickles,
+    write_omniglot_archive,
+    write_omniglot_tree,
+    write_vinyals_split_files,
+)
 
-from gbml_ext.data import (DatasetError, FewShotTasks, ImageClassDataset, Task, build_task_sources,
-                           load_cifar_fs, load_fc100, load_mini_imagenet, load_omniglot)
-from gbml_ext.data import vision
-from vision_fixtures import (write_bertinetto_splits, write_cifar100_tree, write_fc100_split_files,
-                             write_mini_imagenet_csv, write_mini_imagenet_pickles,
-                             write_omniglot_archive, write_omniglot_tree, write_vinyals_split_files)
+from gbml_ext.data import (
+    DatasetError,
+    FewShotTasks,
+    ImageClassDataset,
+    Task,
+    build_task_sources,
+    images,
+    load_cifar_fs,
+    load_fc100,
+    load_mini_imagenet,
+    load_omniglot,
+)
 
 SPLITS = ("train", "validation", "test")
 TINY_OMNIGLOT_SIZES = (4, 2, 2)  # the fixture's 8 characters, cut like MAML's 1100/100/423
@@ -46,6 +62,12 @@ def assert_task(task, ways, shots, queries, image_shape):
     assert 0.0 <= task.support_x.min() and task.support_x.max() <= 1.0
 
 
+@pytest.fixture(autouse=True)
+def _private_cache_home(tmp_path, monkeypatch):
+    """Loads without cache_dir write under XDG_CACHE_HOME: keep them out of the real ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
 @pytest.fixture
 def omniglot_root(tmp_path):
     return write_omniglot_tree(tmp_path / "data")
@@ -54,31 +76,34 @@ def omniglot_root(tmp_path):
 @pytest.fixture
 def cifar_root(tmp_path):
     classes = {name for names in CIFAR_FS_SPLITS.values() for name in names}
-    fc100_classes = {"aquarium_fish", "flatfish", "ray", "shark", "trout", "orchid", "poppy", "rose",
-                     "sunflower", "tulip", "beetle", "butterfly", "caterpillar", "cockroach",
-                     "man", "woman"}
-    root = write_cifar100_tree(tmp_path / "cifar", sorted(classes | fc100_classes), images_per_class=4)
+    fc100_classes = {"aquarium_fish", "flatfish", "ray", "shark", "trout", "orchid", "poppy",
+                     "rose", "sunflower", "tulip", "beetle", "butterfly", "caterpillar",
+                     "cockroach", "man", "woman"}
+    root = write_cifar100_tree(tmp_path / "cifar", sorted(classes | fc100_classes),
+                               images_per_class=4)
     return write_bertinetto_splits(root, CIFAR_FS_SPLITS)
 
 
 # ----------------------------------------------------------------------------------- Omniglot
 
 def test_omniglot_maml_split_counts_shapes_and_rotations(omniglot_root, tmp_path):
-    data = load_omniglot(omniglot_root, split_sizes=TINY_OMNIGLOT_SIZES, cache_dir=tmp_path / "cache")
+    data = load_omniglot(omniglot_root, split_sizes=TINY_OMNIGLOT_SIZES,
+                         cache_dir=tmp_path / "cache")
     assert {k: len(v.labels) for k, v in data.items()} == {"train": 16, "validation": 8, "test": 8}
     assert {k: len(v) for k, v in data.items()} == {"train": 64, "validation": 32, "test": 32}
     assert_splits_disjoint(data)
     # Sorted background characters come first, so train holds the 4 first background ones.
-    assert sorted(base_classes(data["train"]))[0] == "images_background/Alpha/character01"
+    assert min(base_classes(data["train"])) == "images_background/Alpha/character01"
     assert all(c.startswith("images_evaluation") for c in base_classes(data["test"]))
-    image, label = data["train"][0]
+    image, _ = data["train"][0]
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32
     assert 0.0 <= image.min() and image.max() <= 1.0
     assert image.mean() < 0.5  # inverted: strokes are 1 on a 0 background
 
     plain = load_omniglot(omniglot_root, split_sizes=TINY_OMNIGLOT_SIZES, rotations=False,
                           cache_dir=tmp_path / "cache")
-    assert {k: len(v.labels) * 4 for k, v in plain.items()} == {k: len(v.labels) for k, v in data.items()}
+    assert ({k: len(v.labels) * 4 for k, v in plain.items()}
+            == {k: len(v.labels) for k, v in data.items()})
     # Sample j of the rotated set is image j % N turned by 90 degrees per j // N.
     n = len(plain["train"])
     turned, turned_label = data["train"][n + 3]
@@ -110,7 +135,7 @@ def test_omniglot_archive_is_extracted_once_and_images_cached(omniglot_root, tmp
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the cache should have been used")
-    monkeypatch.setattr(vision, "_decode_image", no_decoding)
+    monkeypatch.setattr(images, "_decode_image", no_decoding)
     second = load_omniglot(archive, split_sizes=TINY_OMNIGLOT_SIZES, cache_dir=cache)
     assert torch.equal(first["test"][5][0], second["test"][5][0])
 
@@ -118,7 +143,8 @@ def test_omniglot_archive_is_extracted_once_and_images_cached(omniglot_root, tmp
 def test_omniglot_errors_name_problem_and_fix(omniglot_root, tmp_path):
     with pytest.raises(DatasetError, match="Omniglot root not found") as error:
         load_omniglot(tmp_path / "nowhere")
-    assert "images_background.zip" in str(error.value) and "brendenlake/omniglot" in str(error.value)
+    assert "images_background.zip" in str(error.value)
+    assert "brendenlake/omniglot" in str(error.value)
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="omniglot-py"):
@@ -213,7 +239,7 @@ def test_mini_imagenet_refuses_pickles_with_foreign_code(tmp_path):
 
 def test_mini_imagenet_csv_missing_images(tmp_path):
     root = write_mini_imagenet_csv(tmp_path / "mini", images_per_class=2)
-    victim = sorted((root / "images").iterdir())[0]
+    victim = min((root / "images").iterdir())
     victim.unlink()
     with pytest.raises(DatasetError, match=f"missing from .*{victim.name}"):
         load_mini_imagenet(root, format="csv")
@@ -227,7 +253,7 @@ def test_cifar_fs_splits_and_shapes(cifar_root, tmp_path):
         "train": CIFAR_FS_SPLITS["train"], "validation": CIFAR_FS_SPLITS["val"],
         "test": CIFAR_FS_SPLITS["test"]}
     assert {k: len(v) for k, v in data.items()} == {"train": 20, "validation": 12, "test": 12}
-    image, label = data["train"][0]
+    image, _ = data["train"][0]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32
     assert (tmp_path / "cache" / "cifar100-32x32.npz").is_file()
 
@@ -281,7 +307,8 @@ def test_few_shot_tasks_shapes_labels_and_disjoint_support_query():
         query_ids = (task.query_x[:, 0, 0, 0] * 255).round().long()
         assert not set(support_ids.tolist()) & set(query_ids.tolist())
         for label in range(3):
-            classes = torch.cat([support_ids[task.support_y == label], query_ids[task.query_y == label]]) // 5
+            classes = torch.cat([support_ids[task.support_y == label],
+                                 query_ids[task.query_y == label]]) // 5
             assert classes.unique().numel() == 1
 
 
@@ -300,8 +327,8 @@ def test_few_shot_tasks_seed_is_private_and_resumable():
 
 
 def test_few_shot_tasks_transforms_and_fixed_task_pool():
-    source = FewShotTasks(small_dataset(), 2, 1, 1, num_tasks=3, transforms=lambda image: image * 0 + 0.5,
-                          seed=0)
+    source = FewShotTasks(small_dataset(), 2, 1, 1, num_tasks=3,
+                          transforms=lambda image: image * 0 + 0.5, seed=0)
     assert torch.all(source.sample().support_x == 0.5)
 
     def pool(source):
@@ -314,7 +341,8 @@ def test_few_shot_tasks_transforms_and_fixed_task_pool():
 
 
 def test_impossible_ways_or_shots_raise_dataset_error():
-    with pytest.raises(DatasetError, match="7-way tasks but this split has only 6 classes") as error:
+    with pytest.raises(DatasetError,
+                       match="7-way tasks but this split has only 6 classes") as error:
         FewShotTasks(small_dataset(), ways=7, shots=1, queries=1)
     assert "ways <= 6" in str(error.value)
     with pytest.raises(DatasetError, match=r"shots\+queries = 6.*'class0' has only 5") as error:
@@ -326,11 +354,12 @@ def test_build_task_sources_for_every_dataset(omniglot_root, cifar_root, tmp_pat
     fc100_dir = write_fc100_split_files(tmp_path / "fc100", {
         "train": ["fish", "flowers"], "val": ["insects"], "test": ["people"]})
     cases = {
-        "omniglot": (omniglot_root, dict(split_sizes=TINY_OMNIGLOT_SIZES, cache_dir=tmp_path / "c1"),
+        "omniglot": (omniglot_root,
+                     {"split_sizes": TINY_OMNIGLOT_SIZES, "cache_dir": tmp_path / "c1"},
                      (1, 28, 28)),
         "mini-imagenet": (write_mini_imagenet_pickles(tmp_path / "mini"), {}, (3, 84, 84)),
-        "cifar-fs": (cifar_root, dict(cache_dir=tmp_path / "c2"), (3, 32, 32)),
-        "fc100": (cifar_root, dict(split_dir=fc100_dir, cache_dir=tmp_path / "c2"), (3, 32, 32)),
+        "cifar-fs": (cifar_root, {"cache_dir": tmp_path / "c2"}, (3, 32, 32)),
+        "fc100": (cifar_root, {"split_dir": fc100_dir, "cache_dir": tmp_path / "c2"}, (3, 32, 32)),
     }
     for name, (root, options, image_shape) in cases.items():
         sources = build_task_sources(name, root, ways=3, shots=1, queries=2, seed=0, **options)

@@ -4,28 +4,31 @@ Every writer takes a folder (pytest's `tmp_path`) and produces a miniature copy 
 layout: Omniglot's PNG tree (and a .tar.gz of it), learn2learn's mini-ImageNet pickles, Ravi &
 Larochelle's CSV + JPEG folder, and the CIFAR-100 per-class PNG folders with Bertinetto split
 files. Pixel content is random but fixed by a seed, so images differ from one another.
+`snapshot_tree` fingerprints a folder, to check that loading a dataset leaves it untouched.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import pickle
 import tarfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
 __all__ = [
-    "write_omniglot_tree",
-    "write_omniglot_archive",
-    "write_vinyals_split_files",
-    "write_mini_imagenet_pickles",
-    "write_mini_imagenet_csv",
-    "write_cifar100_tree",
+    "snapshot_tree",
     "write_bertinetto_splits",
+    "write_cifar100_tree",
     "write_fc100_split_files",
+    "write_mini_imagenet_csv",
+    "write_mini_imagenet_pickles",
+    "write_omniglot_archive",
+    "write_omniglot_tree",
+    "write_vinyals_split_files",
 ]
 
 OMNIGLOT_FIXTURE_ALPHABETS = {
@@ -38,7 +41,8 @@ def _random_pixels(rng: np.random.Generator, shape) -> np.ndarray:
     return rng.integers(0, 256, size=shape, dtype=np.uint8)
 
 
-def write_omniglot_tree(base: Path, alphabets: Mapping[str, Mapping[str, int]] = OMNIGLOT_FIXTURE_ALPHABETS,
+def write_omniglot_tree(base: Path,
+                        alphabets: Mapping[str, Mapping[str, int]] = OMNIGLOT_FIXTURE_ALPHABETS,
                         drawings: int = 4, seed: int = 0) -> Path:
     """Write base/omniglot-py/<subset>/<alphabet>/characterNN/NNNN_DD.png as 105x105 1-bit PNGs.
 
@@ -56,7 +60,8 @@ def write_omniglot_tree(base: Path, alphabets: Mapping[str, Mapping[str, int]] =
                 for d in range(1, drawings + 1):
                     # Mostly white with black strokes, like the real drawings.
                     ink = rng.random((105, 105)) < 0.1
-                    Image.fromarray(~ink).convert("1").save(folder / f"{character_id:04d}_{d:02d}.png")
+                    png = folder / f"{character_id:04d}_{d:02d}.png"
+                    Image.fromarray(~ink).convert("1").save(png)
     return base
 
 
@@ -75,7 +80,8 @@ def write_vinyals_split_files(folder: Path, splits: Mapping[str, Sequence[str]])
         content: dict = {}
         for key in keys:
             subset, alphabet, character = key.split("/")
-            content.setdefault(subset.removeprefix("images_"), {}).setdefault(alphabet, []).append(character)
+            by_alphabet = content.setdefault(subset.removeprefix("images_"), {})
+            by_alphabet.setdefault(alphabet, []).append(character)
         (folder / f"{stem}.json").write_text(json.dumps(content))
     return folder
 
@@ -115,7 +121,8 @@ def write_mini_imagenet_csv(root: Path, classes: Mapping[str, int] | None = None
                 label = f"n0{wnid + c}"
                 for i in range(1, images_per_class + 1):
                     filename = f"{label}{i:08d}.jpg"
-                    Image.fromarray(_random_pixels(rng, (size[1], size[0], 3))).save(root / "images" / filename)
+                    pixels = _random_pixels(rng, (size[1], size[0], 3))
+                    Image.fromarray(pixels).save(root / "images" / filename)
                     writer.writerow([filename, label])
         wnid += count
     return root
@@ -148,3 +155,16 @@ def write_fc100_split_files(folder: Path, splits: Mapping[str, Sequence[str]]) -
     for stem, names in splits.items():
         (folder / f"{stem}.json").write_text(json.dumps(list(names)))
     return folder
+
+
+def snapshot_tree(folder: Path) -> dict[str, str]:
+    """Map every path under `folder` (relative, as a string) to the sha256 of its bytes, or to
+    "<dir>" for a folder: equal snapshots mean nothing was added, removed or changed.
+
+    Example:
+        >>> snapshot_tree(Path("/nonexistent-folder"))
+        {}
+    """
+    return {str(path.relative_to(folder)):
+            "<dir>" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*"))}

@@ -6,7 +6,9 @@ downloads anything, so the fix always tells the user what to do by hand.
 """
 from __future__ import annotations
 
-__all__ = ["DatasetError", "how_to_get"]
+from pathlib import Path
+
+__all__ = ["DatasetError", "how_to_get", "require_path"]
 
 
 class DatasetError(RuntimeError):
@@ -22,7 +24,7 @@ class DatasetError(RuntimeError):
         True
     """
 
-    def __init__(self, problem: str, fix: str):
+    def __init__(self, problem: str, fix: str) -> None:
         super().__init__(f"{problem}\nFix: {fix}")
         self.problem = problem
         self.fix = fix
@@ -57,7 +59,7 @@ _ACQUISITION_HINTS = {
 }
 
 
-def how_to_get(dataset: str, root) -> str:
+def how_to_get(dataset: str, root: str | Path) -> str:
     """Return the "how to get this dataset onto disk" advice for `dataset`, with `root` filled in.
 
     Arguments:
@@ -69,3 +71,20 @@ def how_to_get(dataset: str, root) -> str:
         True
     """
     return _ACQUISITION_HINTS[dataset].format(root=str(root).rstrip("/") or "/")
+
+
+def require_path(path: Path, what: str, dataset: str, root: str | Path) -> Path:
+    """Return `path` if it exists, else raise a `DatasetError` naming it and how to get the data.
+
+    Arguments:
+        path: the file or folder that must exist.
+        what: how to call it in the error, e.g. "Omniglot root".
+        dataset, root: passed to `how_to_get` for the fix.
+
+    Example:
+        >>> require_path(Path("/"), "root", "omniglot", "/")
+        PosixPath('/')
+    """
+    if not path.exists():
+        raise DatasetError(f"{what} not found: expected {path}", how_to_get(dataset, root))
+    return path

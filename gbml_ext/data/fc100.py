@@ -13,16 +13,16 @@ improved few-shot learning. NeurIPS 2018.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from learn2learn.data import MetaDataset
 
 from .cifarfs import load_cifar100_class_folders
+from .datasets import SPLIT_FILE_STEMS, SPLIT_NAMES, class_split_dataset
 from .errors import DatasetError
-from .vision import SPLIT_FILE_STEMS, SPLIT_NAMES, class_split_dataset
 
-__all__ = ["load_fc100", "CIFAR100_SUPERCLASSES", "FC100_SUPERCLASS_SPLIT"]
+__all__ = ["CIFAR100_SUPERCLASSES", "FC100_SUPERCLASS_SPLIT", "load_fc100"]
 
 # CIFAR-100's coarse labels: the folder layout only names the fine classes.
 CIFAR100_SUPERCLASSES = {
@@ -59,7 +59,8 @@ FC100_SUPERCLASS_SPLIT = {
 }
 
 
-def load_fc100(root, split_dir=None, cache_dir=None,
+def load_fc100(root: str | Path, split_dir: str | Path | None = None,
+               cache_dir: str | Path | None = None,
                splits: Sequence[str] = SPLIT_NAMES) -> dict[str, MetaDataset]:
     """Load FC100 as one learn2learn `MetaDataset` per split.
 
@@ -67,7 +68,8 @@ def load_fc100(root, split_dir=None, cache_dir=None,
         root: folder holding `cifar100/data/<class_name>/` (or `cifarfs/cifar100/...`).
         split_dir: optional folder with train.json, val.json, test.json (superclass-name lists);
             default: the built-in `FC100_SUPERCLASS_SPLIT`.
-        cache_dir: where to keep the decoded-image cache (default: the cifar100 folder).
+        cache_dir: where to keep the decoded-image cache (default: a folder under
+            ~/.cache/gbml_ext/cifar100/, shared with CIFAR-FS).
         splits: which of "train", "validation", "test" to return.
 
     Returns: {split: MetaDataset} with items (image (3, 32, 32) float in [0, 1], label);

@@ -7,7 +7,8 @@ Two on-disk formats are read:
         pickled dict {"image_data": uint8 array (N, 84, 84, 3), "class_dict": {wnid: [indices]}}.
     (b) Ravi & Larochelle's CSVs  ROOT/{train,val,test}.csv (header `filename,label`) with the
         JPEGs in ROOT/images/<filename>; images are resized to 84x84 with Lanczos filtering and
-        the decoded arrays cached in a `.npz` (in `cache_dir`, else ROOT).
+        the decoded arrays cached in a `.npz` (in `cache_dir`, else in a folder per root under
+        ~/.cache/gbml_ext/mini-imagenet/; never inside ROOT).
 
 Pickles are checked before anything is unpickled: an HTML page saved under the .pkl name (a
 typical result of a cloud-drive warning page) and truncated files are reported as such, and the
@@ -22,17 +23,19 @@ from __future__ import annotations
 import csv
 import pickle
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 from learn2learn.data import MetaDataset
 
-from .errors import DatasetError, how_to_get
-from .vision import (SPLIT_FILE_STEMS, SPLIT_NAMES, class_split_dataset, decode_images_cached,
-                     require_path)
+from .cache import cache_folder
+from .datasets import SPLIT_FILE_STEMS, SPLIT_NAMES, class_split_dataset
+from .errors import DatasetError, how_to_get, require_path
+from .images import decode_images_cached
 
-__all__ = ["load_mini_imagenet", "read_learn2learn_pickle", "MINI_IMAGENET_SIZE"]
+__all__ = ["MINI_IMAGENET_SIZE", "load_mini_imagenet", "read_learn2learn_pickle"]
 
 MINI_IMAGENET_SIZE = 84
 
@@ -45,14 +48,16 @@ _ALLOWED_PICKLE_GLOBALS = {
 }
 
 
-def load_mini_imagenet(root, format: str = "auto", cache_dir=None,
+def load_mini_imagenet(root: str | Path, format: str = "auto",
+                       cache_dir: str | Path | None = None,
                        splits: Sequence[str] = SPLIT_NAMES) -> dict[str, MetaDataset]:
     """Load mini-ImageNet as one learn2learn `MetaDataset` per split.
 
     Arguments:
         root: folder with the learn2learn pickles or the Ravi & Larochelle CSVs and images/.
         format: "pickle", "csv", or "auto" (pickle when the split's .pkl exists, else CSV).
-        cache_dir: where to cache decoded CSV-format images (default: root).
+        cache_dir: where to cache decoded CSV-format images (default: a folder per root under
+            ~/.cache/gbml_ext/mini-imagenet/, or under $XDG_CACHE_HOME/gbml_ext/mini-imagenet/).
         splits: which of "train", "validation", "test" to return.
 
     Returns: {split: MetaDataset} with items (image (3, 84, 84) float in [0, 1], label);
@@ -67,7 +72,7 @@ def load_mini_imagenet(root, format: str = "auto", cache_dir=None,
     require_path(root, "mini-ImageNet root", "mini-imagenet", root)
     if format not in ("auto", "pickle", "csv"):
         raise ValueError(f"unknown mini-ImageNet format {format!r}; use 'auto', 'pickle' or 'csv'")
-    datasets = {}
+    datasets: dict[str, MetaDataset] = {}
     for split in splits:
         pickle_path = root / f"mini-imagenet-cache-{split}.pkl"
         csv_path = root / f"{SPLIT_FILE_STEMS[split]}.csv"
@@ -86,13 +91,13 @@ def load_mini_imagenet(root, format: str = "auto", cache_dir=None,
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED_PICKLE_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
         return super().find_class(module, name)
 
 
-def read_learn2learn_pickle(path: Path, root=None) -> dict:
+def read_learn2learn_pickle(path: Path, root: str | Path | None = None) -> dict[str, Any]:
     """Read one learn2learn mini-ImageNet pickle after checking that it looks like one.
 
     Arguments:
@@ -102,7 +107,8 @@ def read_learn2learn_pickle(path: Path, root=None) -> dict:
     Returns: {"image_data": uint8 (N, 84, 84, 3), "class_dict": {wnid: [indices]}}.
 
     Example:
-        >>> content = read_learn2learn_pickle(Path("mini-imagenet-cache-test.pkl"))  # doctest: +SKIP
+        >>> path = Path("mini-imagenet-cache-test.pkl")
+        >>> content = read_learn2learn_pickle(path)  # doctest: +SKIP
         >>> content["image_data"].shape  # doctest: +SKIP
         (12000, 84, 84, 3)
     """
@@ -142,7 +148,7 @@ def read_learn2learn_pickle(path: Path, root=None) -> dict:
     return content
 
 
-def _check_pickle_content(content, path: Path, fix: str) -> None:
+def _check_pickle_content(content: Any, path: Path, fix: str) -> None:
     if not isinstance(content, dict) or not {"image_data", "class_dict"} <= set(content):
         found = sorted(content) if isinstance(content, dict) else type(content).__name__
         raise DatasetError(f"{path} does not hold learn2learn's mini-ImageNet dict "
@@ -170,7 +176,8 @@ def _load_pickle_split(path: Path, root: Path) -> tuple[np.ndarray, list[str]]:
     return content["image_data"], image_classes
 
 
-def _load_csv_split(csv_path: Path, root: Path, cache_dir) -> tuple[np.ndarray, list[str]]:
+def _load_csv_split(csv_path: Path, root: Path,
+                    cache_dir: str | Path | None) -> tuple[np.ndarray, list[str]]:
     require_path(csv_path, "mini-ImageNet split file", "mini-imagenet", root)
     with open(csv_path, newline="") as stream:
         rows = list(csv.reader(stream))
@@ -186,10 +193,10 @@ def _load_csv_split(csv_path: Path, root: Path, cache_dir) -> tuple[np.ndarray, 
                            f"{image_dir}, e.g. {missing[0]}",
                            "copy or re-extract all JPEGs into images/. "
                            + how_to_get("mini-imagenet", root))
-    cache_folder = root if cache_dir is None else Path(cache_dir)
+    cache_name = f"mini-imagenet-{csv_path.stem}-84x84.npz"
     size = (MINI_IMAGENET_SIZE, MINI_IMAGENET_SIZE)
     images = decode_images_cached([image_dir / name for name, _ in entries],
                                   [name for name, _ in entries], size, "RGB",
-                                  cache_folder / f"mini-imagenet-{csv_path.stem}-84x84.npz",
-                                  "mini-imagenet", root)
+                                  cache_folder("mini-imagenet", root, cache_dir) / cache_name,
+                                  "mini-imagenet", root, old_cache_file=root / cache_name)
     return images, [label for _, label in entries]

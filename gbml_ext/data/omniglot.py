@@ -6,8 +6,9 @@ original zips and refuses an extracted tree):
     ROOT/omniglot-py/images_background/<alphabet>/characterNN/*.png   (964 characters)
     ROOT/omniglot-py/images_evaluation/<alphabet>/characterNN/*.png   (659 characters)
 
-ROOT may also be a `.tar.gz` of the `omniglot-py` folder; it is extracted once into `cache_dir`
-(or ~/.cache/gbml_ext/omniglot when `cache_dir` is None).
+ROOT may also be a `.tar.gz` of the `omniglot-py` folder; it is extracted once into the cache
+folder (`cache_dir`, or a folder under ~/.cache/gbml_ext/omniglot/, see `gbml_ext.data.cache`)
+and extracted again only when the archive's size or modification time changes.
 
 Preprocessing follows MAML (Finn et al. 2017): each 105x105 drawing is resized to 28x28 with
 Lanczos filtering, kept as 1 channel, scaled to [0, 1] and inverted (`invert=True`) so that
@@ -23,8 +24,8 @@ Splits (`split=`):
         `split_dir/{train,val,test}.json` in torchmeta's format:
         {"background": {"<alphabet>": ["character01", ...]}, "evaluation": {...}}.
 
-Decoded 28x28 images are cached in a `.npz` (in `cache_dir`, else inside the `omniglot-py`
-folder) so that the second load skips the 32,460 PNG decodes.
+Decoded 28x28 images are cached in a `.npz` in the same cache folder, never in the data folder,
+so that later loads skip the 32,460 PNG decodes; the first load announces it on stderr.
 
 Citation: B. M. Lake, R. Salakhutdinov, J. B. Tenenbaum. Human-level concept learning through
 probabilistic program induction. Science, 2015.
@@ -32,27 +33,28 @@ probabilistic program induction. Science, 2015.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from learn2learn.data import MetaDataset
 
-from .errors import DatasetError, how_to_get
-from .vision import (SPLIT_FILE_STEMS, SPLIT_NAMES, class_split_dataset, decode_images_cached,
-                     extract_archive_once, require_path)
+from .archives import extract_archive_once
+from .cache import cache_folder
+from .datasets import SPLIT_FILE_STEMS, SPLIT_NAMES, class_split_dataset
+from .errors import DatasetError, how_to_get, require_path
+from .images import decode_images_cached
 
-__all__ = ["load_omniglot", "MAML_SPLIT_SIZES", "OMNIGLOT_SUBSETS"]
+__all__ = ["MAML_SPLIT_SIZES", "OMNIGLOT_SUBSETS", "load_omniglot"]
 
 OMNIGLOT_SUBSETS = ("images_background", "images_evaluation")
 MAML_SPLIT_SIZES = (1100, 100, 423)
 _TREE_NAME = "omniglot-py"
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
-DEFAULT_CACHE = Path.home() / ".cache" / "gbml_ext"
 
 
-def load_omniglot(root, split: str = "maml", split_dir=None,
+def load_omniglot(root: str | Path, split: str = "maml", split_dir: str | Path | None = None,
                   split_sizes: Sequence[int] = MAML_SPLIT_SIZES, rotations: bool = True,
-                  image_size: int = 28, invert: bool = True, cache_dir=None,
+                  image_size: int = 28, invert: bool = True, cache_dir: str | Path | None = None,
                   splits: Sequence[str] = SPLIT_NAMES) -> dict[str, MetaDataset]:
     """Load Omniglot as one learn2learn `MetaDataset` per split.
 
@@ -66,7 +68,8 @@ def load_omniglot(root, split: str = "maml", split_dir=None,
         image_size: side of the square images after resizing.
         invert: strokes 1, background 0 (MAML); False keeps the PNG's white background as 1.
         cache_dir: where to extract an archive root and keep the decoded-image cache
-            (default for an archive: ~/.cache/gbml_ext/omniglot; for a folder: inside it).
+            (default: a folder per root under ~/.cache/gbml_ext/omniglot/, or under
+            $XDG_CACHE_HOME/gbml_ext/omniglot/; never inside the data folder).
         splits: which of "train", "validation", "test" to return.
 
     Returns: {split: MetaDataset} with items (image (1, image_size, image_size) float in [0, 1],
@@ -77,12 +80,20 @@ def load_omniglot(root, split: str = "maml", split_dir=None,
         >>> len(data["train"].labels), data["train"][0][0].shape  # doctest: +SKIP
         (4400, torch.Size([1, 28, 28]))
     """
-    tree = _locate_tree(Path(root).expanduser(), None if cache_dir is None else Path(cache_dir))
+    source = require_path(Path(root).expanduser(), "Omniglot root", "omniglot", root)
+    is_archive = source.is_file()
+    if is_archive:
+        cache = cache_folder("omniglot", source, cache_dir)
+        tree = _extract_archive(source, cache)
+    else:
+        tree = _locate_tree(source)
+        cache = cache_folder("omniglot", tree, cache_dir)
     characters, image_files = _discover_characters(tree, root)
-    cache_folder = tree if cache_dir is None else Path(cache_dir)
+    cache_name = f"omniglot-{image_size}x{image_size}.npz"
     images = decode_images_cached(
         [tree / key for key in image_files], image_files, (image_size, image_size), "L",
-        cache_folder / f"omniglot-{image_size}x{image_size}.npz", "omniglot", root)
+        cache / cache_name, "omniglot", root, stamped_by=[source] if is_archive else None,
+        old_cache_file=None if is_archive else tree / cache_name)
     if invert:
         images = 255 - images
     image_characters = [key.rsplit("/", 1)[0] for key in image_files]
@@ -93,16 +104,18 @@ def load_omniglot(root, split: str = "maml", split_dir=None,
             for name in splits}
 
 
-def _locate_tree(root: Path, cache_dir: Path | None) -> Path:
-    require_path(root, "Omniglot root", "omniglot", root)
-    if root.is_file():
-        if not root.name.endswith(_ARCHIVE_SUFFIXES):
-            raise DatasetError(f"Omniglot root {root} is a file but not a .tar.gz archive",
-                               how_to_get("omniglot", root.parent))
-        # Not next to the archive: shared data folders are often read-only, and writing into
-        # them would change what every other user of the folder sees.
-        destination = cache_dir if cache_dir is not None else DEFAULT_CACHE / "omniglot"
-        return extract_archive_once(root, _TREE_NAME, destination, "omniglot")
+def _extract_archive(archive: Path, cache: Path) -> Path:
+    """Extract an `omniglot-py` archive into the cache folder (once) and return the tree."""
+    if not archive.name.endswith(_ARCHIVE_SUFFIXES):
+        raise DatasetError(f"Omniglot root {archive} is a file but not a .tar.gz archive",
+                           how_to_get("omniglot", archive.parent))
+    # Not next to the archive: shared data folders are often read-only, and writing into them
+    # would change what every other user of the folder sees.
+    return extract_archive_once(archive, _TREE_NAME, cache, "omniglot")
+
+
+def _locate_tree(root: Path) -> Path:
+    """The folder holding images_background/ and images_evaluation/ under a folder root."""
     if (root / _TREE_NAME).is_dir():
         return root / _TREE_NAME
     if any((root / subset).is_dir() for subset in OMNIGLOT_SUBSETS):
@@ -111,10 +124,11 @@ def _locate_tree(root: Path, cache_dir: Path | None) -> Path:
                        "images_background and images_evaluation", how_to_get("omniglot", root))
 
 
-def _discover_characters(tree: Path, root) -> tuple[list[str], list[str]]:
+def _discover_characters(tree: Path, root: str | Path) -> tuple[list[str], list[str]]:
     """Return character keys "<subset>/<alphabet>/<character>" in sorted order, and the image
     files as keys relative to `tree`, grouped by character in the same order."""
-    characters, image_files = [], []
+    characters: list[str] = []
+    image_files: list[str] = []
     for subset in OMNIGLOT_SUBSETS:
         subset_dir = require_path(tree / subset, f"Omniglot folder {subset}", "omniglot", root)
         for alphabet in sorted(p.name for p in subset_dir.iterdir() if p.is_dir()):
@@ -131,8 +145,8 @@ def _discover_characters(tree: Path, root) -> tuple[list[str], list[str]]:
     return characters, image_files
 
 
-def _split_characters(characters: list[str], split: str, split_dir, split_sizes: Sequence[int],
-                      root) -> dict[str, list[str]]:
+def _split_characters(characters: list[str], split: str, split_dir: str | Path | None,
+                      split_sizes: Sequence[int], root: str | Path) -> dict[str, list[str]]:
     if split == "maml":
         if len(split_sizes) != 3 or sum(split_sizes) != len(characters):
             raise DatasetError(
@@ -150,7 +164,8 @@ def _split_characters(characters: list[str], split: str, split_dir, split_sizes:
     raise ValueError(f"unknown Omniglot split {split!r}; use 'maml' or 'vinyals'")
 
 
-def _read_vinyals_split(split_dir, split: str, known_characters: set[str]) -> list[str]:
+def _read_vinyals_split(split_dir: str | Path | None, split: str,
+                        known_characters: set[str]) -> list[str]:
     if split_dir is None:
         raise DatasetError("split='vinyals' needs split_dir",
                            "pass split_dir= a folder with train.json, val.json and test.json in "

@@ -20,7 +20,8 @@ class Task:
         query_y: (n_query,) or (n_query, out) targets.
 
     Example:
-        >>> task = Task(torch.randn(5, 3), torch.arange(5), torch.randn(10, 3), torch.arange(10) % 5)
+        >>> task = Task(torch.randn(5, 3), torch.arange(5),
+        ...             torch.randn(10, 3), torch.arange(10) % 5)
         >>> task.to("cpu").support_x.shape
         torch.Size([5, 3])
     """
@@ -30,7 +31,7 @@ class Task:
     query_x: torch.Tensor
     query_y: torch.Tensor
 
-    def to(self, device) -> "Task":
+    def to(self, device) -> Task:
         return Task(*(t.to(device, non_blocking=True) for t in
                       (self.support_x, self.support_y, self.query_x, self.query_y)))
 

@@ -1,0 +1,105 @@
+"""The vision datasets by name: one canonical spelling each, a few accepted aliases, and
+`build_task_sources`, which loads a dataset by name and returns one `FewShotTasks` per split.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from learn2learn.data import MetaDataset
+
+from .cifarfs import load_cifar_fs
+from .datasets import SPLIT_NAMES
+from .fc100 import load_fc100
+from .mini_imagenet import load_mini_imagenet
+from .omniglot import load_omniglot
+from .sampling import FewShotTasks
+
+__all__ = ["DATASET_ALIASES", "build_task_sources", "canonical_dataset_name", "dataset_names"]
+
+_LOADERS: dict[str, Callable[..., dict[str, MetaDataset]]] = {
+    "omniglot": load_omniglot,
+    "mini-imagenet": load_mini_imagenet,
+    "cifar-fs": load_cifar_fs,
+    "fc100": load_fc100,
+}
+
+# Other spellings met in configs and papers, mapped to the canonical name.
+DATASET_ALIASES = {
+    "cifar_fs": "cifar-fs",
+    "cifarfs": "cifar-fs",
+    "mini_imagenet": "mini-imagenet",
+    "miniimagenet": "mini-imagenet",
+}
+
+_T = TypeVar("_T")
+
+
+def dataset_names() -> tuple[str, ...]:
+    """The canonical dataset names (aliases are accepted too, see `canonical_dataset_name`).
+
+    Example:
+        >>> dataset_names()
+        ('omniglot', 'mini-imagenet', 'cifar-fs', 'fc100')
+    """
+    return tuple(_LOADERS)
+
+
+def canonical_dataset_name(name: str) -> str:
+    """The canonical spelling of a dataset name or alias.
+
+    Arguments:
+        name: a canonical name ("omniglot", "mini-imagenet", "cifar-fs", "fc100") or an alias
+            ("cifarfs", "cifar_fs", "mini_imagenet", "miniimagenet").
+
+    Raises: ValueError naming the valid names, for any other name.
+
+    Example:
+        >>> canonical_dataset_name("cifarfs"), canonical_dataset_name("fc100")
+        ('cifar-fs', 'fc100')
+    """
+    if name in _LOADERS:
+        return name
+    if name in DATASET_ALIASES:
+        return DATASET_ALIASES[name]
+    raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(_LOADERS)} "
+                     f"(aliases: {', '.join(DATASET_ALIASES)})")
+
+
+def _for_split(value: _T | Mapping[str, _T], split: str) -> _T:
+    return value[split] if isinstance(value, Mapping) else value
+
+
+def build_task_sources(name: str, root: str | Path, ways: int, shots: int, queries: int, *,
+                       num_tasks: int | Mapping[str, int] = -1,
+                       transforms: Callable[[torch.Tensor], torch.Tensor]
+                       | Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                       seed: int | None = None, splits: Sequence[str] = SPLIT_NAMES,
+                       **loader_options: Any) -> dict[str, FewShotTasks]:
+    """Load a few-shot dataset by name and return one `FewShotTasks` per split.
+
+    Arguments:
+        name: "omniglot", "mini-imagenet", "cifar-fs" or "fc100", or an alias of one.
+        root: data folder (or archive, for Omniglot) given to the dataset's loader.
+        ways, shots, queries: task shape, see `FewShotTasks`.
+        num_tasks, transforms: one value for all splits, or a mapping split -> value.
+        seed: None (global `random`), or a base seed; split i gets `seed + i` so the splits draw
+            independent streams.
+        splits: which of "train", "validation", "test" to build.
+        **loader_options: passed to the loader, e.g. rotations=False, split="vinyals",
+            split_dir=..., cache_dir=...
+
+    Example:
+        >>> sources = build_task_sources("omniglot", "data/", 5, 1, 15)  # doctest: +SKIP
+        >>> sources["train"].sample().support_x.shape  # doctest: +SKIP
+        torch.Size([5, 1, 28, 28])
+    """
+    load = _LOADERS[canonical_dataset_name(name)]
+    datasets = load(root, splits=tuple(splits), **loader_options)
+    return {split: FewShotTasks(datasets[split], ways, shots, queries,
+                                num_tasks=_for_split(num_tasks, split),
+                                transforms=_for_split(transforms, split),
+                                seed=None if seed is None else seed + SPLIT_NAMES.index(split))
+            for split in splits}
