@@ -31,16 +31,66 @@ class TaskOutcome:
     accuracy: Optional[torch.Tensor]
 
 
+def _is_class_labels(targets: torch.Tensor) -> bool:
+    """True for integer targets of any width or signedness (int8 ... int64, uint8)."""
+    return not (targets.is_floating_point() or targets.is_complex()
+                or targets.dtype == torch.bool)
+
+
+def _cross_entropy_of_labels(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for integer labels narrower than int64, which torch wants as long."""
+    return torch.nn.functional.cross_entropy(outputs, targets.long())
+
+
+def _mean_squared_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """MSE that refuses to broadcast: mismatched shapes mean class labels stored as floats."""
+    if outputs.shape != targets.shape:
+        raise ValueError(
+            f"Float targets of shape {tuple(targets.shape)} do not match the outputs' shape "
+            f"{tuple(outputs.shape)}, so mean squared error would broadcast them. For "
+            f"classification pass integer class labels (y.long()); for regression give the "
+            f"targets the outputs' shape."
+        )
+    return torch.nn.functional.mse_loss(outputs, targets)
+
+
 def default_loss(targets: torch.Tensor) -> LossFn:
-    """Cross-entropy for integer targets, mean squared error otherwise."""
-    if targets.dtype in (torch.int64, torch.int32):
-        return torch.nn.functional.cross_entropy
-    return torch.nn.functional.mse_loss
+    """Cross-entropy for integer targets (any integer dtype), mean squared error otherwise.
+
+    The mean squared error raises a `ValueError` when the targets' shape differs from the
+    outputs' (e.g. float class labels (n,) against logits (n, C)) instead of broadcasting.
+
+    Arguments:
+        targets: a task's support targets; only their dtype is looked at.
+
+    Example:
+        >>> default_loss(torch.tensor([0, 2], dtype=torch.int8))(torch.randn(2, 3),
+        ...                                                     torch.tensor([0, 2])).shape
+        torch.Size([])
+        >>> default_loss(torch.zeros(2))(torch.randn(2, 3), torch.zeros(2))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Float targets of shape (2,) do not match the outputs' shape (2, 3), ...
+    """
+    if _is_class_labels(targets):
+        if targets.dtype == torch.int64:
+            return torch.nn.functional.cross_entropy
+        return _cross_entropy_of_labels
+    return _mean_squared_error
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> Optional[torch.Tensor]:
-    """Fraction of argmax predictions equal to integer targets; None for regression targets."""
-    if targets.dtype not in (torch.int64, torch.int32):
+    """Fraction of argmax predictions equal to integer targets; None for regression targets.
+
+    Arguments:
+        outputs: logits (n, C).
+        targets: class labels (n,) of any integer dtype, or float regression targets.
+
+    Example:
+        >>> accuracy(torch.eye(3), torch.tensor([0, 1, 1], dtype=torch.uint8))
+        tensor(0.6667)
+    """
+    if not _is_class_labels(targets):
         return None
     return (outputs.argmax(dim=-1) == targets).float().mean()
 
@@ -75,7 +125,8 @@ def run_task(algorithm, task: Task, steps: int, loss_fn: Optional[LossFn] = None
     Example:
         >>> import gbml_ext
         >>> maml = gbml_ext.GBML(torch.nn.Linear(4, 3), lr=0.5)
-        >>> task = Task(torch.randn(6, 4), torch.arange(6) % 3, torch.randn(9, 4), torch.arange(9) % 3)
+        >>> task = Task(torch.randn(6, 4), torch.arange(6) % 3,
+        ...             torch.randn(9, 4), torch.arange(9) % 3)
         >>> run_task(maml, task, steps=1).loss.backward()
     """
     loss_fn = loss_fn or default_loss(task.support_y)

@@ -1,16 +1,64 @@
 """ANIL: adapt only the head; the body is meta-learned but frozen during adaptation."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
 from ..data.tasks import Task
 from .base import MetaLearner
-from .gbml import GBML
+from .gbml import GBML, _check_lr
 
-__all__ = ["ANIL"]
+__all__ = ["ANIL", "ANILHead"]
+
+
+def _head_in_features(head: nn.Module) -> Optional[int]:
+    """The feature size the head declares (its first `in_features`), or None if it has none."""
+    for module in head.modules():
+        in_features = getattr(module, "in_features", None)
+        if isinstance(in_features, int):
+            return in_features
+    return None
+
+
+class ANILHead(GBML):
+    """The `GBML` over ANIL's head: `ANIL.clone()` returns one, and it takes body features.
+
+    Calling it on anything but features (batch, in_features), e.g. on raw images, raises a
+    `ValueError` that says to encode the task first, instead of a bare shape error deep in the
+    head. The check is two integer comparisons per call.
+
+    Arguments:
+        module: the head, (batch, features) -> (batch, ways).
+        *args, **kwargs: as for `GBML`.
+
+    Example:
+        >>> head = ANILHead(torch.nn.Linear(16, 5), lr=0.5)
+        >>> head.in_features, head.clone()(torch.randn(3, 16)).shape
+        (16, torch.Size([3, 5]))
+    """
+
+    def __init__(self, module: nn.Module, *args: Any, **kwargs: Any):
+        super().__init__(module, *args, **kwargs)
+        self.in_features = _head_in_features(module)
+
+    def clone(self, *args: Any, **kwargs: Any) -> "ANILHead":
+        learner = super().clone(*args, **kwargs)
+        learner.in_features = self.in_features
+        return learner
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.dim() != 2 or (self.in_features is not None
+                                   and features.shape[1] != self.in_features):
+            expected = "features" if self.in_features is None else self.in_features
+            raise ValueError(
+                f"ANIL's learner adapts the head only and takes body features (batch, "
+                f"{expected}), got shape {tuple(features.shape)}. Call task = "
+                f"anil.encode_task(task) first and use its support_x/query_x, or use "
+                f"gbml_ext.engine.run_task(anil, task, steps)."
+            )
+        return self.module(features)
 
 
 class ANIL(MetaLearner, nn.Module):
@@ -23,32 +71,49 @@ class ANIL(MetaLearner, nn.Module):
     Support and query go through the body in one pass, as in learn2learn's ANIL example, so
     batch-norm statistics are those of the whole task.
 
+    `clone()` returns an `ANILHead` learner over the head, which takes body features, not raw
+    inputs: encode the task first (`anil.encode_task(task)`), or let
+    `gbml_ext.engine.run_task(anil, task, steps)` do both.
+
     Arguments:
         body: feature extractor, (batch, *input_shape) -> (batch, features).
         head: classifier, (batch, features) -> (batch, ways).
         lr, transform, first_order, adapt_transform: as for `GBML`, applied to the head.
 
+    Raises:
+        ValueError: `lr` is not a positive finite number.
+
     Example:
         >>> body = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU())
         >>> anil = ANIL(body, torch.nn.Linear(16, 5), lr=0.5)
-        >>> learner = anil.clone()   # a GBML over the head only
+        >>> task = Task(torch.randn(5, 8), torch.arange(5),
+        ...             torch.randn(10, 8), torch.arange(10) % 5)
+        >>> features = anil.encode_task(task)           # body features, once per task
+        >>> learner = anil.clone()                      # a GBML over the head only
+        >>> learner.adapt(torch.nn.functional.cross_entropy(learner(features.support_x),
+        ...                                                 features.support_y))
+        >>> learner(features.query_x).shape
+        torch.Size([10, 5])
     """
 
     def __init__(self, body: nn.Module, head: nn.Module, lr: float = 0.1,
                  transform: Optional[Callable] = None, first_order: bool = False,
                  adapt_transform: bool = False):
+        _check_lr(lr, "ANIL")
         super().__init__()
         self.body = body
-        self.head = GBML(head, transform=transform, lr=lr, first_order=first_order,
-                         adapt_transform=adapt_transform)
+        self.head = ANILHead(head, transform=transform, lr=lr, first_order=first_order,
+                             adapt_transform=adapt_transform)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
 
     def encode_task(self, task: Task) -> Task:
+        """The task with support_x and query_x replaced by body features (one body pass)."""
         n_support = task.support_x.shape[0]
         features = self.body(torch.cat([task.support_x, task.query_x]))
         return Task(features[:n_support], task.support_y, features[n_support:], task.query_y)
 
-    def clone(self, **kwargs) -> GBML:
+    def clone(self, **kwargs: Any) -> ANILHead:
+        """A learner over the head only (see `ANILHead`); kwargs as for `GBML.clone`."""
         return self.head.clone(**kwargs)

@@ -20,7 +20,8 @@ class MetaLearner:
         return task
 
     def accumulate_meta_gradient(self, tasks: Sequence[Task], steps: int,
-                                 loss_fn: Optional[engine.LossFn] = None) -> List[engine.TaskOutcome]:
+                                 loss_fn: Optional[engine.LossFn] = None
+                                 ) -> List[engine.TaskOutcome]:
         return engine.accumulate_meta_gradient(self, tasks, steps, loss_fn)
 
     def evaluate_task(self, task: Task, steps: int,

@@ -5,7 +5,8 @@ learning rates) and Meta-KFO (Kronecker-factored transform).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+import math
+from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 import learn2learn as l2l
 import torch
@@ -16,12 +17,76 @@ from .base import MetaLearner
 
 __all__ = ["GBML", "MAML"]
 
+_NOT_FROM_LEARNER = (
+    "adapt() got a loss that was not computed from this learner's fast weights: call "
+    "learner(x), not the meta-model (or another clone), and adapt on that loss."
+)
 
-def _no_transform(param, name=None):
+
+def _no_transform(param: torch.Tensor, name: Optional[str] = None) -> None:
     return None
 
 
-def _build_parameter_update(module: nn.Module, transform) -> l2l.optim.ParameterUpdate:
+def _check_lr(lr: Any, owner: str, name: str = "lr") -> None:
+    """Raises a `ValueError` unless `lr` is a positive finite number.
+
+    Arguments:
+        lr: the learning rate to check (a number or a one-element tensor).
+        owner: the class named in the message, e.g. "GBML".
+        name: the argument named in the message.
+
+    Example:
+        >>> _check_lr(0.1, "GBML")
+        >>> _check_lr(float("nan"), "GBML")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: GBML got lr=nan, but the inner-loop learning rate must be a positive ...
+    """
+    try:
+        value = float(lr)
+    except (TypeError, ValueError, RuntimeError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"{owner} got {name}={lr!r}, but the inner-loop learning rate must be a positive "
+            f"finite number. Pass a step size such as {name}=0.1."
+        )
+
+
+class _ParameterUpdate(l2l.optim.ParameterUpdate):
+    """learn2learn's `ParameterUpdate`, raising instead of printing a traceback.
+
+    learn2learn catches a failed `torch.autograd.grad`, prints it and then fails with an
+    `UnboundLocalError`; here the `RuntimeError` propagates to `GBML.adapt`, which explains it.
+    """
+
+    def forward(self, loss: torch.Tensor, parameters: Iterable[torch.Tensor],
+                create_graph: bool = False, retain_graph: bool = False,
+                allow_unused: bool = False, allow_nograd: bool = False
+                ) -> List[Optional[torch.Tensor]]:
+        parameters = list(parameters)
+        differentiable = [p for p in parameters if p.requires_grad] if allow_nograd else parameters
+        found: Sequence[Optional[torch.Tensor]] = ()
+        if differentiable:
+            found = torch.autograd.grad(loss, differentiable, create_graph=create_graph,
+                                        retain_graph=retain_graph, allow_unused=allow_unused)
+            if allow_unused and all(g is None for g in found):
+                raise ValueError(_NOT_FROM_LEARNER)
+        if allow_nograd:
+            by_param = iter(found)
+            gradients = [next(by_param) if p.requires_grad else None for p in parameters]
+        else:
+            gradients = list(found)
+        updates = []
+        for gradient, index in zip(gradients, self.transforms_indices):
+            if index is None or gradient is None:
+                updates.append(gradient)
+            else:
+                updates.append(self.transforms_modules[index](gradient))
+        return updates
+
+
+def _build_parameter_update(module: nn.Module, transform: Optional[Callable]) -> _ParameterUpdate:
     """learn2learn's ParameterUpdate, but our factories also receive each parameter's name."""
     if isinstance(transform, TransformFactory):
         transform.check_names(module)
@@ -29,7 +94,20 @@ def _build_parameter_update(module: nn.Module, transform) -> l2l.optim.Parameter
         factory = lambda p: transform(p, names[id(p)])  # noqa: E731
     else:
         factory = transform or _no_transform
-    return l2l.optim.ParameterUpdate(parameters=module.parameters(), transform=factory)
+    return _ParameterUpdate(parameters=module.parameters(), transform=factory)
+
+
+def _reached_nodes(loss: torch.Tensor) -> set:
+    """Every autograd node the loss's graph reaches (used on the error path only)."""
+    seen: set = set()
+    stack = [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(child for child, _ in node.next_functions)
+    return seen
 
 
 class GBML(MetaLearner, l2l.algorithms.GBML):
@@ -51,12 +129,16 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
         module: the model; takes inputs (batch, *input_shape).
         transform: a `TransformFactory` (or any callable `param -> Module | None`, as in
             learn2learn), or None for plain gradient steps.
-        lr: inner-loop learning rate α.
+        lr: inner-loop learning rate α, a positive finite number.
         first_order: drop second-order terms (FOMAML).
         adapt_transform: also adapt the transform's parameters in the inner loop (from the
             second step on, as in learn2learn).
         allow_unused: allow parameters the loss does not depend on (their update is None).
         allow_nograd: skip parameters with `requires_grad=False`.
+
+    Raises:
+        ValueError: `lr` is not a positive finite number, or `transform` selects parameters
+            the module does not have (or none at all).
 
     Example:
         >>> model = torch.nn.Linear(3, 1)
@@ -64,28 +146,43 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
         >>> x, y = torch.randn(8, 3), torch.randn(8, 1)
         >>> learner = maml.clone()
         >>> learner.adapt(torch.nn.functional.mse_loss(learner(x), y))
-        >>> torch.nn.functional.mse_loss(learner(x), y).backward()  # meta-gradient in model.weight.grad
+        >>> torch.nn.functional.mse_loss(learner(x), y).backward()  # fills model.weight.grad
         >>> model.weight.grad.shape
         torch.Size([1, 3])
     """
 
     def __init__(self, module: nn.Module, transform: Optional[Callable] = None, lr: float = 0.1,
                  first_order: bool = False, adapt_transform: bool = False,
-                 allow_unused: bool = False, allow_nograd: bool = False, **kwargs):
+                 allow_unused: bool = False, allow_nograd: bool = False, **kwargs: Any):
+        _check_lr(lr, type(self).__name__)
         if "compute_update" not in kwargs:
             kwargs["compute_update"] = _build_parameter_update(module, transform)
         super().__init__(module, transform, lr=lr, adapt_transform=adapt_transform,
                          first_order=first_order, allow_unused=allow_unused,
                          allow_nograd=allow_nograd, **kwargs)
 
-    def clone(self, first_order=None, allow_unused=None, allow_nograd=None,
-              adapt_transform=None) -> "GBML":
+    def clone(self, first_order: Optional[bool] = None, allow_unused: Optional[bool] = None,
+              allow_nograd: Optional[bool] = None, adapt_transform: Optional[bool] = None
+              ) -> "GBML":
         """Returns a learner whose `adapt` changes its own fast weights, never `self`'s.
 
         The clone stays in the autograd graph of `self`'s parameters, so the meta-gradient
-        flows back through it.
+        flows back through it. It has `self`'s type (a `MAML` clones to a `MAML`) but is set up
+        by `GBML.__init__`, not by the subclass's constructor, so subclasses with their own
+        constructor signature (MAML, MetaSGD, Reptile) clone without extra work.
+
+        Arguments:
+            first_order, allow_unused, allow_nograd, adapt_transform: override `self`'s
+                setting for the clone; None keeps it.
+
+        Example:
+            >>> maml = MAML(torch.nn.Linear(3, 1), lr=0.1)
+            >>> type(maml.clone(first_order=True)).__name__
+            'MAML'
         """
-        return type(self)(
+        learner = type(self).__new__(type(self))
+        GBML.__init__(
+            learner,
             module=l2l.clone_module(self.module),
             transform=self.transform,
             lr=self.lr,
@@ -95,10 +192,25 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
             allow_nograd=self.allow_nograd if allow_nograd is None else allow_nograd,
             compute_update=l2l.clone_module(self.compute_update),
         )
+        return learner
 
-    def adapt(self, loss: torch.Tensor, first_order=None, allow_nograd=None,
-              allow_unused=None) -> None:
-        """Takes one transformed gradient step on `loss` (a scalar), in place on the fast weights."""
+    def adapt(self, loss: torch.Tensor, first_order: Optional[bool] = None,
+              allow_nograd: Optional[bool] = None, allow_unused: Optional[bool] = None) -> None:
+        """Takes one transformed gradient step on `loss` (a scalar), in place on the fast weights.
+
+        Arguments:
+            loss: a scalar computed from this learner's outputs, `learner(x)`.
+            first_order, allow_nograd, allow_unused: override the learner's setting for this
+                step; None keeps it.
+
+        Raises:
+            ValueError: the loss is not a scalar, does not require grad, was not computed from
+                this learner (e.g. from the meta-model), or misses some parameters.
+
+        Example:
+            >>> learner = GBML(torch.nn.Linear(3, 1), lr=0.1).clone()
+            >>> learner.adapt(learner(torch.randn(4, 3)).pow(2).mean())
+        """
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ValueError(
@@ -110,14 +222,62 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
                 "adapt() got a loss that does not require grad: compute it from this learner's "
                 "outputs (learner(x)), not from the meta-model or under torch.no_grad()."
             )
-        super().adapt(loss.reshape(()), first_order=first_order, allow_nograd=allow_nograd,
-                      allow_unused=allow_unused)
+        try:
+            super().adapt(loss.reshape(()), first_order=first_order, allow_nograd=allow_nograd,
+                          allow_unused=allow_unused)
+        except RuntimeError as error:
+            explained = self._explain_failed_step(error, loss)
+            if explained is error:
+                raise
+            raise explained from None
+
+    def _explain_failed_step(self, error: RuntimeError, loss: torch.Tensor) -> Exception:
+        """A clear `ValueError` for a failed inner gradient, or `error` itself if unknown."""
+        text = str(error)
+        named = list(self.module.named_parameters())
+        if "does not require grad" in text:
+            frozen = [name for name, p in named if not p.requires_grad]
+            return ValueError(
+                f"adapt() cannot differentiate parameters that do not require grad {frozen}. "
+                f"Build the learner with allow_nograd=True to keep them fixed."
+            )
+        if "not have been used in the graph" in text:
+            reached = _reached_nodes(loss)
+            unused = [name for name, p in named
+                      if torch.autograd.graph.get_gradient_edge(p).node not in reached]
+            if len(unused) == len(named):
+                return ValueError(_NOT_FROM_LEARNER)
+            if unused:
+                return ValueError(
+                    f"adapt() got a loss that does not depend on parameters {unused}. Build the "
+                    f"learner with allow_unused=True to leave them unchanged."
+                )
+        return error
 
 
-def MAML(module: nn.Module, lr: float = 0.1, first_order: bool = False, **kwargs) -> GBML:
+class MAML(GBML):
     """MAML (Finn et al. 2017): `GBML` with no transform. `first_order=True` gives FOMAML.
+
+    Arguments:
+        module: the model.
+        lr: inner-loop learning rate α, a positive finite number.
+        first_order: drop second-order terms (FOMAML).
+        **kwargs: `adapt_transform`, `allow_unused`, `allow_nograd`, as for `GBML`.
+
+    Raises:
+        ValueError: a non-None `transform` is passed (use `GBML` for that), or a bad `lr`.
 
     Example:
         >>> maml = MAML(torch.nn.Linear(3, 1), lr=0.4, first_order=True)
+        >>> isinstance(maml, GBML), isinstance(maml.clone(), MAML)
+        (True, True)
     """
-    return GBML(module, transform=None, lr=lr, first_order=first_order, **kwargs)
+
+    def __init__(self, module: nn.Module, lr: float = 0.1, first_order: bool = False,
+                 **kwargs: Any):
+        if kwargs.pop("transform", None) is not None:
+            raise ValueError(
+                "MAML takes plain gradient steps and has no transform. Use "
+                "GBML(model, transform=..., lr=...) for a transformed step."
+            )
+        super().__init__(module, transform=None, lr=lr, first_order=first_order, **kwargs)

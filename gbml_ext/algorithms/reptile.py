@@ -1,7 +1,7 @@
 """Reptile: first-order meta-learning by moving the initialization towards adapted weights."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -23,20 +23,36 @@ class Reptile(GBML):
 
     Arguments:
         module: the model.
-        lr: inner-loop SGD learning rate.
+        lr: inner-loop SGD learning rate, a positive finite number.
+        transform: must be None: Reptile takes plain SGD steps.
+        first_order: must be True: Reptile is first order by construction.
+        **kwargs: `allow_unused`, `allow_nograd`, as for `GBML`.
+
+    Raises:
+        ValueError: a non-None `transform`, `first_order=False`, or a bad `lr`.
 
     Example:
         >>> reptile = Reptile(torch.nn.Linear(3, 1), lr=0.1)
         >>> outer = torch.optim.SGD(reptile.parameters(), lr=0.5)   # ε = 0.5
     """
 
-    def __init__(self, module: nn.Module, lr: float = 0.1, **kwargs):
-        kwargs.pop("first_order", None)
-        kwargs.pop("transform", None)
+    def __init__(self, module: nn.Module, lr: float = 0.1, transform: Optional[Callable] = None,
+                 first_order: bool = True, **kwargs: Any):
+        if transform is not None:
+            raise ValueError(
+                "Reptile takes plain SGD steps and ignores transforms: drop transform=, or use "
+                "GBML(model, transform=..., lr=...) for a learned update."
+            )
+        if not first_order:
+            raise ValueError(
+                "Reptile is first order by construction (its meta-gradient is θ − φ): drop "
+                "first_order=False, or use GBML/MAML for second-order meta-gradients."
+            )
         super().__init__(module, transform=None, lr=lr, first_order=True, **kwargs)
 
     def accumulate_meta_gradient(self, tasks: Sequence[Task], steps: int,
-                                 loss_fn: Optional[engine.LossFn] = None) -> List[engine.TaskOutcome]:
+                                 loss_fn: Optional[engine.LossFn] = None
+                                 ) -> List[engine.TaskOutcome]:
         outcomes = []
         meta_params = list(self.module.parameters())
         for task in tasks:

@@ -44,16 +44,37 @@ class TransformFactory:
         return self._predicate is None or bool(self._predicate(name))
 
     def check_names(self, module: nn.Module) -> None:
-        """Raises a `ValueError` if a parameter named in `params` is not in `module`."""
-        if self.param_names is None:
+        """Raises a `ValueError` if `params` names a parameter `module` does not have, or if a
+        list or predicate passed as `params` selects none of its parameters.
+
+        Arguments:
+            module: the model the transform will be built for.
+
+        Example:
+            >>> factory = TransformFactory(params=lambda name: "head" in name)
+            >>> factory.check_names(torch.nn.Linear(3, 2))  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: TransformFactory(params=...) selects none of the model's parameters...
+        """
+        if self.param_names is None and self._predicate is None:
             return
-        known = {name for name, _ in module.named_parameters()}
-        missing = [n for n in self.param_names if n not in known]
-        if missing:
+        names = [name for name, _ in module.named_parameters()]
+        if self.param_names is not None:
+            known = set(names)
+            missing = [n for n in self.param_names if n not in known]
+            if missing:
+                raise ValueError(
+                    f"{type(self).__name__} was asked for parameter(s) {missing}, which the model "
+                    f"does not have. Its parameters are: {sorted(known)}. Fix the names passed as "
+                    f"params=, or pass a predicate such as "
+                    f"params=lambda name: name.startswith('head')."
+                )
+        if not any(self.selects(name) for name in names):
             raise ValueError(
-                f"{type(self).__name__} was asked for parameter(s) {missing}, which the model "
-                f"does not have. Its parameters are: {sorted(known)}. Fix the names passed as "
-                f"params=, or pass a predicate such as params=lambda name: name.startswith('head')."
+                f"{type(self).__name__}(params=...) selects none of the model's parameters, so "
+                f"it would transform nothing. The parameters are: {names}. Select some of them, "
+                f"or pass transform=None for plain gradient steps."
             )
 
     def __call__(self, param: torch.Tensor, name: str = "<unnamed>") -> Optional[nn.Module]:

@@ -1,0 +1,242 @@
+"""API surprises for learn2learn users, turned into clear behaviour or clear errors."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import gbml_ext
+from gbml_ext import ANIL, GBML, MAML, MetaSGD, Reptile, Task
+from gbml_ext.batched import batched_meta_gradient
+from gbml_ext.engine import accuracy, default_loss
+from gbml_ext.optim import KroneckerTransform
+from helpers import classification_task
+
+INTEGER_DTYPES = [torch.int8, torch.int16, torch.uint8, torch.int32, torch.int64]
+
+
+def conv_anil() -> ANIL:
+    body = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    return ANIL(body, torch.nn.Linear(2 * 4 * 4, 3), lr=0.5)
+
+
+def image_task(labels_dtype: torch.dtype = torch.int64) -> Task:
+    labels = torch.arange(3).repeat(2).to(labels_dtype)
+    return Task(torch.randn(6, 1, 6, 6), labels, torch.randn(6, 1, 6, 6), labels)
+
+
+# 1. ANIL's learner takes body features, not raw inputs.
+
+def test_anil_learner_on_raw_images_says_to_encode_the_task_first():
+    anil, task = conv_anil(), image_task()
+    learner = anil.clone()
+    with pytest.raises(ValueError, match=r"anil\.encode_task\(task\).*run_task"):
+        learner(task.support_x)
+    with pytest.raises(ValueError, match=r"\(batch, 32\), got shape \(6, 1, 6, 6\)"):
+        learner.clone()(task.support_x)   # a clone of the clone keeps the check
+
+
+def test_anil_learner_rejects_features_of_the_wrong_size():
+    learner = conv_anil().clone()
+    with pytest.raises(ValueError, match="encode_task"):
+        learner(torch.randn(6, 31))
+    assert learner(torch.randn(6, 32)).shape == (6, 3)
+
+
+def test_anil_learner_on_encoded_features_and_run_task_still_work():
+    anil, task = conv_anil(), image_task()
+    features = anil.encode_task(task)
+    learner = anil.clone()
+    learner.adapt(F.cross_entropy(learner(features.support_x), features.support_y))
+    F.cross_entropy(learner(features.query_x), features.query_y).backward()
+    assert anil.body[0].weight.grad is not None
+    gbml_ext.run_task(anil, task, steps=2).loss.backward()
+    assert anil(task.query_x).shape == (6, 3)
+
+
+# 2. Reptile refuses arguments it cannot honour.
+
+def test_reptile_refuses_a_transform():
+    with pytest.raises(ValueError, match="transform="):
+        Reptile(torch.nn.Linear(3, 2), transform=KroneckerTransform())
+
+
+def test_reptile_refuses_second_order():
+    with pytest.raises(ValueError, match="first_order=False"):
+        Reptile(torch.nn.Linear(3, 2), first_order=False)
+
+
+def test_reptile_accepts_first_order_true_or_omitted_and_clones():
+    Reptile(torch.nn.Linear(3, 2), lr=0.1, first_order=True)
+    reptile = Reptile(torch.nn.Linear(3, 2), lr=0.1, transform=None)
+    learner = reptile.clone()
+    assert isinstance(learner, Reptile) and learner.first_order
+
+
+# 3. A loss from the meta-model is gbml_ext's own clear error, with nothing printed.
+
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("allow_unused", [False, True])
+def test_adapt_on_a_loss_of_the_meta_model_is_a_clear_error(capfd, first_order, allow_unused):
+    gbml = GBML(torch.nn.Linear(3, 1), lr=0.1, first_order=first_order,
+                allow_unused=allow_unused)
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    learner = gbml.clone()
+    with pytest.raises(ValueError, match="not computed from this learner's fast weights: call "
+                                         r"learner\(x\), not the meta-model"):
+        learner.adapt(F.mse_loss(gbml(x), y))
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+    assert "learn2learn" not in printed.out + printed.err
+
+
+def test_adapt_on_a_loss_of_another_clone_after_a_step_is_a_clear_error():
+    gbml = GBML(torch.nn.Linear(3, 1), transform=KroneckerTransform(), lr=0.1)
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    learner, other = gbml.clone(), gbml.clone()
+    learner.adapt(F.mse_loss(learner(x), y))
+    with pytest.raises(ValueError, match="not computed from this learner's fast weights"):
+        learner.adapt(F.mse_loss(other(x), y))
+
+
+def test_adapt_names_unused_and_frozen_parameters():
+    class PartlyUsed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.spare = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.used(x)
+
+    learner = GBML(PartlyUsed(), lr=0.1).clone()
+    with pytest.raises(ValueError, match=r"\['spare.weight', 'spare.bias'\].*allow_unused=True"):
+        learner.adapt(learner(torch.randn(4, 3)).pow(2).mean())
+    learner = GBML(PartlyUsed(), lr=0.1, allow_unused=True).clone()
+    learner.adapt(learner(torch.randn(4, 3)).pow(2).mean())
+
+    model = torch.nn.Linear(3, 1)
+    model.bias.requires_grad_(False)
+    learner = GBML(model, lr=0.1).clone()
+    with pytest.raises(ValueError, match=r"\['bias'\].*allow_nograd=True"):
+        learner.adapt(learner(torch.randn(4, 3)).pow(2).mean())
+    learner = GBML(model, lr=0.1, allow_nograd=True).clone()
+    learner.adapt(learner(torch.randn(4, 3)).pow(2).mean())
+
+
+# 4. Integer labels of any dtype are classification; float labels never silently broadcast.
+
+@pytest.mark.parametrize("dtype", INTEGER_DTYPES)
+def test_integer_labels_of_any_dtype_are_classification(dtype):
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
+    loss = default_loss(labels.to(dtype))(logits, labels.to(dtype))
+    torch.testing.assert_close(loss, F.cross_entropy(logits, labels))
+    torch.testing.assert_close(accuracy(logits, labels.to(dtype)), accuracy(logits, labels))
+    assert accuracy(logits, labels) is not None
+
+
+@pytest.mark.parametrize("dtype", INTEGER_DTYPES)
+def test_run_task_and_batched_path_take_any_integer_labels(dtype):
+    task = classification_task(dtype=torch.float32)
+    narrow = Task(task.support_x, task.support_y.to(dtype), task.query_x, task.query_y.to(dtype))
+    torch.manual_seed(0)
+    reference = gbml_ext.run_task(GBML(torch.nn.Linear(4, 3), lr=0.5), task, steps=2)
+    torch.manual_seed(0)
+    outcome = gbml_ext.run_task(GBML(torch.nn.Linear(4, 3), lr=0.5), narrow, steps=2)
+    torch.testing.assert_close(outcome.loss, reference.loss)
+    assert outcome.accuracy is not None and outcome.accuracy == reference.accuracy
+    anil = conv_anil()
+    assert gbml_ext.run_task(anil, image_task(dtype), steps=1).accuracy is not None
+    [batched] = batched_meta_gradient(MAML(torch.nn.Linear(4, 3), lr=0.5), [narrow], steps=1)
+    assert batched.accuracy is not None
+
+
+def test_float_class_labels_are_a_clear_error_not_broadcast_mse():
+    task = classification_task(dtype=torch.float32)
+    as_float = Task(task.support_x, task.support_y.float(), task.query_x, task.query_y.float())
+    with pytest.raises(ValueError, match=r"integer class labels \(y\.long\(\)\)"):
+        default_loss(as_float.support_y)(torch.randn(6, 3), as_float.support_y)
+    with pytest.raises(ValueError, match=r"shape \(6,\).*\(6, 3\)"):
+        gbml_ext.run_task(GBML(torch.nn.Linear(4, 3), lr=0.5), as_float, steps=1)
+
+
+def test_float_regression_targets_of_the_outputs_shape_still_use_mse():
+    outputs, targets = torch.randn(5, 2), torch.randn(5, 2)
+    torch.testing.assert_close(default_loss(targets)(outputs, targets),
+                               F.mse_loss(outputs, targets))
+    assert accuracy(outputs, targets) is None
+
+
+# 5. MAML and MetaSGD are classes.
+
+def test_maml_is_a_gbml_class_whose_clone_works():
+    model = torch.nn.Linear(3, 1)
+    maml = MAML(model, lr=0.2, first_order=True)
+    assert isinstance(maml, MAML) and isinstance(maml, GBML)
+    assert not isinstance(GBML(torch.nn.Linear(3, 1)), MAML)
+    assert maml.first_order and maml.lr == 0.2 and maml.transform is None
+    learner = maml.clone()
+    assert isinstance(learner, MAML) and learner.first_order
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    learner.adapt(F.mse_loss(learner(x), y))
+    F.mse_loss(learner(x), y).backward()
+    assert model.weight.grad is not None
+    with pytest.raises(ValueError, match="no transform"):
+        MAML(torch.nn.Linear(3, 1), transform=KroneckerTransform())
+
+
+def test_metasgd_is_a_gbml_class_whose_clone_learns_the_rates():
+    meta_sgd = MetaSGD(torch.nn.Linear(3, 2), lr=0.05)
+    assert isinstance(meta_sgd, MetaSGD) and isinstance(meta_sgd, GBML)
+    assert meta_sgd.lr == 1.0
+    rates = list(meta_sgd.compute_update.parameters())
+    assert all(torch.all(r == 0.05) for r in rates)
+    learner = meta_sgd.clone()
+    assert isinstance(learner, MetaSGD)
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    learner.adapt(F.cross_entropy(learner(x), y))
+    F.cross_entropy(learner(x), y).backward()
+    assert all(r.grad is not None and r.grad.abs().sum() > 0 for r in rates)
+
+
+# 6. The inner learning rate must be a positive finite number.
+
+BUILDERS = {
+    "GBML": lambda lr: GBML(torch.nn.Linear(3, 2), lr=lr),
+    "MAML": lambda lr: MAML(torch.nn.Linear(3, 2), lr=lr),
+    "MetaSGD": lambda lr: MetaSGD(torch.nn.Linear(3, 2), lr=lr),
+    "Reptile": lambda lr: Reptile(torch.nn.Linear(3, 2), lr=lr),
+    "ANIL": lambda lr: ANIL(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2), lr=lr),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("lr", [0, 0.0, -1, math.nan, math.inf, -math.inf, "fast"])
+def test_bad_learning_rate_is_an_error_naming_lr(name, lr):
+    with pytest.raises(ValueError, match=rf"{name} got lr=.*positive finite.*lr=0\.1"):
+        BUILDERS[name](lr)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_positive_learning_rate_is_fine(name):
+    BUILDERS[name](1e-3).clone()
+
+
+# 7. A transform selection must match some parameter of the module.
+
+def test_transform_for_a_missing_name_lists_the_parameters():
+    with pytest.raises(ValueError, match=r"\['nope'\].*\['bias', 'weight'\]"):
+        GBML(torch.nn.Linear(3, 2), transform=KroneckerTransform(params=["nope"]))
+
+
+@pytest.mark.parametrize("params", [lambda name: name.startswith("head"), []])
+def test_transform_selecting_nothing_lists_the_parameters(params):
+    with pytest.raises(ValueError, match=r"selects none.*\['weight', 'bias'\]"):
+        GBML(torch.nn.Linear(3, 2), transform=KroneckerTransform(params=params))
+    with pytest.raises(ValueError, match=r"selects none.*\['weight', 'bias'\]"):
+        ANIL(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2),
+             transform=KroneckerTransform(params=params))
+
+
+def test_transform_selecting_some_parameters_is_fine():
+    kfo = GBML(torch.nn.Linear(3, 2), transform=KroneckerTransform(params=lambda n: "weight" in n))
+    assert kfo.compute_update.transforms_indices == [0, None]
