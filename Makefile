@@ -11,7 +11,7 @@ test: setup
 	$(PY) -m pytest -q $(ARGS)
 
 demo: setup
-	$(PY) -m experiments.synthetic $(ARGS)
+	$(PY) -m experiments.synthetic --resume $(ARGS)
 
 bench: setup
 	$(PY) -m benchmarks.inner_loop $(ARGS)

@@ -18,5 +18,9 @@ setup(
         "matplotlib",
     ],
     extras_require={"test": ["pytest"]},
-    entry_points={"console_scripts": ["gbml-train=gbml_ext.runner.cli:main"]},
+    entry_points={"console_scripts": [
+        "gbml-train=gbml_ext.runner.cli:main",
+        "gbml-compare=gbml_ext.runner.compare:main",
+        "gbml-eval=gbml_ext.runner.cli:eval_main",
+    ]},
 )

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from gbml_ext.runner import load_config, train
-from gbml_ext.runner.compare import pooled_summary
+from gbml_ext.runner.compare import compare, pooled_summary
+from gbml_ext.runner.plots import read_history
 from gbml_ext.runner.report import format_metric, markdown_table
 
 CONFIGS = Path(__file__).resolve().parent / "configs" / "synthetic"
@@ -33,23 +33,16 @@ ALL_ROWS = DEFAULT_ROWS + ["linreg_shallow_fomaml", "linreg_kfo_fomaml", "logreg
 
 
 def run_rows(rows: Sequence[str], seeds: Sequence[int], out: Path, overrides: Sequence[str],
-             resume: bool) -> Dict[str, List[dict]]:
-    """Trains every row for every seed (in this process); returns {row: [result per seed]}."""
-    runs: Dict[str, List[dict]] = {}
-    for row in rows:
-        for seed in seeds:
-            run_dir = out / row / f"seed{seed}"
-            if resume and (run_dir / "results.json").is_file():
-                result = json.loads((run_dir / "results.json").read_text())
-                history = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-            else:
-                config = load_config(CONFIGS / f"{row}.toml",
-                                     [f"seed={seed}", f"output_dir='{run_dir}'", *overrides])
-                outcome = train(config, resume=resume)
-                result, history = outcome.results, outcome.history
-            result["history"] = history
-            runs.setdefault(row, []).append(result)
-    return runs
+             resume: bool, overwrite: bool = False) -> Dict[str, List[dict]]:
+    """Trains every row for every seed in this process, through the runner's `compare`; returns
+    {row: [result per seed]}, each result with its logged `history`."""
+    runs = compare([CONFIGS / f"{row}.toml" for row in rows], seeds, overrides, isolate=False,
+                   resume=resume, out=out, overwrite=overwrite)
+    by_row = dict(zip(rows, runs.values()))
+    for results in by_row.values():
+        for result in results:
+            result["history"] = read_history(result["run_dir"])
+    return by_row
 
 
 def _step_cell(summary: Dict[str, float], before: float) -> str:
@@ -139,11 +132,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="section.key=value applied to every row (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("runs/synthetic"))
     parser.add_argument("--resume", action="store_true",
-                        help="keep finished runs and resume interrupted ones from their checkpoint")
+                        help="reuse finished runs of the same config, resume interrupted ones")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="move earlier runs in --out aside and train again")
     args = parser.parse_args(argv)
     rows = ALL_ROWS if args.rows == ["all"] else args.rows
     tic = time.perf_counter()
-    runs = run_rows(rows, args.seeds, args.out, args.overrides, args.resume)
+    runs = run_rows(rows, args.seeds, args.out, args.overrides, args.resume, args.overwrite)
     wall = time.perf_counter() - tic
     env = next(iter(runs.values()))[0]["environment"]
     tables = [t for t in (family_table(runs, s) for s in ("linear-regression", "logistic-regression")) if t]

@@ -1,7 +1,11 @@
 """One experiment runner for every experiment: configs in, results.json / tables / plots out."""
 from .config import Config, ConfigError, load_config
+from .errors import (CheckpointError, DeviceError, NonFiniteLossError, RunError, RunFolderError,
+                     RunInterrupted)
 from .evaluate import confidence_interval, evaluate
-from .loop import NonFiniteLossError, RunResult, train
+from .loop import RunResult, train
+from .saved import LoadedRun, load_run, reevaluate
 
-__all__ = ["train", "evaluate", "confidence_interval", "load_config", "Config", "ConfigError",
-           "RunResult", "NonFiniteLossError"]
+__all__ = ["CheckpointError", "Config", "ConfigError", "DeviceError", "LoadedRun",
+           "NonFiniteLossError", "RunError", "RunFolderError", "RunInterrupted", "RunResult",
+           "confidence_interval", "evaluate", "load_config", "load_run", "reevaluate", "train"]

@@ -1,7 +1,7 @@
 """The one place that turns a config into task sources, a model, a learner and an optimizer."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -9,10 +9,10 @@ from torch import nn
 from .. import nn as gnn
 from ..algorithms import ANIL, GBML, Learn2LearnMAML, MetaSGD, Reptile
 from ..data.tasks import TaskSource
-from ..optim import KroneckerTransform
+from ..optim import FrozenTransform, KroneckerTransform
 from .config import AlgorithmConfig, Config, ConfigError, DataConfig, ModelConfig
 
-__all__ = ["build_task_sources", "build_model", "build_algorithm", "build_optimizer",
+__all__ = ["build_task_sources", "build_model", "build_algorithm", "build_learner", "build_optimizer",
            "MODELS", "SYNTHETIC_SOURCES"]
 
 SYNTHETIC_SOURCES = ("linear-regression", "logistic-regression")
@@ -36,16 +36,22 @@ def build_task_sources(data: DataConfig, seed: int, rank: int = 0) -> Dict[str, 
                     for split, s in stream.items()}
         except TypeError as error:
             raise ConfigError(f"data.options {data.options} do not fit {data.source!r}: {error}")
-    from ..data.vision import build_task_sources as build_vision, dataset_names
+    from ..data.registry import build_task_sources as build_vision
+    from ..data.registry import canonical_dataset_name, dataset_names
 
-    if data.source not in dataset_names():
+    try:
+        canonical_dataset_name(data.source)
+    except ValueError:
         raise ConfigError(f"data.source {data.source!r} is unknown; choose one of "
-                          f"{', '.join(SYNTHETIC_SOURCES + dataset_names())}.")
+                          f"{', '.join(SYNTHETIC_SOURCES + dataset_names())}.") from None
     if not data.root:
         raise ConfigError(f"data.root is empty: set it to the {data.source} folder, for example "
                           f"data.root=path/to/{data.source} (see docs/reproduction.md).")
-    sources = build_vision(data.source, data.root, data.ways, data.shots, data.queries,
-                           seed=seed * 1000, **data.options)
+    try:
+        sources = build_vision(data.source, data.root, data.ways, data.shots, data.queries,
+                               seed=seed * 1000, **data.options)
+    except TypeError as error:
+        raise ConfigError(f"data.options {data.options} do not fit {data.source!r}: {error}")
     if rank:
         train = sources["train"]
         sources["train"] = type(train)(train.dataset, data.ways, data.shots, data.queries,
@@ -81,14 +87,35 @@ def build_model(model: ModelConfig, data: DataConfig) -> nn.Module:
     except TypeError as error:
         raise ConfigError(f"model.options {model.options} do not fit model {model.name!r}: {error}")
     if model.linnet_depth > 1:
-        network = gnn.linnet(network, depth=model.linnet_depth, width=model.linnet_width or None)
+        network = gnn.linnet(network, depth=model.linnet_depth, width=model.linnet_width or None,
+                             init=model.linnet_init)
     return network
 
 
-def build_algorithm(config: AlgorithmConfig, model: nn.Module) -> nn.Module:
+def build_learner(config: Config) -> nn.Module:
+    """The model of `config.model` wrapped in the learner of `config.algorithm`."""
+    model = build_model(config.model, config.data)
+    frozen: Tuple[int, ...] = ()
+    if config.model.linnet_depth > 1 and not config.model.linnet_adapt_hidden:
+        head = [m for m in model.modules() if isinstance(m, gnn.DeepLinear)][-1]
+        frozen = tuple(id(p) for layer in head.layers[:-1] for p in layer.parameters())
+    return build_algorithm(config.algorithm, model, frozen)
+
+
+def _frozen_transform(module: nn.Module, frozen: Tuple[int, ...]) -> Optional[FrozenTransform]:
+    names = [name for name, p in module.named_parameters() if id(p) in frozen]
+    return FrozenTransform(params=names) if names else None
+
+
+def build_algorithm(config: AlgorithmConfig, model: nn.Module,
+                    frozen: Tuple[int, ...] = ()) -> nn.Module:
     """Wraps `model` in the configured meta-learner (MAML, FOMAML, ANIL, Meta-SGD, Reptile),
-    with a Kronecker transform when `config.transform` asks for one (Meta-KFO)."""
+    with a Kronecker transform when `config.transform` asks for one (Meta-KFO). Parameters
+    whose `id` is in `frozen` are meta-learned but take no inner-loop step."""
     transform = None
+    if frozen:
+        head = getattr(model, "classifier", model) if config.name == "anil" else model
+        transform = _frozen_transform(head, frozen)
     if config.transform != "none":
         transform = KroneckerTransform(params=config.transform_params or None,
                                        nonlinear=config.transform == "kronecker-mlp",

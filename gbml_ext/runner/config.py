@@ -4,22 +4,22 @@ A config file holds only what differs from the defaults below. Every key is chec
 key or a value of the wrong type or outside its allowed set is a `ConfigError` that names the
 key and lists what is allowed.
 
-Example (experiments/configs/omniglot/5w1s_maml.toml):
+Every numeric key has a valid range (`describe_config` lists them; `gbml-train --print-config`
+prints them), so nonsense such as `inner_lr=inf` or `shots=0` is refused before anything runs.
 
+Example (experiments/configs/omniglot/5w1s/maml.toml, which extends base.toml files):
+
+    extends = "base.toml"
     name = "omniglot-5w1s-maml"
-    [data]
-    source = "omniglot"
-    ways = 5
-    shots = 1
     [algorithm]
     name = "maml"
-    inner_lr = 0.4
 
-and from the command line: `gbml-train experiments/configs/omniglot/5w1s_maml.toml train.iterations=100`.
+and from the command line: `gbml-train experiments/configs/omniglot/5w1s/maml.toml train.iterations=100`.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "AlgorithmConfig", "TrainConfig",
            "EvalConfig", "ConfigError", "load_config", "config_from_dict", "apply_overrides",
-           "config_to_dict", "ALGORITHMS", "TRANSFORMS"]
+           "config_to_dict", "describe_config", "ALGORITHMS", "TRANSFORMS"]
 
 ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "l2l-maml")
 TRANSFORMS = ("none", "kronecker", "kronecker-mlp")
@@ -40,6 +40,20 @@ class ConfigError(ValueError):
 
 def _choices(*values):
     return field(default=values[0], metadata={"choices": values})
+
+
+def _ranged(default, low=None, high=None, low_open: bool = False):
+    """A numeric field allowed in [low, high] (or (low, high] with `low_open`); None: unbounded.
+    Floats must also be finite."""
+    return field(default=default, metadata={"range": (low, high, low_open)})
+
+
+def _range_text(spec) -> str:
+    """'> 0', '>= 1' or 'in [0, 16]'."""
+    low, high, low_open = spec
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}]"
 
 
 @dataclass
@@ -55,9 +69,9 @@ class DataConfig:
 
     source: str = "linear-regression"
     root: str = ""
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
+    ways: int = _ranged(5, 1)
+    shots: int = _ranged(1, 1)
+    queries: int = _ranged(15, 1)
     options: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,12 +81,17 @@ class ModelConfig:
 
     linnet_depth: if > 1, the final Linear is replaced by that many linear layers ("LinNet").
     linnet_width: hidden width of the LinNet head (default: its input size).
+    linnet_init: default | orthogonal | identity | scaled (see `gbml_ext.nn.DeepLinear`).
+    linnet_adapt_hidden: whether the head's extra layers (all but its last) adapt in the inner
+        loop; when false they are only meta-learned.
     """
 
     name: str = "linear"
     options: Dict[str, Any] = field(default_factory=dict)
-    linnet_depth: int = 0
-    linnet_width: int = 0
+    linnet_depth: int = _ranged(0, 0, 16)
+    linnet_width: int = _ranged(0, 0)
+    linnet_init: str = _choices("default", "orthogonal", "identity", "scaled")
+    linnet_adapt_hidden: bool = True
 
 
 @dataclass
@@ -92,11 +111,11 @@ class AlgorithmConfig:
     name: str = _choices(*ALGORITHMS)
     transform: str = _choices(*TRANSFORMS)
     transform_psd: bool = False
-    transform_hidden_layers: int = 2
+    transform_hidden_layers: int = _ranged(2, 1, 16)
     transform_params: List[str] = field(default_factory=list)
-    inner_lr: float = 0.1
-    train_steps: int = 1
-    test_steps: int = 1
+    inner_lr: float = _ranged(0.1, 0.0, None, low_open=True)
+    train_steps: int = _ranged(1, 1)
+    test_steps: int = _ranged(1, 1)
     adapt_transform: bool = False
     batched: bool = False
 
@@ -107,25 +126,32 @@ class TrainConfig:
 
     iterations: meta-iterations; meta_batch: tasks per meta-iteration.
     optimizer: adam | sgd (Reptile's ε is the sgd `lr`).
-    log_every / eval_every / checkpoint_every: in meta-iterations (0 disables).
+    log_every / eval_every: in meta-iterations (0 disables).
     eval_tasks: validation tasks per periodic evaluation.
+    checkpoint_minutes: write a checkpoint after this many minutes of work (0 disables); a
+        checkpoint is also written at the end, on SIGINT / SIGTERM, and every
+        `checkpoint_every` iterations when that is > 0.
+    explode_factor: stop the run when the meta-loss exceeds this multiple of the unadapted
+        query loss of the first meta-batch (or is not finite): the inner loop diverges.
     """
 
-    iterations: int = 1000
-    meta_batch: int = 16
+    iterations: int = _ranged(1000, 1)
+    meta_batch: int = _ranged(16, 1)
     optimizer: str = _choices("adam", "sgd")
-    lr: float = 1e-3
-    log_every: int = 10
-    eval_every: int = 0
-    eval_tasks: int = 100
-    checkpoint_every: int = 100
+    lr: float = _ranged(1e-3, 0.0, None, low_open=True)
+    log_every: int = _ranged(10, 0)
+    eval_every: int = _ranged(0, 0)
+    eval_tasks: int = _ranged(100, 2)
+    checkpoint_every: int = _ranged(0, 0)
+    checkpoint_minutes: float = _ranged(5.0, 0.0)
+    explode_factor: float = _ranged(100.0, 1.0, None, low_open=True)
 
 
 @dataclass
 class EvalConfig:
     """The final evaluation: `tasks` held-out tasks, mean and 95% confidence interval."""
 
-    tasks: int = 600
+    tasks: int = _ranged(600, 2)
     split: str = _choices("test", "validation")
 
 
@@ -134,7 +160,7 @@ class Config:
     """One experiment run. `output_dir` defaults to runs/<name>/seed<seed>."""
 
     name: str = "experiment"
-    seed: int = 0
+    seed: int = _ranged(0, 0, 2**31 - 1)
     device: str = _choices("auto", "cpu", "cuda")
     output_dir: str = ""
     data: DataConfig = field(default_factory=DataConfig)
@@ -167,10 +193,16 @@ def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"config key '{path}' is {value!r}; allowed: {', '.join(choices)}.")
-    if base == "int" and value < 0:
-        raise ConfigError(f"config key '{path}' must be >= 0, got {value}.")
-    if base == "float" and not value > 0 and path.endswith("lr"):
-        raise ConfigError(f"config key '{path}' must be > 0, got {value}.")
+    spec = f.metadata.get("range")
+    if spec is not None:
+        low, high, low_open = spec
+        inside = (math.isfinite(value)
+                  and (low is None or value > low or (value == low and not low_open))
+                  and (high is None or value <= high))
+        if not inside:
+            finite = " and finite" if base == "float" else ""
+            raise ConfigError(f"config key '{path}' must be {_range_text(spec)}{finite}, "
+                              f"got {value!r}.")
     return value
 
 
@@ -204,9 +236,42 @@ def config_to_dict(config: Config) -> Dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def describe_config(config: Config) -> str:
+    """The resolved config as TOML-like lines, each key with its type and allowed values.
+
+    Example:
+        >>> print(describe_config(load_config(None)).splitlines()[1])
+        name = 'experiment'  # str
+    """
+    lines: List[str] = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        scalars = [f for f in dataclasses.fields(obj) if not dataclasses.is_dataclass(getattr(obj, f.name))]
+        sections = [f for f in dataclasses.fields(obj) if dataclasses.is_dataclass(getattr(obj, f.name))]
+        lines.append(f"[{prefix.rstrip('.')}]" if prefix else "# top level")
+        for f in scalars:
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            allowed = ""
+            if "choices" in f.metadata:
+                allowed = ", one of: " + " | ".join(map(str, f.metadata["choices"]))
+            elif "range" in f.metadata:
+                allowed = ", " + _range_text(f.metadata["range"])
+            lines.append(f"{f.name} = {getattr(obj, f.name)!r}  # {kind}{allowed}")
+        for f in sections:
+            walk(getattr(obj, f.name), f"{prefix}{f.name}.")
+
+    walk(config, "")
+    return "\n".join(lines) + "\n"
+
+
 def _check_consistency(config: Config) -> None:
-    if config.train.meta_batch < 1:
-        raise ConfigError("train.meta_batch must be at least 1.")
+    if not config.model.linnet_adapt_hidden and config.algorithm.name not in ("maml", "fomaml",
+                                                                              "anil"):
+        raise ConfigError("model.linnet_adapt_hidden = false works with maml, fomaml and anil "
+                          f"only, not {config.algorithm.name!r}.")
+    if not config.model.linnet_adapt_hidden and config.algorithm.transform != "none":
+        raise ConfigError("model.linnet_adapt_hidden = false cannot be combined with a transform; "
+                          "set algorithm.transform = 'none'.")
     if config.algorithm.name == "reptile" and config.algorithm.transform != "none":
         raise ConfigError("Reptile takes plain SGD inner steps: set algorithm.transform = 'none'.")
     if config.algorithm.name == "metasgd" and config.algorithm.transform != "none":

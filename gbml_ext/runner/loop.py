@@ -1,34 +1,47 @@
 """The experiment runner: meta-training, checkpoints and resume, evaluation, results.
 
-The loop does not know which algorithm it runs: it asks the learner for a meta-gradient over a
-meta-batch of tasks (`accumulate_meta_gradient`, or the batched path), averages it across ranks
-when distributed, and steps the outer optimizer.
+`train` reads as its steps: claim the run folder (`rundir`), build the run, restore a checkpoint
+or record the config, meta-train, evaluate, write results. The loop does not know which
+algorithm it runs: it asks the learner for a meta-gradient over a meta-batch of tasks
+(`accumulate_meta_gradient`, or the batched path), averages it across ranks when distributed,
+and steps the outer optimizer.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import math
+import random
+import signal
 import statistics
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
+import numpy as np
 import torch
 
+from .. import engine
+from ..fileio import atomic_write_json
 from ..measure import peak_resident_bytes, reset_peak_resident, resident_bytes
-from .build import build_algorithm, build_model, build_optimizer, build_task_sources
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import Config, ConfigError, config_to_dict, load_config
-from .distributed import all_reduce_gradients, broadcast_parameters, init_distributed
+from .build import build_learner, build_optimizer, build_task_sources
+from .checkpoint import load_latest_checkpoint, restore_rng_state, save_checkpoint
+from .config import Config, config_to_dict, load_config
+from .distributed import (DistributedContext, all_reduce_gradients, broadcast_parameters,
+                          init_distributed)
+from .errors import (CheckpointError, ConfigMismatchError, DeviceError, NonFiniteLossError,
+                     RunFolderError, RunInterrupted)
 from .evaluate import evaluate
-from .report import environment_info, write_results
+from .report import environment_info, write_metrics, write_results
+from .rundir import (ALLOWED_CHANGES, CONFIG_FILE, RESULTS_FILE, config_differences, flatten,
+                     holds_run, move_aside, run_lock)
 
-__all__ = ["train", "RunResult", "NonFiniteLossError", "resolve_device", "seed_everything"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The meta-loss became NaN or infinite; the message says where and what to lower."""
+__all__ = ["NonFiniteLossError", "RunResult", "TrainingState", "build_run", "resolve_device",
+           "seed_everything", "train"]
 
 
 @dataclass
@@ -39,25 +52,357 @@ class RunResult:
     history: List[Dict[str, Any]]
     results: Dict[str, Any]
     run_dir: Path
-    config: Config = field(repr=False, default=None)
+    config: Optional[Config] = field(repr=False, default=None)
+
+
+@dataclass
+class TrainingState:
+    """Everything a checkpoint restores: the learner, its optimizer, the task sources and the
+    progress so far."""
+
+    algorithm: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    sources: Dict[str, Any]
+    iteration: int = 0
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    iteration_seconds: List[float] = field(default_factory=list)
+    reference_loss: Optional[float] = None
+    changes: List[Dict[str, Any]] = field(default_factory=list)
+    last_checkpoint: int = 0
+
+    def checkpoint_payload(self, config: Config) -> Dict[str, Any]:
+        return {"algorithm": self.algorithm.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "sources": {k: s.state_dict() for k, s in self.sources.items()
+                            if hasattr(s, "state_dict")},
+                "iteration": self.iteration, "history": self.history,
+                "train_seconds": self.train_seconds, "iteration_seconds": self.iteration_seconds,
+                "reference_loss": self.reference_loss, "changes": self.changes,
+                "config": config_to_dict(config)}
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device = 'cuda' but torch sees no GPU here; use device=cpu or auto.")
+        raise DeviceError("device = 'cuda' but torch sees no GPU here; use device=cpu or auto.")
     return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def build_run(config: Config, device: torch.device, rank: int = 0) -> TrainingState:
+    """Model, learner, optimizer and task sources for `config`, seeded as a fresh run."""
+    seed_everything(config.seed)
+    algorithm = build_learner(config).to(device)
+    optimizer = build_optimizer(config, algorithm)
+    sources = build_task_sources(config.data, config.seed, rank=rank)
+    return TrainingState(algorithm, optimizer, sources)
+
+
+def train(config: Config | str | Path | None, overrides: Sequence[str] = (), resume: bool = False,
+          progress: bool = True, overwrite: bool = False,
+          allow_change: Sequence[str] = ()) -> RunResult:
+    """Meta-trains, evaluates and writes results for one config.
+
+    Arguments:
+        config: a `Config`, or the path of a TOML config (None: the defaults).
+        overrides: `section.key=value` strings applied on top of the file.
+        resume: continue from the run folder's newest checkpoint (on the CPU, with the same
+            seed, the resumed run ends bit-identical to an uninterrupted one). With no
+            checkpoint there, says so and starts fresh.
+        progress: show a progress bar with the live meta-loss and accuracy.
+        overwrite: move an existing run in the folder aside (`<folder>.old-<time>`) first.
+        allow_change: keys among `ALLOWED_CHANGES` that may differ from the checkpoint's config
+            on resume; each change is recorded in results.json.
+
+    Writes to `config.run_dir()`: `config.json`, `metrics.jsonl` (one line per logged
+    iteration and per evaluation), `checkpoint.pt` (+ the previous one), `results.json`,
+    `results.md` and `training.png`.
+
+    Example:
+        >>> result = train(None, ["train.iterations=3", "data.options={dim=4}",
+        ...                       "evaluation.tasks=5", "output_dir=/tmp/gbml_doctest"],
+        ...                progress=False, overwrite=True)   # doctest: +SKIP
+    """
+    if not isinstance(config, Config):
+        config = load_config(config, overrides)
+    bad = sorted(set(allow_change) - set(ALLOWED_CHANGES))
+    if bad:
+        raise RunFolderError(f"--allow-change {' '.join(bad)}: only {', '.join(ALLOWED_CHANGES)} "
+                             f"may change on resume.")
+    device = resolve_device(config.device)
+    dist = init_distributed(device)
+    if dist.enabled and device.type == "cuda":  # one GPU per process on each node
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    if dist.enabled and config.train.meta_batch % dist.world_size:
+        raise RunFolderError(f"train.meta_batch={config.train.meta_batch} must be divisible by "
+                             f"the {dist.world_size} processes.")
+    run_dir = config.run_dir()
+    lock = run_lock(run_dir) if dist.is_main else contextlib.nullcontext()
+    with lock:
+        checkpoint = _claim_folder(run_dir, config, resume, overwrite, dist)
+        state = build_run(config, device, dist.rank)
+        if dist.enabled:
+            broadcast_parameters(state.algorithm)
+        # Each rank draws its own stream of training tasks from the global generators too.
+        seed_everything(config.seed + 7919 * dist.rank)
+        if checkpoint is not None:
+            _restore(state, checkpoint, config, allow_change)
+        if dist.is_main:
+            atomic_write_json(run_dir / CONFIG_FILE, config_to_dict(config))
+            write_metrics(run_dir, state.history)
+        memory_baseline = _start_memory_watch(device)
+        _meta_train(state, config, device, dist, run_dir, progress)
+        results: Dict[str, Any] = {}
+        if dist.is_main:
+            results = _final_results(state, config, device, dist, memory_baseline, progress)
+            _keep_previous_results(run_dir)
+            write_results(run_dir, results, state.history)
+    return RunResult(state.algorithm, state.history, results, run_dir, config)
+
+
+def _claim_folder(run_dir: Path, config: Config, resume: bool, overwrite: bool,
+                  dist: DistributedContext) -> Optional[Dict[str, Any]]:
+    """Applies the run-folder rule; returns the checkpoint to resume from, or None."""
+    if overwrite and dist.is_main and holds_run(run_dir):
+        move_aside(run_dir)
+    if resume:
+        found = load_latest_checkpoint(run_dir)
+        if found is not None:
+            return found[0]
+        if dist.is_main:
+            print(f"gbml_ext: nothing to resume in {run_dir} (no checkpoint); starting fresh.",
+                  file=sys.stderr)
+            if holds_run(run_dir):
+                move_aside(run_dir)
+        return None
+    if dist.is_main and holds_run(run_dir):
+        finished = (run_dir / RESULTS_FILE).is_file()
+        raise RunFolderError(
+            f"{run_dir} already holds {'a finished' if finished else 'an unfinished'} run. "
+            f"Continue it with --resume, move it aside with --overwrite, or choose another "
+            f"output_dir=...")
+    return None
+
+
+def _restore(state: TrainingState, checkpoint: Dict[str, Any], config: Config,
+             allow_change: Sequence[str]) -> None:
+    """Loads a checkpoint into `state`, after checking it belongs to this config."""
+    saved = checkpoint["config"]
+    current = config_to_dict(config)
+    differ = config_differences(saved, current)
+    refused = [k for k in differ if k not in allow_change]
+    old, new = flatten(saved), flatten(current)
+    if refused:
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in refused)
+        hint = [k for k in refused if k in ALLOWED_CHANGES]
+        raise ConfigMismatchError(
+            f"the checkpoint in {config.run_dir()} was written by a different config ({details}). "
+            + (f"To change it on purpose, add --allow-change {' '.join(hint)}. " if hint else "")
+            + "Otherwise resume with the same settings, or start over with --overwrite.")
+    try:
+        state.algorithm.load_state_dict(checkpoint["algorithm"])
+        state.optimizer.load_state_dict(checkpoint["optimizer"])
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint in {config.run_dir()} does not fit this model "
+                              f"({error}). Start over with --overwrite.") from error
+    for name, source_state in checkpoint["sources"].items():
+        state.sources[name].load_state_dict(source_state)
+    for group in state.optimizer.param_groups:  # a deliberate train.lr change takes effect
+        group["lr"] = config.train.lr
+    state.iteration = state.last_checkpoint = checkpoint["iteration"]
+    state.history = checkpoint["history"]
+    state.train_seconds = checkpoint["train_seconds"]
+    state.iteration_seconds = checkpoint["iteration_seconds"]
+    state.reference_loss = checkpoint.get("reference_loss")
+    state.changes = list(checkpoint.get("changes", [])) + [
+        {"iteration": state.iteration, "key": k, "from": old.get(k), "to": new.get(k)}
+        for k in differ]
+    restore_rng_state(checkpoint["rng"])
+
+
+class _StopSignals:
+    """Turns SIGINT / SIGTERM into a request to checkpoint and stop at the end of the current
+    meta-iteration; a second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = number
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["_StopSignals"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.signal(number, self._handle)
+        try:
+            yield self
+        finally:
+            for number, handler in self._previous.items():
+                signal.signal(number, handler)
+
+
+def _meta_gradient_fn(config: Config, algorithm) -> Callable:
+    if config.algorithm.batched:
+        from ..batched import batched_meta_gradient
+
+        return lambda tasks, steps: batched_meta_gradient(algorithm, tasks, steps)
+    return algorithm.accumulate_meta_gradient
+
+
+def _meta_train(state: TrainingState, config: Config, device: torch.device,
+                dist: DistributedContext, run_dir: Path, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    train_cfg = config.train
+    meta_gradient = _meta_gradient_fn(config, state.algorithm)
+    local_batch = train_cfg.meta_batch // dist.world_size
+    last_save = time.monotonic()
+    bar = tqdm(range(state.iteration, train_cfg.iterations), initial=state.iteration,
+               total=train_cfg.iterations, desc=config.name,
+               disable=not (progress and dist.is_main), dynamic_ncols=True)
+    with _StopSignals().installed() as stop:
+        for iteration in bar:
+            tic = time.perf_counter()
+            tasks = [state.sources["train"].sample().to(device) for _ in range(local_batch)]
+            if state.reference_loss is None:
+                state.reference_loss = _unadapted_loss(state.algorithm, tasks)
+            state.optimizer.zero_grad(set_to_none=True)
+            outcomes = meta_gradient(tasks, config.algorithm.train_steps)
+            if dist.enabled:
+                all_reduce_gradients(state.algorithm.parameters(), dist.world_size)
+            loss = sum(o.loss.item() for o in outcomes) / len(outcomes)
+            _check_loss(loss, iteration + 1, state, config)
+            state.optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            state.iteration_seconds.append(time.perf_counter() - tic)
+            state.train_seconds += state.iteration_seconds[-1]
+            state.iteration = done = iteration + 1
+            accuracies = [o.accuracy.item() for o in outcomes if o.accuracy is not None]
+            record = {"iteration": done, "split": "train", "loss": loss,
+                      "accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
+                      "seconds": state.iteration_seconds[-1]}
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
+                            **({"acc": f"{record['accuracy']:.3f}"} if accuracies else {}))
+            if not dist.is_main:
+                continue
+            if train_cfg.log_every and (done % train_cfg.log_every == 0
+                                        or done == train_cfg.iterations):
+                _log(run_dir, state.history, record)
+            if train_cfg.eval_every and done % train_cfg.eval_every == 0:
+                _validate(state, config, device, run_dir, done)
+            minutes = (time.monotonic() - last_save) / 60
+            if (done == train_cfg.iterations or stop.received is not None
+                    or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)
+                    or (train_cfg.checkpoint_minutes and minutes >= train_cfg.checkpoint_minutes)):
+                save_checkpoint(run_dir, state.checkpoint_payload(config))
+                state.last_checkpoint, last_save = done, time.monotonic()
+            if stop.received is not None:
+                bar.close()
+                name = signal.Signals(stop.received).name
+                raise RunInterrupted(
+                    f"{name} at iteration {done} of {train_cfg.iterations}; a checkpoint is in "
+                    f"{run_dir}. Continue with the same command and --resume.", stop.received)
+    bar.close()
+
+
+def _unadapted_loss(algorithm, tasks: Sequence) -> float:
+    """Mean query loss of the meta-batch before any adaptation: the scale a meta-loss is
+    compared with to detect an exploding inner loop."""
+    losses = [engine.adaptation_curve(algorithm, task, 0)[0].loss.item() for task in tasks]
+    return sum(losses) / len(losses)
+
+
+def _check_loss(loss: float, iteration: int, state: TrainingState, config: Config) -> None:
+    factor = config.train.explode_factor
+    reference = state.reference_loss if state.reference_loss is not None else math.inf
+    if math.isfinite(loss) and loss <= factor * max(reference, 1e-12):
+        return
+    what = ("not finite" if not math.isfinite(loss)
+            else f"{loss / reference:.3g}x the unadapted loss {reference:.3g} (train.explode_factor"
+                 f" = {factor:g})")
+    lower = config.algorithm.inner_lr / 10
+    if state.last_checkpoint:
+        how = (f"The checkpoint of iteration {state.last_checkpoint} is from before it: continue "
+               f"from it with a lower rate, e.g. `--resume --allow-change algorithm.inner_lr "
+               f"algorithm.inner_lr={lower:g}`, or start over with --overwrite and a lower rate.")
+    else:
+        how = (f"No checkpoint was written before it: start over with a lower rate, e.g. "
+               f"`--overwrite algorithm.inner_lr={lower:g}` (or lower train.lr).")
+    raise NonFiniteLossError(f"meta-loss {loss:.4g} at iteration {iteration} of {config.name} is "
+                             f"{what}: the inner loop diverges. {how}")
+
+
+def check_evaluation(evaluation: Dict[str, Any], factor: float, where: str) -> None:
+    """Raises `NonFiniteLossError` if the evaluated query loss is not finite; warns (on stderr)
+    if it ends above `factor` times the loss before adaptation, which is a finding to report
+    (e.g. a model evaluated for more steps than it was trained for), not an error."""
+    before, after = evaluation["loss_by_step"][0]["mean"], evaluation["loss"]["mean"]
+    if not math.isfinite(after):
+        raise NonFiniteLossError(
+            f"{where}: the query loss after {evaluation['steps']} inner steps is {after} (it was "
+            f"{before:.4g} before adapting): the inner loop diverges at test time. Lower "
+            f"algorithm.inner_lr or algorithm.test_steps; `gbml-eval RUN_DIR --steps K` "
+            f"re-evaluates a trained run without retraining.")
+    if after > factor * max(before, 1e-12):
+        print(f"gbml_ext: warning: {where}: the query loss grows from {before:.4g} before "
+              f"adapting to {after:.4g} after {evaluation['steps']} steps (the inner loop "
+              f"diverges at test time).", file=sys.stderr)
+
+
+def _validate(state: TrainingState, config: Config, device: torch.device, run_dir: Path,
+              done: int) -> None:
+    evaluation = evaluate(state.algorithm, state.sources["validation"], config.train.eval_tasks,
+                          config.algorithm.test_steps, device)
+    check_evaluation(evaluation, config.train.explode_factor, f"validation at iteration {done}")
+    _log(run_dir, state.history, {
+        "iteration": done, "split": "validation", "loss": evaluation["loss"]["mean"],
+        "accuracy": (evaluation["accuracy"] or {}).get("mean"),
+        "loss_by_step": [s["mean"] for s in evaluation["loss_by_step"]]})
+
+
+def _final_results(state: TrainingState, config: Config, device: torch.device,
+                   dist: DistributedContext, memory_baseline: int, progress: bool) -> Dict[str, Any]:
+    peak = _peak_memory_mb(device, memory_baseline)
+    final = evaluate(state.algorithm, state.sources[config.evaluation.split],
+                     config.evaluation.tasks, config.algorithm.test_steps, device,
+                     progress=progress)
+    check_evaluation(final, config.train.explode_factor, f"final evaluation of {config.name}")
+    seconds = state.iteration_seconds
+    return {
+        "name": config.name, "seed": config.seed, "config": config_to_dict(config),
+        "run_dir": str(config.run_dir()), "environment": environment_info(device),
+        "world_size": dist.world_size, "iterations_done": state.iteration, "evaluation": final,
+        "final_train_loss": next((h["loss"] for h in reversed(state.history)
+                                  if h["split"] == "train"), None),
+        "train_seconds": state.train_seconds,
+        "seconds_per_iteration": statistics.median(seconds) if seconds else None,
+        "peak_memory_mb": peak,
+        "peak_memory_kind": ("cuda_max_allocated_increase" if device.type == "cuda"
+                             else "peak_rss_increase"),
+        "changes": state.changes,
+    }
+
+
+def _keep_previous_results(run_dir: Path) -> None:
+    """A resumed finished run re-evaluates: the results it replaces are kept beside it."""
+    old = run_dir / RESULTS_FILE
+    if old.is_file():
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        old.rename(run_dir / f"results-{stamp}.json")
 
 
 def _start_memory_watch(device: torch.device) -> int:
@@ -76,176 +421,7 @@ def _peak_memory_mb(device: torch.device, baseline: int) -> float:
     return (peak_resident_bytes() - baseline) / 2**20
 
 
-def _source_states(sources) -> Dict[str, Any]:
-    return {k: s.state_dict() for k, s in sources.items() if hasattr(s, "state_dict")}
-
-
-def _meta_gradient_fn(config: Config, algorithm):
-    if config.algorithm.batched:
-        from ..batched import batched_meta_gradient
-
-        return lambda tasks, steps: batched_meta_gradient(algorithm, tasks, steps)
-    return algorithm.accumulate_meta_gradient
-
-
-def train(config: Config | str | Path, overrides: Sequence[str] = (), resume: bool = False,
-          progress: bool = True) -> RunResult:
-    """Meta-trains, evaluates and writes results for one config.
-
-    Arguments:
-        config: a `Config`, or the path of a TOML config.
-        overrides: `section.key=value` strings applied on top of the file.
-        resume: continue from `<run_dir>/checkpoint.pt` if it exists. On the CPU, with the same
-            seed, the resumed run ends bit-identical to an uninterrupted one.
-        progress: show a progress bar with the live meta-loss and accuracy.
-
-    Writes to `config.run_dir()`: `metrics.jsonl` (one line per logged iteration and per
-    evaluation), `checkpoint.pt`, `results.json` and `results.md`.
-
-    Example:
-        >>> result = train(None, ["train.iterations=3", "data.options={dim=4}",
-        ...                       "evaluation.tasks=5", "output_dir=/tmp/gbml_doctest"],
-        ...                progress=False)   # doctest: +SKIP
-    """
-    if not isinstance(config, Config):
-        config = load_config(config, overrides)
-    device = resolve_device(config.device)
-    dist_ctx = init_distributed(device)
-    if dist_ctx.enabled and device.type == "cuda":  # one GPU per process on each node
-        device = torch.device("cuda", dist_ctx.local_rank)
-        torch.cuda.set_device(device)
-    run_dir = config.run_dir()
-    seed_everything(config.seed)
-    model = build_model(config.model, config.data)
-    algorithm = build_algorithm(config.algorithm, model).to(device)
-    optimizer = build_optimizer(config, algorithm)
-    if dist_ctx.enabled:
-        broadcast_parameters(algorithm)
-        if config.train.meta_batch % dist_ctx.world_size:
-            raise ValueError(f"train.meta_batch={config.train.meta_batch} must be divisible by "
-                             f"the {dist_ctx.world_size} processes.")
-    sources = build_task_sources(config.data, config.seed, rank=dist_ctx.rank)
-    # Each rank draws its own stream of training tasks from the global generators too.
-    seed_everything(config.seed + 7919 * dist_ctx.rank)
-
-    start, history, train_seconds = 0, [], 0.0
-    iteration_seconds: List[float] = []
-    checkpoint_path = run_dir / "checkpoint.pt"
-    if resume:
-        state = load_checkpoint(checkpoint_path)
-        if state is not None:
-            _check_same_run(state["config"], config_to_dict(config), checkpoint_path)
-            algorithm.load_state_dict(state["algorithm"])
-            optimizer.load_state_dict(state["optimizer"])
-            for name, source_state in state["sources"].items():
-                sources[name].load_state_dict(source_state)
-            start, history = state["iteration"], state["history"]
-            train_seconds, iteration_seconds = state["train_seconds"], state["iteration_seconds"]
-    if dist_ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _rewrite_metrics(run_dir / "metrics.jsonl", history)
-
-    meta_gradient = _meta_gradient_fn(config, algorithm)
-    local_batch = config.train.meta_batch // dist_ctx.world_size
-    memory_baseline = _start_memory_watch(device)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(start, config.train.iterations), initial=start, total=config.train.iterations,
-               desc=config.name, disable=not (progress and dist_ctx.is_main), dynamic_ncols=True)
-    for iteration in bar:
-        tic = time.perf_counter()
-        tasks = [sources["train"].sample().to(device) for _ in range(local_batch)]
-        optimizer.zero_grad(set_to_none=True)
-        outcomes = meta_gradient(tasks, config.algorithm.train_steps)
-        if dist_ctx.enabled:
-            all_reduce_gradients(algorithm.parameters(), dist_ctx.world_size)
-        loss = sum(o.loss.item() for o in outcomes) / len(outcomes)
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(
-                f"meta-loss is {loss} at iteration {iteration + 1} of {config.name}. Lower "
-                f"algorithm.inner_lr (now {config.algorithm.inner_lr}) or train.lr (now "
-                f"{config.train.lr}); rerun with --resume to continue from the last checkpoint.")
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        iteration_seconds.append(time.perf_counter() - tic)
-        train_seconds += iteration_seconds[-1]
-        done = iteration + 1
-        accuracies = [o.accuracy.item() for o in outcomes if o.accuracy is not None]
-        record = {"iteration": done, "split": "train", "loss": loss,
-                  "accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
-                  "seconds": iteration_seconds[-1]}
-        bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
-                        **({"acc": f"{record['accuracy']:.3f}"} if accuracies else {}))
-        if not dist_ctx.is_main:
-            continue
-        if config.train.log_every and (done % config.train.log_every == 0 or done == config.train.iterations):
-            _log(run_dir, history, record)
-        if config.train.eval_every and done % config.train.eval_every == 0:
-            evaluation = evaluate(algorithm, sources["validation"], config.train.eval_tasks,
-                                  config.algorithm.test_steps, device)
-            _log(run_dir, history, {"iteration": done, "split": "validation",
-                                    "loss": evaluation["loss"]["mean"],
-                                    "accuracy": (evaluation["accuracy"] or {}).get("mean"),
-                                    "loss_by_step": [s["mean"] for s in evaluation["loss_by_step"]]})
-        if config.train.checkpoint_every and (done % config.train.checkpoint_every == 0
-                                              or done == config.train.iterations):
-            save_checkpoint(checkpoint_path, {
-                "algorithm": algorithm.state_dict(), "optimizer": optimizer.state_dict(),
-                "sources": _source_states(sources), "iteration": done, "history": history,
-                "train_seconds": train_seconds, "iteration_seconds": iteration_seconds,
-                "config": config_to_dict(config)})
-    bar.close()
-
-    results: Dict[str, Any] = {}
-    if dist_ctx.is_main:
-        final = evaluate(algorithm, sources[config.evaluation.split], config.evaluation.tasks,
-                         config.algorithm.test_steps, device, progress=progress)
-        results = {
-            "name": config.name, "seed": config.seed, "config": config_to_dict(config),
-            "environment": environment_info(device), "world_size": dist_ctx.world_size,
-            "evaluation": final,
-            "final_train_loss": next((h["loss"] for h in reversed(history) if h["split"] == "train"), None),
-            "train_seconds": train_seconds,
-            "seconds_per_iteration": statistics.median(iteration_seconds) if iteration_seconds else None,
-            "peak_memory_mb": _peak_memory_mb(device, memory_baseline),
-            "peak_memory_kind": ("cuda_max_allocated_increase" if device.type == "cuda"
-                                 else "peak_rss_increase"),
-        }
-        write_results(run_dir, results, history)
-    return RunResult(algorithm, history, results, run_dir, config)
-
-
-def _flatten(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and key != "options":
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
-def _check_same_run(saved: Dict[str, Any], current: Dict[str, Any], path: Path) -> None:
-    """A checkpoint only resumes the run that wrote it; more iterations may be asked for."""
-    saved, current = _flatten(saved), _flatten(current)
-    differ = sorted(k for k in saved.keys() | current.keys()
-                    if k != "train.iterations" and saved.get(k) != current.get(k))
-    if differ:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ)
-        raise ConfigError(f"{path} was written by a different config ({details}). Resume with "
-                          f"the same settings, or start a new run in another output_dir.")
-
-
 def _log(run_dir: Path, history: List[Dict[str, Any]], record: Dict[str, Any]) -> None:
     history.append(record)
     with open(run_dir / "metrics.jsonl", "a") as stream:
         stream.write(json.dumps(record) + "\n")
-
-
-def _rewrite_metrics(path: Path, history: List[Dict[str, Any]]) -> None:
-    """On (re)start the metrics file holds exactly the checkpointed history: lines written after
-    the last checkpoint of an interrupted run are dropped, as that work is redone."""
-    with open(path, "w") as stream:
-        for record in history:
-            stream.write(json.dumps(record) + "\n")

@@ -9,10 +9,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from ..fileio import atomic_write_json, atomic_write_text
 from ..measure import hardware_description
+from .plots import plot_training_curves
 
-__all__ = ["environment_info", "write_results", "format_metric", "markdown_table",
-           "plot_training_curves"]
+__all__ = ["environment_info", "format_metric", "markdown_table", "results_markdown",
+           "write_metrics", "write_results"]
 
 
 def environment_info(device: torch.device) -> Dict[str, Any]:
@@ -43,10 +45,15 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(run_dir: Path, results: Dict[str, Any], history: List[Dict[str, Any]]) -> None:
-    """Writes results.json, results.md (one-row table) and training.png next to each other."""
-    run_dir = Path(run_dir)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+def write_metrics(run_dir: Path, history: List[Dict[str, Any]]) -> None:
+    """Rewrites metrics.jsonl to hold exactly `history`: on a resume, lines written after the
+    last checkpoint of an interrupted run are dropped, as that work is redone."""
+    atomic_write_text(Path(run_dir) / "metrics.jsonl",
+                      "".join(json.dumps(record) + "\n" for record in history))
+
+
+def results_markdown(results: Dict[str, Any]) -> str:
+    """A one-row markdown table of a results dict (results.json or a gbml-eval result)."""
     evaluation = results["evaluation"]
     is_classification = evaluation["accuracy"] is not None
     header = ["run", "seed", f"test loss ({evaluation['steps']} steps)"]
@@ -54,37 +61,19 @@ def write_results(run_dir: Path, results: Dict[str, Any], history: List[Dict[str
     if is_classification:
         header.append("test accuracy %")
         row.append(format_metric(evaluation["accuracy"], 100, 2))
-    header += ["train time s", "s / iteration", "peak memory MB"]
-    row += [f"{results['train_seconds']:.1f}", f"{results['seconds_per_iteration'] or 0:.4f}",
-            f"{results['peak_memory_mb']:.0f} ({results['peak_memory_kind']})"]
+    if "train_seconds" in results:
+        header += ["train time s", "s / iteration", "peak memory MB"]
+        row += [f"{results['train_seconds']:.1f}", f"{results['seconds_per_iteration'] or 0:.4f}",
+                f"{results['peak_memory_mb']:.0f} ({results['peak_memory_kind']})"]
     env = results["environment"]
-    (run_dir / "results.md").write_text(
-        markdown_table(header, [row]) +
-        f"\n{evaluation['loss']['n']} held-out tasks, 95% CI. {env['hardware']}, "
-        f"torch {env['torch']}, {env['date']}.\n")
+    return (markdown_table(header, [row]) +
+            f"\n{evaluation['loss']['n']} held-out tasks, 95% CI. {env['hardware']}, "
+            f"torch {env['torch']}, {env['date']}.\n")
+
+
+def write_results(run_dir: Path, results: Dict[str, Any], history: List[Dict[str, Any]]) -> None:
+    """Writes results.json, results.md (one-row table) and training.png next to each other."""
+    run_dir = Path(run_dir)
+    atomic_write_json(run_dir / "results.json", results)
+    atomic_write_text(run_dir / "results.md", results_markdown(results))
     plot_training_curves({results["name"]: history}, run_dir / "training.png")
-
-
-def plot_training_curves(histories: Dict[str, List[Dict[str, Any]]], path: Path,
-                         title: str = "meta-training") -> Optional[Path]:
-    """Training (and validation, if logged) meta-loss against meta-iteration, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, history in histories.items():
-        for split, style in (("train", "-"), ("validation", "--")):
-            points = [(h["iteration"], h["loss"]) for h in history if h["split"] == split]
-            if points:
-                xs, ys = zip(*points)
-                ax.plot(xs, ys, style, label=f"{label} ({split})")
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("post-adaptation query loss")
-    ax.set_title(title)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)

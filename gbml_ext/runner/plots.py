@@ -1,0 +1,87 @@
+"""Plots written next to results: training curves of a run, and a comparison of runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+__all__ = ["plot_comparison", "plot_training_curves", "pyplot", "read_history"]
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_history(run_dir: str | Path) -> List[Dict[str, Any]]:
+    """The records of a run folder's metrics.jsonl ([] if it has none)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_training_curves(histories: Dict[str, List[Dict[str, Any]]], path: Path,
+                         title: str = "meta-training") -> Optional[Path]:
+    """Training (and validation, if logged) meta-loss against meta-iteration, one line per run."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, history in histories.items():
+        for split, style in (("train", "-"), ("validation", "--")):
+            points = [(h["iteration"], h["loss"]) for h in history if h["split"] == split]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, style, label=f"{label} ({split})")
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("post-adaptation query loss")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_comparison(runs: Dict[str, List[Dict[str, Any]]], path: Path) -> Path:
+    """Two panels: each run's test accuracy (or loss) pooled over seeds with 95% CI bars, and
+    its training curve (post-adaptation query loss, mean over seeds)."""
+    from .compare import pooled_summary
+
+    plt = pyplot()
+    names = list(runs)
+    classification = pooled_summary(runs[names[0]], "accuracy") is not None
+    metric = "accuracy" if classification else "loss"
+    scale = 100.0 if classification else 1.0
+    summaries = [pooled_summary(runs[name], metric) for name in names]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    positions = range(len(names))
+    left.bar(positions, [s["mean"] * scale for s in summaries],
+             yerr=[s["ci95"] * scale for s in summaries], capsize=4, color="tab:blue", alpha=0.8)
+    left.set_xticks(list(positions), names, rotation=30, ha="right", fontsize="small")
+    left.set_ylabel("test accuracy % (95% CI)" if classification else "test loss (95% CI)")
+    if classification:
+        low = min(s["mean"] - s["ci95"] for s in summaries) * scale
+        left.set_ylim(max(0.0, low - 5), min(100.0, max(s["mean"] for s in summaries) * scale + 5))
+    for name in names:
+        curves: Dict[int, List[float]] = {}
+        for result in runs[name]:
+            for record in read_history(result.get("run_dir", "")):
+                if record["split"] == "train":
+                    curves.setdefault(record["iteration"], []).append(record["loss"])
+        if curves:
+            xs = sorted(curves)
+            right.plot(xs, [sum(curves[x]) / len(curves[x]) for x in xs], label=name)
+    right.set_xlabel("meta-iteration")
+    right.set_ylabel("training query loss (mean over seeds)")
+    right.legend(fontsize="small")
+    seeds = max(len(r) for r in runs.values())
+    fig.suptitle(f"{len(names)} runs, {seeds} seed(s) each")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

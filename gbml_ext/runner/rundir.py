@@ -1,0 +1,142 @@
+"""The run-folder rule: a run folder belongs to one config, and to one live process.
+
+- A new run goes into an empty (or absent) folder. A folder that holds another run is an error
+  that names the choices: `--resume`, `--overwrite` (which moves the old files aside into
+  `<folder>.old-<time>`, never deletes them) or another `output_dir`.
+- `run.lock` holds the writing process's pid and host. A second live run in the same folder is
+  refused; a lock left by a process that no longer exists is detected and replaced.
+- On resume only the keys that change the trained numbers must match the checkpoint's config;
+  logging, evaluation and paths may change, and `algorithm.inner_lr`, `train.lr` and `device`
+  may be changed deliberately with `--allow-change KEY`.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Sequence
+
+from .errors import RunFolderError
+
+__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "LOCK_FILE", "RESULTS_FILE", "config_differences",
+           "flatten", "holds_run", "move_aside", "run_lock", "stored_config"]
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+LOCK_FILE = "run.lock"
+
+# Keys that never change the trained numbers: paths, logging, checkpointing, evaluation.
+FREE_KEYS = ("name", "output_dir", "data.root", "data.options.cache_dir", "train.log_every",
+             "train.eval_every", "train.eval_tasks", "train.checkpoint_every",
+             "train.checkpoint_minutes", "train.explode_factor", "algorithm.test_steps",
+             "evaluation.tasks", "evaluation.split")
+# Keys a user may change on purpose when resuming (`--allow-change KEY`).
+ALLOWED_CHANGES = ("algorithm.inner_lr", "train.lr", "device")
+
+
+def flatten(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and scalars are leaves."""
+    flat: Dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def config_differences(saved: Dict[str, Any], current: Dict[str, Any],
+                       ignore: Sequence[str] = FREE_KEYS) -> List[str]:
+    """Sorted flat keys whose values differ between two config dicts, ignoring `ignore` and,
+    since a run may be extended, `train.iterations`.
+
+    Example:
+        >>> config_differences({"train": {"lr": 1.0, "log_every": 1}},
+        ...                    {"train": {"lr": 2.0, "log_every": 5}})
+        ['train.lr']
+    """
+    saved_flat, current_flat = flatten(saved), flatten(current)
+    skip = set(ignore) | {"train.iterations"}
+    return sorted(k for k in saved_flat.keys() | current_flat.keys()
+                  if k not in skip and saved_flat.get(k) != current_flat.get(k))
+
+
+def stored_config(run_dir: Path) -> Dict[str, Any] | None:
+    path = Path(run_dir) / CONFIG_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def holds_run(run_dir: Path) -> bool:
+    """True if the folder has anything in it besides a lock."""
+    run_dir = Path(run_dir)
+    return run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Moves everything in `run_dir` except the lock into `<run_dir>.old-<UTC time>`."""
+    run_dir = Path(run_dir)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    aside = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
+    suffix = 1
+    while aside.exists():
+        aside, suffix = aside.with_name(f"{run_dir.name}.old-{stamp}-{suffix}"), suffix + 1
+    aside.mkdir(parents=True)
+    for entry in run_dir.iterdir():
+        if entry.name != LOCK_FILE:
+            entry.rename(aside / entry.name)
+    print(f"gbml_ext: moved the previous contents of {run_dir} aside to {aside}", file=sys.stderr)
+    return aside
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[Path]:
+    """Holds `run_dir/run.lock` for the duration; refuses a folder another live process holds."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = json.loads(path.read_text() or "{}")
+            except (OSError, json.JSONDecodeError):
+                owner = {}
+            pid, host = owner.get("pid"), owner.get("host")
+            if isinstance(pid, int) and (host != me["host"] or _process_alive(pid)):
+                raise RunFolderError(
+                    f"another run (pid {pid} on {host}, started {owner.get('started')}) is "
+                    f"writing {run_dir}. Wait for it, stop it, or choose another output_dir=...")
+            print(f"gbml_ext: removing a stale lock in {run_dir} (its process {pid} is gone)",
+                  file=sys.stderr)
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as stream:
+            json.dump(me, stream)
+        break
+    else:
+        raise RunFolderError(f"could not take the lock {path}; remove it if no run is active.")
+    try:
+        yield path
+    finally:
+        try:
+            if json.loads(path.read_text()).get("pid") == me["pid"]:
+                path.unlink()
+        except (OSError, json.JSONDecodeError):
+            pass
