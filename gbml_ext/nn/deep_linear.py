@@ -8,12 +8,15 @@ cannot.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 from torch import nn
 
-__all__ = ["DeepLinear", "linnet"]
+__all__ = ["LINNET_INITS", "DeepLinear", "linnet"]
+
+LINNET_INITS = ("default", "orthogonal", "identity", "scaled")
 
 
 class DeepLinear(nn.Module):
@@ -25,6 +28,15 @@ class DeepLinear(nn.Module):
         depth: number of Linear layers (1 is a plain Linear).
         width: hidden size of the inner layers (default: `in_features`).
         bias: give every layer a bias.
+        init: how the factors start, given the plain Linear `like` they stand in for:
+            - "default": PyTorch's default init of each layer;
+            - "orthogonal": orthogonal weights, zero biases;
+            - "identity": hidden layers are isometries (the identity when square) and the last
+              layer is `like`, so the initial product equals the plain head exactly;
+            - "scaled": default init, every factor rescaled by the same amount so that the
+              product's Frobenius norm equals that of `like`.
+        like: the plain `nn.Linear` (out_features × in_features) the stack replaces; needed
+            by "identity" and "scaled" (default: a freshly initialised one).
 
     Example:
         >>> head = DeepLinear(64, 5, depth=3)
@@ -34,14 +46,51 @@ class DeepLinear(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, depth: int = 2,
-                 width: Optional[int] = None, bias: bool = True):
+                 width: Optional[int] = None, bias: bool = True, init: str = "default",
+                 like: Optional[nn.Linear] = None):
         super().__init__()
         if depth < 1:
             raise ValueError(f"DeepLinear needs depth >= 1, got {depth}.")
+        if init not in LINNET_INITS:
+            raise ValueError(f"DeepLinear init {init!r} is unknown; use one of {LINNET_INITS}.")
         width = width or in_features
+        if init == "identity" and width < in_features:
+            raise ValueError(f"init='identity' needs width >= in_features ({in_features}); "
+                             f"got width {width}. Widen the head or use init='scaled'.")
         sizes = [in_features] + [width] * (depth - 1) + [out_features]
         self.layers = nn.Sequential(*(nn.Linear(a, b, bias=bias) for a, b in zip(sizes, sizes[1:])))
         self.in_features, self.out_features = in_features, out_features
+        if init != "default":
+            self._initialize(init, like or nn.Linear(in_features, out_features, bias=bias))
+
+    @torch.no_grad()
+    def _initialize(self, init: str, like: nn.Linear) -> None:
+        layers = list(self.layers)
+        if init == "orthogonal":
+            for layer in layers:
+                nn.init.orthogonal_(layer.weight)
+        elif init == "identity":
+            for layer in layers[:-1]:  # isometries: W^T W = I, so the product passes x through
+                nn.init.eye_(layer.weight) if layer.weight.shape[0] == layer.weight.shape[1] \
+                    else nn.init.orthogonal_(layer.weight)
+            through = self._product(layers[:-1])  # (width, in) with orthonormal columns
+            layers[-1].weight.copy_(like.weight @ through.T)
+        elif init == "scaled":
+            ratio = like.weight.norm() / self._product(layers).norm()
+            for layer in layers:
+                layer.weight.mul_(ratio ** (1 / len(layers)))
+        for layer in layers:
+            if layer.bias is not None:
+                layer.bias.zero_()
+        if init == "identity" and layers[-1].bias is not None and like.bias is not None:
+            layers[-1].bias.copy_(like.bias)
+
+    @staticmethod
+    def _product(layers) -> torch.Tensor:
+        weight = layers[0].weight
+        for layer in layers[1:]:
+            weight = layer.weight @ weight
+        return weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -65,13 +114,14 @@ class DeepLinear(nn.Module):
 
 
 def linnet(model: nn.Module, depth: int = 2, width: Optional[int] = None,
-           attr: Optional[str] = None) -> nn.Module:
+           attr: Optional[str] = None, init: str = "default") -> nn.Module:
     """Replaces `model`'s final `nn.Linear` with a `DeepLinear` of the same in/out sizes, in place.
 
     Arguments:
         model: the model; its last `nn.Linear` (in `named_modules()` order), or the one at the
             dotted path `attr`, is replaced.
-        depth, width: as for `DeepLinear`.
+        depth, width, init: as for `DeepLinear`; "identity" and "scaled" start from the
+            replaced Linear's own weights.
         attr: dotted name of the Linear to replace (e.g. "classifier"); default the last one.
 
     Returns the same model, so `linnet(cnn4(5), depth=3)` reads naturally (a bare `nn.Linear`
@@ -89,13 +139,14 @@ def linnet(model: nn.Module, depth: int = 2, width: Optional[int] = None,
         attr = linears[-1]
     if attr == "":  # the model is itself a Linear: the whole model becomes the deep head
         return DeepLinear(model.in_features, model.out_features, depth=depth, width=width,
-                          bias=model.bias is not None).to(model.weight.device)
+                          bias=model.bias is not None, init=init,
+                          like=model).to(model.weight.device)
     parent_name, _, child_name = attr.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     old = getattr(parent, child_name, None)
     if not isinstance(old, nn.Linear):
         raise ValueError(f"linnet: '{attr}' is {type(old).__name__}, not an nn.Linear.")
     head = DeepLinear(old.in_features, old.out_features, depth=depth, width=width,
-                      bias=old.bias is not None).to(old.weight.device)
+                      bias=old.bias is not None, init=init, like=old).to(old.weight.device)
     setattr(parent, child_name, head)
     return model

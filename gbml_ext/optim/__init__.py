@@ -1,9 +1,10 @@
 """Gradient transforms for the inner loop: Kronecker-factored meta-optimizers and Meta-SGD."""
+from .frozen import FrozenTransform, NoUpdate
 from .kronecker import KroneckerLinearMap, KroneckerMLPMap, KroneckerTransform, kronecker_dims
 from .metasgd import MetaSGDTransform, PerParameterLR
 from .transforms import ParameterSelection, TransformFactory
 
 __all__ = [
-    "KroneckerTransform", "KroneckerLinearMap", "KroneckerMLPMap", "kronecker_dims",
+    "FrozenTransform", "NoUpdate", "KroneckerTransform", "KroneckerLinearMap", "KroneckerMLPMap", "kronecker_dims",
     "MetaSGDTransform", "PerParameterLR", "TransformFactory", "ParameterSelection",
 ]

@@ -1,0 +1,209 @@
+"""The "when MAML cannot adapt fast" curve: Omniglot 5w1s accuracy against backbone depth and
+width, for MAML, MAML+LinNet, MAML-KFO, ANIL, ANIL+LinNet and ANIL-KFO (Arnold, Iqbal & Sha,
+AISTATS 2021), plus the LinNet study at one narrow point.
+
+    python -m experiments.curve run --seeds 0 1 --max-minutes 150   # resumable, time-boxed
+    python -m experiments.curve linnet --seeds 0 1                   # LinNet variants (validation)
+    python -m experiments.curve report                               # table + figure, from folders
+
+Every point uses the same budget (experiments/configs/omniglot/5w1s-curve/base.toml); only
+`model.options={layers=L, hidden=H}` changes. Runs go to `runs/curve/<point>/<row>/seed<N>`,
+each in its own process, and a finished run of the same config is reused, so `run` can be
+stopped at any time and started again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from gbml_ext.runner.compare import compare, pooled_summary
+from gbml_ext.runner.errors import RunError
+from gbml_ext.runner.plots import pyplot
+from gbml_ext.runner.report import format_metric, markdown_table
+
+CONFIGS = Path(__file__).resolve().parent / "configs" / "omniglot" / "5w1s-curve"
+ROWS = ["maml", "maml_linnet", "maml_kfo", "anil", "anil_linnet", "anil_kfo"]
+DEPTHS = [1, 2, 3, 4]            # at 64 filters
+WIDTHS = [4, 8, 16, 32, 64]      # at 4 layers
+DEFAULT_ROOT = Path("../shared/data/omniglot/omniglot-py.tar.gz")
+# The LinNet study: MAML at 8 filters x 4 layers, one change at a time from the curve's LinNet
+# (depth 3, width = features, PyTorch init, every layer adapts). Chosen on validation tasks.
+LINNET_POINT = (4, 8)
+LINNET_VARIANTS = {
+    "plain head (MAML)": [],
+    "depth 3, default init": ["model.linnet_depth=3"],
+    "depth 2, default init": ["model.linnet_depth=2"],
+    "depth 3, width 4x": ["model.linnet_depth=3", "model.linnet_width=32"],
+    "depth 3, orthogonal": ["model.linnet_depth=3", "model.linnet_init=orthogonal"],
+    "depth 3, identity-like": ["model.linnet_depth=3", "model.linnet_init=identity"],
+    "depth 2, identity-like": ["model.linnet_depth=2", "model.linnet_init=identity"],
+    "depth 3, scaled": ["model.linnet_depth=3", "model.linnet_init=scaled"],
+    "depth 3, identity-like, width 4x": ["model.linnet_depth=3", "model.linnet_init=identity",
+                                         "model.linnet_width=32"],
+    "depth 3, extra layers not adapted": ["model.linnet_depth=3",
+                                          "model.linnet_adapt_hidden=false"],
+    "depth 3, identity-like, not adapted": ["model.linnet_depth=3", "model.linnet_init=identity",
+                                            "model.linnet_adapt_hidden=false"],
+}
+
+
+def points() -> List[Tuple[int, int]]:
+    """(layers, filters) of every point, cheapest first, without duplicates."""
+    grid = {(d, 64) for d in DEPTHS} | {(4, w) for w in WIDTHS}
+    return sorted(grid, key=lambda p: (p[1] ** 2 * min(p[0], 2), p))
+
+
+def point_name(layers: int, hidden: int) -> str:
+    return f"L{layers}-H{hidden}"
+
+
+def _root(root: Path) -> str:
+    if not root.exists():
+        sys.exit(f"curve: Omniglot not found at {root}. Pass --root with the omniglot-py folder "
+                 f"or its .tar.gz (see docs/reproduction.md).")
+    return str(root)
+
+
+def _one(config: Path, seed: int, overrides: Sequence[str], out: Path) -> bool:
+    try:
+        compare([config], [seed], overrides, isolate=True, resume=True, out=out)
+        return True
+    except RunError as error:  # a diverged or failed run is reported, not fatal to the sweep
+        print(f"curve: {config.stem} seed {seed} in {out}: {error}", file=sys.stderr)
+        return False
+
+
+def run(seeds: Sequence[int], root: Path, max_minutes: float, out: Path) -> None:
+    start = time.monotonic()
+    common = [f"data.root='{_root(root)}'"]
+    for seed in seeds:
+        for layers, hidden in points():
+            for row in ROWS:
+                if (time.monotonic() - start) / 60 > max_minutes:
+                    print(f"curve: --max-minutes {max_minutes:g} reached; run again to go on.")
+                    return
+                _one(CONFIGS / f"{row}.toml", seed,
+                     common + [f"model.options={{layers={layers}, hidden={hidden}}}"],
+                     out / point_name(layers, hidden))
+
+
+def linnet(seeds: Sequence[int], root: Path, out: Path) -> None:
+    layers, hidden = LINNET_POINT
+    common = [f"data.root='{_root(root)}'", f"model.options={{layers={layers}, hidden={hidden}}}",
+              "evaluation.split=validation"]
+    for seed in seeds:
+        for i, (label, overrides) in enumerate(LINNET_VARIANTS.items()):
+            _one(CONFIGS / "maml.toml", seed, common + overrides + [f"name='linnet-v{i}'"], out)
+
+
+def _results(folder: Path) -> List[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("seed*/results.json"))]
+
+
+def collect(out: Path) -> Dict[str, Dict[Tuple[int, int], List[dict]]]:
+    table: Dict[str, Dict[Tuple[int, int], List[dict]]] = {}
+    for layers, hidden in points():
+        for row in ROWS:
+            results = _results(out / point_name(layers, hidden) / f"omniglot-5w1s-curve-{row}")
+            if results:
+                table.setdefault(row, {})[(layers, hidden)] = results
+    return table
+
+
+def report(out: Path) -> None:
+    data = collect(out)
+    if not data:
+        sys.exit(f"curve: no finished runs under {out}; start them with `run`.")
+    columns = points()
+    header = ["row"] + [f"{point_name(*p)} ({len(data.get(ROWS[0], {}).get(p, []))})" for p in columns]
+    body = []
+    for row in ROWS:
+        cells = [row]
+        for p in columns:
+            results = data.get(row, {}).get(p)
+            cells.append(format_metric(pooled_summary(results, "accuracy"), 100, 1) if results
+                         else "–")
+        body.append(cells)
+    env = next(iter(next(iter(data.values())).values()))[0]["environment"]
+    text = (markdown_table(header, body) +
+            f"\nTest accuracy % (mean ± 95% CI over all test tasks of all seeds; seeds per point "
+            f"in the header). L = conv layers, H = filters. {env['hardware']}, torch "
+            f"{env['torch']}.\n")
+    (out / "curve.md").write_text(text)
+    _figure(data, out / "curve.png")
+    print(text + f"\nwrote {out}/curve.md, curve.png")
+    study = _linnet_table(out / "linnet")
+    if study:
+        (out / "linnet.md").write_text(study)
+        print(study + f"\nwrote {out}/linnet.md")
+
+
+def _figure(data: Dict[str, Dict[Tuple[int, int], List[dict]]], path: Path) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), sharey=True)
+    for ax, (axis, values, fixed) in zip(axes, [("depth", DEPTHS, 64), ("width", WIDTHS, 4)]):
+        for row in ROWS:
+            xs, means, cis = [], [], []
+            for v in values:
+                p = (v, fixed) if axis == "depth" else (fixed, v)
+                results = data.get(row, {}).get(p)
+                if results:
+                    s = pooled_summary(results, "accuracy")
+                    xs.append(v)
+                    means.append(100 * s["mean"])
+                    cis.append(100 * s["ci95"])
+            if xs:
+                style = "--" if row.startswith("anil") else "-"
+                line, = ax.plot(xs, means, style, marker="o", label=row)
+                ax.fill_between(xs, [m - c for m, c in zip(means, cis)],
+                                [m + c for m, c in zip(means, cis)], alpha=0.2,
+                                color=line.get_color())
+        ax.set_xlabel("conv layers (64 filters)" if axis == "depth" else "filters (4 layers)")
+        if axis == "width":
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(values, [str(v) for v in values])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Omniglot 5w1s test accuracy % (95% CI)")
+    axes[1].legend(fontsize="small")
+    fig.suptitle("Shallower or narrower backbones: who still adapts in one step?")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _linnet_table(folder: Path) -> Optional[str]:
+    body = []
+    for i, label in enumerate(LINNET_VARIANTS):
+        results = _results(folder / f"linnet-v{i}")
+        if results:
+            body.append([label, len(results),
+                         format_metric(pooled_summary(results, "accuracy"), 100, 2)])
+    if not body:
+        return None
+    return markdown_table(["LinNet variant (MAML, L4-H8)", "seeds", "validation accuracy %"], body)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.curve",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("run", "linnet", "report"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="Omniglot data")
+    parser.add_argument("--max-minutes", type=float, default=float("inf"),
+                        help="stop starting new runs after this long (run again to go on)")
+    parser.add_argument("--out", type=Path, default=Path("runs/curve"))
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run(args.seeds, args.root, args.max_minutes, args.out)
+    elif args.command == "linnet":
+        linnet(args.seeds, args.root, args.out / "linnet")
+    report(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
