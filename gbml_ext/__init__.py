@@ -18,7 +18,7 @@ if "gym" not in _sys.modules:
             pass
 
 from . import batched, data, engine, nn, optim
-from .algorithms import ANIL, GBML, MAML, Learn2LearnMAML, MetaLearner, MetaSGD, Reptile
+from .algorithms import ANIL, GBML, IMAML, MAML, Learn2LearnMAML, MetaLearner, MetaSGD, Reptile
 from .batched import BatchedPathUnsupported, batched_meta_gradient
 from .data.tasks import Task
 from .engine import TaskOutcome, accumulate_meta_gradient, run_task
@@ -27,7 +27,7 @@ from .optim import KroneckerTransform, MetaSGDTransform
 __version__ = "0.1.0"
 
 __all__ = [
-    "GBML", "MAML", "ANIL", "MetaSGD", "Reptile", "MetaLearner", "Learn2LearnMAML",
+    "GBML", "MAML", "ANIL", "IMAML", "MetaSGD", "Reptile", "MetaLearner", "Learn2LearnMAML",
     "KroneckerTransform", "MetaSGDTransform",
     "Task", "TaskOutcome", "run_task", "accumulate_meta_gradient",
     "batched_meta_gradient", "BatchedPathUnsupported",

@@ -2,8 +2,9 @@
 from .anil import ANIL
 from .base import MetaLearner
 from .gbml import GBML, MAML
+from .imaml import IMAML
 from .metasgd import MetaSGD
 from .reference import Learn2LearnMAML
 from .reptile import Reptile
 
-__all__ = ["GBML", "MAML", "ANIL", "MetaSGD", "Reptile", "MetaLearner", "Learn2LearnMAML"]
+__all__ = ["ANIL", "GBML", "IMAML", "Learn2LearnMAML", "MAML", "MetaLearner", "MetaSGD", "Reptile"]

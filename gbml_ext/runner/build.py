@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .. import nn as gnn
-from ..algorithms import ANIL, GBML, Learn2LearnMAML, MetaSGD, Reptile
+from ..algorithms import ANIL, GBML, IMAML, Learn2LearnMAML, MetaSGD, Reptile
 from ..data.tasks import TaskSource
 from ..optim import FrozenTransform, KroneckerTransform
 from .config import AlgorithmConfig, Config, ConfigError, DataConfig, ModelConfig
@@ -131,6 +131,8 @@ def build_algorithm(config: AlgorithmConfig, model: nn.Module,
         return ANIL(model.features, model.classifier, transform=transform, **common)
     if config.name == "metasgd":
         return MetaSGD(model, lr=config.inner_lr)
+    if config.name == "imaml":
+        return IMAML(model, lr=config.inner_lr, lam=config.imaml_lam, cg_steps=config.cg_steps)
     if config.name == "reptile":
         return Reptile(model, lr=config.inner_lr)
     if config.name == "l2l-maml":

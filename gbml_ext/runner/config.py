@@ -30,7 +30,7 @@ __all__ = ["Config", "DataConfig", "ModelConfig", "AlgorithmConfig", "TrainConfi
            "EvalConfig", "ConfigError", "load_config", "config_from_dict", "apply_overrides",
            "config_to_dict", "describe_config", "ALGORITHMS", "TRANSFORMS"]
 
-ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "l2l-maml")
+ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "imaml", "l2l-maml")
 TRANSFORMS = ("none", "kronecker", "kronecker-mlp")
 
 
@@ -98,14 +98,15 @@ class ModelConfig:
 class AlgorithmConfig:
     """How tasks are adapted to.
 
-    name: maml | fomaml | anil | metasgd | reptile | l2l-maml (learn2learn's own MAML wrapper,
-        the reference in comparisons).
+    name: maml | fomaml | anil | metasgd | reptile | imaml | l2l-maml (learn2learn's own MAML
+        wrapper, the reference in comparisons).
     transform: none | kronecker | kronecker-mlp (Meta-KFO when not "none").
     transform_psd: use MᵀM Kronecker factors.
     transform_params: parameter names that get a transform (empty: all; ANIL: all of the head).
     inner_lr: the inner-loop learning rate α (Meta-SGD: the starting rate).
     train_steps / test_steps: inner steps during meta-training / evaluation.
     batched: process the meta-batch's tasks together (gbml_ext.batched) instead of one by one.
+    imaml_lam, cg_steps: iMAML's proximal strength λ and conjugate-gradient iterations.
     """
 
     name: str = _choices(*ALGORITHMS)
@@ -118,6 +119,8 @@ class AlgorithmConfig:
     test_steps: int = _ranged(1, 1)
     adapt_transform: bool = False
     batched: bool = False
+    imaml_lam: float = _ranged(1.0, 0.0, None, low_open=True)
+    cg_steps: int = _ranged(5, 1, 1000)
 
 
 @dataclass
@@ -274,6 +277,9 @@ def _check_consistency(config: Config) -> None:
                           "set algorithm.transform = 'none'.")
     if config.algorithm.name == "reptile" and config.algorithm.transform != "none":
         raise ConfigError("Reptile takes plain SGD inner steps: set algorithm.transform = 'none'.")
+    if config.algorithm.name == "imaml" and config.algorithm.transform != "none":
+        raise ConfigError("iMAML takes plain proximal gradient steps: set algorithm.transform = "
+                          "'none'.")
     if config.algorithm.name == "metasgd" and config.algorithm.transform != "none":
         raise ConfigError("Meta-SGD is itself a transform: set algorithm.transform = 'none'.")
     if config.algorithm.name == "l2l-maml" and config.algorithm.transform != "none":
