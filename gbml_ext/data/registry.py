@@ -68,6 +68,12 @@ def canonical_dataset_name(name: str) -> str:
                      f"(aliases: {', '.join(DATASET_ALIASES)})")
 
 
+def _split_seed(seed: int | Mapping[str, int] | None, split: str) -> int | None:
+    if seed is None or isinstance(seed, Mapping):
+        return None if seed is None else seed[split]
+    return seed + SPLIT_NAMES.index(split)
+
+
 def _for_split(value: _T | Mapping[str, _T], split: str) -> _T:
     return value[split] if isinstance(value, Mapping) else value
 
@@ -76,7 +82,8 @@ def build_task_sources(name: str, root: str | Path, ways: int, shots: int, queri
                        num_tasks: int | Mapping[str, int] = -1,
                        transforms: Callable[[torch.Tensor], torch.Tensor]
                        | Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
-                       seed: int | None = None, splits: Sequence[str] = SPLIT_NAMES,
+                       seed: int | Mapping[str, int] | None = None,
+                       splits: Sequence[str] = SPLIT_NAMES,
                        **loader_options: Any) -> dict[str, FewShotTasks]:
     """Load a few-shot dataset by name and return one `FewShotTasks` per split.
 
@@ -85,8 +92,8 @@ def build_task_sources(name: str, root: str | Path, ways: int, shots: int, queri
         root: data folder (or archive, for Omniglot) given to the dataset's loader.
         ways, shots, queries: task shape, see `FewShotTasks`.
         num_tasks, transforms: one value for all splits, or a mapping split -> value.
-        seed: None (global `random`), or a base seed; split i gets `seed + i` so the splits draw
-            independent streams.
+        seed: None (global `random`); a mapping split -> seed; or a base seed, where split i
+            gets `seed + i` so the splits draw independent streams.
         splits: which of "train", "validation", "test" to build.
         **loader_options: passed to the loader, e.g. rotations=False, split="vinyals",
             split_dir=..., cache_dir=...
@@ -101,5 +108,5 @@ def build_task_sources(name: str, root: str | Path, ways: int, shots: int, queri
     return {split: FewShotTasks(datasets[split], ways, shots, queries,
                                 num_tasks=_for_split(num_tasks, split),
                                 transforms=_for_split(transforms, split),
-                                seed=None if seed is None else seed + SPLIT_NAMES.index(split))
+                                seed=_split_seed(seed, split))
             for split in splits}

@@ -1,6 +1,7 @@
 """The one place that turns a config into task sources, a model, a learner and an optimizer."""
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -8,65 +9,53 @@ from torch import nn
 
 from .. import nn as gnn
 from ..algorithms import ANIL, GBML, IMAML, Learn2LearnMAML, MetaSGD, Reptile
+from ..data.synthetic import SYNTHETIC_SOURCES, synthetic_task_source
 from ..data.tasks import TaskSource
 from ..optim import FrozenTransform, KroneckerTransform
 from .config import AlgorithmConfig, Config, ConfigError, DataConfig, ModelConfig
+from .seeds import SPLIT_OFFSETS, stream_seed
 
-__all__ = ["build_task_sources", "build_model", "build_algorithm", "build_learner", "build_optimizer",
-           "MODELS", "SYNTHETIC_SOURCES"]
+__all__ = ["MODELS", "build_algorithm", "build_learner", "build_model", "build_optimizer",
+           "build_sources"]
 
-SYNTHETIC_SOURCES = ("linear-regression", "logistic-regression")
-
-
-def build_task_sources(data: DataConfig, seed: int, rank: int = 0) -> Dict[str, TaskSource]:
-    """Returns {"train", "validation", "test"} task sources.
-
-    The training stream is seeded by (seed, rank), so each distributed rank draws its own tasks;
-    validation and test depend on the seed only.
-    """
+def build_sources(data: DataConfig, seed: int, rank: int = 0) -> Dict[str, TaskSource]:
+    """Returns {"train", "validation", "test"} task sources, each with its own stream seeded
+    by `seeds.stream_seed` (the training stream also by the distributed rank)."""
+    seeds = {split: stream_seed(seed, split, rank) for split in SPLIT_OFFSETS}
     if data.source in SYNTHETIC_SOURCES:
-        from ..data.synthetic import synthetic_task_source
-
         # One task distribution (its covariance is fixed by options.covariance_seed); the splits
         # and ranks differ only in the seed of their stream of tasks.
-        stream = {"train": seed * 1000 + 17 * rank, "validation": seed * 1000 + 1,
-                  "test": seed * 1000 + 2}
         try:
             return {split: synthetic_task_source(data.source, seed=s, **data.options)
-                    for split, s in stream.items()}
+                    for split, s in seeds.items()}
         except TypeError as error:
             raise ConfigError(f"data.options {data.options} do not fit {data.source!r}: {error}")
-    from ..data.registry import build_task_sources as build_vision
+    from ..data.registry import build_task_sources as build_dataset_sources
     from ..data.registry import canonical_dataset_name, dataset_names
 
     try:
         canonical_dataset_name(data.source)
     except ValueError:
         raise ConfigError(f"data.source {data.source!r} is unknown; choose one of "
-                          f"{', '.join(SYNTHETIC_SOURCES + dataset_names())}.") from None
+                          f"{', '.join(tuple(SYNTHETIC_SOURCES) + dataset_names())}.") from None
     if not data.root:
         raise ConfigError(f"data.root is empty: set it to the {data.source} folder, for example "
                           f"data.root=path/to/{data.source} (see docs/reproduction.md).")
     try:
-        sources = build_vision(data.source, data.root, data.ways, data.shots, data.queries,
-                               seed=seed * 1000, **data.options)
+        return build_dataset_sources(data.source, data.root, data.ways, data.shots, data.queries,
+                                     seed=seeds, **data.options)
     except TypeError as error:
         raise ConfigError(f"data.options {data.options} do not fit {data.source!r}: {error}")
-    if rank:
-        train = sources["train"]
-        sources["train"] = type(train)(train.dataset, data.ways, data.shots, data.queries,
-                                       num_tasks=train.num_tasks, transforms=train.transforms,
-                                       seed=seed * 1000 + 17 * rank)
-    return sources
 
 
 def _synthetic_shape(data: DataConfig) -> Tuple[int, int]:
-    """(input dimension, outputs) of a synthetic source's tasks."""
+    """(input dimension, outputs) of a synthetic source's tasks, read from the config alone."""
     if data.source not in SYNTHETIC_SOURCES:
         raise ConfigError(f"this model takes vectors: data.source must be one of "
-                          f"{SYNTHETIC_SOURCES}, not {data.source!r}.")
-    source = build_task_sources(data, seed=0)["test"]
-    return source.dim, source.out_features
+                          f"{tuple(SYNTHETIC_SOURCES)}, not {data.source!r}.")
+    cls = SYNTHETIC_SOURCES[data.source]
+    dim = data.options.get("dim", inspect.signature(cls).parameters["dim"].default)
+    return dim, cls.out_features
 
 
 MODELS: Dict[str, Callable[..., nn.Module]] = {

@@ -28,7 +28,7 @@ import torch
 from .. import engine
 from ..fileio import atomic_write_json
 from ..measure import peak_resident_bytes, reset_peak_resident, resident_bytes
-from .build import build_learner, build_optimizer, build_task_sources
+from .build import build_learner, build_optimizer, build_sources
 from .checkpoint import load_latest_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, config_to_dict, load_config
 from .distributed import (DistributedContext, all_reduce_gradients, broadcast_parameters,
@@ -39,6 +39,7 @@ from .evaluate import evaluate
 from .report import environment_info, write_metrics, write_results
 from .rundir import (ALLOWED_CHANGES, CONFIG_FILE, RESULTS_FILE, config_differences, flatten,
                      holds_run, move_aside, run_lock)
+from .seeds import process_seed
 
 __all__ = ["NonFiniteLossError", "RunResult", "TrainingState", "build_run", "resolve_device",
            "seed_everything", "train"]
@@ -100,7 +101,7 @@ def build_run(config: Config, device: torch.device, rank: int = 0) -> TrainingSt
     seed_everything(config.seed)
     algorithm = build_learner(config).to(device)
     optimizer = build_optimizer(config, algorithm)
-    sources = build_task_sources(config.data, config.seed, rank=rank)
+    sources = build_sources(config.data, config.seed, rank=rank)
     return TrainingState(algorithm, optimizer, sources)
 
 
@@ -151,7 +152,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         if dist.enabled:
             broadcast_parameters(state.algorithm)
         # Each rank draws its own stream of training tasks from the global generators too.
-        seed_everything(config.seed + 7919 * dist.rank)
+        seed_everything(process_seed(config.seed, dist.rank))
         if checkpoint is not None:
             _restore(state, checkpoint, config, allow_change)
         if dist.is_main:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..fileio import atomic_write_json, atomic_write_text
-from .build import build_learner, build_task_sources
+from .build import build_learner, build_sources
 from .checkpoint import load_latest_checkpoint
 from .config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
 from .errors import CheckpointError
@@ -113,7 +113,7 @@ def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional
     run = load_run(run_dir, list(overrides) + extra, device)
     config = run.config
     with _private_random_state():
-        sources = build_task_sources(config.data, config.seed)
+        sources = build_sources(config.data, config.seed)
         evaluation = evaluate(run.learner, sources[config.evaluation.split],
                               config.evaluation.tasks, config.algorithm.test_steps,
                               torch.device(device), progress=progress)
