@@ -8,7 +8,8 @@ from torch import nn
 
 from ..data.tasks import Task
 from .base import MetaLearner
-from .gbml import GBML, _check_lr
+from .gbml import GBML
+from .update import check_lr
 
 __all__ = ["ANIL", "ANILHead"]
 
@@ -99,7 +100,7 @@ class ANIL(MetaLearner, nn.Module):
     def __init__(self, body: nn.Module, head: nn.Module, lr: float = 0.1,
                  transform: Optional[Callable] = None, first_order: bool = False,
                  adapt_transform: bool = False):
-        _check_lr(lr, "ANIL")
+        check_lr(lr, "ANIL")
         super().__init__()
         self.body = body
         self.head = ANILHead(head, transform=transform, lr=lr, first_order=first_order,

@@ -5,110 +5,16 @@ learning rates) and Meta-KFO (Kronecker-factored transform).
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import learn2learn as l2l
 import torch
 from torch import nn
 
-from ..optim.transforms import TransformFactory
 from .base import MetaLearner
+from .update import NOT_FROM_LEARNER, build_parameter_update, check_lr, reached_nodes
 
 __all__ = ["GBML", "MAML"]
-
-_NOT_FROM_LEARNER = (
-    "adapt() got a loss that was not computed from this learner's fast weights: call "
-    "learner(x), not the meta-model (or another clone), and adapt on that loss."
-)
-
-
-def _no_transform(param: torch.Tensor, name: Optional[str] = None) -> None:
-    return None
-
-
-def _check_lr(lr: Any, owner: str, name: str = "lr") -> None:
-    """Raises a `ValueError` unless `lr` is a positive finite number.
-
-    Arguments:
-        lr: the learning rate to check (a number or a one-element tensor).
-        owner: the class named in the message, e.g. "GBML".
-        name: the argument named in the message.
-
-    Example:
-        >>> _check_lr(0.1, "GBML")
-        >>> _check_lr(float("nan"), "GBML")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: GBML got lr=nan, but the inner-loop learning rate must be a positive ...
-    """
-    try:
-        value = float(lr)
-    except (TypeError, ValueError, RuntimeError):
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(
-            f"{owner} got {name}={lr!r}, but the inner-loop learning rate must be a positive "
-            f"finite number. Pass a step size such as {name}=0.1."
-        )
-
-
-class _ParameterUpdate(l2l.optim.ParameterUpdate):
-    """learn2learn's `ParameterUpdate`, raising instead of printing a traceback.
-
-    learn2learn catches a failed `torch.autograd.grad`, prints it and then fails with an
-    `UnboundLocalError`; here the `RuntimeError` propagates to `GBML.adapt`, which explains it.
-    """
-
-    def forward(self, loss: torch.Tensor, parameters: Iterable[torch.Tensor],
-                create_graph: bool = False, retain_graph: bool = False,
-                allow_unused: bool = False, allow_nograd: bool = False
-                ) -> List[Optional[torch.Tensor]]:
-        parameters = list(parameters)
-        differentiable = [p for p in parameters if p.requires_grad] if allow_nograd else parameters
-        found: Sequence[Optional[torch.Tensor]] = ()
-        if differentiable:
-            found = torch.autograd.grad(loss, differentiable, create_graph=create_graph,
-                                        retain_graph=retain_graph, allow_unused=allow_unused)
-            if allow_unused and all(g is None for g in found):
-                raise ValueError(_NOT_FROM_LEARNER)
-        if allow_nograd:
-            by_param = iter(found)
-            gradients = [next(by_param) if p.requires_grad else None for p in parameters]
-        else:
-            gradients = list(found)
-        updates = []
-        for gradient, index in zip(gradients, self.transforms_indices):
-            if index is None or gradient is None:
-                updates.append(gradient)
-            else:
-                updates.append(self.transforms_modules[index](gradient))
-        return updates
-
-
-def _build_parameter_update(module: nn.Module, transform: Optional[Callable]) -> _ParameterUpdate:
-    """learn2learn's ParameterUpdate, but our factories also receive each parameter's name."""
-    if isinstance(transform, TransformFactory):
-        transform.check_names(module)
-        names = dict((id(p), n) for n, p in module.named_parameters())
-        factory = lambda p: transform(p, names[id(p)])  # noqa: E731
-    else:
-        factory = transform or _no_transform
-    return _ParameterUpdate(parameters=module.parameters(), transform=factory)
-
-
-def _reached_nodes(loss: torch.Tensor) -> set:
-    """Every autograd node the loss's graph reaches (used on the error path only)."""
-    seen: set = set()
-    stack = [loss.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        stack.extend(child for child, _ in node.next_functions)
-    return seen
-
 
 class GBML(MetaLearner, l2l.algorithms.GBML):
     """Gradient-based meta-learner with fast weights: `clone()`, then `adapt(loss)`.
@@ -154,9 +60,9 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
     def __init__(self, module: nn.Module, transform: Optional[Callable] = None, lr: float = 0.1,
                  first_order: bool = False, adapt_transform: bool = False,
                  allow_unused: bool = False, allow_nograd: bool = False, **kwargs: Any):
-        _check_lr(lr, type(self).__name__)
+        check_lr(lr, type(self).__name__)
         if "compute_update" not in kwargs:
-            kwargs["compute_update"] = _build_parameter_update(module, transform)
+            kwargs["compute_update"] = build_parameter_update(module, transform)
         super().__init__(module, transform, lr=lr, adapt_transform=adapt_transform,
                          first_order=first_order, allow_unused=allow_unused,
                          allow_nograd=allow_nograd, **kwargs)
@@ -242,11 +148,11 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
                 f"Build the learner with allow_nograd=True to keep them fixed."
             )
         if "not have been used in the graph" in text:
-            reached = _reached_nodes(loss)
+            reached = reached_nodes(loss)
             unused = [name for name, p in named
                       if torch.autograd.graph.get_gradient_edge(p).node not in reached]
             if len(unused) == len(named):
-                return ValueError(_NOT_FROM_LEARNER)
+                return ValueError(NOT_FROM_LEARNER)
             if unused:
                 return ValueError(
                     f"adapt() got a loss that does not depend on parameters {unused}. Build the "

@@ -4,7 +4,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..optim.metasgd import MetaSGDTransform
-from .gbml import GBML, _check_lr
+from .gbml import GBML
+from .update import check_lr
 
 __all__ = ["MetaSGD"]
 
@@ -31,6 +32,6 @@ class MetaSGD(GBML):
     """
 
     def __init__(self, module: nn.Module, lr: float = 0.1, first_order: bool = False):
-        _check_lr(lr, "MetaSGD")
+        check_lr(lr, "MetaSGD")
         super().__init__(module, transform=MetaSGDTransform(lr), lr=1.0,
                          first_order=first_order)
