@@ -3,12 +3,21 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test test-all lint demo bench clean
 setup:
 	@bash scripts/bootstrap.sh
 
+# The default suite leaves out the tests marked slow; test-all runs every test.
 test: setup
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-all: setup
 	$(PY) -m pytest -q $(ARGS)
+
+# ruff and mypy, configured in pyproject.toml.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 demo: setup
 	$(PY) -m experiments.synthetic --resume $(ARGS)
@@ -17,4 +26,20 @@ bench: setup
 	$(PY) -m benchmarks.inner_loop $(ARGS)
 
 clean:
-	rm -rf .venv runs .pytest_cache
+	rm -rf .venv runs .pytest_cache .ruff_cache .mypy_cache
+
+# GPU validation. `make wheelhouse` (here, with a network) writes build/wheelhouse: learn2learn's
+# regenerated source and a pure-Python fallback, py3.12 wheels, an Omniglot subset.
+# `make gpu-check` (on the GPU machine: python3 with torch, no network; carry build/wheelhouse)
+# installs from it and writes $(GPU_OUT)/gpu_check.{md,json}; `make gpu-check-dry` runs the
+# same steps tiny on this CPU, installing nothing.
+GPU_OUT ?= build/gpu-check
+.PHONY: wheelhouse gpu-check gpu-check-dry
+wheelhouse: setup
+	$(PY) scripts/build_wheelhouse.py --out build/wheelhouse $(ARGS)
+
+gpu-check:
+	python3 scripts/gpu_check.py --out $(GPU_OUT) $(ARGS)
+
+gpu-check-dry: setup
+	$(PY) scripts/gpu_check.py --device cpu --dry-run --out $(GPU_OUT) $(ARGS)

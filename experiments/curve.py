@@ -96,7 +96,7 @@ def linnet(seeds: Sequence[int], root: Path, out: Path) -> None:
     common = [f"data.root='{_root(root)}'", f"model.options={{layers={layers}, hidden={hidden}}}",
               "evaluation.split=validation"]
     for seed in seeds:
-        for i, (label, overrides) in enumerate(LINNET_VARIANTS.items()):
+        for i, overrides in enumerate(LINNET_VARIANTS.values()):
             _one(CONFIGS / "maml.toml", seed, common + overrides + [f"name='linnet-v{i}'"], out)
 
 
@@ -119,7 +119,8 @@ def report(out: Path) -> None:
     if not data:
         sys.exit(f"curve: no finished runs under {out}; start them with `run`.")
     columns = points()
-    header = ["row"] + [f"{point_name(*p)} ({len(data.get(ROWS[0], {}).get(p, []))})" for p in columns]
+    header = ["row"] + [f"{point_name(*p)} ({len(data.get(ROWS[0], {}).get(p, []))})"
+                        for p in columns]
     body = []
     for row in ROWS:
         cells = [row]

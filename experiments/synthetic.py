@@ -27,7 +27,8 @@ from gbml_ext.runner.plots import read_history
 from gbml_ext.runner.report import format_metric, markdown_table
 
 CONFIGS = Path(__file__).resolve().parent / "configs" / "synthetic"
-DEFAULT_ROWS = ["linreg_shallow", "linreg_deep", "linreg_kfo", "logreg", "logreg_linnet", "logreg_kfo"]
+DEFAULT_ROWS = ["linreg_shallow", "linreg_deep", "linreg_kfo",
+                "logreg", "logreg_linnet", "logreg_kfo"]
 ALL_ROWS = DEFAULT_ROWS + ["linreg_shallow_fomaml", "linreg_kfo_fomaml", "logreg_reptile",
                            "logreg_linnet_reptile"]
 
@@ -85,7 +86,7 @@ def plot(runs: Dict[str, List[dict]], path: Path) -> None:
     sources = ["linear-regression", "logistic-regression"]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for column, source in enumerate(sources):
-        for row, results in runs.items():
+        for results in runs.values():
             if results[0]["config"]["data"]["source"] != source:
                 continue
             label = results[0]["name"]
@@ -100,9 +101,8 @@ def plot(runs: Dict[str, List[dict]], path: Path) -> None:
             # A diverging model would squash every other curve: clip it at 10x its starting
             # loss and mark the clipped points with an upward triangle.
             cap = 10 * by_step[0]
-            line, = axes[1, column].plot(range(len(by_step)),
-                                         [min(v, cap) if math.isfinite(v) else cap for v in by_step],
-                                         marker="o", label=label)
+            clipped = [min(v, cap) if math.isfinite(v) else cap for v in by_step]
+            line, = axes[1, column].plot(range(len(by_step)), clipped, marker="o", label=label)
             for k, v in enumerate(by_step):
                 if not (math.isfinite(v) and v <= cap):
                     axes[1, column].plot(k, cap, marker="^", markersize=12, color=line.get_color())
@@ -116,7 +116,8 @@ def plot(runs: Dict[str, List[dict]], path: Path) -> None:
         for ax in axes[:, column]:
             ax.legend(fontsize="small")
             ax.grid(alpha=0.3)
-    fig.suptitle("MAML adapts slowly with shallow models; depth or a Kronecker meta-optimizer helps")
+    fig.suptitle("MAML adapts slowly with shallow models; "
+                 "depth or a Kronecker meta-optimizer helps")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -141,7 +142,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     runs = run_rows(rows, args.seeds, args.out, args.overrides, args.resume, args.overwrite)
     wall = time.perf_counter() - tic
     env = next(iter(runs.values()))[0]["environment"]
-    tables = [t for t in (family_table(runs, s) for s in ("linear-regression", "logistic-regression")) if t]
+    families = ("linear-regression", "logistic-regression")
+    tables = [t for t in (family_table(runs, s) for s in families) if t]
     report = ("\n".join(tables) +
               f"\nPost-adaptation query loss, mean ± 95% CI over all held-out tasks of seeds "
               f"{args.seeds}. {env['hardware']}, torch {env['torch']}, "
@@ -150,7 +152,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     (args.out / "results.md").write_text(report)
     summary = {row: [{k: v for k, v in r.items() if k != "history"} for r in results]
                for row, results in runs.items()}
-    (args.out / "results.json").write_text(json.dumps({"rows": summary, "wall_seconds": wall}, indent=1))
+    (args.out / "results.json").write_text(
+        json.dumps({"rows": summary, "wall_seconds": wall}, indent=1))
     plot(runs, args.out / "synthetic.png")
     print("\n" + report)
     print(f"wrote {args.out}/results.md, results.json, synthetic.png")

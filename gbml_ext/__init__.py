@@ -18,13 +18,12 @@ if "gym" not in _sys.modules:
             pass
 
 from . import batched, data, engine, nn, optim
+from ._version import __version__
 from .algorithms import ANIL, GBML, IMAML, MAML, Learn2LearnMAML, MetaLearner, MetaSGD, Reptile
 from .batched import BatchedPathUnsupported, batched_meta_gradient
 from .data.tasks import Task
 from .engine import TaskOutcome, accumulate_meta_gradient, run_task
 from .optim import KroneckerTransform, MetaSGDTransform
-
-__version__ = "0.1.0"
 
 __all__ = [
     "GBML", "MAML", "ANIL", "IMAML", "MetaSGD", "Reptile", "MetaLearner", "Learn2LearnMAML",
@@ -32,4 +31,5 @@ __all__ = [
     "Task", "TaskOutcome", "run_task", "accumulate_meta_gradient",
     "batched_meta_gradient", "BatchedPathUnsupported",
     "batched", "data", "engine", "nn", "optim",
+    "__version__",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any, Callable
 
 __all__ = ["atomic_write", "atomic_write_json", "atomic_write_text"]
 

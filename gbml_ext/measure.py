@@ -1,13 +1,15 @@
 """Memory and hardware readings shared by the runner and the benchmarks."""
 from __future__ import annotations
 
+import gc
 import os
 import platform
+from typing import Callable
 
 import torch
 
-__all__ = ["resident_bytes", "peak_resident_bytes", "reset_peak_resident", "cpu_model",
-           "hardware_description"]
+__all__ = ["cpu_model", "hardware_description", "memory_in_use", "peak_memory_increase",
+           "peak_resident_bytes", "reset_peak_resident", "resident_bytes"]
 
 
 def resident_bytes() -> int:
@@ -47,3 +49,36 @@ def hardware_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_model()}, {torch.get_num_threads()} threads"
+
+
+def memory_in_use(device: torch.device) -> int:
+    """Bytes in use now: tensors allocated on a CUDA device, else this process's RSS."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    return resident_bytes()
+
+
+def peak_memory_increase(function: Callable[[], object], device: torch.device) -> int:
+    """Runs `function()` once and returns its peak memory above what was in use before, in bytes.
+
+    CUDA: `torch.cuda.max_memory_allocated` minus the allocation before the call (the peak is
+    reset first), i.e. the tensors' own peak. CPU: peak RSS (VmHWM, reset first) minus the RSS
+    before the call; that includes allocator caching and fragmentation, so it is an upper bound
+    on the tensors' peak, and it covers this whole process: measure in a process of its own.
+
+    Example:
+        >>> peak_memory_increase(lambda: torch.ones(2**20), torch.device("cpu")) >= 0
+        True
+    """
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        baseline = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        function()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - baseline
+    reset_peak_resident()
+    baseline = resident_bytes()
+    function()
+    return peak_resident_bytes() - baseline

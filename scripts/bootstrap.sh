@@ -3,8 +3,9 @@
 # A second run checks a stamp and returns in about a second: nothing is rebuilt.
 #
 # Why each step is here:
-# - torch and torchvision are pinned together: any other spec makes pip fetch
-#   several GB, and an unpinned torchvision breaks against a different torch.
+# - torch and torchvision are pinned together in requirements/torch.txt (setup.py reads the
+#   same file): any other spec makes pip fetch several GB, and an unpinned torchvision breaks
+#   against a different torch.
 # - learn2learn 0.2.0 ships only an sdist whose generated C predates Python 3.11
 #   (upstream issue #413): we regenerate the C with a current Cython and install
 #   that tree with --no-build-isolation --no-deps. Its declared dependencies
@@ -14,16 +15,28 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-TORCH_SPEC="torch==2.14.1 torchvision==0.29.1"
+TORCH_REQUIREMENTS=requirements/torch.txt
 L2L_VERSION=0.2.0
 STAMP="$VENV/.gbml_ext-setup"
-stamp_key() { cat scripts/bootstrap.sh setup.py | sha256sum | cut -d' ' -f1; }
+# Everything that decides what gets installed: a change to any of these re-runs the setup.
+STAMP_FILES=(scripts/bootstrap.sh setup.py pyproject.toml "$TORCH_REQUIREMENTS" gbml_ext/_version.py)
+stamp_key() { cat "${STAMP_FILES[@]}" | sha256sum | cut -d' ' -f1; }
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_key)" ] && [ -x "$VENV/bin/python" ]; then
   exit 0
 fi
 
 log() { printf '[bootstrap] %s\n' "$*"; }
+# The requirements in $TORCH_REQUIREMENTS (comments and blank lines dropped), and the version
+# it pins for one package (`pinned torch` -> 2.14.1).
+TORCH_SPEC=$(sed -e 's/#.*//' "$TORCH_REQUIREMENTS" | xargs)
+pinned() { sed -n -e 's/#.*//' -e "s/^[[:space:]]*$1[[:space:]]*==[[:space:]]*\([^[:space:]]*\).*/\1/p" "$TORCH_REQUIREMENTS"; }
+TORCH_VERSION=$(pinned torch)
+TORCHVISION_VERSION=$(pinned torchvision)
+if [ -z "$TORCH_VERSION" ] || [ -z "$TORCHVISION_VERSION" ]; then
+  echo "$TORCH_REQUIREMENTS must pin torch==X and torchvision==Y" >&2
+  exit 1
+fi
 PIP() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
 has() { "$VENV/bin/python" -c "$1" >/dev/null 2>&1; }
 
@@ -32,13 +45,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 
-if ! has "import torch, torchvision; assert torch.__version__.startswith('2.14.1') and torchvision.__version__.startswith('0.29.1')"; then
+if ! has "import torch, torchvision; assert torch.__version__.startswith('$TORCH_VERSION') and torchvision.__version__.startswith('$TORCHVISION_VERSION')"; then
   log "installing $TORCH_SPEC"
   PIP install $TORCH_SPEC
 fi
 
 log "installing learn2learn's import-time dependencies and the build tools"
-PIP install "cython>=3" "numpy>=1.24" scipy gym tqdm requests "setuptools>=61" wheel
+PIP install "cython>=3" "numpy>=1.24" scipy gym tqdm requests "setuptools>=64" wheel
 
 if ! has "import learn2learn; assert learn2learn.__version__ == '$L2L_VERSION'"; then
   log "building learn2learn $L2L_VERSION from its sdist with regenerated C sources"
@@ -52,9 +65,9 @@ if ! has "import learn2learn; assert learn2learn.__version__ == '$L2L_VERSION'";
   has "import learn2learn" || { echo "learn2learn failed to import after the build" >&2; exit 1; }
 fi
 
-log "installing gbml_ext (editable, with test extras)"
+log "installing gbml_ext (editable, with the test and lint extras)"
 # learn2learn is already installed, so the requirement is satisfied and pip does not rebuild it.
-PIP install --no-build-isolation -e ".[test]"
+PIP install --no-build-isolation -e ".[test,lint]"
 has "import gbml_ext" || { echo "gbml_ext failed to import" >&2; exit 1; }
 
 stamp_key > "$STAMP"

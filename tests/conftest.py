@@ -1,11 +1,8 @@
-import os
-import sys
-
 import pytest
 import torch
 
-# The tests import `helpers` (tests/helpers.py) as a plain module.
-sys.path.insert(0, os.path.dirname(__file__))
+# `helpers` and `vision_fixtures` (in this folder) are importable as plain modules through
+# `pythonpath = ["tests"]` in pyproject.toml.
 
 
 @pytest.fixture(autouse=True)

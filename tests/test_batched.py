@@ -163,11 +163,14 @@ def test_reptile_is_refused():
         batched_meta_gradient(gbml_ext.Reptile(tiny_cnn(), lr=0.1), image_tasks(), 1)
 
 
-def test_adapt_transform_is_refused():
-    learner = gbml_ext.GBML(tiny_cnn(), transform=gbml_ext.KroneckerTransform(), lr=0.1,
-                            adapt_transform=True)
-    with pytest.raises(BatchedPathUnsupported, match="adapt_transform"):
-        batched_meta_gradient(learner, image_tasks(), 1)
+@pytest.mark.parametrize("steps", [2, 3])
+def test_kfo_with_adapted_transform(steps: int) -> None:
+    """learn2learn's adapt_transform: the factors take their own step from the second step on
+    (more cases, and a closed form, in tests/test_fast_adapt_transform.py)."""
+    kfo = gbml_ext.GBML(tiny_cnn(), transform=gbml_ext.KroneckerTransform(), lr=0.3,
+                        adapt_transform=True)
+    perturb_transforms(kfo)
+    assert_same_as_per_task(kfo, image_tasks(), steps)
 
 
 def test_unequal_task_shapes_are_refused():

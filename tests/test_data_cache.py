@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from gbml_ext.data import images, load_cifar_fs, load_mini_imagenet, load_omniglot
+from gbml_ext.data.cache import cache_folder, cache_root
 from vision_fixtures import (
     snapshot_tree,
     write_bertinetto_splits,
@@ -17,9 +20,6 @@ from vision_fixtures import (
     write_omniglot_archive,
     write_omniglot_tree,
 )
-
-from gbml_ext.data import images, load_cifar_fs, load_mini_imagenet, load_omniglot
-from gbml_ext.data.cache import cache_folder, cache_root
 
 TINY = {"split_sizes": (4, 2, 2), "rotations": False}
 FIRST_PNG = "omniglot-py/images_background/Alpha/character01/0001_01.png"

@@ -4,10 +4,10 @@ import ast
 from pathlib import Path
 
 import pytest
-from vision_fixtures import write_bertinetto_splits, write_cifar100_tree
 
 import gbml_ext.data
 from gbml_ext.data import build_task_sources, canonical_dataset_name, dataset_names
+from vision_fixtures import write_bertinetto_splits, write_cifar100_tree
 
 DATA_PACKAGE = Path(gbml_ext.data.__file__).parent
 

@@ -1,12 +1,18 @@
-"""MAML, FOMAML, Meta-SGD and clone semantics, checked against closed forms and finite differences."""
+"""MAML, FOMAML, Meta-SGD and clone semantics, checked against closed forms and finite
+differences."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import gbml_ext
-from helpers import (classification_task, finite_difference_grad, maml_linear_regression_metagrad,
-                     params_snapshot, regression_task)
+from helpers import (
+    classification_task,
+    finite_difference_grad,
+    maml_linear_regression_metagrad,
+    params_snapshot,
+    regression_task,
+)
 
 
 def linear_model(dim=3, seed=1):
@@ -31,7 +37,8 @@ def test_maml_metagradient_matches_closed_form_on_linear_regression(steps):
 
 def test_maml_metagradient_matches_finite_differences_on_nonlinear_model():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    model = model.double()
     task = classification_task()
     maml = gbml_ext.GBML(model, lr=0.5)
 
@@ -57,14 +64,16 @@ def test_fomaml_uses_query_gradient_at_adapted_weights_and_differs_from_maml():
 
 def test_adapt_never_changes_meta_parameters():
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
-    kfo = gbml_ext.GBML(model, transform=gbml_ext.KroneckerTransform(), lr=0.5, adapt_transform=True)
+    kfo = gbml_ext.GBML(model, transform=gbml_ext.KroneckerTransform(), lr=0.5,
+                        adapt_transform=True)
     before, before_t = params_snapshot(model), params_snapshot(kfo.compute_update)
     task = classification_task(dtype=torch.float32)
     learner = kfo.clone()
     for _ in range(3):
         learner.adapt(F.cross_entropy(learner(task.support_x), task.support_y))
     assert any((a - b).abs().max() > 0 for a, b in zip(params_snapshot(learner.module), before))
-    for a, b in zip(params_snapshot(model) + params_snapshot(kfo.compute_update), before + before_t):
+    after = params_snapshot(model) + params_snapshot(kfo.compute_update)
+    for a, b in zip(after, before + before_t):
         assert torch.equal(a, b)
 
 
@@ -77,7 +86,8 @@ def test_metasgd_learning_rate_gradient_matches_closed_form():
     meta_gradient(meta_sgd, task, 1)
     w = model.weight.detach().numpy().T
     a = alpha.detach().numpy().T
-    Xs, ys, Xq, yq = (t.numpy() for t in (task.support_x, task.support_y, task.query_x, task.query_y))
+    Xs, ys, Xq, yq = (t.numpy()
+                      for t in (task.support_x, task.support_y, task.query_x, task.query_y))
     g = 2 / len(Xs) * Xs.T @ (Xs @ w - ys)
     w1 = w - a * g
     gq = 2 / len(Xq) * Xq.T @ (Xq @ w1 - yq)

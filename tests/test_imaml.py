@@ -167,6 +167,7 @@ def test_memory_of_the_metagradient_does_not_grow_with_inner_steps():
     assert imaml_20 <= 1.01 * imaml_1
 
 
+@pytest.mark.slow
 def test_meta_training_reduces_the_post_adaptation_query_loss():
     def source(seed):
         return LinearRegressionTasks(dim=6, n_support=4, n_query=16, condition_number=1.0,

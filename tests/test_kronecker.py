@@ -42,7 +42,8 @@ def test_identity_start_equals_maml(nonlinear, psd):
     for a, b in zip(maml_params + maml_grads, kfo_params + kfo_grads):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     if not nonlinear:  # the non-linear branch is gated off at the start; its gate gets the gradient
-        assert all(p.grad is not None and p.grad.abs().max() > 0 for p in kfo.compute_update.parameters())
+        assert all(p.grad is not None and p.grad.abs().max() > 0
+                   for p in kfo.compute_update.parameters())
     else:
         gates = [m.map.gate for m in kfo.compute_update.transforms_modules]
         assert all(g.grad.abs() > 0 for g in gates)
@@ -66,7 +67,8 @@ def test_update_is_left_gradient_right_for_linear_conv_and_bias():
     L = [m.map.left.weight.detach().numpy() for m in maps]
     R = [m.map.right.weight.detach().numpy() if m.map.right is not None else None for m in maps]
     # Conv weight (out, in, kh, kw): per output channel, L (in x in) @ G[o] (in x 9) @ R (9 x 9).
-    conv_update = np.stack([L[0] @ g_cw[o].reshape(2, 9) @ R[0] for o in range(3)]).reshape(g_cw.shape)
+    conv_update = np.stack([L[0] @ g_cw[o].reshape(2, 9) @ R[0] for o in range(3)])
+    conv_update = conv_update.reshape(g_cw.shape)
     expected = [conv_w - 0.2 * conv_update, conv_b - 0.2 * L[1] @ g_cb,
                 lin_w - 0.2 * L[2] @ g_lw @ R[2], lin_b - 0.2 * L[3] @ g_lb]
     for got, want in zip(learner.module.parameters(), expected):

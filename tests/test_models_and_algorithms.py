@@ -66,7 +66,8 @@ def test_anil_body_gradient_matches_finite_differences():
 
 def test_reptile_update_is_interpolation_towards_adapted_weights():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    model = model.double()
     tasks = [classification_task(seed=s) for s in range(2)]
     theta = params_snapshot(model)
     # φ by hand: k plain SGD steps on a detached copy of θ, one copy per task.

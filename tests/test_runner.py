@@ -105,7 +105,8 @@ def test_resume_is_bit_identical_to_uninterrupted_run(tmp_path, monkeypatch):
     monkeypatch.setattr(loop_module, "_log", real_log)
     resumed = train(config, resume=True, progress=False)
 
-    for a, b in zip(straight.algorithm.state_dict().values(), resumed.algorithm.state_dict().values()):
+    for a, b in zip(straight.algorithm.state_dict().values(),
+                    resumed.algorithm.state_dict().values()):
         assert torch.equal(a, b)
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(straight.history) == strip(resumed.history)

@@ -8,7 +8,9 @@ import torch
 
 from gbml_ext import GBML, KroneckerTransform
 from gbml_ext.data.synthetic import (
-    LinearRegressionTasks, LogisticRegressionTasks, ill_conditioned_covariance,
+    LinearRegressionTasks,
+    LogisticRegressionTasks,
+    ill_conditioned_covariance,
     synthetic_task_source,
 )
 from gbml_ext.nn import DeepLinear
@@ -40,7 +42,8 @@ def test_same_seed_same_tasks_and_state_dict_resumes_the_stream(cls):
     for _ in range(3):
         a, b = first.sample(), second.sample()
         assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_y, b.query_y)
-    assert not torch.equal(cls(dim=4, seed=4).sample().support_x, cls(dim=4, seed=3).sample().support_x)
+    assert not torch.equal(cls(dim=4, seed=4).sample().support_x,
+                           cls(dim=4, seed=3).sample().support_x)
 
     state = first.state_dict()
     expected = [first.sample() for _ in range(3)]
@@ -142,6 +145,7 @@ def test_shipped_rows_differ_only_in_depth_and_transform(source):
     assert synthetic_task_source(source, seed=1, **rows[0].data.options).sample()
 
 
+@pytest.mark.slow
 def test_meta_learned_kfo_beats_shallow_maml_after_a_short_meta_training():
     """A short run of the paper's claim: same tasks, inner lr and budget; KFO adapts better."""
     torch.set_num_threads(1)

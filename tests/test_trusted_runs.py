@@ -17,8 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-from gbml_ext.runner import (CheckpointError, ConfigError, NonFiniteLossError, RunFolderError,
-                             load_config, load_run, train)
+from gbml_ext.runner import (
+    CheckpointError,
+    ConfigError,
+    NonFiniteLossError,
+    RunFolderError,
+    load_config,
+    load_run,
+    train,
+)
 from gbml_ext.runner.cli import eval_main, main
 from gbml_ext.runner.compare import main as compare_main
 
@@ -87,10 +94,12 @@ def test_compare_out_puts_every_run_under_it(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     assert not (tmp_path / "runs").exists()
     assert list((tmp_path / "cmp").glob("*/seed0/results.json"))
-    assert {"compare.md", "compare.json", "compare.png"} <= {p.name for p in (tmp_path / "cmp").iterdir()}
+    written = {p.name for p in (tmp_path / "cmp").iterdir()}
+    assert {"compare.md", "compare.json", "compare.png"} <= written
     assert "[1/1]" in err
 
 
+@pytest.mark.slow
 def test_compare_resume_reuses_only_runs_of_the_same_config(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     config = REPO / "experiments/configs/synthetic/linreg_shallow.toml"
@@ -108,6 +117,7 @@ def test_compare_resume_reuses_only_runs_of_the_same_config(tmp_path, monkeypatc
 
 # 2. Resume that always works ---------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigint_writes_a_checkpoint_and_resume_finishes(tmp_path):
     out = tmp_path / "run"
     overrides = [o for o in TINY if not o.startswith(("train.iterations", "train.checkpoint"))]
@@ -245,8 +255,8 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_compare_config_errors_are_clean(capsys):
-    code, _, err = cli(capsys, compare_main, REPO / "experiments/configs/synthetic/linreg_shallow.toml",
-                       "train.nope=3")
+    code, _, err = cli(capsys, compare_main,
+                       REPO / "experiments/configs/synthetic/linreg_shallow.toml", "train.nope=3")
     assert code == 2 and "unknown config key" in err and "Traceback" not in err
 
 
@@ -255,7 +265,8 @@ def test_compare_config_errors_are_clean(capsys):
 def test_overrides_go_anywhere_and_print_config_shows_ranges(tmp_path, capsys):
     config = REPO / "experiments/configs/synthetic/linreg_shallow.toml"
     code, out, _ = cli(capsys, main, config, "--print-config", "train.iterations=7")
-    assert code == 0 and "iterations = 7  # int, >= 1" in out and "inner_lr = 0.5  # float, > 0" in out
+    assert code == 0 and "iterations = 7  # int, >= 1" in out
+    assert "inner_lr = 0.5  # float, > 0" in out
     args = [config, *TINY, f"output_dir='{tmp_path}'", "--no-progress"]
     assert cli(capsys, main, *args)[0] == 0
     code, _, err = cli(capsys, main, config, "--resume", *TINY, "train.iterations=8",
@@ -295,3 +306,13 @@ def test_load_run_of_an_empty_folder_is_clear(tmp_path):
 def test_config_error_type_is_kept(tmp_path):
     with pytest.raises(ConfigError):
         tiny(tmp_path, "data.shots=0")
+
+
+def test_runs_written_before_a_new_key_still_resume(tmp_path):
+    """A key added to the config later (here algorithm.path) takes its default on resume."""
+    train(tiny(tmp_path, "train.iterations=3"), progress=False)
+    for path in tmp_path.glob("checkpoint*.pt"):
+        state = torch.load(path, weights_only=False)
+        del state["config"]["algorithm"]["path"]
+        torch.save(state, path)
+    assert train(tiny(tmp_path), resume=True, progress=False).results["iterations_done"] == 6

@@ -9,16 +9,6 @@ import random
 import numpy as np
 import pytest
 import torch
-from vision_fixtures import (
-    write_bertinetto_splits,
-    write_cifar100_tree,
-    write_fc100_split_files,
-    write_mini_imagenet_csv,
-    write_mini_imagenet_pickles,
-    write_omniglot_archive,
-    write_omniglot_tree,
-    write_vinyals_split_files,
-)
 
 from gbml_ext.data import (
     DatasetError,
@@ -31,6 +21,16 @@ from gbml_ext.data import (
     load_fc100,
     load_mini_imagenet,
     load_omniglot,
+)
+from vision_fixtures import (
+    write_bertinetto_splits,
+    write_cifar100_tree,
+    write_fc100_split_files,
+    write_mini_imagenet_csv,
+    write_mini_imagenet_pickles,
+    write_omniglot_archive,
+    write_omniglot_tree,
+    write_vinyals_split_files,
 )
 
 SPLITS = ("train", "validation", "test")

@@ -24,11 +24,13 @@ def cifar_root(tmp_path_factory):
 
 def tiny_overrides(root, out):
     return [f"data.root='{root}'", "data.ways=3", "data.queries=1", "model.options={hidden=4}",
-            "train.iterations=2", "train.meta_batch=2", "train.log_every=1", "train.eval_every=1", "train.eval_tasks=2",
+            "train.iterations=2", "train.meta_batch=2", "train.log_every=1", "train.eval_every=1",
+            "train.eval_tasks=2",
             "evaluation.tasks=3", "algorithm.train_steps=1", "algorithm.test_steps=2",
             "device=cpu", f"output_dir='{out}'"]
 
 
+@pytest.mark.slow  # test_batched_path_runs_from_a_config keeps one vision run in `make test`
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_config_runs_end_to_end(algorithm, cifar_root, tmp_path):
     config = load_config(CONFIGS / "cifar-fs" / "5w1s" / f"{algorithm}.toml",
@@ -53,7 +55,8 @@ def test_cuda_run_reports_cuda_memory(cifar_root, tmp_path):
     overrides[overrides.index("device=cpu")] = "device=cuda"
     results = train(load_config(CONFIGS / "cifar-fs" / "5w1s" / "maml.toml", overrides),
                     progress=False).results
-    assert results["peak_memory_kind"] == "cuda_max_allocated_increase" and results["peak_memory_mb"] > 0
+    assert results["peak_memory_kind"] == "cuda_max_allocated_increase"
+    assert results["peak_memory_mb"] > 0
     assert results["environment"]["device"].startswith("cuda")
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-from ..data.tasks import Task
 from .. import engine
+from ..data.tasks import Task
 
 __all__ = ["MetaLearner"]
 

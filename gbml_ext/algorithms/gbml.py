@@ -129,6 +129,7 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
                 "outputs (learner(x)), not from the meta-model or under torch.no_grad()."
             )
         try:
+            self._adapt_transform(loss, first_order, allow_unused)
             super().adapt(loss.reshape(()), first_order=first_order, allow_nograd=allow_nograd,
                           allow_unused=allow_unused)
         except RuntimeError as error:
@@ -136,6 +137,25 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
             if explained is error:
                 raise
             raise explained from None
+
+    def _adapt_transform(self, loss: torch.Tensor, first_order: Optional[bool],
+                         allow_unused: Optional[bool]) -> None:
+        """The transform's own inner step, from the second step on (learn2learn's semantics and
+        the KFO code's `if step > 0`): ψ ← ψ − lr · ∇ψ loss, before the model's step.
+
+        learn2learn takes this step inside `GBML.adapt`, but for a first-order clone it frees
+        the graph the model's step still needs, and with no transform parameters it fails; so
+        it is taken here, keeping the graph, and learn2learn's own branch is skipped."""
+        if not (self.adapt_transform and getattr(self, "_params_updated", False)):
+            return
+        params = list(self.compute_update.parameters())
+        if params:
+            first = self.first_order if first_order is None else first_order
+            unused = self.allow_unused if allow_unused is None else allow_unused
+            gradients = torch.autograd.grad(loss, params, create_graph=not first,
+                                            retain_graph=True, allow_unused=unused)
+            self.diff_sgd(self.compute_update, gradients)
+        self._params_updated = False
 
     def _explain_failed_step(self, error: RuntimeError, loss: torch.Tensor) -> Exception:
         """A clear `ValueError` for a failed inner gradient, or `error` itself if unknown."""

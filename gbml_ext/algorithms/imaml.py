@@ -1,7 +1,9 @@
 """iMAML: meta-gradients through the implicit function theorem, with no graph of the inner loop."""
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import learn2learn as l2l
@@ -35,7 +37,7 @@ class CGResult(NamedTuple):
 
 
 def _dot(a: Vectors, b: Vectors) -> torch.Tensor:
-    return sum((x * y).sum() for x, y in zip(a, b))
+    return functools.reduce(operator.add, [(x * y).sum() for x, y in zip(a, b)])
 
 
 def conjugate_gradient(apply: Callable[[Vectors], Vectors], b: Vectors, max_steps: int,

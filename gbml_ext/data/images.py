@@ -50,7 +50,7 @@ def decode_images_cached(files: Sequence[Path], keys: Sequence[str], size: tuple
     """
     if cache_file is None:
         return _decode_all(files, size, mode, dataset, root)
-    keys = np.asarray(list(keys), dtype=str)
+    key_array = np.asarray(list(keys), dtype=str)
     try:
         stamps = file_stamps(files if stamped_by is None else stamped_by)
     except OSError as error:
@@ -59,13 +59,13 @@ def decode_images_cached(files: Sequence[Path], keys: Sequence[str], size: tuple
                            ) from error
     stale = cache_file.exists()
     if stale:
-        cached = _read_cache(cache_file, keys, stamps)
+        cached = _read_cache(cache_file, key_array, stamps)
         if cached is not None:
             return cached
     _announce(cache_file, len(files), dataset, stale, old_cache_file)
     images = _decode_all(files, size, mode, dataset, root)
     try:
-        atomic_write(cache_file, lambda stream: np.savez(stream, images=images, keys=keys,
+        atomic_write(cache_file, lambda stream: np.savez(stream, images=images, keys=key_array,
                                                          stamps=stamps))
     except OSError as error:
         warnings.warn(f"could not write image cache {cache_file} ({error}); the next load "
@@ -114,11 +114,11 @@ def _decode_image(path: Path, size: tuple[int, int], mode: str, dataset: str,
                   root: str | Path) -> np.ndarray:
     """One image converted to `mode` and resized to `size` (width, height) as uint8."""
     try:
-        with Image.open(path) as image:
-            image = image.convert(mode)
+        with Image.open(path) as original:
+            image = original.convert(mode)
             if image.size != size:
                 # Lanczos (PIL's former ANTIALIAS) is what MAML and Ravi & Larochelle resized with.
-                image = image.resize(size, resample=Image.LANCZOS)
+                image = image.resize(size, resample=Image.Resampling.LANCZOS)
             return np.asarray(image, dtype=np.uint8)
     except (OSError, ValueError) as error:
         raise DatasetError(f"cannot decode image {path}: {error}",

@@ -50,7 +50,8 @@ __all__ = [
 
 def ill_conditioned_covariance(dim: int, condition_number: float, seed: int = 0,
                                rotate: bool = True,
-                               dtype: torch.dtype = torch.float64) -> Tuple[torch.Tensor, torch.Tensor]:
+                               dtype: torch.dtype = torch.float64
+                               ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Returns (Σ, Σ^½), both (dim, dim): eigenvalues log-spaced from 1 down to 1/condition_number.
 
     Arguments:
@@ -146,7 +147,8 @@ class LinearRegressionTasks(SyntheticTasks):
     With mean squared error the Hessian is 2Σ̂ (Σ̂ the support covariance), so one plain step
     with a learning rate α < 1/λ_max leaves the error along Σ's small-eigenvalue directions
     almost untouched (factor 1 − 2αλ_i), and for a large support set the post-adaptation
-    loss stays near Σ_i λ_i (1 − 2αλ_i)² weight_std² instead of near 0; see the module docstring for how
+    loss stays near Σ_i λ_i (1 − 2αλ_i)² weight_std² instead of near 0; see the module docstring
+    for how
     depth and KFO remove this limit.
 
     Arguments:
@@ -248,9 +250,11 @@ def synthetic_task_source(source: str, seed: int = 0, **options: Any) -> Synthet
         options: constructor arguments of the class (dim, n_support, condition_number, ...).
 
     Example:
-        >>> synthetic_task_source("logistic-regression", seed=3, dim=4, n_support=5).sample().support_x.shape
+        >>> source = synthetic_task_source("logistic-regression", seed=3, dim=4, n_support=5)
+        >>> source.sample().support_x.shape
         torch.Size([5, 4])
     """
     if source not in SYNTHETIC_SOURCES:
-        raise ValueError(f"unknown synthetic source {source!r}; known: {sorted(SYNTHETIC_SOURCES)}.")
+        raise ValueError(f"unknown synthetic source {source!r}; "
+                         f"known: {sorted(SYNTHETIC_SOURCES)}.")
     return SYNTHETIC_SOURCES[source](seed=seed, **options)

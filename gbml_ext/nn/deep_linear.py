@@ -8,8 +8,7 @@ cannot.
 """
 from __future__ import annotations
 
-import math
-from typing import Optional
+from typing import List, Optional, Sequence, cast
 
 import torch
 from torch import nn
@@ -63,16 +62,22 @@ class DeepLinear(nn.Module):
         if init != "default":
             self._initialize(init, like or nn.Linear(in_features, out_features, bias=bias))
 
+    def _linears(self) -> List[nn.Linear]:
+        """The Linear layers, first (input side) to last."""
+        return cast(List[nn.Linear], list(self.layers))
+
     @torch.no_grad()
     def _initialize(self, init: str, like: nn.Linear) -> None:
-        layers = list(self.layers)
+        layers = self._linears()
         if init == "orthogonal":
             for layer in layers:
                 nn.init.orthogonal_(layer.weight)
         elif init == "identity":
             for layer in layers[:-1]:  # isometries: W^T W = I, so the product passes x through
-                nn.init.eye_(layer.weight) if layer.weight.shape[0] == layer.weight.shape[1] \
-                    else nn.init.orthogonal_(layer.weight)
+                if layer.weight.shape[0] == layer.weight.shape[1]:
+                    nn.init.eye_(layer.weight)
+                else:
+                    nn.init.orthogonal_(layer.weight)
             through = self._product(layers[:-1])  # (width, in) with orthonormal columns
             layers[-1].weight.copy_(like.weight @ through.T)
         elif init == "scaled":
@@ -86,7 +91,7 @@ class DeepLinear(nn.Module):
             layers[-1].bias.copy_(like.bias)
 
     @staticmethod
-    def _product(layers) -> torch.Tensor:
+    def _product(layers: Sequence[nn.Linear]) -> torch.Tensor:
         weight = layers[0].weight
         for layer in layers[1:]:
             weight = layer.weight @ weight
@@ -99,10 +104,10 @@ class DeepLinear(nn.Module):
     def collapse(self) -> nn.Linear:
         """Returns the single `nn.Linear` computing the same function: W = W_L⋯W_1,
         b = W_L⋯W_2 b_1 + ⋯ + b_L."""
-        first = self.layers[0]
+        first, *rest = self._linears()
         weight = first.weight.clone()
         bias = first.bias.clone() if first.bias is not None else None
-        for layer in self.layers[1:]:
+        for layer in rest:
             weight = layer.weight @ weight
             if bias is not None:
                 bias = layer.weight @ bias + layer.bias
@@ -128,7 +133,8 @@ def linnet(model: nn.Module, depth: int = 2, width: Optional[int] = None,
     is returned as a new `DeepLinear`).
 
     Example:
-        >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
+        ...                             torch.nn.Linear(16, 2))
         >>> type(linnet(model)[2]).__name__
         'DeepLinear'
     """
@@ -138,6 +144,9 @@ def linnet(model: nn.Module, depth: int = 2, width: Optional[int] = None,
             raise ValueError(f"linnet: {type(model).__name__} has no nn.Linear to replace.")
         attr = linears[-1]
     if attr == "":  # the model is itself a Linear: the whole model becomes the deep head
+        if not isinstance(model, nn.Linear):
+            raise ValueError(f"linnet: attr='' names the model itself, a "
+                             f"{type(model).__name__}, not an nn.Linear.")
         return DeepLinear(model.in_features, model.out_features, depth=depth, width=width,
                           bias=model.bias is not None, init=init,
                           like=model).to(model.weight.device)

@@ -5,6 +5,7 @@ from .metasgd import MetaSGDTransform, PerParameterLR
 from .transforms import ParameterSelection, TransformFactory
 
 __all__ = [
-    "FrozenTransform", "NoUpdate", "KroneckerTransform", "KroneckerLinearMap", "KroneckerMLPMap", "kronecker_dims",
+    "FrozenTransform", "NoUpdate",
+    "KroneckerTransform", "KroneckerLinearMap", "KroneckerMLPMap", "kronecker_dims",
     "MetaSGDTransform", "PerParameterLR", "TransformFactory", "ParameterSelection",
 ]

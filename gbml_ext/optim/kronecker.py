@@ -7,11 +7,13 @@ AISTATS 2021).
 
 Factor shapes, by the parameter's shape:
 
-| parameter                      | gradient viewed as   | update                         |
-|--------------------------------|----------------------|--------------------------------|
-| bias (n,)                      | (n, 1)               | L g,      L: n x n             |
-| Linear weight (out, in)        | (out, in)            | L G R,    L: out x out, R: in x in |
-| Conv2d weight (out, in, kh, kw)| (out, in, kh*kw)     | L G[o] R, L: in x in, R: kh*kw x kh*kw, shared over out |
+| parameter                       | gradient viewed as | update   | factors                      |
+|---------------------------------|--------------------|----------|------------------------------|
+| bias (n,)                       | (n, 1)             | L g      | L: n x n                     |
+| Linear weight (out, in)         | (out, in)          | L G R    | L: out x out, R: in x in     |
+| Conv2d weight (out, in, kh, kw) | (out, in, kh*kw)   | L G[o] R | L: in x in, R: kh*kw x kh*kw |
+
+A convolution's L and R are shared over its output channels o.
 
 Every factor starts at the identity, so the first update equals plain MAML's.
 """
@@ -78,6 +80,8 @@ class _KroneckerLayer(nn.Module):
 
 class _ReshapedMap(nn.Module):
     """Views a gradient as (..., n, m), applies the map, and restores the parameter's shape."""
+
+    map: nn.Module  # set by each subclass
 
     def __init__(self, shape: torch.Size, n: int, m: int):
         super().__init__()
@@ -158,7 +162,8 @@ class KroneckerTransform(TransformFactory):
         psd: parameterize every factor as MᵀM so it stays positive semi-definite.
 
     Example:
-        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),
+        ...                             torch.nn.Linear(8, 2))
         >>> kfo = KroneckerTransform(params=["2.weight", "2.bias"], psd=True)
         >>> import gbml_ext
         >>> learner = gbml_ext.GBML(model, transform=kfo, lr=0.1)

@@ -1,7 +1,13 @@
 """One experiment runner for every experiment: configs in, results.json / tables / plots out."""
 from .config import Config, ConfigError, load_config
-from .errors import (CheckpointError, DeviceError, NonFiniteLossError, RunError, RunFolderError,
-                     RunInterrupted)
+from .errors import (
+    CheckpointError,
+    DeviceError,
+    NonFiniteLossError,
+    RunError,
+    RunFolderError,
+    RunInterrupted,
+)
 from .evaluate import confidence_interval, evaluate
 from .loop import RunResult, train
 from .saved import LoadedRun, load_run, reevaluate

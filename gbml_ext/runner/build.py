@@ -29,7 +29,8 @@ def build_sources(data: DataConfig, seed: int, rank: int = 0) -> Dict[str, TaskS
             return {split: synthetic_task_source(data.source, seed=s, **data.options)
                     for split, s in seeds.items()}
         except TypeError as error:
-            raise ConfigError(f"data.options {data.options} do not fit {data.source!r}: {error}")
+            raise ConfigError(
+                f"data.options {data.options} do not fit {data.source!r}: {error}") from error
     from ..data.registry import build_task_sources as build_dataset_sources
     from ..data.registry import canonical_dataset_name, dataset_names
 
@@ -42,10 +43,13 @@ def build_sources(data: DataConfig, seed: int, rank: int = 0) -> Dict[str, TaskS
         raise ConfigError(f"data.root is empty: set it to the {data.source} folder, for example "
                           f"data.root=path/to/{data.source} (see docs/reproduction.md).")
     try:
-        return build_dataset_sources(data.source, data.root, data.ways, data.shots, data.queries,
-                                     seed=seeds, **data.options)
+        sources: Dict[str, TaskSource] = dict(build_dataset_sources(
+            data.source, data.root, data.ways, data.shots, data.queries, seed=seeds,
+            **data.options))
+        return sources
     except TypeError as error:
-        raise ConfigError(f"data.options {data.options} do not fit {data.source!r}: {error}")
+        raise ConfigError(
+            f"data.options {data.options} do not fit {data.source!r}: {error}") from error
 
 
 def _synthetic_shape(data: DataConfig) -> Tuple[int, int]:
@@ -70,11 +74,13 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
 def build_model(model: ModelConfig, data: DataConfig) -> nn.Module:
     """Builds a registered model (see `MODELS`), then swaps in a LinNet head if asked."""
     if model.name not in MODELS:
-        raise ConfigError(f"model.name {model.name!r} is unknown; choose one of {', '.join(MODELS)}.")
+        raise ConfigError(
+            f"model.name {model.name!r} is unknown; choose one of {', '.join(MODELS)}.")
     try:
         network = MODELS[model.name](data, **model.options)
     except TypeError as error:
-        raise ConfigError(f"model.options {model.options} do not fit model {model.name!r}: {error}")
+        raise ConfigError(f"model.options {model.options} do not fit model {model.name!r}: "
+                          f"{error}") from error
     if model.linnet_depth > 1:
         network = gnn.linnet(network, depth=model.linnet_depth, width=model.linnet_width or None,
                              init=model.linnet_init)
@@ -101,7 +107,7 @@ def build_algorithm(config: AlgorithmConfig, model: nn.Module,
     """Wraps `model` in the configured meta-learner (MAML, FOMAML, ANIL, Meta-SGD, Reptile),
     with a Kronecker transform when `config.transform` asks for one (Meta-KFO). Parameters
     whose `id` is in `frozen` are meta-learned but take no inner-loop step."""
-    transform = None
+    transform: Optional[Callable] = None
     if frozen:
         head = getattr(model, "classifier", model) if config.name == "anil" else model
         transform = _frozen_transform(head, frozen)
@@ -110,14 +116,16 @@ def build_algorithm(config: AlgorithmConfig, model: nn.Module,
                                        nonlinear=config.transform == "kronecker-mlp",
                                        hidden_layers=config.transform_hidden_layers,
                                        psd=config.transform_psd)
-    common = dict(lr=config.inner_lr, adapt_transform=config.adapt_transform)
     if config.name in ("maml", "fomaml"):
-        return GBML(model, transform=transform, first_order=config.name == "fomaml", **common)
+        return GBML(model, transform=transform, lr=config.inner_lr,
+                    first_order=config.name == "fomaml", adapt_transform=config.adapt_transform)
     if config.name == "anil":
-        if not (hasattr(model, "features") and hasattr(model, "classifier")):
+        body, head = getattr(model, "features", None), getattr(model, "classifier", None)
+        if not (isinstance(body, nn.Module) and isinstance(head, nn.Module)):
             raise ConfigError(f"ANIL needs a model with `features` (body) and `classifier` "
                               f"(head); {type(model).__name__} has not. Use a CNN4 model.")
-        return ANIL(model.features, model.classifier, transform=transform, **common)
+        return ANIL(body, head, transform=transform, lr=config.inner_lr,
+                    adapt_transform=config.adapt_transform)
     if config.name == "metasgd":
         return MetaSGD(model, lr=config.inner_lr)
     if config.name == "imaml":

@@ -31,7 +31,8 @@ def split_overrides(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
         >>> split_overrides(["a.toml", "--resume", "train.lr=0.1", "--out=x"])
         (['a.toml', '--resume', '--out=x'], ['train.lr=0.1'])
     """
-    rest, overrides = [], []
+    rest: List[str] = []
+    overrides: List[str] = []
     for word in argv:
         is_override = "=" in word and not word.startswith("-") and not word.endswith(".toml")
         (overrides if is_override else rest).append(word)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Literal, Optional, Sequence, overload
 
 from ..fileio import atomic_write_json, atomic_write_text
 from .cli import common_options, run_command, split_overrides
@@ -31,12 +31,20 @@ from .rundir import RESULTS_FILE, config_differences, flatten
 PATH_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "train.log_every",
              "train.checkpoint_every", "train.checkpoint_minutes")
 
-__all__ = ["compare", "compare_table", "pooled_summary", "main"]
+__all__ = ["compare", "compare_table", "comparable_summaries", "pooled_summary", "main"]
 
 
-def pooled_summary(results: Sequence[Dict[str, Any]], metric: str, step: int = -1) -> Optional[Dict[str, float]]:
+@overload
+def pooled_summary(results: Sequence[Dict[str, Any]], metric: Literal["loss"],
+                   step: int = -1) -> Dict[str, float]: ...
+@overload
+def pooled_summary(results: Sequence[Dict[str, Any]], metric: str,
+                   step: int = -1) -> Optional[Dict[str, float]]: ...
+def pooled_summary(results: Sequence[Dict[str, Any]], metric: str,
+                   step: int = -1) -> Optional[Dict[str, float]]:
     """Mean and 95% CI over every evaluated task of every seed, for `metric` "loss" or
-    "accuracy" after inner step `step` (loss only: -1 is the last)."""
+    "accuracy" after inner step `step` (loss only: -1 is the last). None for "accuracy" when
+    the runs have none (regression)."""
     values: List[float] = []
     for result in results:
         per_task = result["evaluation"]["per_task"]
@@ -47,6 +55,20 @@ def pooled_summary(results: Sequence[Dict[str, Any]], metric: str, step: int = -
         else:
             values += per_task["loss_by_step"][step]
     return summarize(values)
+
+
+def comparable_summaries(runs: Dict[str, List[Dict[str, Any]]],
+                         metric: str) -> Dict[str, Dict[str, float]]:
+    """`pooled_summary(results, metric)` of every run; a ValueError names a run without it (a
+    regression run in a comparison of classifiers)."""
+    summaries = {}
+    for name, results in runs.items():
+        summary = pooled_summary(results, metric)
+        if summary is None:
+            raise ValueError(f"{name} has no test {metric} to compare with {next(iter(runs))}'s: "
+                             "compare classification runs with classification runs.")
+        summaries[name] = summary
+    return summaries
 
 
 def _run_config(config_path: str, seed: int, overrides: Sequence[str], out: Optional[str]):
@@ -117,6 +139,12 @@ def compare(config_paths: Sequence[str], seeds: Sequence[int] = (0,), overrides:
     return runs
 
 
+def _memory_saved(peak: float, base: float) -> str:
+    """'+12%' memory saved against the baseline, or '–' when the baseline's peak is not
+    positive (a CPU peak-RSS increase can be 0)."""
+    return f"{1 - peak / base:+.0%}" if base > 0 else "–"
+
+
 def compare_table(runs: Dict[str, List[Dict[str, Any]]]) -> str:
     """Markdown table of the runs, with ratios against the first one."""
     names = list(runs)
@@ -126,22 +154,25 @@ def compare_table(runs: Dict[str, List[Dict[str, Any]]]) -> str:
         return statistics.median(r[key] for r in results)
 
     classification = pooled_summary(base, "accuracy") is not None
+    summaries = comparable_summaries(runs, "accuracy" if classification else "loss")
     header = ["run", "seeds", "train time s", "s / iteration", "peak memory MB",
               "test accuracy %" if classification else "test loss", "final train loss",
               "speed-up", "memory saved", "accuracy Δ" if classification else "loss Δ"]
     rows = []
-    base_quality = (pooled_summary(base, "accuracy") or pooled_summary(base, "loss"))["mean"]
+    base_quality = summaries[names[0]]["mean"]
     for name in names:
         results = runs[name]
-        quality = pooled_summary(results, "accuracy") if classification else pooled_summary(results, "loss")
+        quality = summaries[name]
         scale = 100 if classification else 1
+        speed_up = median(base, 'seconds_per_iteration') / median(results, 'seconds_per_iteration')
         rows.append([
             name, len(results), f"{median(results, 'train_seconds'):.1f}",
-            f"{median(results, 'seconds_per_iteration'):.4f}", f"{median(results, 'peak_memory_mb'):.0f}",
+            f"{median(results, 'seconds_per_iteration'):.4f}",
+            f"{median(results, 'peak_memory_mb'):.0f}",
             format_metric(quality, scale, 2 if classification else 4),
             f"{median(results, 'final_train_loss'):.4f}",
-            f"{median(base, 'seconds_per_iteration') / median(results, 'seconds_per_iteration'):.2f}x",
-            f"{1 - median(results, 'peak_memory_mb') / median(base, 'peak_memory_mb'):+.0%}",
+            f"{speed_up:.2f}x",
+            _memory_saved(median(results, 'peak_memory_mb'), median(base, 'peak_memory_mb')),
             f"{(quality['mean'] - base_quality) * scale:+.2f}",
         ])
     kind = base[0]["peak_memory_kind"]

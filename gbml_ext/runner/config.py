@@ -14,7 +14,8 @@ Example (experiments/configs/omniglot/5w1s/maml.toml, which extends base.toml fi
     [algorithm]
     name = "maml"
 
-and from the command line: `gbml-train experiments/configs/omniglot/5w1s/maml.toml train.iterations=100`.
+and from the command line:
+`gbml-train experiments/configs/omniglot/5w1s/maml.toml train.iterations=100`.
 """
 from __future__ import annotations
 
@@ -105,7 +106,13 @@ class AlgorithmConfig:
     transform_params: parameter names that get a transform (empty: all; ANIL: all of the head).
     inner_lr: the inner-loop learning rate α (Meta-SGD: the starting rate).
     train_steps / test_steps: inner steps during meta-training / evaluation.
-    batched: process the meta-batch's tasks together (gbml_ext.batched) instead of one by one.
+    path: auto | per-task | batched: how tasks are adapted, in training, validation and the
+        final evaluation. "batched" adapts a chunk of tasks together (gbml_ext.fast, the
+        per-task numbers up to float rounding); "per-task" clones the model once per task;
+        "auto" takes "batched" where it supports the algorithm (not reptile, imaml, l2l-maml)
+        and the device is CUDA or the model is small (gbml_ext.fast.select). The chosen path
+        is recorded as results.json's "path".
+    batched: true is a synonym of path = "batched" (kept for older configs).
     imaml_lam, cg_steps: iMAML's proximal strength λ and conjugate-gradient iterations.
     """
 
@@ -118,6 +125,7 @@ class AlgorithmConfig:
     train_steps: int = _ranged(1, 1)
     test_steps: int = _ranged(1, 1)
     adapt_transform: bool = False
+    path: str = _choices("auto", "per-task", "batched")
     batched: bool = False
     imaml_lam: float = _ranged(1.0, 0.0, None, low_open=True)
     cg_steps: int = _ranged(5, 1, 1000)
@@ -219,9 +227,11 @@ def _build(cls, data: Dict[str, Any], prefix: str = ""):
     kwargs = {}
     for name, value in data.items():
         f = fields[name]
-        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+        factory = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(factory):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key '{prefix}{name}' is a section; write [{prefix}{name}].")
+                raise ConfigError(f"config key '{prefix}{name}' is a section; "
+                                  f"write [{prefix}{name}].")
             kwargs[name] = _build(f.default_factory, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _check_value(prefix + name, f, value)
@@ -249,8 +259,9 @@ def describe_config(config: Config) -> str:
     lines: List[str] = []
 
     def walk(obj: Any, prefix: str) -> None:
-        scalars = [f for f in dataclasses.fields(obj) if not dataclasses.is_dataclass(getattr(obj, f.name))]
-        sections = [f for f in dataclasses.fields(obj) if dataclasses.is_dataclass(getattr(obj, f.name))]
+        fields = dataclasses.fields(obj)
+        scalars = [f for f in fields if not dataclasses.is_dataclass(getattr(obj, f.name))]
+        sections = [f for f in fields if dataclasses.is_dataclass(getattr(obj, f.name))]
         lines.append(f"[{prefix.rstrip('.')}]" if prefix else "# top level")
         for f in scalars:
             kind = f.type if isinstance(f.type, str) else f.type.__name__
@@ -283,7 +294,8 @@ def _check_consistency(config: Config) -> None:
     if config.algorithm.name == "metasgd" and config.algorithm.transform != "none":
         raise ConfigError("Meta-SGD is itself a transform: set algorithm.transform = 'none'.")
     if config.algorithm.name == "l2l-maml" and config.algorithm.transform != "none":
-        raise ConfigError("learn2learn's MAML takes no transform: set algorithm.transform = 'none'.")
+        raise ConfigError("learn2learn's MAML takes no transform: "
+                          "set algorithm.transform = 'none'.")
 
 
 def _parse_override_value(text: str) -> Any:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from .config import ConfigError
 
-__all__ = ["CheckpointError", "ConfigMismatchError", "DeviceError", "NonFiniteLossError", "RunError", "RunFolderError",
-           "RunInterrupted"]
+__all__ = ["CheckpointError", "ConfigMismatchError", "DeviceError", "NonFiniteLossError",
+           "RunError", "RunFolderError", "RunInterrupted"]
 
 
 class RunError(RuntimeError):

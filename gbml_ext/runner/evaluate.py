@@ -1,15 +1,27 @@
-"""Final and periodic evaluation: many held-out tasks, mean and 95% confidence interval."""
+"""Final and periodic evaluation: many held-out tasks, mean and 95% confidence interval.
+
+Tasks are adapted one by one (the per-task engine) or a chunk at a time (the fast path,
+`gbml_ext.fast`); both draw the same tasks in the same order, so they give the same numbers up
+to float rounding. `run_path` turns a config's `algorithm.path` into the path a run takes.
+"""
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
+from torch import nn
 
 from .. import engine
 from ..data.tasks import TaskSource
+from ..fast import batched_adaptation_curves, choose_path
+from .config import AlgorithmConfig, ConfigError
 
-__all__ = ["confidence_interval", "evaluate", "summarize"]
+__all__ = ["EVAL_TASKS_PER_CHUNK", "confidence_interval", "evaluate",
+           "run_path", "summarize"]
+
+# Tasks adapted together by the fast path's evaluation: bounds its memory to one chunk's step.
+EVAL_TASKS_PER_CHUNK = 64
 
 
 def confidence_interval(values: Sequence[float], z: float = 1.96) -> float:
@@ -30,13 +42,52 @@ def confidence_interval(values: Sequence[float], z: float = 1.96) -> float:
 
 
 def summarize(values: Sequence[float]) -> Dict[str, float]:
-    return {"mean": sum(values) / len(values), "ci95": confidence_interval(values), "n": len(values)}
+    """{mean, ci95, n} of `values` (ci95: `confidence_interval`).
+
+    Example:
+        >>> summarize([1.0, 3.0])["mean"]
+        2.0
+    """
+    return {"mean": sum(values) / len(values), "ci95": confidence_interval(values),
+            "n": len(values)}
 
 
-def evaluate(algorithm, source: TaskSource, num_tasks: int, steps: int,
+def run_path(config: AlgorithmConfig, algorithm: nn.Module) -> str:
+    """The path ("per-task" or "batched") a run of `config` takes for `algorithm`.
+
+    `algorithm.batched = true` means `algorithm.path = "batched"`; "auto" is resolved by
+    `gbml_ext.fast.choose_path` on the algorithm's device.
+
+    Raises:
+        ConfigError: `batched = true` together with `path = "per-task"`.
+        BatchedPathUnsupported: the batched path is asked for an algorithm it cannot run.
+
+    Example:
+        >>> import gbml_ext
+        >>> run_path(AlgorithmConfig(path="per-task"), gbml_ext.MAML(torch.nn.Linear(4, 1)))
+        'per-task'
+    """
+    requested = config.path
+    if config.batched:
+        if requested == "per-task":
+            raise ConfigError("algorithm.batched = true contradicts algorithm.path = 'per-task'; "
+                              "drop algorithm.batched (a synonym of path = 'batched').")
+        requested = "batched"
+    return choose_path(requested, algorithm)
+
+
+def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: int,
              device: torch.device | str = "cpu", loss_fn: Optional[engine.LossFn] = None,
-             progress: bool = False) -> Dict[str, object]:
+             progress: bool = False, path: str = "auto") -> Dict[str, Any]:
     """Adapts to `num_tasks` tasks from `source` and summarizes the query results.
+
+    Arguments:
+        algorithm: the meta-learner; source: where tasks are drawn, in order.
+        num_tasks, steps: how many tasks, and the inner steps scored (0..steps).
+        device: where tasks are moved; loss_fn: as for `engine.adaptation_curve`.
+        progress: show a progress bar.
+        path: "per-task", "batched" (`EVAL_TASKS_PER_CHUNK` tasks at a time) or "auto"
+            (`gbml_ext.fast.choose_path`). Both paths see the same tasks in the same order.
 
     Returns a dict with, for the final step, `loss` and `accuracy` summaries ({mean, ci95, n};
     accuracy is None for regression), `loss_by_step`: the summary after 0..steps steps, and
@@ -44,9 +95,19 @@ def evaluate(algorithm, source: TaskSource, num_tasks: int, steps: int,
     """
     from tqdm.auto import tqdm
 
+    batched = choose_path(path, algorithm, device) == "batched"
+    chunk = EVAL_TASKS_PER_CHUNK if batched else 1
     curves: List[List[engine.TaskOutcome]] = []
-    for _ in tqdm(range(num_tasks), desc="evaluate", leave=False, disable=not progress):
-        curves.append(engine.adaptation_curve(algorithm, source.sample().to(device), steps, loss_fn))
+    with tqdm(total=num_tasks, desc="evaluate", leave=False, disable=not progress) as bar:
+        while len(curves) < num_tasks:
+            tasks = [source.sample().to(device)
+                     for _ in range(min(chunk, num_tasks - len(curves)))]
+            if batched:
+                curves.extend(batched_adaptation_curves(algorithm, tasks, steps, loss_fn, None))
+            else:
+                curves.extend(engine.adaptation_curve(algorithm, task, steps, loss_fn)
+                              for task in tasks)
+            bar.update(len(tasks))
     per_step_losses = [[c[k].loss.item() for c in curves] for k in range(steps + 1)]
     accuracies = [c[-1].accuracy.item() for c in curves if c[-1].accuracy is not None]
     loss_by_step = [summarize(losses) for losses in per_step_losses]

@@ -31,14 +31,32 @@ from ..measure import peak_resident_bytes, reset_peak_resident, resident_bytes
 from .build import build_learner, build_optimizer, build_sources
 from .checkpoint import load_latest_checkpoint, restore_rng_state, save_checkpoint
 from .config import Config, config_to_dict, load_config
-from .distributed import (DistributedContext, all_reduce_gradients, broadcast_parameters,
-                          init_distributed)
-from .errors import (CheckpointError, ConfigMismatchError, DeviceError, NonFiniteLossError,
-                     RunFolderError, RunInterrupted)
-from .evaluate import evaluate
+from .distributed import (
+    DistributedContext,
+    all_reduce_gradients,
+    broadcast_parameters,
+    init_distributed,
+)
+from .errors import (
+    CheckpointError,
+    ConfigMismatchError,
+    DeviceError,
+    NonFiniteLossError,
+    RunFolderError,
+    RunInterrupted,
+)
+from .evaluate import evaluate, run_path
 from .report import environment_info, write_metrics, write_results
-from .rundir import (ALLOWED_CHANGES, CONFIG_FILE, RESULTS_FILE, config_differences, flatten,
-                     holds_run, move_aside, run_lock)
+from .rundir import (
+    ALLOWED_CHANGES,
+    CONFIG_FILE,
+    RESULTS_FILE,
+    config_differences,
+    flatten,
+    holds_run,
+    move_aside,
+    run_lock,
+)
 from .seeds import process_seed
 
 __all__ = ["NonFiniteLossError", "RunResult", "TrainingState", "build_run", "resolve_device",
@@ -234,7 +252,7 @@ class _StopSignals:
 
     def __init__(self) -> None:
         self.received: Optional[int] = None
-        self._previous: Dict[int, Any] = {}
+        self._previous: Dict[signal.Signals, Any] = {}
 
     def _handle(self, number: int, frame: Any) -> None:
         if self.received is not None:
@@ -256,7 +274,8 @@ class _StopSignals:
 
 
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:
-    if config.algorithm.batched:
+    """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see `run_path`)."""
+    if run_path(config.algorithm, algorithm) == "batched":
         from ..batched import batched_meta_gradient
 
         return lambda tasks, steps: batched_meta_gradient(algorithm, tasks, steps)
@@ -367,7 +386,8 @@ def check_evaluation(evaluation: Dict[str, Any], factor: float, where: str) -> N
 def _validate(state: TrainingState, config: Config, device: torch.device, run_dir: Path,
               done: int) -> None:
     evaluation = evaluate(state.algorithm, state.sources["validation"], config.train.eval_tasks,
-                          config.algorithm.test_steps, device)
+                          config.algorithm.test_steps, device,
+                          path=run_path(config.algorithm, state.algorithm))
     check_evaluation(evaluation, config.train.explode_factor, f"validation at iteration {done}")
     _log(run_dir, state.history, {
         "iteration": done, "split": "validation", "loss": evaluation["loss"]["mean"],
@@ -376,11 +396,13 @@ def _validate(state: TrainingState, config: Config, device: torch.device, run_di
 
 
 def _final_results(state: TrainingState, config: Config, device: torch.device,
-                   dist: DistributedContext, memory_baseline: int, progress: bool) -> Dict[str, Any]:
+                   dist: DistributedContext, memory_baseline: int,
+                   progress: bool) -> Dict[str, Any]:
     peak = _peak_memory_mb(device, memory_baseline)
+    path = run_path(config.algorithm, state.algorithm)
     final = evaluate(state.algorithm, state.sources[config.evaluation.split],
                      config.evaluation.tasks, config.algorithm.test_steps, device,
-                     progress=progress)
+                     progress=progress, path=path)
     check_evaluation(final, config.train.explode_factor, f"final evaluation of {config.name}")
     seconds = state.iteration_seconds
     return {
@@ -395,6 +417,7 @@ def _final_results(state: TrainingState, config: Config, device: torch.device,
         "peak_memory_kind": ("cuda_max_allocated_increase" if device.type == "cuda"
                              else "peak_rss_increase"),
         "changes": state.changes,
+        "path": path,
     }
 
 

@@ -50,14 +50,14 @@ def plot_training_curves(histories: Dict[str, List[Dict[str, Any]]], path: Path,
 def plot_comparison(runs: Dict[str, List[Dict[str, Any]]], path: Path) -> Path:
     """Two panels: each run's test accuracy (or loss) pooled over seeds with 95% CI bars, and
     its training curve (post-adaptation query loss, mean over seeds)."""
-    from .compare import pooled_summary
+    from .compare import comparable_summaries, pooled_summary
 
     plt = pyplot()
     names = list(runs)
     classification = pooled_summary(runs[names[0]], "accuracy") is not None
     metric = "accuracy" if classification else "loss"
     scale = 100.0 if classification else 1.0
-    summaries = [pooled_summary(runs[name], metric) for name in names]
+    summaries = list(comparable_summaries(runs, metric).values())
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     positions = range(len(names))
     left.bar(positions, [s["mean"] * scale for s in summaries],

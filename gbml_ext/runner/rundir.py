@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import json
 import os
@@ -23,7 +24,8 @@ from typing import Any, Dict, Iterator, List, Sequence
 from .errors import RunFolderError
 
 __all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "LOCK_FILE", "RESULTS_FILE", "config_differences",
-           "flatten", "holds_run", "move_aside", "run_lock", "stored_config"]
+           "flatten", "holds_run", "move_aside", "run_lock", "stored_config",
+           "with_defaults"]
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -33,7 +35,9 @@ LOCK_FILE = "run.lock"
 FREE_KEYS = ("name", "output_dir", "data.root", "data.options.cache_dir", "train.log_every",
              "train.eval_every", "train.eval_tasks", "train.checkpoint_every",
              "train.checkpoint_minutes", "train.explode_factor", "algorithm.test_steps",
-             "evaluation.tasks", "evaluation.split")
+             "evaluation.tasks", "evaluation.split",
+             # which implementation computes the step (per-task or batched): equal to ~1e-6
+             "algorithm.path", "algorithm.batched")
 # Keys a user may change on purpose when resuming (`--allow-change KEY`).
 ALLOWED_CHANGES = ("algorithm.inner_lr", "train.lr", "device")
 
@@ -49,6 +53,17 @@ def flatten(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return flat
 
 
+def with_defaults(saved: Dict[str, Any]) -> Dict[str, Any]:
+    """A stored config with the keys added since it was written filled in with their defaults,
+    so that a newer gbml_ext still resumes and reuses older runs."""
+    from .config import ConfigError, config_from_dict, config_to_dict
+
+    try:
+        return config_to_dict(config_from_dict(copy.deepcopy(saved)))
+    except ConfigError:  # a key that no longer exists: compare as stored
+        return saved
+
+
 def config_differences(saved: Dict[str, Any], current: Dict[str, Any],
                        ignore: Sequence[str] = FREE_KEYS) -> List[str]:
     """Sorted flat keys whose values differ between two config dicts, ignoring `ignore` and,
@@ -59,7 +74,7 @@ def config_differences(saved: Dict[str, Any], current: Dict[str, Any],
         ...                    {"train": {"lr": 2.0, "log_every": 5}})
         ['train.lr']
     """
-    saved_flat, current_flat = flatten(saved), flatten(current)
+    saved_flat, current_flat = flatten(with_defaults(saved)), flatten(with_defaults(current))
     skip = set(ignore) | {"train.iterations"}
     return sorted(k for k in saved_flat.keys() | current_flat.keys()
                   if k not in skip and saved_flat.get(k) != current_flat.get(k))
@@ -122,7 +137,8 @@ def run_lock(run_dir: Path) -> Iterator[Path]:
             if isinstance(pid, int) and (host != me["host"] or _process_alive(pid)):
                 raise RunFolderError(
                     f"another run (pid {pid} on {host}, started {owner.get('started')}) is "
-                    f"writing {run_dir}. Wait for it, stop it, or choose another output_dir=...")
+                    f"writing {run_dir}. Wait for it, stop it, or choose another output_dir=..."
+                ) from None
             print(f"gbml_ext: removing a stale lock in {run_dir} (its process {pid} is gone)",
                   file=sys.stderr)
             path.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from .build import build_learner, build_sources
 from .checkpoint import load_latest_checkpoint
 from .config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
 from .errors import CheckpointError
-from .evaluate import evaluate
+from .evaluate import evaluate, run_path
 from .report import environment_info, results_markdown
 from .rundir import CONFIG_FILE
 
@@ -116,14 +116,15 @@ def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional
         sources = build_sources(config.data, config.seed)
         evaluation = evaluate(run.learner, sources[config.evaluation.split],
                               config.evaluation.tasks, config.algorithm.test_steps,
-                              torch.device(device), progress=progress)
+                              torch.device(device), progress=progress,
+                              path=run_path(config.algorithm, run.learner))
     from .loop import check_evaluation
 
     check_evaluation(evaluation, config.train.explode_factor, f"evaluation of {run_dir}")
     result = {"name": config.name, "seed": config.seed, "run_dir": str(run_dir),
               "iteration": run.iteration, "split": config.evaluation.split,
-              "config": config_to_dict(config), "environment": environment_info(torch.device(device)),
-              "evaluation": evaluation}
+              "config": config_to_dict(config),
+              "environment": environment_info(torch.device(device)), "evaluation": evaluation}
     stem = (f"eval-{config.evaluation.split}-{config.algorithm.test_steps}steps-"
             f"{config.evaluation.tasks}tasks")
     atomic_write_json(run_dir / f"{stem}.json", result)
