@@ -27,9 +27,11 @@ from .plots import plot_comparison
 from .report import format_metric, markdown_table
 from .rundir import RESULTS_FILE, config_differences, flatten
 
-# Keys that do not change a finished run's results: paths, logging and checkpointing.
+# Keys that do not change a finished run's results: paths, logging, checkpointing, and which
+# implementation computed them (the per-task and batched paths agree to float rounding).
 PATH_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "train.log_every",
-             "train.checkpoint_every", "train.checkpoint_minutes")
+             "train.checkpoint_every", "train.checkpoint_minutes", "algorithm.path",
+             "algorithm.batched")
 
 __all__ = ["compare", "compare_table", "comparable_summaries", "pooled_summary", "main"]
 
