@@ -1,0 +1,53 @@
+"""Every implementation of one meta-iteration that the benchmark compares, by name.
+
+    gbml_ext, batched, batched/4   gbml_ext itself (peers/gbml_ext.py)
+    learn2learn                    the reference wrappers (peers/learn2learn.py)
+    torch.func                     a hand-written functional inner loop (peers/torchfunc.py)
+    higher                         `higher.innerloop_ctx`, when installed (peers/higher.py)
+    torchopt                       TorchOpt's functional SGD, when installed (peers/torchopt.py)
+
+All of them compute the same meta-gradient; tests/test_benchmark_peers.py checks it.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from ..configs import BenchmarkConfig, make_learner, make_tasks
+from . import gbml_ext, higher, learn2learn, torchfunc, torchopt
+from .common import MetaIteration, Peer
+
+__all__ = ["PEERS", "Peer", "build_meta_iteration", "peers_for"]
+
+PEERS: Dict[str, Peer] = {peer.name: peer for module in
+                          (gbml_ext, learn2learn, torchfunc, higher, torchopt)
+                          for peer in module.PEERS}
+
+
+def peers_for(config: BenchmarkConfig, names: Optional[List[str]] = None) -> List[str]:
+    """The peers (all available ones, or those of `names`) that run `config`, in order."""
+    chosen = list(PEERS) if names is None else [name for name in names if name in PEERS]
+    return [name for name in chosen if PEERS[name].supports(config)]
+
+
+def build_meta_iteration(config: BenchmarkConfig, peer: str, device: torch.device,
+                         learner: Optional[nn.Module] = None) -> MetaIteration:
+    """A no-argument function running one meta-iteration of `peer` (gradients zeroed first).
+
+    Every peer gets the runner's learner from the same seed and the same tasks.
+
+    Example:
+        >>> from benchmarks.configs import CONFIGS, tiny
+        >>> step = build_meta_iteration(tiny(CONFIGS["a-maml"]), "batched", torch.device("cpu"))
+        >>> step()   # one meta-gradient over 5 small Omniglot-shaped tasks
+    """
+    learner = make_learner(config, device) if learner is None else learner
+    meta_model, meta_iteration = PEERS[peer].build(config, learner, make_tasks(config, device))
+
+    def run() -> None:
+        meta_model.zero_grad(set_to_none=True)
+        meta_iteration()
+
+    return run

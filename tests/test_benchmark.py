@@ -1,0 +1,59 @@
+"""The benchmark's command line and measuring harness run end to end on tiny settings (their
+numbers mean nothing here; tests/test_benchmark_peers.py checks what they compute)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks.configs import CONFIGS, tiny
+from benchmarks.harness import count_flops, peak_memory
+from benchmarks.inner_loop import main
+from benchmarks.peers import build_meta_iteration, peers_for
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny problems on a shared CPU: extra threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_command_line_writes_every_section(tmp_path, one_thread):
+    out = tmp_path / "perf.json"
+    report = main(["--tiny", "--configs", "a,s", "--repeats", "1", "--warmup", "0",
+                   "--flat-iterations", "2", "--skip-memory", "--json", str(out)])
+    assert json.loads(out.read_text())["configs"].keys() == report["configs"].keys()
+    assert set(report["configs"]) == {"a-maml", "a-fomaml", "s-linreg"}
+    for name, entry in report["configs"].items():
+        results = entry["results"]
+        assert list(results) == peers_for(tiny(CONFIGS[name]))
+        for row in results.values():
+            assert len(row["times_s"]) == 1 and row["peak_memory_mb"] is None
+            assert row["speedup_vs_learn2learn"] is not None
+    assert set(report["order_comparison"]) == {"MAML 1 step(s)", "FOMAML 1 step(s)",
+                                               "MAML 5 step(s)", "FOMAML 5 step(s)"}
+    assert set(report["flat_memory"]) == {"gbml_ext", "batched"}
+    assert report["ceiling"]["matmul_gflops"] > 0
+
+
+def test_peers_count_the_same_flops(one_thread):
+    """The group-aware convolution formula makes vmap's grouped convolutions count what the
+    per-task convolutions count, so GFLOP/s compare like with like."""
+    config = tiny(CONFIGS["a-maml"])
+    flops = {peer: count_flops(build_meta_iteration(config, peer, torch.device("cpu")))
+             for peer in ("gbml_ext", "batched", "learn2learn", "torch.func")}
+    assert len(set(flops.values())) == 1 and flops["gbml_ext"] > 0, flops
+
+
+def test_cpu_peak_memory_comes_from_a_fresh_process():
+    config = tiny(CONFIGS["s-linreg"])
+    assert peak_memory(config, "gbml_ext", torch.device("cpu")) >= 0
+
+
+def test_unknown_peer_is_refused():
+    with pytest.raises(SystemExit, match="unknown or uninstalled peers"):
+        main(["--peers", "nonesuch", "--configs", "", "--flat-iterations", "0"])

@@ -1,0 +1,92 @@
+"""Every benchmark peer computes gbml_ext's meta-gradient, so the benchmark compares like with
+like; and the benchmark's configs come from the runner's registry."""
+from __future__ import annotations
+
+import importlib.util
+from typing import Dict, Optional
+
+import pytest
+import torch
+
+from benchmarks.configs import CONFIGS, BenchmarkConfig, make_learner, make_tasks, tiny
+from benchmarks.peers import PEERS, build_meta_iteration, peers_for
+from gbml_ext.algorithms import ANIL, GBML
+from gbml_ext.optim import KroneckerTransform
+
+RTOL = 1e-5
+
+
+def _small(config_name: str) -> BenchmarkConfig:
+    """Tiny, 1 query per class; mini-ImageNet's 84x84 double backward in float64 is the slow
+    part, so b gets 2 tasks (batched/4 does not run on it anyway)."""
+    return tiny(CONFIGS[config_name], tasks=2 if config_name.startswith("b") else 5, queries=1)
+
+
+def _meta_gradient(config_name: str, peer: str, device: torch.device
+                   ) -> Dict[str, Optional[torch.Tensor]]:
+    config = _small(config_name)
+    learner = make_learner(config, device)
+    build_meta_iteration(config, peer, device, learner)()
+    return {name: p.grad for name, p in learner.named_parameters()}
+
+
+def _check_all_peers(config_name: str, device: torch.device) -> None:
+    torch.set_default_dtype(torch.float64)  # 1e-5 is then far above rounding (about 1e-13)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny problems: extra threads only contend for a shared CPU
+    try:
+        reference = _meta_gradient(config_name, "gbml_ext", device)
+        assert all(g is not None for g in reference.values())
+        total = torch.cat([g.flatten() for g in reference.values()]).norm()
+        assert total > 0
+        for peer in peers_for(_small(config_name)):
+            gradient = _meta_gradient(config_name, peer, device)
+            for name, expected in reference.items():
+                got = gradient[name]
+                if got is None:
+                    # learn2learn's ANIL-KFO adapts with its own Kronecker factors, so only the
+                    # learner's own factors stay without a gradient; the model's never do.
+                    assert peer == "learn2learn" and "compute_update" in name, (peer, name)
+                    continue
+                # Relative per parameter, with a floor of 1e-3 of the whole meta-gradient for
+                # parameters whose exact gradient is 0 (conv biases before batch-norm).
+                scale = torch.maximum(expected.norm(), 1e-3 * total)
+                error = float((got - expected).norm() / scale)
+                assert error < RTOL, f"{peer} differs from gbml_ext on {name}: {error:.2e}"
+    finally:
+        torch.set_default_dtype(torch.float32)
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("config_name", sorted(CONFIGS))
+def test_every_peer_gives_gbml_ext_meta_gradient(config_name):
+    _check_all_peers(config_name, torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+@pytest.mark.parametrize("config_name", sorted(CONFIGS))
+def test_every_peer_gives_gbml_ext_meta_gradient_on_cuda(config_name):
+    _check_all_peers(config_name, torch.device("cuda"))
+
+
+def test_peers_cover_the_libraries_that_are_installed():
+    always = {"gbml_ext", "batched", "batched/4", "learn2learn", "torch.func"}
+    assert always <= set(PEERS)
+    for optional in ("higher", "torchopt"):
+        assert (optional in PEERS) == (importlib.util.find_spec(optional) is not None)
+    # batched/4 only where it differs from batched.
+    assert "batched/4" not in peers_for(CONFIGS["b-maml"])
+    assert "batched/4" in peers_for(CONFIGS["a-maml"])
+
+
+def test_configs_are_built_by_the_runner_registry():
+    anil = make_learner(tiny(CONFIGS["c-anil-kfo"]), torch.device("cpu"))
+    assert isinstance(anil, ANIL) and isinstance(anil.head.transform, KroneckerTransform)
+    maml = make_learner(tiny(CONFIGS["a-fomaml"]), torch.device("cpu"))
+    assert isinstance(maml, GBML) and maml.first_order and maml.lr == 0.4
+    synthetic = CONFIGS["s-linreg"]
+    assert (synthetic.meta_batch, synthetic.steps) == (16, 1)
+    linear = make_learner(synthetic, torch.device("cpu")).module
+    assert isinstance(linear, torch.nn.Linear) and linear.in_features == 8
+    task = make_tasks(synthetic, torch.device("cpu"))[0]
+    assert task.support_x.shape == (64, 8) and task.query_x.shape == (64, 8)

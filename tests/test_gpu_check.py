@@ -1,0 +1,111 @@
+"""scripts/gpu_check.py cannot rot: its dry run (every step, tiny, on the CPU, nothing
+installed) passes here, and the offline-install helpers behave."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from gpu_install import _distribution, install  # noqa: E402
+from gpu_steps import TRAINING_RUNS, cuda_test_ids  # noqa: E402
+from l2l_purepy import convert_pyx  # noqa: E402
+
+
+def test_dry_run_passes_and_writes_two_reports(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    # No wheelhouse: the training step then uses a random-stroke stand-in for Omniglot.
+    command = [sys.executable, str(REPO / "scripts/gpu_check.py"), "--device", "cpu",
+               "--dry-run", "--out", str(out), "--work", str(work),
+               "--wheelhouse", str(tmp_path / "no-wheelhouse")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_check.json", "gpu_check.md"]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert report["verdict"] == "pass" and report["dry_run"]
+    steps = {step["name"]: step for step in report["steps"]}
+    assert [s["status"] for s in steps.values()] == ["pass", "pass", "pass"]
+    assert set(steps["benchmark"]["results"]) == {"a-maml", "a-fomaml", "b-maml", "c-anil-kfo",
+                                                  "s-linreg"}
+    runs = steps["omniglot training"]["runs"]
+    assert set(runs) == {name for name, _, _ in TRAINING_RUNS}
+    assert all(run["error"] is None and run["iterations"] == 2 for run in runs.values())
+    assert "DRY RUN" in (out / "gpu_check.md").read_text()
+
+
+def test_cuda_tests_are_found_by_their_decorators():
+    ids = cuda_test_ids(REPO)
+    assert "tests/test_benchmark_peers.py::test_every_peer_gives_gbml_ext_meta_gradient_on_cuda" \
+        in ids
+    assert all("::test" in test_id for test_id in ids)
+
+
+def test_missing_wheelhouse_is_a_clear_failure(tmp_path):
+    outcome = install(tmp_path / "none", REPO)
+    assert not outcome["ok"] and "make wheelhouse" in outcome["error"]
+
+
+def test_wheel_names_map_to_distributions():
+    assert _distribution(Path("gym_notices-0.1.0-py3-none-any.whl")) == "gym-notices"
+    assert _distribution(Path("optree-0.20.0-cp312-cp312-manylinux_2_28_x86_64.whl")) == "optree"
+
+
+PYX = '''# cython: language_version=3
+cimport cython
+from cpython cimport array, bool
+import random
+
+
+class Sub(Base):
+    def twice(self):
+        return 2 * self.value()
+
+
+cdef class Base:
+
+    cdef public:
+        int n
+        list items
+
+    def __init__(self, dataset, int n=2, list items=None):
+        cdef long i
+        cdef list kept = []
+        for i in range(n):
+            kept.append(i)
+        self.n = n
+        self.items = kept
+
+    @cython.boundscheck(False)
+    cpdef value(self):
+        cdef set chosen = set(self.items)
+        found = <list>chosen
+        return len(found)
+'''
+
+
+def test_pyx_rewrite_runs_as_python():
+    namespace: dict = {}
+    exec(compile(convert_pyx(PYX), "<pyx>", "exec"), namespace)
+    assert namespace["Sub"](None, n=3).twice() == 6
+
+
+def test_rewrite_refuses_what_is_not_python():
+    with pytest.raises(SyntaxError):
+        convert_pyx("cdef extern from 'x.h':\n    int f(int)\n")
+
+
+def test_omniglot_subset_keeps_whole_characters_or_says_it_is_absent(tmp_path):
+    from build_wheelhouse import omniglot_subset
+    from gpu_steps import fake_omniglot
+
+    archive = fake_omniglot(tmp_path / "source", characters=6, drawings=2)
+    present = omniglot_subset(tmp_path / "present", archive, characters=3)
+    assert (present["present"], present["characters"], present["drawings"]) == (True, 3, 6)
+    absent = omniglot_subset(tmp_path / "absent", tmp_path / "nothing.tar.gz", characters=3)
+    assert not absent["present"]
+    assert "nothing.tar.gz" in (tmp_path / "absent/omniglot/ABSENT.txt").read_text()
