@@ -18,10 +18,10 @@ When It Cannot", AISTATS 2021), and ANIL (Raghu et al. 2020) with any of these h
 Everything else raises a `BatchedPathUnsupported` naming the per-task path.
 
 The runner picks the path with `algorithm.path` ("auto" | "per-task" | "batched";
-`algorithm.batched = true` is a synonym of "batched"). "auto" takes this path on CUDA and for
-small models (`gbml_ext.fast.AUTO_MAX_PARAMETERS`); large convolutional models on a CPU stay
-per-task, where grouped convolutions run at about half the dense throughput
-(docs/performance.md). The implementation lives in `gbml_ext.fast`.
+`algorithm.batched = true` is a synonym of "batched"). "auto" takes this path on CUDA and, on a
+CPU, for models without convolutions; convolutional models on a CPU stay per-task, where
+grouped convolutions run at about half the dense throughput (docs/performance.md). The
+implementation lives in `gbml_ext.fast`.
 """
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ from typing import Callable
 
 import torch
 
-__all__ = ["cpu_model", "hardware_description", "memory_in_use", "peak_memory_increase",
-           "peak_resident_bytes", "reset_peak_resident", "resident_bytes"]
+__all__ = ["cpu_model", "hardware_description", "memory_in_use", "peak_increase_since",
+           "peak_memory_increase", "peak_resident_bytes", "reset_peak_resident", "resident_bytes",
+           "start_peak_watch"]
 
 
 def resident_bytes() -> int:
@@ -58,6 +59,28 @@ def memory_in_use(device: torch.device) -> int:
     return resident_bytes()
 
 
+def start_peak_watch(device: torch.device) -> int:
+    """Resets the peak counter and returns the memory in use now: the baseline a later
+    `peak_increase_since` is measured from, so a peak is the work's own, not the dataset's or
+    the libraries'."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device)
+    reset_peak_resident()
+    return resident_bytes()
+
+
+def peak_increase_since(device: torch.device, baseline: int) -> int:
+    """Peak bytes in use since `start_peak_watch` returned `baseline`, above it. CUDA: the
+    tensors' own peak (`max_memory_allocated`); CPU: peak RSS, an upper bound on the tensors'
+    peak that covers this whole process."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - baseline
+    return peak_resident_bytes() - baseline
+
+
 def peak_memory_increase(function: Callable[[], object], device: torch.device) -> int:
     """Runs `function()` once and returns its peak memory above what was in use before, in bytes.
 
@@ -71,14 +94,6 @@ def peak_memory_increase(function: Callable[[], object], device: torch.device) -
         True
     """
     gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        baseline = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        function()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - baseline
-    reset_peak_resident()
-    baseline = resident_bytes()
+    baseline = start_peak_watch(device)
     function()
-    return peak_resident_bytes() - baseline
+    return peak_increase_since(device, baseline)

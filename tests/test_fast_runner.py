@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gbml_ext
-from gbml_ext.fast import BatchedPathUnsupported, choose_path, select
+from gbml_ext.fast import BatchedPathUnsupported, choose_path
 from gbml_ext.runner import ConfigError, load_config, train
 from gbml_ext.runner.build import build_learner
 from gbml_ext.runner.evaluate import run_path
@@ -33,14 +33,13 @@ def validation_losses(run_dir: Path) -> List[float]:
     return [record["loss"] for record in records if record["split"] == "validation"]
 
 
-def test_auto_takes_the_batched_path_for_small_supported_models(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_takes_the_batched_path_for_models_without_convolutions_on_cpu() -> None:
     maml = gbml_ext.MAML(torch.nn.Linear(8, 1), lr=0.1)
     assert choose_path("auto", maml, "cpu") == "batched"
     assert choose_path("auto", maml, "cuda") == "batched"
-    monkeypatch.setattr(select, "AUTO_MAX_PARAMETERS", 8)  # the model has 9
-    assert choose_path("auto", maml, "cpu") == "per-task"
-    assert choose_path("auto", maml, "cuda") == "batched"
+    cnn = gbml_ext.MAML(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten()))
+    assert choose_path("auto", cnn, "cpu") == "per-task"
+    assert choose_path("auto", cnn, "cuda") == "batched"
     assert choose_path("per-task", maml, "cuda") == "per-task"
 
 

@@ -12,9 +12,9 @@ of every task, including learn2learn's adapted transform), `meta` (the entry poi
 """
 from .inner import StackedLearner
 from .meta import batched_adaptation_curves, batched_meta_gradient
-from .select import AUTO_MAX_PARAMETERS, PATHS, choose_path
+from .select import PATHS, choose_path, has_convolutions
 from .support import BatchedPathUnsupported, check_supported, unsupported_reason
 
-__all__ = ["AUTO_MAX_PARAMETERS", "BatchedPathUnsupported", "PATHS", "StackedLearner",
+__all__ = ["BatchedPathUnsupported", "PATHS", "StackedLearner",
            "batched_adaptation_curves", "batched_meta_gradient", "check_supported",
-           "choose_path", "unsupported_reason"]
+           "choose_path", "has_convolutions", "unsupported_reason"]

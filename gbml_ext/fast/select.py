@@ -1,8 +1,11 @@
 """Which path runs a meta-learner: the per-task engine or the fast (batched) path.
 
 The fast path removes per-task launch and Python overhead, which dominates on a GPU and for
-small models; on a CPU, large convolutional models run slower batched (grouped convolutions,
-docs/performance.md), so "auto" keeps them on the per-task engine.
+small models. On a CPU, convolutional models run slower batched: vmap turns each convolution
+into a grouped one, which runs at about half the dense throughput. Measured on 2 CPU threads
+(docs/performance.md, 2026-11-24): batched 4.2x the per-task speed on the synthetic linear
+model, but 0.5-0.8x on the Omniglot and mini-ImageNet CNN4s, and 0.4-0.6x for evaluating them.
+So on a CPU "auto" takes the batched path only for models without convolutions.
 """
 from __future__ import annotations
 
@@ -13,14 +16,15 @@ from torch import nn
 
 from .support import check_supported, unsupported_reason
 
-__all__ = ["AUTO_MAX_PARAMETERS", "PATHS", "choose_path"]
+__all__ = ["PATHS", "choose_path", "has_convolutions"]
 
 PATHS = ("auto", "per-task", "batched")
+_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
-# Placeholder until measured on a quiet machine: on a CPU, "auto" takes the batched path for
-# models with at most this many parameters (all meta-parameters, transforms included), where
-# overhead, not arithmetic, bounds the per-task engine.
-AUTO_MAX_PARAMETERS = 100_000
+
+def has_convolutions(module: nn.Module) -> bool:
+    """Whether any submodule is a convolution (what runs slower batched on a CPU)."""
+    return any(isinstance(m, _CONVOLUTIONS) for m in module.modules())
 
 
 def choose_path(requested: str, algorithm: nn.Module,
@@ -29,7 +33,7 @@ def choose_path(requested: str, algorithm: nn.Module,
 
     "auto" is "batched" when the batched path supports the algorithm (MAML, FOMAML, Meta-SGD,
     Meta-KFO with or without adapt_transform, ANIL; not Reptile, iMAML, learn2learn's MAML)
-    and the device is CUDA or the algorithm has at most `AUTO_MAX_PARAMETERS` parameters.
+    and the device is CUDA or the model has no convolutions.
 
     Arguments:
         requested: "auto", "per-task" or "batched".
@@ -56,8 +60,8 @@ def choose_path(requested: str, algorithm: nn.Module,
         return requested
     if unsupported_reason(algorithm) is not None:
         return "per-task"
-    parameters = list(algorithm.parameters())
     if device is None:
+        parameters = list(algorithm.parameters())
         device = parameters[0].device if parameters else torch.device("cpu")
-    small = sum(p.numel() for p in parameters) <= AUTO_MAX_PARAMETERS
-    return "batched" if torch.device(device).type == "cuda" or small else "per-task"
+    on_gpu = torch.device(device).type == "cuda"
+    return "batched" if on_gpu or not has_convolutions(algorithm) else "per-task"

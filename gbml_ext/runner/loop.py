@@ -11,25 +11,19 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import math
-import random
 import signal
 import statistics
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 
-from .. import engine
 from ..fileio import atomic_write_json
-from ..measure import peak_resident_bytes, reset_peak_resident, resident_bytes
-from .build import build_learner, build_optimizer, build_sources
-from .checkpoint import load_latest_checkpoint, restore_rng_state, save_checkpoint
+from ..measure import peak_increase_since, start_peak_watch
+from .checkpoint import load_latest_checkpoint, save_checkpoint
 from .config import Config, config_to_dict, load_config
 from .distributed import (
     DistributedContext,
@@ -37,30 +31,16 @@ from .distributed import (
     broadcast_parameters,
     init_distributed,
 )
-from .errors import (
-    CheckpointError,
-    ConfigMismatchError,
-    DeviceError,
-    NonFiniteLossError,
-    RunFolderError,
-    RunInterrupted,
-)
+from .errors import NonFiniteLossError, RunFolderError, RunInterrupted
 from .evaluate import evaluate, run_path
+from .guards import StopSignals, check_evaluation, check_meta_loss, unadapted_loss
 from .report import environment_info, write_metrics, write_results
-from .rundir import (
-    ALLOWED_CHANGES,
-    CONFIG_FILE,
-    RESULTS_FILE,
-    config_differences,
-    flatten,
-    holds_run,
-    move_aside,
-    run_lock,
-)
+from .rundir import ALLOWED_CHANGES, CONFIG_FILE, RESULTS_FILE, holds_run, move_aside, run_lock
 from .seeds import process_seed
+from .state import TrainingState, build_run, resolve_device, restore_state, seed_everything
 
-__all__ = ["NonFiniteLossError", "RunResult", "TrainingState", "build_run", "resolve_device",
-           "seed_everything", "train"]
+__all__ = ["NonFiniteLossError", "RunResult", "TrainingState", "build_run", "check_evaluation",
+           "resolve_device", "seed_everything", "train"]
 
 
 @dataclass
@@ -72,55 +52,6 @@ class RunResult:
     results: Dict[str, Any]
     run_dir: Path
     config: Optional[Config] = field(repr=False, default=None)
-
-
-@dataclass
-class TrainingState:
-    """Everything a checkpoint restores: the learner, its optimizer, the task sources and the
-    progress so far."""
-
-    algorithm: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    sources: Dict[str, Any]
-    iteration: int = 0
-    history: List[Dict[str, Any]] = field(default_factory=list)
-    train_seconds: float = 0.0
-    iteration_seconds: List[float] = field(default_factory=list)
-    reference_loss: Optional[float] = None
-    changes: List[Dict[str, Any]] = field(default_factory=list)
-    last_checkpoint: int = 0
-
-    def checkpoint_payload(self, config: Config) -> Dict[str, Any]:
-        return {"algorithm": self.algorithm.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "sources": {k: s.state_dict() for k, s in self.sources.items()
-                            if hasattr(s, "state_dict")},
-                "iteration": self.iteration, "history": self.history,
-                "train_seconds": self.train_seconds, "iteration_seconds": self.iteration_seconds,
-                "reference_loss": self.reference_loss, "changes": self.changes,
-                "config": config_to_dict(config)}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("device = 'cuda' but torch sees no GPU here; use device=cpu or auto.")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def build_run(config: Config, device: torch.device, rank: int = 0) -> TrainingState:
-    """Model, learner, optimizer and task sources for `config`, seeded as a fresh run."""
-    seed_everything(config.seed)
-    algorithm = build_learner(config).to(device)
-    optimizer = build_optimizer(config, algorithm)
-    sources = build_sources(config.data, config.seed, rank=rank)
-    return TrainingState(algorithm, optimizer, sources)
 
 
 def train(config: Config | str | Path | None, overrides: Sequence[str] = (), resume: bool = False,
@@ -172,11 +103,11 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         # Each rank draws its own stream of training tasks from the global generators too.
         seed_everything(process_seed(config.seed, dist.rank))
         if checkpoint is not None:
-            _restore(state, checkpoint, config, allow_change)
+            restore_state(state, checkpoint, config, allow_change)
         if dist.is_main:
             atomic_write_json(run_dir / CONFIG_FILE, config_to_dict(config))
             write_metrics(run_dir, state.history)
-        memory_baseline = _start_memory_watch(device)
+        memory_baseline = start_peak_watch(device)
         _meta_train(state, config, device, dist, run_dir, progress)
         results: Dict[str, Any] = {}
         if dist.is_main:
@@ -210,69 +141,6 @@ def _claim_folder(run_dir: Path, config: Config, resume: bool, overwrite: bool,
     return None
 
 
-def _restore(state: TrainingState, checkpoint: Dict[str, Any], config: Config,
-             allow_change: Sequence[str]) -> None:
-    """Loads a checkpoint into `state`, after checking it belongs to this config."""
-    saved = checkpoint["config"]
-    current = config_to_dict(config)
-    differ = config_differences(saved, current)
-    refused = [k for k in differ if k not in allow_change]
-    old, new = flatten(saved), flatten(current)
-    if refused:
-        details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in refused)
-        hint = [k for k in refused if k in ALLOWED_CHANGES]
-        raise ConfigMismatchError(
-            f"the checkpoint in {config.run_dir()} was written by a different config ({details}). "
-            + (f"To change it on purpose, add --allow-change {' '.join(hint)}. " if hint else "")
-            + "Otherwise resume with the same settings, or start over with --overwrite.")
-    try:
-        state.algorithm.load_state_dict(checkpoint["algorithm"])
-        state.optimizer.load_state_dict(checkpoint["optimizer"])
-    except (RuntimeError, KeyError, ValueError) as error:
-        raise CheckpointError(f"the checkpoint in {config.run_dir()} does not fit this model "
-                              f"({error}). Start over with --overwrite.") from error
-    for name, source_state in checkpoint["sources"].items():
-        state.sources[name].load_state_dict(source_state)
-    for group in state.optimizer.param_groups:  # a deliberate train.lr change takes effect
-        group["lr"] = config.train.lr
-    state.iteration = state.last_checkpoint = checkpoint["iteration"]
-    state.history = checkpoint["history"]
-    state.train_seconds = checkpoint["train_seconds"]
-    state.iteration_seconds = checkpoint["iteration_seconds"]
-    state.reference_loss = checkpoint.get("reference_loss")
-    state.changes = list(checkpoint.get("changes", [])) + [
-        {"iteration": state.iteration, "key": k, "from": old.get(k), "to": new.get(k)}
-        for k in differ]
-    restore_rng_state(checkpoint["rng"])
-
-
-class _StopSignals:
-    """Turns SIGINT / SIGTERM into a request to checkpoint and stop at the end of the current
-    meta-iteration; a second signal stops at once."""
-
-    def __init__(self) -> None:
-        self.received: Optional[int] = None
-        self._previous: Dict[signal.Signals, Any] = {}
-
-    def _handle(self, number: int, frame: Any) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = number
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator["_StopSignals"]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        for number in (signal.SIGINT, signal.SIGTERM):
-            self._previous[number] = signal.signal(number, self._handle)
-        try:
-            yield self
-        finally:
-            for number, handler in self._previous.items():
-                signal.signal(number, handler)
-
-
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see `run_path`)."""
     if run_path(config.algorithm, algorithm) == "batched":
@@ -293,18 +161,19 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
     bar = tqdm(range(state.iteration, train_cfg.iterations), initial=state.iteration,
                total=train_cfg.iterations, desc=config.name,
                disable=not (progress and dist.is_main), dynamic_ncols=True)
-    with _StopSignals().installed() as stop:
+    with StopSignals().installed() as stop:
         for iteration in bar:
             tic = time.perf_counter()
             tasks = [state.sources["train"].sample().to(device) for _ in range(local_batch)]
             if state.reference_loss is None:
-                state.reference_loss = _unadapted_loss(state.algorithm, tasks)
+                state.reference_loss = unadapted_loss(state.algorithm, tasks)
             state.optimizer.zero_grad(set_to_none=True)
             outcomes = meta_gradient(tasks, config.algorithm.train_steps)
             if dist.enabled:
                 all_reduce_gradients(state.algorithm.parameters(), dist.world_size)
             loss = sum(o.loss.item() for o in outcomes) / len(outcomes)
-            _check_loss(loss, iteration + 1, state, config)
+            check_meta_loss(loss, iteration + 1, state.reference_loss, state.last_checkpoint,
+                            config)
             state.optimizer.step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -339,50 +208,6 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
     bar.close()
 
 
-def _unadapted_loss(algorithm, tasks: Sequence) -> float:
-    """Mean query loss of the meta-batch before any adaptation: the scale a meta-loss is
-    compared with to detect an exploding inner loop."""
-    losses = [engine.adaptation_curve(algorithm, task, 0)[0].loss.item() for task in tasks]
-    return sum(losses) / len(losses)
-
-
-def _check_loss(loss: float, iteration: int, state: TrainingState, config: Config) -> None:
-    factor = config.train.explode_factor
-    reference = state.reference_loss if state.reference_loss is not None else math.inf
-    if math.isfinite(loss) and loss <= factor * max(reference, 1e-12):
-        return
-    what = ("not finite" if not math.isfinite(loss)
-            else f"{loss / reference:.3g}x the unadapted loss {reference:.3g} (train.explode_factor"
-                 f" = {factor:g})")
-    lower = config.algorithm.inner_lr / 10
-    if state.last_checkpoint:
-        how = (f"The checkpoint of iteration {state.last_checkpoint} is from before it: continue "
-               f"from it with a lower rate, e.g. `--resume --allow-change algorithm.inner_lr "
-               f"algorithm.inner_lr={lower:g}`, or start over with --overwrite and a lower rate.")
-    else:
-        how = (f"No checkpoint was written before it: start over with a lower rate, e.g. "
-               f"`--overwrite algorithm.inner_lr={lower:g}` (or lower train.lr).")
-    raise NonFiniteLossError(f"meta-loss {loss:.4g} at iteration {iteration} of {config.name} is "
-                             f"{what}: the inner loop diverges. {how}")
-
-
-def check_evaluation(evaluation: Dict[str, Any], factor: float, where: str) -> None:
-    """Raises `NonFiniteLossError` if the evaluated query loss is not finite; warns (on stderr)
-    if it ends above `factor` times the loss before adaptation, which is a finding to report
-    (e.g. a model evaluated for more steps than it was trained for), not an error."""
-    before, after = evaluation["loss_by_step"][0]["mean"], evaluation["loss"]["mean"]
-    if not math.isfinite(after):
-        raise NonFiniteLossError(
-            f"{where}: the query loss after {evaluation['steps']} inner steps is {after} (it was "
-            f"{before:.4g} before adapting): the inner loop diverges at test time. Lower "
-            f"algorithm.inner_lr or algorithm.test_steps; `gbml-eval RUN_DIR --steps K` "
-            f"re-evaluates a trained run without retraining.")
-    if after > factor * max(before, 1e-12):
-        print(f"gbml_ext: warning: {where}: the query loss grows from {before:.4g} before "
-              f"adapting to {after:.4g} after {evaluation['steps']} steps (the inner loop "
-              f"diverges at test time).", file=sys.stderr)
-
-
 def _validate(state: TrainingState, config: Config, device: torch.device, run_dir: Path,
               done: int) -> None:
     evaluation = evaluate(state.algorithm, state.sources["validation"], config.train.eval_tasks,
@@ -398,7 +223,7 @@ def _validate(state: TrainingState, config: Config, device: torch.device, run_di
 def _final_results(state: TrainingState, config: Config, device: torch.device,
                    dist: DistributedContext, memory_baseline: int,
                    progress: bool) -> Dict[str, Any]:
-    peak = _peak_memory_mb(device, memory_baseline)
+    peak = peak_increase_since(device, memory_baseline) / 2**20
     path = run_path(config.algorithm, state.algorithm)
     final = evaluate(state.algorithm, state.sources[config.evaluation.split],
                      config.evaluation.tasks, config.algorithm.test_steps, device,
@@ -427,22 +252,6 @@ def _keep_previous_results(run_dir: Path) -> None:
     if old.is_file():
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
         old.rename(run_dir / f"results-{stamp}.json")
-
-
-def _start_memory_watch(device: torch.device) -> int:
-    """Resets the peak and returns the baseline, so the peak is meta-training's own and not
-    the dataset's or the libraries'."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return torch.cuda.memory_allocated(device)
-    reset_peak_resident()
-    return resident_bytes()
-
-
-def _peak_memory_mb(device: torch.device, baseline: int) -> float:
-    if device.type == "cuda":
-        return (torch.cuda.max_memory_allocated(device) - baseline) / 2**20
-    return (peak_resident_bytes() - baseline) / 2**20
 
 
 def _log(run_dir: Path, history: List[Dict[str, Any]], record: Dict[str, Any]) -> None:

@@ -118,7 +118,7 @@ def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional
                               config.evaluation.tasks, config.algorithm.test_steps,
                               torch.device(device), progress=progress,
                               path=run_path(config.algorithm, run.learner))
-    from .loop import check_evaluation
+    from .guards import check_evaluation
 
     check_evaluation(evaluation, config.train.explode_factor, f"evaluation of {run_dir}")
     result = {"name": config.name, "seed": config.seed, "run_dir": str(run_dir),

@@ -1,0 +1,161 @@
+"""What a config may hold: one dataclass per section, each key with its type, default and
+allowed values (`choices` or a numeric `range`). `gbml_ext.runner.config` reads, overrides
+and validates configs against these."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List
+
+__all__ = ["ALGORITHMS", "TRANSFORMS", "AlgorithmConfig", "Config", "DataConfig", "EvalConfig",
+           "ModelConfig", "TrainConfig", "range_text"]
+
+ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "imaml", "l2l-maml")
+TRANSFORMS = ("none", "kronecker", "kronecker-mlp")
+
+
+def _choices(*values):
+    return field(default=values[0], metadata={"choices": values})
+
+
+def _ranged(default, low=None, high=None, low_open: bool = False):
+    """A numeric field allowed in [low, high] (or (low, high] with `low_open`); None: unbounded.
+    Floats must also be finite."""
+    return field(default=default, metadata={"range": (low, high, low_open)})
+
+
+def range_text(spec) -> str:
+    """'> 0', '>= 1' or 'in [0, 16]'."""
+    low, high, low_open = spec
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+
+
+@dataclass
+class DataConfig:
+    """Where tasks come from.
+
+    source: a synthetic family ("linear-regression", "logistic-regression") or a dataset
+        ("omniglot", "mini-imagenet", "cifar-fs", "fc100").
+    root: dataset folder (vision sources only).
+    ways, shots, queries: classes per task, support and query examples per class.
+    options: source-specific settings (synthetic: dim, condition_number, ...; vision: split, ...).
+    """
+
+    source: str = "linear-regression"
+    root: str = ""
+    ways: int = _ranged(5, 1)
+    shots: int = _ranged(1, 1)
+    queries: int = _ranged(15, 1)
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """The network: a registered `name`, its `options`, and an optional deep-linear head.
+
+    linnet_depth: if > 1, the final Linear is replaced by that many linear layers ("LinNet").
+    linnet_width: hidden width of the LinNet head (default: its input size).
+    linnet_init: default | orthogonal | identity | scaled (see `gbml_ext.nn.DeepLinear`).
+    linnet_adapt_hidden: whether the head's extra layers (all but its last) adapt in the inner
+        loop; when false they are only meta-learned.
+    """
+
+    name: str = "linear"
+    options: Dict[str, Any] = field(default_factory=dict)
+    linnet_depth: int = _ranged(0, 0, 16)
+    linnet_width: int = _ranged(0, 0)
+    linnet_init: str = _choices("default", "orthogonal", "identity", "scaled")
+    linnet_adapt_hidden: bool = True
+
+
+@dataclass
+class AlgorithmConfig:
+    """How tasks are adapted to.
+
+    name: maml | fomaml | anil | metasgd | reptile | imaml | l2l-maml (learn2learn's own MAML
+        wrapper, the reference in comparisons).
+    transform: none | kronecker | kronecker-mlp (Meta-KFO when not "none").
+    transform_psd: use MᵀM Kronecker factors.
+    transform_params: parameter names that get a transform (empty: all; ANIL: all of the head).
+    inner_lr: the inner-loop learning rate α (Meta-SGD: the starting rate).
+    train_steps / test_steps: inner steps during meta-training / evaluation.
+    path: auto | per-task | batched: how tasks are adapted, in training, validation and the
+        final evaluation. "batched" adapts a chunk of tasks together (gbml_ext.fast, the
+        per-task numbers up to float rounding); "per-task" clones the model once per task;
+        "auto" takes "batched" where it supports the algorithm (not reptile, imaml, l2l-maml)
+        and the device is CUDA or the model is small (gbml_ext.fast.select). The chosen path
+        is recorded as results.json's "path".
+    batched: true is a synonym of path = "batched" (kept for older configs).
+    imaml_lam, cg_steps: iMAML's proximal strength λ and conjugate-gradient iterations.
+    """
+
+    name: str = _choices(*ALGORITHMS)
+    transform: str = _choices(*TRANSFORMS)
+    transform_psd: bool = False
+    transform_hidden_layers: int = _ranged(2, 1, 16)
+    transform_params: List[str] = field(default_factory=list)
+    inner_lr: float = _ranged(0.1, 0.0, None, low_open=True)
+    train_steps: int = _ranged(1, 1)
+    test_steps: int = _ranged(1, 1)
+    adapt_transform: bool = False
+    path: str = _choices("auto", "per-task", "batched")
+    batched: bool = False
+    imaml_lam: float = _ranged(1.0, 0.0, None, low_open=True)
+    cg_steps: int = _ranged(5, 1, 1000)
+
+
+@dataclass
+class TrainConfig:
+    """The outer loop.
+
+    iterations: meta-iterations; meta_batch: tasks per meta-iteration.
+    optimizer: adam | sgd (Reptile's ε is the sgd `lr`).
+    log_every / eval_every: in meta-iterations (0 disables).
+    eval_tasks: validation tasks per periodic evaluation.
+    checkpoint_minutes: write a checkpoint after this many minutes of work (0 disables); a
+        checkpoint is also written at the end, on SIGINT / SIGTERM, and every
+        `checkpoint_every` iterations when that is > 0.
+    explode_factor: stop the run when the meta-loss exceeds this multiple of the unadapted
+        query loss of the first meta-batch (or is not finite): the inner loop diverges.
+    """
+
+    iterations: int = _ranged(1000, 1)
+    meta_batch: int = _ranged(16, 1)
+    optimizer: str = _choices("adam", "sgd")
+    lr: float = _ranged(1e-3, 0.0, None, low_open=True)
+    log_every: int = _ranged(10, 0)
+    eval_every: int = _ranged(0, 0)
+    eval_tasks: int = _ranged(100, 2)
+    checkpoint_every: int = _ranged(0, 0)
+    checkpoint_minutes: float = _ranged(5.0, 0.0)
+    explode_factor: float = _ranged(100.0, 1.0, None, low_open=True)
+
+
+@dataclass
+class EvalConfig:
+    """The final evaluation: `tasks` held-out tasks, mean and 95% confidence interval."""
+
+    tasks: int = _ranged(600, 2)
+    split: str = _choices("test", "validation")
+
+
+@dataclass
+class Config:
+    """One experiment run. `output_dir` defaults to runs/<name>/seed<seed>."""
+
+    name: str = "experiment"
+    seed: int = _ranged(0, 0, 2**31 - 1)
+    device: str = _choices("auto", "cpu", "cuda")
+    output_dir: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+
+    def run_dir(self) -> Path:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name).strip("_") or "experiment"
+        return Path(self.output_dir or f"runs/{slug}/seed{self.seed}")
