@@ -62,7 +62,7 @@ def test_cuda_run_reports_cuda_memory(cifar_root, tmp_path):
 
 def test_each_rank_draws_its_own_training_tasks_but_shares_evaluation(cifar_root):
     from gbml_ext.runner.build import build_sources
-    from gbml_ext.runner.config import DataConfig
+    from gbml_ext.runner.schema import DataConfig
 
     data = DataConfig(source="cifar-fs", root=str(cifar_root), ways=3, shots=1, queries=1)
     rank0, rank1 = (build_sources(data, seed=0, rank=r) for r in (0, 1))

@@ -92,15 +92,20 @@ class SyntheticTasks:
     so the comparison isolates what the paper is about, the quality of the adaptation step, and
     not a better starting point. Subclasses turn (inputs, weight) into targets (`_targets`).
 
+    Arguments (keyword-only, shared by every family): dim, n_support, n_query,
+    condition_number, weight_std, covariance_seed, rotate, seed, dtype; see
+    `LinearRegressionTasks`.
+
     Attributes: dim, out_features (outputs the model needs), covariance Σ (dim, dim),
     generator.
     """
 
     out_features: int
 
-    def __init__(self, dim: int, n_support: int, n_query: int, condition_number: float,
-                 weight_std: float, covariance_seed: int, rotate: bool, seed: int,
-                 dtype: torch.dtype):
+    def __init__(self, *, dim: int = 8, n_support: int = 64, n_query: int = 64,
+                 condition_number: float = 100.0, weight_std: float = 1.0,
+                 covariance_seed: int = 0, rotate: bool = True, seed: int = 0,
+                 dtype: torch.dtype = torch.float32):
         if min(dim, n_support, n_query) < 1:
             raise ValueError(f"dim, n_support and n_query must be >= 1, got {dim}, {n_support}, "
                              f"{n_query}.")
@@ -148,8 +153,7 @@ class LinearRegressionTasks(SyntheticTasks):
     with a learning rate α < 1/λ_max leaves the error along Σ's small-eigenvalue directions
     almost untouched (factor 1 − 2αλ_i), and for a large support set the post-adaptation
     loss stays near Σ_i λ_i (1 − 2αλ_i)² weight_std² instead of near 0; see the module docstring
-    for how
-    depth and KFO remove this limit.
+    for how depth and KFO remove this limit.
 
     Arguments:
         dim: input dimension d.
@@ -174,12 +178,8 @@ class LinearRegressionTasks(SyntheticTasks):
 
     out_features = 1
 
-    def __init__(self, dim: int = 8, n_support: int = 64, n_query: int = 64,
-                 condition_number: float = 100.0, noise_std: float = 0.0,
-                 weight_std: float = 1.0, covariance_seed: int = 0, rotate: bool = True,
-                 seed: int = 0, dtype: torch.dtype = torch.float32):
-        super().__init__(dim, n_support, n_query, condition_number, weight_std,
-                         covariance_seed, rotate, seed, dtype)
+    def __init__(self, noise_std: float = 0.0, **options: Any):
+        super().__init__(**options)
         self.noise_std = noise_std
 
     def _targets(self, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -219,20 +219,16 @@ class LogisticRegressionTasks(SyntheticTasks):
 
     out_features = 2
 
-    def __init__(self, dim: int = 8, n_support: int = 64, n_query: int = 64,
-                 condition_number: float = 100.0, temperature: float = 0.0,
-                 weight_std: float = 1.0, covariance_seed: int = 0, rotate: bool = True,
-                 seed: int = 0, dtype: torch.dtype = torch.float32):
-        super().__init__(dim, n_support, n_query, condition_number, weight_std,
-                         covariance_seed, rotate, seed, dtype)
-        self.temperature = temperature
-
     def _targets(self, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         logits = inputs @ weight
         if self.temperature == 0:
             return (logits > 0).long()
         return torch.bernoulli(torch.sigmoid(logits / self.temperature),
                                generator=self.generator).long()
+
+    def __init__(self, temperature: float = 0.0, **options: Any):
+        super().__init__(**options)
+        self.temperature = temperature
 
 
 SYNTHETIC_SOURCES = {

@@ -9,10 +9,11 @@ from torch import nn
 
 from .. import nn as gnn
 from ..algorithms import ANIL, GBML, IMAML, Learn2LearnMAML, MetaSGD, Reptile
-from ..data.synthetic import SYNTHETIC_SOURCES, synthetic_task_source
+from ..data.synthetic import SYNTHETIC_SOURCES, SyntheticTasks, synthetic_task_source
 from ..data.tasks import TaskSource
 from ..optim import FrozenTransform, KroneckerTransform
-from .config import AlgorithmConfig, Config, ConfigError, DataConfig, ModelConfig
+from .config import ConfigError
+from .schema import AlgorithmConfig, Config, DataConfig, ModelConfig
 from .seeds import SPLIT_OFFSETS, stream_seed
 
 __all__ = ["MODELS", "build_algorithm", "build_learner", "build_model", "build_optimizer",
@@ -57,9 +58,8 @@ def _synthetic_shape(data: DataConfig) -> Tuple[int, int]:
     if data.source not in SYNTHETIC_SOURCES:
         raise ConfigError(f"this model takes vectors: data.source must be one of "
                           f"{tuple(SYNTHETIC_SOURCES)}, not {data.source!r}.")
-    cls = SYNTHETIC_SOURCES[data.source]
-    dim = data.options.get("dim", inspect.signature(cls).parameters["dim"].default)
-    return dim, cls.out_features
+    default_dim = inspect.signature(SyntheticTasks).parameters["dim"].default
+    return data.options.get("dim", default_dim), SYNTHETIC_SOURCES[data.source].out_features
 
 
 MODELS: Dict[str, Callable[..., nn.Module]] = {

@@ -25,21 +25,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .schema import (
-    ALGORITHMS,
-    TRANSFORMS,
-    AlgorithmConfig,
-    Config,
-    DataConfig,
-    EvalConfig,
-    ModelConfig,
-    TrainConfig,
-    range_text,
-)
+from .schema import Config, range_text
 
-__all__ = ["Config", "DataConfig", "ModelConfig", "AlgorithmConfig", "TrainConfig",
-           "EvalConfig", "ConfigError", "load_config", "config_from_dict", "apply_overrides",
-           "config_to_dict", "describe_config", "ALGORITHMS", "TRANSFORMS"]
+__all__ = ["Config", "ConfigError", "apply_overrides", "config_from_dict", "config_to_dict",
+           "describe_config", "load_config"]
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key and the fix."""

@@ -15,7 +15,8 @@ from torch import nn
 from .. import engine
 from ..data.tasks import TaskSource
 from ..fast import batched_adaptation_curves, choose_path
-from .config import AlgorithmConfig, ConfigError
+from .config import ConfigError
+from .schema import AlgorithmConfig
 
 __all__ = ["EVAL_TASKS_PER_CHUNK", "confidence_interval", "evaluate",
            "run_path", "summarize"]
