@@ -178,16 +178,28 @@ def _figure(data: Dict[str, Dict[Tuple[int, int], List[dict]]], path: Path) -> N
     plt.close(fig)
 
 
+def _test_results(folder: Path) -> List[dict]:
+    """The variant's test-split re-evaluations (`gbml-eval RUN --split test`), if made."""
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("seed*/eval-test-*.json"))]
+
+
 def _linnet_table(folder: Path) -> Optional[str]:
+    """Validation accuracy of every variant (what a choice may use), and test accuracy where
+    a variant was re-evaluated on the test split after the choice."""
     body = []
     for i, label in enumerate(LINNET_VARIANTS):
         results = _results(folder / f"linnet-v{i}")
-        if results:
-            body.append([label, len(results),
-                         format_metric(pooled_summary(results, "accuracy"), 100, 2)])
+        if not results:
+            continue
+        tested = _test_results(folder / f"linnet-v{i}")
+        body.append([label, len(results),
+                     format_metric(pooled_summary(results, "accuracy"), 100, 2),
+                     format_metric(pooled_summary(tested, "accuracy"), 100, 2) if tested
+                     else "–"])
     if not body:
         return None
-    return markdown_table(["LinNet variant (MAML, L4-H8)", "seeds", "validation accuracy %"], body)
+    return markdown_table(["LinNet variant (MAML, L4-H8)", "seeds", "validation accuracy %",
+                           "test accuracy %"], body)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
