@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=1, help="untimed meta-iterations first")
     parser.add_argument("--flat-iterations", type=int, default=None,
                         help="meta-iterations of the flat-memory check (default 300 CPU, 2000 "
-                             "CUDA; the performance issue asks for 2000); 0 skips it")
+                             "CUDA; a long run shows a leak best); 0 skips it")
     parser.add_argument("--skip-memory", action="store_true", help="no peak-memory runs")
     parser.add_argument("--skip-order-comparison", action="store_true",
                         help="no FOMAML vs MAML comparison at 1 and 5 steps")

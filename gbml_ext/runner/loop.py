@@ -9,11 +9,9 @@ and steps the outer optimizer.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import signal
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ import torch
 
 from ..fileio import atomic_write_json
 from ..measure import peak_increase_since, start_peak_watch
-from .checkpoint import load_latest_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import Config, config_to_dict, load_config
 from .distributed import (
     DistributedContext,
@@ -35,7 +33,7 @@ from .errors import NonFiniteLossError, RunFolderError, RunInterrupted
 from .evaluate import evaluate, run_path
 from .guards import StopSignals, check_evaluation, check_meta_loss, unadapted_loss
 from .report import environment_info, write_metrics, write_results
-from .rundir import ALLOWED_CHANGES, CONFIG_FILE, RESULTS_FILE, holds_run, move_aside, run_lock
+from .rundir import ALLOWED_CHANGES, CONFIG_FILE, claim_folder, keep_previous_results, run_lock
 from .seeds import process_seed
 from .state import TrainingState, build_run, resolve_device, restore_state, seed_everything
 
@@ -96,7 +94,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
     run_dir = config.run_dir()
     lock = run_lock(run_dir) if dist.is_main else contextlib.nullcontext()
     with lock:
-        checkpoint = _claim_folder(run_dir, config, resume, overwrite, dist)
+        checkpoint = claim_folder(run_dir, resume, overwrite, dist.is_main)
         state = build_run(config, device, dist.rank)
         if dist.enabled:
             broadcast_parameters(state.algorithm)
@@ -112,33 +110,9 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         results: Dict[str, Any] = {}
         if dist.is_main:
             results = _final_results(state, config, device, dist, memory_baseline, progress)
-            _keep_previous_results(run_dir)
+            keep_previous_results(run_dir)
             write_results(run_dir, results, state.history)
     return RunResult(state.algorithm, state.history, results, run_dir, config)
-
-
-def _claim_folder(run_dir: Path, config: Config, resume: bool, overwrite: bool,
-                  dist: DistributedContext) -> Optional[Dict[str, Any]]:
-    """Applies the run-folder rule; returns the checkpoint to resume from, or None."""
-    if overwrite and dist.is_main and holds_run(run_dir):
-        move_aside(run_dir)
-    if resume:
-        found = load_latest_checkpoint(run_dir)
-        if found is not None:
-            return found[0]
-        if dist.is_main:
-            print(f"gbml_ext: nothing to resume in {run_dir} (no checkpoint); starting fresh.",
-                  file=sys.stderr)
-            if holds_run(run_dir):
-                move_aside(run_dir)
-        return None
-    if dist.is_main and holds_run(run_dir):
-        finished = (run_dir / RESULTS_FILE).is_file()
-        raise RunFolderError(
-            f"{run_dir} already holds {'a finished' if finished else 'an unfinished'} run. "
-            f"Continue it with --resume, move it aside with --overwrite, or choose another "
-            f"output_dir=...")
-    return None
 
 
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:
@@ -244,14 +218,6 @@ def _final_results(state: TrainingState, config: Config, device: torch.device,
         "changes": state.changes,
         "path": path,
     }
-
-
-def _keep_previous_results(run_dir: Path) -> None:
-    """A resumed finished run re-evaluates: the results it replaces are kept beside it."""
-    old = run_dir / RESULTS_FILE
-    if old.is_file():
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        old.rename(run_dir / f"results-{stamp}.json")
 
 
 def _log(run_dir: Path, history: List[Dict[str, Any]], record: Dict[str, Any]) -> None:

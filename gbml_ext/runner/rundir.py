@@ -19,13 +19,14 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
+from .checkpoint import load_latest_checkpoint
 from .errors import RunFolderError
 
-__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "LOCK_FILE", "RESULTS_FILE", "config_differences",
-           "flatten", "holds_run", "move_aside", "run_lock", "stored_config",
-           "with_defaults"]
+__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "LOCK_FILE", "RESULTS_FILE", "claim_folder",
+           "config_differences", "flatten", "holds_run", "keep_previous_results", "move_aside",
+           "run_lock", "stored_config", "with_defaults"]
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -156,3 +157,37 @@ def run_lock(run_dir: Path) -> Iterator[Path]:
                 path.unlink()
         except (OSError, json.JSONDecodeError):
             pass
+
+
+def keep_previous_results(run_dir: Path) -> None:
+    """A resumed finished run re-evaluates: the results it replaces are kept beside it."""
+    old = run_dir / RESULTS_FILE
+    if old.is_file():
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        old.rename(run_dir / f"results-{stamp}.json")
+
+
+def claim_folder(run_dir: Path, resume: bool, overwrite: bool,
+                 is_main: bool = True) -> Optional[Dict[str, Any]]:
+    """Applies the folder rule for a run about to start in `run_dir`; returns the checkpoint
+    to resume from, or None for a fresh start. Only the main process (`is_main`) moves
+    folders or refuses them."""
+    if overwrite and is_main and holds_run(run_dir):
+        move_aside(run_dir)
+    if resume:
+        found = load_latest_checkpoint(run_dir)
+        if found is not None:
+            return found[0]
+        if is_main:
+            print(f"gbml_ext: nothing to resume in {run_dir} (no checkpoint); starting fresh.",
+                  file=sys.stderr)
+            if holds_run(run_dir):
+                move_aside(run_dir)
+        return None
+    if is_main and holds_run(run_dir):
+        finished = (run_dir / RESULTS_FILE).is_file()
+        raise RunFolderError(
+            f"{run_dir} already holds {'a finished' if finished else 'an unfinished'} run. "
+            f"Continue it with --resume, move it aside with --overwrite, or choose another "
+            f"output_dir=...")
+    return None
