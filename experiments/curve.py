@@ -137,6 +137,10 @@ def report(out: Path) -> None:
             f"in the header). L = conv layers, H = filters. {env['hardware']}, torch "
             f"{env['torch']}.\n")
     (out / "curve.md").write_text(text)
+    summary = {row: {point_name(*p): {**pooled_summary(results, "accuracy"),
+                                     "seeds": sorted(r["seed"] for r in results)}
+                     for p, results in points_.items()} for row, points_ in data.items()}
+    (out / "curve.json").write_text(json.dumps(summary, indent=1))
     _figure(data, out / "curve.png")
     print(text + f"\nwrote {out}/curve.md, curve.png")
     study = _linnet_table(out / "linnet")

@@ -12,7 +12,8 @@ def fake_results(folder: Path, accuracies: list) -> None:
                   "loss_by_step": [summarize([1.0, 1.0])] * 4,
                   "per_task": {"accuracy": accuracies, "loss_by_step": [[1.0, 1.0]] * 4}}
     (folder / "results.json").write_text(json.dumps({
-        "evaluation": evaluation, "environment": {"hardware": "test CPU", "torch": "x"}}))
+        "evaluation": evaluation, "seed": int(folder.name.removeprefix("seed")),
+        "environment": {"hardware": "test CPU", "torch": "x"}}))
 
 
 def test_report_tables_and_figure_from_run_folders(tmp_path: Path, capsys) -> None:
@@ -25,5 +26,7 @@ def test_report_tables_and_figure_from_run_folders(tmp_path: Path, capsys) -> No
     maml_row = next(line for line in table.splitlines() if line.startswith("| maml |"))
     assert "60.0 ± " in maml_row  # pooled over both seeds' tasks: mean of 0.5, 0.7, 0.6, 0.6
     assert (tmp_path / "curve.png").stat().st_size > 10_000
+    summary = json.loads((tmp_path / "curve.json").read_text())
+    assert summary["maml"]["L4-H8"]["seeds"] == [0, 1] and summary["maml"]["L4-H8"]["n"] == 4
     study = (tmp_path / "linnet.md").read_text()
     assert "depth 2, default init | 1 | 80.00 ± " in study
