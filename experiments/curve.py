@@ -5,16 +5,20 @@ AISTATS 2021), plus the LinNet study at one narrow point.
     python -m experiments.curve run --seeds 0 1 --max-minutes 150   # resumable, time-boxed
     python -m experiments.curve linnet --seeds 0 1                   # LinNet variants (validation)
     python -m experiments.curve report                               # table + figure, from folders
+    python -m experiments.curve restore   # put the committed finished runs back into runs/curve
 
 Every point uses the same budget (experiments/configs/omniglot/5w1s-curve/base.toml); only
 `model.options={layers=L, hidden=H}` changes. Runs go to `runs/curve/<point>/<row>/seed<N>`,
 each in its own process, and a finished run of the same config is reused, so `run` can be
-stopped at any time and started again.
+stopped at any time and started again. The finished runs' results (not their checkpoints) are
+committed under experiments/results/curve; `restore` copies them back, so a fresh clone goes on
+where the last session stopped.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +34,7 @@ ROWS = ["maml", "maml_linnet", "maml_kfo", "anil", "anil_linnet", "anil_kfo"]
 DEPTHS = [1, 2, 3, 4]            # at 64 filters
 WIDTHS = [4, 8, 16, 32, 64]      # at 4 layers
 DEFAULT_ROOT = Path("../shared/data/omniglot/omniglot-py.tar.gz")
+ARCHIVE = Path(__file__).resolve().parent / "results" / "curve"
 # The LinNet study: MAML at 8 filters x 4 layers, one change at a time from the curve's LinNet
 # (depth 3, width = features, PyTorch init, every layer adapts). Chosen on validation tasks.
 LINNET_POINT = (4, 8)
@@ -100,6 +105,18 @@ def linnet(seeds: Sequence[int], root: Path, out: Path) -> None:
     for seed in seeds:
         for i, overrides in enumerate(LINNET_VARIANTS.values()):
             _one(CONFIGS / "maml.toml", seed, common + overrides + [f"name='linnet-v{i}'"], out)
+
+
+def restore(out: Path) -> None:
+    """Copies the committed results of finished runs into `out`, never over existing files."""
+    copied = 0
+    for source in ARCHIVE.rglob("seed*/results.json"):
+        folder = out / source.parent.relative_to(ARCHIVE)
+        if folder.exists():
+            continue
+        shutil.copytree(source.parent, folder)
+        copied += 1
+    print(f"curve: restored {copied} finished runs into {out}")
 
 
 def _results(folder: Path) -> List[dict]:
@@ -209,7 +226,7 @@ def _linnet_table(folder: Path) -> Optional[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.curve",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("run", "linnet", "report"))
+    parser.add_argument("command", choices=("run", "linnet", "report", "restore"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="Omniglot data")
     parser.add_argument("--max-minutes", type=float, default=float("inf"),
@@ -220,6 +237,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run(args.seeds, args.root, args.max_minutes, args.out)
     elif args.command == "linnet":
         linnet(args.seeds, args.root, args.out / "linnet")
+    elif args.command == "restore":
+        restore(args.out)
     report(args.out)
     return 0
 
