@@ -13,8 +13,7 @@ from gbml_ext.runner import compare as compare_cli
 from gbml_ext.runner import load_config, train
 from gbml_ext.runner.build import build_learner
 from vision_fixtures import (
-    write_bertinetto_splits,
-    write_cifar100_tree,
+    write_cifar_fs,
     write_mini_imagenet_pickles,
     write_omniglot_tree,
 )
@@ -113,10 +112,7 @@ def test_kfo_transforms_every_parameter_or_the_whole_head(row):
 
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory):
-    cifar = tmp_path_factory.mktemp("cifar")
-    names = [f"class{i}" for i in range(9)]
-    write_cifar100_tree(cifar, names, images_per_class=2)
-    write_bertinetto_splits(cifar, {"train": names[:3], "val": names[3:6], "test": names[6:]})
+    cifar = write_cifar_fs(tmp_path_factory.mktemp("cifar"), (3, 3, 3), images_per_class=2)
     mini = write_mini_imagenet_pickles(tmp_path_factory.mktemp("mini"),
                                        {"train": 3, "validation": 3, "test": 3},
                                        images_per_class=2)

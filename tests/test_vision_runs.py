@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gbml_ext.runner import load_config, train
-from vision_fixtures import write_bertinetto_splits, write_cifar100_tree
+from vision_fixtures import write_cifar_fs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 ALGORITHMS = ["maml", "fomaml", "anil", "maml_linnet", "anil_linnet", "maml_kfo", "anil_kfo",
@@ -15,11 +15,7 @@ ALGORITHMS = ["maml", "fomaml", "anil", "maml_linnet", "anil_linnet", "maml_kfo"
 
 @pytest.fixture(scope="module")
 def cifar_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    names = [f"class{i}" for i in range(10)]
-    write_cifar100_tree(root, names, images_per_class=4)
-    write_bertinetto_splits(root, {"train": names[:4], "val": names[4:7], "test": names[7:]})
-    return root
+    return write_cifar_fs(tmp_path_factory.mktemp("cifar"), (4, 3, 3), images_per_class=4)
 
 
 def tiny_overrides(root, out):

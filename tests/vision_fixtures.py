@@ -168,3 +168,15 @@ def snapshot_tree(folder: Path) -> dict[str, str]:
     return {str(path.relative_to(folder)):
             "<dir>" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
             for path in sorted(folder.rglob("*"))}
+
+
+def write_cifar_fs(root: Path, split_sizes: Sequence[int] = (4, 3, 3),
+                   images_per_class: int = 4) -> Path:
+    """A CIFAR-FS fixture: a CIFAR-100 tree of `sum(split_sizes)` classes named class0, ...,
+    split into train / val / test by `split_sizes` (Bertinetto's split files)."""
+    names = [f"class{i}" for i in range(sum(split_sizes))]
+    write_cifar100_tree(root, names, images_per_class=images_per_class)
+    train, val = split_sizes[0], split_sizes[0] + split_sizes[1]
+    write_bertinetto_splits(root, {"train": names[:train], "val": names[train:val],
+                                   "test": names[val:]})
+    return root
