@@ -21,7 +21,7 @@ import torch
 from ..fileio import atomic_write
 from .errors import CheckpointError
 
-__all__ = ["CHECKPOINT", "PREVIOUS_CHECKPOINT", "capture_rng_state", "has_checkpoint",
+__all__ = ["CHECKPOINT", "PREVIOUS_CHECKPOINT", "capture_rng_state",
            "load_latest_checkpoint", "restore_rng_state", "save_checkpoint"]
 
 CHECKPOINT = "checkpoint.pt"
@@ -42,10 +42,6 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    return any((Path(run_dir) / name).is_file() for name in (CHECKPOINT, PREVIOUS_CHECKPOINT))
 
 
 def save_checkpoint(run_dir: Path, payload: Dict[str, Any]) -> Path:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from .config import Config, ConfigError, apply_overrides, config_from_dict, conf
 from .errors import CheckpointError
 from .evaluate import evaluate, run_path
 from .report import environment_info, results_markdown
-from .rundir import CONFIG_FILE
+from .rundir import CONFIG_FILE, stored_config
 
 __all__ = ["LoadedRun", "load_run", "reevaluate"]
 
@@ -58,11 +57,10 @@ def _private_random_state() -> Iterator[None]:
 
 
 def _read_config(run_dir: Path, overrides: Sequence[str]) -> Config:
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
+    data = stored_config(run_dir)
+    if data is None:
         raise CheckpointError(f"{run_dir} holds no gbml_ext run ({CONFIG_FILE} is missing); "
                               f"give the folder a training run wrote, e.g. runs/<name>/seed0.")
-    data = json.loads(path.read_text())
     try:
         return config_from_dict(apply_overrides(data, overrides))
     except ConfigError as error:
