@@ -82,13 +82,31 @@ def _one(config: Path, seed: int, overrides: Sequence[str], out: Path) -> bool:
         return False
 
 
-def run(seeds: Sequence[int], root: Path, max_minutes: float, out: Path) -> None:
+def shard_points(shard: Tuple[int, int]) -> List[Tuple[int, int]]:
+    """The points shard `k` of `n` runs: every n-th point, cheapest first, so that `n`
+    processes (one thread each) split the sweep without ever sharing a run folder."""
+    k, n = shard
+    return points()[k::n]
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: write K/N, e.g. 0/2") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: K must be in 0..N-1")
+    return k, n
+
+
+def run(seeds: Sequence[int], root: Path, max_minutes: float, out: Path,
+        shard: Tuple[int, int] = (0, 1)) -> None:
     start = time.monotonic()
     # One implementation for every point: the per-task engine (the batched path agrees to
     # float rounding, but its speed on a CPU depends on the model's size).
     common = [f"data.root='{_root(root)}'", "algorithm.path=per-task"]
     for seed in seeds:
-        for layers, hidden in points():
+        for layers, hidden in shard_points(shard):
             for row in ROWS:
                 if (time.monotonic() - start) / 60 > max_minutes:
                     print(f"curve: --max-minutes {max_minutes:g} reached; run again to go on.")
@@ -232,9 +250,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=float("inf"),
                         help="stop starting new runs after this long (run again to go on)")
     parser.add_argument("--out", type=Path, default=Path("runs/curve"))
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
+                        help="run every N-th point from the K-th (run N processes to split)")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.seeds, args.root, args.max_minutes, args.out)
+        run(args.seeds, args.root, args.max_minutes, args.out, args.shard)
     elif args.command == "linnet":
         linnet(args.seeds, args.root, args.out / "linnet")
     elif args.command == "restore":

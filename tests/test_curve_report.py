@@ -1,6 +1,9 @@
 """The depth/width figure and tables come from run folders by one command."""
+import argparse
 import json
 from pathlib import Path
+
+import pytest
 
 from experiments import curve
 from gbml_ext.runner.evaluate import summarize
@@ -30,3 +33,16 @@ def test_report_tables_and_figure_from_run_folders(tmp_path: Path, capsys) -> No
     assert summary["maml"]["L4-H8"]["seeds"] == [0, 1] and summary["maml"]["L4-H8"]["n"] == 4
     study = (tmp_path / "linnet.md").read_text()
     assert "depth 2, default init | 1 | 80.00 ± " in study
+
+
+def test_shards_split_the_points_without_overlap():
+    shards = [curve.shard_points(curve.parse_shard(f"{k}/3")) for k in range(3)]
+    flat = [p for shard in shards for p in shard]
+    assert sorted(flat) == sorted(curve.points()) and len(flat) == len(set(flat))
+
+
+def test_bad_shard_is_a_short_error():
+    with pytest.raises(argparse.ArgumentTypeError, match="K/N"):
+        curve.parse_shard("2")
+    with pytest.raises(argparse.ArgumentTypeError, match="0..N-1"):
+        curve.parse_shard("2/2")
