@@ -1,6 +1,7 @@
 """Final-evaluation speed: `gbml_ext.runner.evaluate` on N held-out Omniglot 5w1s tasks
 (CNN4-64, 15 queries, 3 inner steps: the loss after 0..3 steps of every task), on the per-task
-engine and on the batched fast path, interleaved over rounds; medians reported.
+engine, on the per-task engine with channels-last weights (`model.channels_last`) and on the
+batched fast path, interleaved over rounds; medians reported.
 
 Inputs are random images of Omniglot's shape (the cost does not depend on pixel values), drawn
 by a seeded source so that both paths see the same tasks.
@@ -45,25 +46,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--algorithms", nargs="+", default=["maml", "anil"])
     args = parser.parse_args(argv)
+    variants = [("per-task", False), ("per-task NHWC", True), ("batched", False)]
     seconds: Dict[str, List[float]] = {}
     losses: Dict[str, float] = {}
     for _ in range(args.rounds):
         for algorithm in args.algorithms:
-            config = load_config(None, ["data.source=omniglot", "model.name=omniglot_cnn4",
-                                        f"algorithm.name={algorithm}", "algorithm.inner_lr=0.4"])
-            torch.manual_seed(0)
-            learner = build_learner(config)
-            for path in ("per-task", "batched"):
+            for path, nhwc in variants:
+                config = load_config(None, [
+                    "data.source=omniglot", "model.name=omniglot_cnn4",
+                    f"algorithm.name={algorithm}", "algorithm.inner_lr=0.4",
+                    f"model.channels_last={str(nhwc).lower()}"])
+                torch.manual_seed(0)
+                learner = build_learner(config)
                 tic = time.perf_counter()
                 result = evaluate(learner, RandomOmniglotTasks(), args.tasks, args.steps,
-                                  path=path)
+                                  path=path.split()[0])
                 seconds.setdefault(f"{algorithm} {path}", []).append(time.perf_counter() - tic)
                 losses[f"{algorithm} {path}"] = result["loss"]["mean"]
     print(f"| algorithm | path | median s ({args.tasks} tasks, {args.steps} steps) | "
           f"speed-up | mean final loss |\n|---|---|---|---|---|")
     for algorithm in args.algorithms:
         base = statistics.median(seconds[f"{algorithm} per-task"])
-        for path in ("per-task", "batched"):
+        for path, _ in variants:
             median = statistics.median(seconds[f"{algorithm} {path}"])
             print(f"| {algorithm} | {path} | {median:.2f} | {base / median:.2f}x | "
                   f"{losses[f'{algorithm} {path}']:.6f} |")

@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--flat-iterations", type=int, default=None,
                         help="meta-iterations of the flat-memory check (default 300 CPU, 2000 "
                              "CUDA; a long run shows a leak best); 0 skips it")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads for every peer (0: torch's default)")
     parser.add_argument("--skip-memory", action="store_true", help="no peak-memory runs")
     parser.add_argument("--skip-order-comparison", action="store_true",
                         help="no FOMAML vs MAML comparison at 1 and 5 steps")
@@ -123,6 +125,7 @@ def _header(args: argparse.Namespace, argv: Optional[List[str]], device: torch.d
         "learn2learn": learn2learn.__version__,
         "peers": {name: peer.version for name, peer in PEERS.items()},
         "repeats": repeats, "warmup": args.warmup, "tiny": args.tiny,
+        "threads": torch.get_num_threads(),
         "memory_method": ("CUDA max_memory_allocated increase" if device.type == "cuda" else
                           "peak RSS (VmHWM) increase over one meta-iteration, in "
                           "a fresh subprocess per implementation"),
@@ -135,6 +138,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if args.memory_probe:
         memory_probe(*args.memory_probe)
         return {}
+    if args.threads < 0:
+        raise SystemExit(f"--threads {args.threads}: give 0 (torch's default) or more")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     on_cpu = device.type == "cpu"
     repeats = args.repeats or (3 if on_cpu else 20)

@@ -36,7 +36,9 @@ ALL_ROWS = DEFAULT_ROWS + ["linreg_shallow_fomaml", "linreg_kfo_fomaml", "logreg
 def run_rows(rows: Sequence[str], seeds: Sequence[int], out: Path, overrides: Sequence[str],
              resume: bool, overwrite: bool = False) -> Dict[str, List[dict]]:
     """Trains every row for every seed in this process, through the runner's `compare`; returns
-    {row: [result per seed]}, each result with its logged `history`."""
+    {row: [result per seed]}, each result with its logged `history`. Runs draw no training.png
+    of their own: synthetic.png shows every run's training curve."""
+    overrides = ["train.plot=false", *overrides]
     runs = compare([CONFIGS / f"{row}.toml" for row in rows], seeds, overrides, isolate=False,
                    resume=resume, out=out, overwrite=overwrite)
     by_row = dict(zip(rows, runs.values()))

@@ -3,7 +3,7 @@ like; and the benchmark's configs come from the runner's registry."""
 from __future__ import annotations
 
 import importlib.util
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import pytest
 import torch
@@ -30,7 +30,11 @@ def _meta_gradient(config_name: str, peer: str, device: torch.device
     return {name: p.grad for name, p in learner.named_parameters()}
 
 
-def _check_all_peers(config_name: str, device: torch.device) -> None:
+# Compiling takes tens of seconds on a CPU, so torch.compile has its own slow test.
+SLOW_PEERS = ("torch.compile",)
+
+
+def _check_all_peers(config_name: str, device: torch.device, only: Sequence[str] = ()) -> None:
     torch.set_default_dtype(torch.float64)  # 1e-5 is then far above rounding (about 1e-13)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny problems: extra threads only contend for a shared CPU
@@ -39,7 +43,9 @@ def _check_all_peers(config_name: str, device: torch.device) -> None:
         assert all(g is not None for g in reference.values())
         total = torch.cat([g.flatten() for g in reference.values()]).norm()
         assert total > 0
-        for peer in peers_for(_small(config_name)):
+        for peer in peers_for(_small(config_name), list(only) or None):
+            if peer in SLOW_PEERS and peer not in only:
+                continue
             gradient = _meta_gradient(config_name, peer, device)
             for name, expected in reference.items():
                 got = gradient[name]
@@ -63,6 +69,13 @@ def test_every_peer_gives_gbml_ext_meta_gradient(config_name):
     _check_all_peers(config_name, torch.device("cpu"))
 
 
+@pytest.mark.slow
+def test_compiled_first_order_peer_gives_gbml_ext_meta_gradient():
+    assert "torch.compile" in peers_for(CONFIGS["a-fomaml"])
+    assert "torch.compile" not in peers_for(CONFIGS["a-maml"])  # no double backward compiled
+    _check_all_peers("a-fomaml", torch.device("cpu"), only=["torch.compile"])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 def test_every_peer_gives_gbml_ext_meta_gradient_on_cuda(config_name):
@@ -70,7 +83,8 @@ def test_every_peer_gives_gbml_ext_meta_gradient_on_cuda(config_name):
 
 
 def test_peers_cover_the_libraries_that_are_installed():
-    always = {"gbml_ext", "batched", "batched/4", "learn2learn", "torch.func"}
+    always = {"gbml_ext", "batched", "batched/4", "nhwc", "learn2learn", "torch.func",
+              "torch.compile"}
     assert always <= set(PEERS)
     for optional in ("higher", "torchopt"):
         assert (optional in PEERS) == (importlib.util.find_spec(optional) is not None)

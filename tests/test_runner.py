@@ -135,3 +135,37 @@ def test_resume_refuses_a_checkpoint_from_another_config(tmp_path):
     with pytest.raises(ConfigError, match="different config.*algorithm.inner_lr"):
         train(tiny_config(tmp_path, "train.iterations=9", "algorithm.inner_lr=0.3"), resume=True,
               progress=False)
+
+
+def test_threads_apply_during_the_run_and_are_restored(tmp_path):
+    before = torch.get_num_threads()
+    result = train(tiny_config(tmp_path, "threads=1", "train.plot=false"), progress=False)
+    assert result.results["environment"]["threads"] == 1
+    assert torch.get_num_threads() == before
+    files = {p.name for p in tmp_path.iterdir()}
+    assert "results.json" in files and "training.png" not in files
+
+
+def test_channels_last_model_gives_the_same_meta_gradient():
+    """NHWC weights run other CPU kernels; the meta-gradient must not change beyond rounding."""
+    from gbml_ext.data.tasks import Task
+    from gbml_ext.runner.build import build_learner
+
+    overrides = ["data.source=omniglot", "model.name=omniglot_cnn4", "model.options={hidden=8}",
+                 "algorithm.name=maml", "algorithm.inner_lr=0.4"]
+    generator = torch.Generator().manual_seed(0)
+    tasks = [Task(torch.rand(5, 1, 28, 28, generator=generator), torch.arange(5),
+                  torch.rand(10, 1, 28, 28, generator=generator), torch.arange(10) % 5)
+             for _ in range(2)]
+    gradients = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        learner = build_learner(load_config(None, overrides + [
+            f"model.channels_last={str(channels_last).lower()}"]))
+        convs = [p for p in learner.parameters() if p.dim() == 4]
+        assert all(p.is_contiguous(memory_format=torch.channels_last) == channels_last
+                   for p in convs if p.shape[1] > 1)
+        learner.accumulate_meta_gradient(tasks, 2)
+        gradients.append([p.grad.clone() for p in learner.parameters()])
+    for plain, nhwc in zip(*gradients):
+        torch.testing.assert_close(nhwc, plain, rtol=1e-4, atol=1e-6)

@@ -1,12 +1,15 @@
 """Every implementation of one meta-iteration that the benchmark compares, by name.
 
-    gbml_ext, batched, batched/4   gbml_ext itself (peers/gbml_ext.py)
+    gbml_ext, batched, batched/4,  gbml_ext itself (peers/gbml_ext.py)
+    nhwc
+    torch.compile                  FOMAML with an inductor-compiled loss (peers/compiled.py)
     learn2learn                    the reference wrappers (peers/learn2learn.py)
     torch.func                     a hand-written functional inner loop (peers/torchfunc.py)
     higher                         `higher.innerloop_ctx`, when installed (peers/higher.py)
     torchopt                       TorchOpt's functional SGD, when installed (peers/torchopt.py)
 
-All of them compute the same meta-gradient; tests/test_benchmark_peers.py checks it.
+All of them compute the same meta-gradient; tests/test_benchmark_peers.py checks it (the
+compiled peer in a slow test).
 """
 from __future__ import annotations
 
@@ -16,13 +19,13 @@ import torch
 from torch import nn
 
 from ..configs import BenchmarkConfig, make_learner, make_tasks
-from . import gbml_ext, higher, learn2learn, torchfunc, torchopt
+from . import compiled, gbml_ext, higher, learn2learn, torchfunc, torchopt
 from .common import MetaIteration, Peer
 
 __all__ = ["PEERS", "Peer", "build_meta_iteration", "peers_for"]
 
 PEERS: Dict[str, Peer] = {peer.name: peer for module in
-                          (gbml_ext, learn2learn, torchfunc, higher, torchopt)
+                          (gbml_ext, learn2learn, torchfunc, compiled, higher, torchopt)
                           for peer in module.PEERS}
 
 

@@ -6,11 +6,14 @@
                  tasks at once under `torch.vmap`, the runner's `algorithm.path = "batched"`.
     batched/4    the same, 4 tasks at a time (`tasks_per_chunk=4`): less memory. Only on
                  configs with more than 4 tasks per meta-batch.
+    nhwc         the per-task engine with convolution weights channels-last (the runner's
+                 `model.channels_last = true`). Only on configs with convolutions.
 """
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple, cast
 
+import torch
 from torch import nn
 
 import gbml_ext
@@ -18,7 +21,7 @@ from gbml_ext.algorithms import MetaLearner
 from gbml_ext.batched import batched_meta_gradient
 from gbml_ext.data.tasks import Task
 
-from ..configs import BenchmarkConfig
+from ..configs import IMAGE_SHAPES, BenchmarkConfig
 from .common import MetaIteration, Peer
 
 __all__ = ["PEERS"]
@@ -45,8 +48,17 @@ def _batched_chunks_of_4(config: BenchmarkConfig, learner: nn.Module, tasks: Seq
     return _batched(config, learner, tasks, tasks_per_chunk=4)
 
 
+def _channels_last(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task]
+                   ) -> Tuple[nn.Module, MetaIteration]:
+    return _per_task(config, learner.to(memory_format=torch.channels_last), tasks)
+
+
 def _more_than_4_tasks(config: BenchmarkConfig) -> bool:
     return config.meta_batch > 4
+
+
+def _has_convolutions(config: BenchmarkConfig) -> bool:
+    return config.config.model.name in IMAGE_SHAPES
 
 
 _VERSION = getattr(gbml_ext, "__version__", None)
@@ -54,4 +66,5 @@ PEERS: List[Peer] = [
     Peer("gbml_ext", _per_task, version=_VERSION),
     Peer("batched", _batched, version=_VERSION),
     Peer("batched/4", _batched_chunks_of_4, _more_than_4_tasks, version=_VERSION),
+    Peer("nhwc", _channels_last, _has_convolutions, version=_VERSION),
 ]

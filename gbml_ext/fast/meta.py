@@ -13,11 +13,21 @@ from torch import nn
 
 from ..algorithms.anil import ANIL
 from ..data.tasks import Task
-from ..engine import LossFn, TaskOutcome, accuracy, default_loss
+from ..engine import LossFn, TaskOutcome, default_loss, is_class_labels
 from .inner import StackedLearner
 from .support import check_equal_shapes, check_supported, encode_tasks, stack_tasks
 
 __all__ = ["batched_adaptation_curves", "batched_meta_gradient"]
+
+
+def _outcomes(losses: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor
+              ) -> List[TaskOutcome]:
+    """Detached per-task outcomes from losses (T,), outputs (T, n, ...) and targets (T, n, ...),
+    with the accuracy of all tasks computed in one op (the engine's `accuracy`, per row)."""
+    accuracies: Sequence[Optional[torch.Tensor]] = [None] * len(losses)
+    if is_class_labels(targets):
+        accuracies = (outputs.detach().argmax(dim=-1) == targets).float().mean(dim=-1).unbind()
+    return [TaskOutcome(loss, acc) for loss, acc in zip(losses.detach().unbind(), accuracies)]
 
 
 def _chunks(tasks: Sequence[Task], tasks_per_chunk: Optional[int]) -> List[Sequence[Task]]:
@@ -80,8 +90,7 @@ def batched_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: in
         losses, outputs = learner.run(query_x, query_y)
         # Dividing by the whole meta-batch, not the chunk, keeps the mean over all tasks.
         (losses.sum() / len(tasks)).backward()
-        outcomes.extend(TaskOutcome(loss.detach(), accuracy(out.detach(), targets))
-                        for loss, out, targets in zip(losses, outputs, query_y))
+        outcomes.extend(_outcomes(losses, outputs, query_y))
     return outcomes
 
 
@@ -131,7 +140,7 @@ def batched_adaptation_curves(algorithm: nn.Module, tasks: Sequence[Task], steps
                 learner.step(support_x, support_y)
             with torch.no_grad():
                 losses, outputs = learner.run(query_x, query_y)
-            for curve, loss, out, targets in zip(chunk_curves, losses, outputs, query_y):
-                curve.append(TaskOutcome(loss.clone(), accuracy(out, targets)))
+            for curve, outcome in zip(chunk_curves, _outcomes(losses, outputs, query_y)):
+                curve.append(outcome)
         curves.extend(chunk_curves)
     return curves

@@ -94,6 +94,8 @@ def build_learner(config: Config) -> nn.Module:
     if config.model.linnet_depth > 1 and not config.model.linnet_adapt_hidden:
         head = [m for m in model.modules() if isinstance(m, gnn.DeepLinear)][-1]
         frozen = tuple(id(p) for layer in head.layers[:-1] for p in layer.parameters())
+    if config.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # converts only 4-d weights
     return build_algorithm(config.algorithm, model, frozen)
 
 

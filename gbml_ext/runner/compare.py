@@ -31,7 +31,7 @@ from .rundir import RESULTS_FILE, config_differences, flatten
 # implementation computed them (the per-task and batched paths agree to float rounding).
 PATH_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "train.log_every",
              "train.checkpoint_every", "train.checkpoint_minutes", "algorithm.path",
-             "algorithm.batched")
+             "algorithm.batched", "threads", "model.channels_last", "train.plot")
 
 __all__ = ["compare", "compare_table", "comparable_summaries", "pooled_summary", "main"]
 

@@ -35,7 +35,14 @@ from .guards import StopSignals, check_evaluation, check_meta_loss, unadapted_lo
 from .report import environment_info, write_metrics, write_results
 from .rundir import ALLOWED_CHANGES, CONFIG_FILE, claim_folder, keep_previous_results, run_lock
 from .seeds import process_seed
-from .state import TrainingState, build_run, resolve_device, restore_state, seed_everything
+from .state import (
+    TrainingState,
+    build_run,
+    cpu_threads,
+    resolve_device,
+    restore_state,
+    seed_everything,
+)
 
 __all__ = ["NonFiniteLossError", "RunResult", "TrainingState", "build_run", "check_evaluation",
            "resolve_device", "seed_everything", "train"]
@@ -93,7 +100,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
                              f"the {dist.world_size} processes.")
     run_dir = config.run_dir()
     lock = run_lock(run_dir) if dist.is_main else contextlib.nullcontext()
-    with lock:
+    with lock, cpu_threads(config.threads):
         checkpoint = claim_folder(run_dir, resume, overwrite, dist.is_main)
         state = build_run(config, device, dist.rank)
         if dist.enabled:
@@ -111,7 +118,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         if dist.is_main:
             results = _final_results(state, config, device, dist, memory_baseline, progress)
             keep_previous_results(run_dir)
-            write_results(run_dir, results, state.history)
+            write_results(run_dir, results, state.history, config.train.plot)
     return RunResult(state.algorithm, state.history, results, run_dir, config)
 
 

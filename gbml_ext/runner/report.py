@@ -71,9 +71,12 @@ def results_markdown(results: Dict[str, Any]) -> str:
             f"torch {env['torch']}, {env['date']}.\n")
 
 
-def write_results(run_dir: Path, results: Dict[str, Any], history: List[Dict[str, Any]]) -> None:
-    """Writes results.json, results.md (one-row table) and training.png next to each other."""
+def write_results(run_dir: Path, results: Dict[str, Any], history: List[Dict[str, Any]],
+                  plot: bool = True) -> None:
+    """Writes results.json, results.md (one-row table) and, with `plot`, training.png next to
+    each other."""
     run_dir = Path(run_dir)
     atomic_write_json(run_dir / "results.json", results)
     atomic_write_text(run_dir / "results.md", results_markdown(results))
-    plot_training_curves({results["name"]: history}, run_dir / "training.png")
+    if plot:
+        plot_training_curves({results["name"]: history}, run_dir / "training.png")

@@ -37,8 +37,9 @@ FREE_KEYS = ("name", "output_dir", "data.root", "data.options.cache_dir", "train
              "train.eval_every", "train.eval_tasks", "train.checkpoint_every",
              "train.checkpoint_minutes", "train.explode_factor", "algorithm.test_steps",
              "evaluation.tasks", "evaluation.split",
-             # which implementation computes the step (per-task or batched): equal to ~1e-6
-             "algorithm.path", "algorithm.batched")
+             # how the step is computed (path, threads, memory format): equal to ~1e-6
+             "algorithm.path", "algorithm.batched", "threads", "model.channels_last",
+             "train.plot")
 # Keys a user may change on purpose when resuming (`--allow-change KEY`).
 ALLOWED_CHANGES = ("algorithm.inner_lr", "train.lr", "device")
 

@@ -61,6 +61,8 @@ class ModelConfig:
     linnet_init: default | orthogonal | identity | scaled (see `gbml_ext.nn.DeepLinear`).
     linnet_adapt_hidden: whether the head's extra layers (all but its last) adapt in the inner
         loop; when false they are only meta-learned.
+    channels_last: store convolution weights channels-last (NHWC), so that the CPU's oneDNN
+        convolutions and batch-norm take their NHWC kernels. Same numbers up to float rounding.
     """
 
     name: str = "linear"
@@ -69,6 +71,7 @@ class ModelConfig:
     linnet_width: int = _ranged(0, 0)
     linnet_init: str = _choices("default", "orthogonal", "identity", "scaled")
     linnet_adapt_hidden: bool = True
+    channels_last: bool = False
 
 
 @dataclass
@@ -120,6 +123,7 @@ class TrainConfig:
         `checkpoint_every` iterations when that is > 0.
     explode_factor: stop the run when the meta-loss exceeds this multiple of the unadapted
         query loss of the first meta-batch (or is not finite): the inner loop diverges.
+    plot: write the run's training.png (experiments that draw their own figure turn it off).
     """
 
     iterations: int = _ranged(1000, 1)
@@ -132,6 +136,7 @@ class TrainConfig:
     checkpoint_every: int = _ranged(0, 0)
     checkpoint_minutes: float = _ranged(5.0, 0.0)
     explode_factor: float = _ranged(100.0, 1.0, None, low_open=True)
+    plot: bool = True
 
 
 @dataclass
@@ -144,11 +149,17 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    """One experiment run. `output_dir` defaults to runs/<name>/seed<seed>."""
+    """One experiment run. `output_dir` defaults to runs/<name>/seed<seed>.
+
+    threads: torch's intra-op CPU threads during the run (0: leave torch's setting). Models of
+        a few hundred parameters are bound by per-op overhead, and one thread avoids the cost
+        of waking the others for every tiny op.
+    """
 
     name: str = "experiment"
     seed: int = _ranged(0, 0, 2**31 - 1)
     device: str = _choices("auto", "cpu", "cuda")
+    threads: int = _ranged(0, 0, 1024)
     output_dir: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -3,9 +3,10 @@ sources and the progress so far (`TrainingState`), built fresh from a config (`b
 restored from a checkpoint (`restore_state`)."""
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +17,8 @@ from .config import Config, config_to_dict
 from .errors import CheckpointError, ConfigMismatchError, DeviceError
 from .rundir import ALLOWED_CHANGES, config_differences, flatten
 
-__all__ = ["TrainingState", "build_run", "resolve_device", "restore_state", "seed_everything"]
+__all__ = ["TrainingState", "build_run", "cpu_threads", "resolve_device", "restore_state",
+           "seed_everything"]
 
 
 @dataclass
@@ -51,6 +53,20 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise DeviceError("device = 'cuda' but torch sees no GPU here; use device=cpu or auto.")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int) -> Iterator[None]:
+    """Runs the block with torch's intra-op thread count set to `threads` (0: unchanged), and
+    puts the previous count back afterwards, so runs in one process do not leak it."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads:
+            torch.set_num_threads(previous)
 
 
 def seed_everything(seed: int) -> None:
