@@ -6,14 +6,17 @@ batched fast path, interleaved over rounds; medians reported.
 Inputs are random images of Omniglot's shape (the cost does not depend on pixel values), drawn
 by a seeded source so that both paths see the same tasks.
 
-    python -m benchmarks.evaluation --tasks 600 --rounds 3
+    python -m benchmarks.evaluation --tasks 600 --rounds 3 --variants per-task nhwc \
+        --json eval.json
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -23,7 +26,11 @@ from gbml_ext.measure import hardware_description
 from gbml_ext.runner import evaluate, load_config
 from gbml_ext.runner.build import build_learner
 
-__all__ = ["main"]
+__all__ = ["VARIANTS", "main"]
+
+# name: (evaluation path, channels-last weights)
+VARIANTS = {"per-task": ("per-task", False), "nhwc": ("per-task", True),
+            "batched": ("batched", False)}
 
 
 class RandomOmniglotTasks:
@@ -45,13 +52,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--algorithms", nargs="+", default=["maml", "anil"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="per-task (the baseline, always run), nhwc, batched")
+    parser.add_argument("--json", default=None, help="write the times to this file")
     args = parser.parse_args(argv)
-    variants = [("per-task", False), ("per-task NHWC", True), ("batched", False)]
+    chosen = ["per-task"] + [v for v in args.variants if v != "per-task"]
+    variants = [(name, *VARIANTS[name]) for name in chosen]
     seconds: Dict[str, List[float]] = {}
     losses: Dict[str, float] = {}
     for _ in range(args.rounds):
         for algorithm in args.algorithms:
-            for path, nhwc in variants:
+            for name, path, nhwc in variants:
                 config = load_config(None, [
                     "data.source=omniglot", "model.name=omniglot_cnn4",
                     f"algorithm.name={algorithm}", "algorithm.inner_lr=0.4",
@@ -60,20 +71,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 learner = build_learner(config)
                 tic = time.perf_counter()
                 result = evaluate(learner, RandomOmniglotTasks(), args.tasks, args.steps,
-                                  path=path.split()[0])
-                seconds.setdefault(f"{algorithm} {path}", []).append(time.perf_counter() - tic)
-                losses[f"{algorithm} {path}"] = result["loss"]["mean"]
+                                  path=path)
+                seconds.setdefault(f"{algorithm} {name}", []).append(time.perf_counter() - tic)
+                losses[f"{algorithm} {name}"] = result["loss"]["mean"]
     print(f"| algorithm | path | median s ({args.tasks} tasks, {args.steps} steps) | "
           f"speed-up | mean final loss |\n|---|---|---|---|---|")
     for algorithm in args.algorithms:
         base = statistics.median(seconds[f"{algorithm} per-task"])
-        for path, _ in variants:
-            median = statistics.median(seconds[f"{algorithm} {path}"])
-            print(f"| {algorithm} | {path} | {median:.2f} | {base / median:.2f}x | "
-                  f"{losses[f'{algorithm} {path}']:.6f} |")
-    print(f"\n{hardware_description(torch.device('cpu'))}, torch {torch.__version__}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rounds} rounds, "
-          f"interleaved.")
+        for name, _, _ in variants:
+            median = statistics.median(seconds[f"{algorithm} {name}"])
+            print(f"| {algorithm} | {name} | {median:.2f} | {base / median:.2f}x | "
+                  f"{losses[f'{algorithm} {name}']:.6f} |")
+    footer = (f"{hardware_description(torch.device('cpu'))}, "
+              f"torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+              f"{args.rounds} rounds, interleaved.")
+    print("\n" + footer)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"command": "python -m benchmarks.evaluation " + " ".join(sys.argv[1:]),
+             "environment": footer, "tasks": args.tasks, "steps": args.steps,
+             "seconds": seconds, "final_loss": losses}, indent=1))
     return 0
 
 

@@ -57,3 +57,24 @@ def test_cpu_peak_memory_comes_from_a_fresh_process():
 def test_unknown_peer_is_refused():
     with pytest.raises(SystemExit, match="unknown or uninstalled peers"):
         main(["--peers", "nonesuch", "--configs", "", "--flat-iterations", "0"])
+
+
+def test_evaluation_benchmark_variants_score_the_same_tasks(tmp_path, one_thread):
+    from benchmarks import evaluation
+
+    out = tmp_path / "eval.json"
+    evaluation.main(["--tasks", "2", "--rounds", "1", "--algorithms", "anil",
+                     "--variants", "nhwc", "batched", "--json", str(out)])
+    report = json.loads(out.read_text())
+    losses = report["final_loss"]
+    assert set(losses) == {"anil per-task", "anil nhwc", "anil batched"}
+    assert max(losses.values()) - min(losses.values()) < 1e-4 * abs(losses["anil per-task"])
+
+
+def test_demo_speed_compares_tables_without_the_timing_column():
+    from benchmarks.demo_speed import loss_table
+
+    one = "| model | loss | meta-train s / seed |\n|---|---|---|\n| Shallow | 0.5 | 5.5 |\ntook 9 s"
+    two = one.replace("5.5", "1.4").replace("9 s", "3 s")
+    assert loss_table(one) == loss_table(two)
+    assert loss_table(one) != loss_table(two.replace("0.5", "0.6"))
