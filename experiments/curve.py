@@ -1,6 +1,7 @@
 """The "when MAML cannot adapt fast" curve: Omniglot 5w1s accuracy against backbone depth and
 width, for MAML, MAML+LinNet, MAML-KFO, ANIL, ANIL+LinNet and ANIL-KFO (Arnold, Iqbal & Sha,
-AISTATS 2021), plus the LinNet study at one narrow point.
+AISTATS 2021), plus the LinNet study at one narrow point. LinNet rows come twice: with
+PyTorch's init (`*_linnet`) and with orthogonal factors (`*_linnet_orth`, the study's winner).
 
     python -m experiments.curve run --seeds 0 1 --max-minutes 150   # resumable, time-boxed
     python -m experiments.curve linnet --seeds 0 1                   # LinNet variants (validation)
@@ -30,7 +31,8 @@ from gbml_ext.runner.plots import pyplot
 from gbml_ext.runner.report import format_metric, markdown_table
 
 CONFIGS = Path(__file__).resolve().parent / "configs" / "omniglot" / "5w1s-curve"
-ROWS = ["maml", "maml_linnet", "maml_kfo", "anil", "anil_linnet", "anil_kfo"]
+ROWS = ["maml", "maml_linnet", "maml_linnet_orth", "maml_kfo", "anil", "anil_linnet",
+        "anil_linnet_orth", "anil_kfo"]
 DEPTHS = [1, 2, 3, 4]            # at 64 filters
 WIDTHS = [4, 8, 16, 32, 64]      # at 4 layers
 DEFAULT_ROOT = Path("../shared/data/omniglot/omniglot-py.tar.gz")
