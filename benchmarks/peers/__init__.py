@@ -1,8 +1,7 @@
 """Every implementation of one meta-iteration that the benchmark compares, by name.
 
     gbml_ext, batched, batched/4,  gbml_ext itself (peers/gbml_ext.py)
-    nhwc
-    torch.compile                  FOMAML with an inductor-compiled loss (peers/compiled.py)
+    nhwc, compiled
     learn2learn                    the reference wrappers (peers/learn2learn.py)
     torch.func                     a hand-written functional inner loop (peers/torchfunc.py)
     higher                         `higher.innerloop_ctx`, when installed (peers/higher.py)
@@ -19,13 +18,13 @@ import torch
 from torch import nn
 
 from ..configs import BenchmarkConfig, make_learner, make_tasks
-from . import compiled, gbml_ext, higher, learn2learn, torchfunc, torchopt
+from . import gbml_ext, higher, learn2learn, torchfunc, torchopt
 from .common import MetaIteration, Peer
 
 __all__ = ["PEERS", "Peer", "build_meta_iteration", "peers_for"]
 
 PEERS: Dict[str, Peer] = {peer.name: peer for module in
-                          (gbml_ext, learn2learn, torchfunc, compiled, higher, torchopt)
+                          (gbml_ext, learn2learn, torchfunc, higher, torchopt)
                           for peer in module.PEERS}
 
 

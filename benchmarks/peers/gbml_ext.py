@@ -8,6 +8,10 @@
                  configs with more than 4 tasks per meta-batch.
     nhwc         the per-task engine with convolution weights channels-last (the runner's
                  `model.channels_last = true`). Only on configs with convolutions.
+    compiled     `gbml_ext.fast.compiled_meta_gradient`: FOMAML with the task loss compiled
+                 by torch.compile (`algorithm.path = "compiled"`). Only on first-order
+                 configs without transform: torch 2.14 cannot compile a double backward.
+                 Compilation falls in the warm-up (`first_call_s` in the JSON).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import gbml_ext
 from gbml_ext.algorithms import MetaLearner
 from gbml_ext.batched import batched_meta_gradient
 from gbml_ext.data.tasks import Task
+from gbml_ext.fast import compiled_meta_gradient
 
 from ..configs import IMAGE_SHAPES, BenchmarkConfig
 from .common import MetaIteration, Peer
@@ -53,6 +58,19 @@ def _channels_last(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[
     return _per_task(config, learner.to(memory_format=torch.channels_last), tasks)
 
 
+def _compiled(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task]
+              ) -> Tuple[nn.Module, MetaIteration]:
+    def meta_iteration() -> None:
+        compiled_meta_gradient(learner, list(tasks), config.steps)
+
+    return learner, meta_iteration
+
+
+def _first_order_plain(config: BenchmarkConfig) -> bool:
+    algorithm = config.config.algorithm
+    return algorithm.name == "fomaml" and algorithm.transform == "none"
+
+
 def _more_than_4_tasks(config: BenchmarkConfig) -> bool:
     return config.meta_batch > 4
 
@@ -67,4 +85,5 @@ PEERS: List[Peer] = [
     Peer("batched", _batched, version=_VERSION),
     Peer("batched/4", _batched_chunks_of_4, _more_than_4_tasks, version=_VERSION),
     Peer("nhwc", _channels_last, _has_convolutions, version=_VERSION),
+    Peer("compiled", _compiled, _first_order_plain, version=_VERSION),
 ]

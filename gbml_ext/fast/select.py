@@ -1,4 +1,5 @@
-"""Which path runs a meta-learner: the per-task engine or the fast (batched) path.
+"""Which path runs a meta-learner: the per-task engine, the fast (batched) path, or the
+compiled path (opt-in only; see `gbml_ext.fast.compiled`).
 
 The fast path removes per-task launch and Python overhead, which dominates on a GPU and for
 small models. On a CPU, convolutional models run slower batched: vmap turns each convolution
@@ -14,11 +15,12 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .compiled import check_compiled, compiled_unsupported_reason
 from .support import check_supported, unsupported_reason
 
 __all__ = ["PATHS", "choose_path", "has_convolutions"]
 
-PATHS = ("auto", "per-task", "batched")
+PATHS = ("auto", "per-task", "batched", "compiled")
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -28,21 +30,25 @@ def has_convolutions(module: nn.Module) -> bool:
 
 
 def choose_path(requested: str, algorithm: nn.Module,
-                device: Optional[torch.device | str] = None) -> str:
-    """Resolves a requested path to "per-task" or "batched".
+                device: Optional[torch.device | str] = None, training: bool = False) -> str:
+    """Resolves a requested path to "per-task", "batched" or "compiled".
 
     "auto" is "batched" when the batched path supports the algorithm (MAML, FOMAML, Meta-SGD,
     Meta-KFO with or without adapt_transform, ANIL; not Reptile, iMAML, learn2learn's MAML)
-    and the device is CUDA or the model has no convolutions.
+    and the device is CUDA or the model has no convolutions. "compiled" compiles what can be
+    compiled: evaluation of a plain MAML/FOMAML, and meta-training when it is first-order;
+    MAML's second-order meta-training stays "per-task".
 
     Arguments:
-        requested: "auto", "per-task" or "batched".
+        requested: "auto", "per-task", "batched" or "compiled".
         algorithm: the meta-learner.
         device: where it runs; None: the device of its first parameter.
+        training: resolve the path of meta-training steps (else of evaluation).
 
     Raises:
         ValueError: an unknown `requested`.
-        BatchedPathUnsupported: "batched" for an algorithm the batched path cannot run.
+        BatchedPathUnsupported: "batched" or "compiled" for an algorithm that path cannot run
+            (`CompiledPathUnsupported` is a subclass).
 
     Example:
         >>> import gbml_ext
@@ -57,6 +63,11 @@ def choose_path(requested: str, algorithm: nn.Module,
         return requested
     if requested == "batched":
         check_supported(algorithm)
+        return requested
+    if requested == "compiled":
+        check_compiled(algorithm, training=False)
+        if training and compiled_unsupported_reason(algorithm, training=True) is not None:
+            return "per-task"  # second order: the double backward cannot be compiled
         return requested
     if unsupported_reason(algorithm) is not None:
         return "per-task"

@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import engine
 from ..data.tasks import TaskSource
-from ..fast import batched_adaptation_curves, choose_path
+from ..fast import batched_adaptation_curves, choose_path, compiled_adaptation_curves
 from .config import ConfigError
 from .schema import AlgorithmConfig
 
@@ -53,8 +53,9 @@ def summarize(values: Sequence[float]) -> Dict[str, float]:
             "n": len(values)}
 
 
-def run_path(config: AlgorithmConfig, algorithm: nn.Module) -> str:
-    """The path ("per-task" or "batched") a run of `config` takes for `algorithm`.
+def run_path(config: AlgorithmConfig, algorithm: nn.Module, training: bool = False) -> str:
+    """The path ("per-task", "batched" or "compiled") a run of `config` takes for
+    `algorithm`, in its meta-training steps when `training`, else in evaluation.
 
     `algorithm.batched = true` means `algorithm.path = "batched"`; "auto" is resolved by
     `gbml_ext.fast.choose_path` on the algorithm's device.
@@ -74,7 +75,7 @@ def run_path(config: AlgorithmConfig, algorithm: nn.Module) -> str:
             raise ConfigError("algorithm.batched = true contradicts algorithm.path = 'per-task'; "
                               "drop algorithm.batched (a synonym of path = 'batched').")
         requested = "batched"
-    return choose_path(requested, algorithm)
+    return choose_path(requested, algorithm, training=training)
 
 
 def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: int,
@@ -87,8 +88,9 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
         num_tasks, steps: how many tasks, and the inner steps scored (0..steps).
         device: where tasks are moved; loss_fn: as for `engine.adaptation_curve`.
         progress: show a progress bar.
-        path: "per-task", "batched" (`EVAL_TASKS_PER_CHUNK` tasks at a time) or "auto"
-            (`gbml_ext.fast.choose_path`). Both paths see the same tasks in the same order.
+        path: "per-task", "batched" (`EVAL_TASKS_PER_CHUNK` tasks at a time), "compiled"
+            or "auto" (`gbml_ext.fast.choose_path`). Every path sees the same tasks in the
+            same order.
 
     Returns a dict with, for the final step, `loss` and `accuracy` summaries ({mean, ci95, n};
     accuracy is None for regression), `loss_by_step`: the summary after 0..steps steps, and
@@ -96,15 +98,17 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
     """
     from tqdm.auto import tqdm
 
-    batched = choose_path(path, algorithm, device) == "batched"
-    chunk = EVAL_TASKS_PER_CHUNK if batched else 1
+    chosen = choose_path(path, algorithm, device)
+    chunk = EVAL_TASKS_PER_CHUNK if chosen == "batched" else 1
     curves: List[List[engine.TaskOutcome]] = []
     with tqdm(total=num_tasks, desc="evaluate", leave=False, disable=not progress) as bar:
         while len(curves) < num_tasks:
             tasks = [source.sample().to(device)
                      for _ in range(min(chunk, num_tasks - len(curves)))]
-            if batched:
+            if chosen == "batched":
                 curves.extend(batched_adaptation_curves(algorithm, tasks, steps, loss_fn, None))
+            elif chosen == "compiled":
+                curves.extend(compiled_adaptation_curves(algorithm, tasks, steps, loss_fn))
             else:
                 curves.extend(engine.adaptation_curve(algorithm, task, steps, loss_fn)
                               for task in tasks)

@@ -124,10 +124,15 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
 
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see `run_path`)."""
-    if run_path(config.algorithm, algorithm) == "batched":
-        from ..batched import batched_meta_gradient
+    path = run_path(config.algorithm, algorithm, training=True)
+    if path == "batched":
+        from ..fast import batched_meta_gradient
 
         return lambda tasks, steps: batched_meta_gradient(algorithm, tasks, steps)
+    if path == "compiled":
+        from ..fast import compiled_meta_gradient
+
+        return lambda tasks, steps: compiled_meta_gradient(algorithm, tasks, steps)
     return algorithm.accumulate_meta_gradient
 
 

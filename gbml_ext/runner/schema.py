@@ -85,12 +85,15 @@ class AlgorithmConfig:
     transform_params: parameter names that get a transform (empty: all; ANIL: all of the head).
     inner_lr: the inner-loop learning rate α (Meta-SGD: the starting rate).
     train_steps / test_steps: inner steps during meta-training / evaluation.
-    path: auto | per-task | batched: how tasks are adapted, in training, validation and the
-        final evaluation. "batched" adapts a chunk of tasks together (gbml_ext.fast, the
-        per-task numbers up to float rounding); "per-task" clones the model once per task;
-        "auto" takes "batched" where it supports the algorithm (not reptile, imaml, l2l-maml)
-        and the device is CUDA or the model is small (gbml_ext.fast.select). The chosen path
-        is recorded as results.json's "path".
+    path: auto | per-task | batched | compiled: how tasks are adapted, in training,
+        validation and the final evaluation. "batched" adapts a chunk of tasks together
+        (gbml_ext.fast, the per-task numbers up to float rounding); "per-task" clones the
+        model once per task; "auto" takes "batched" where it supports the algorithm (not
+        reptile, imaml, l2l-maml) and the device is CUDA or the model has no convolutions
+        (gbml_ext.fast.select). "compiled" (maml, fomaml without transform) compiles the task
+        loss with torch.compile for evaluation and for first-order meta-training; MAML's
+        second-order meta-training stays per-task. The evaluation path is recorded as
+        results.json's "path".
     batched: true is a synonym of path = "batched" (kept for older configs).
     imaml_lam, cg_steps: iMAML's proximal strength λ and conjugate-gradient iterations.
     """
@@ -104,7 +107,7 @@ class AlgorithmConfig:
     train_steps: int = _ranged(1, 1)
     test_steps: int = _ranged(1, 1)
     adapt_transform: bool = False
-    path: str = _choices("auto", "per-task", "batched")
+    path: str = _choices("auto", "per-task", "batched", "compiled")
     batched: bool = False
     imaml_lam: float = _ranged(1.0, 0.0, None, low_open=True)
     cg_steps: int = _ranged(5, 1, 1000)
