@@ -126,7 +126,7 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see `run_path`)."""
     path = run_path(config.algorithm, algorithm, training=True)
     if path == "batched":
-        from ..fast import batched_meta_gradient
+        from ..batched import batched_meta_gradient
 
         return lambda tasks, steps: batched_meta_gradient(algorithm, tasks, steps)
     if path == "compiled":
