@@ -31,7 +31,7 @@ def _meta_gradient(config_name: str, peer: str, device: torch.device
 
 
 # Compiling takes tens of seconds on a CPU, so the compiled path has its own slow test.
-SLOW_PEERS = ("compiled",)
+SLOW_PEERS = ("compiled", "compiled-nhwc")
 
 
 def _check_all_peers(config_name: str, device: torch.device, only: Sequence[str] = ()) -> None:
@@ -73,7 +73,7 @@ def test_every_peer_gives_gbml_ext_meta_gradient(config_name):
 def test_compiled_first_order_peer_gives_gbml_ext_meta_gradient():
     assert "compiled" in peers_for(CONFIGS["a-fomaml"])
     assert "compiled" not in peers_for(CONFIGS["a-maml"])  # no double backward compiled
-    _check_all_peers("a-fomaml", torch.device("cpu"), only=["compiled"])
+    _check_all_peers("a-fomaml", torch.device("cpu"), only=["compiled", "compiled-nhwc"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

@@ -12,6 +12,7 @@
                  by torch.compile (`algorithm.path = "compiled"`). Only on first-order
                  configs without transform: torch 2.14 cannot compile a double backward.
                  Compilation falls in the warm-up (`first_call_s` in the JSON).
+    compiled-nhwc  the same with channels-last convolution weights.
 """
 from __future__ import annotations
 
@@ -66,9 +67,18 @@ def _compiled(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task]
     return learner, meta_iteration
 
 
+def _compiled_channels_last(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task]
+                            ) -> Tuple[nn.Module, MetaIteration]:
+    return _compiled(config, learner.to(memory_format=torch.channels_last), tasks)
+
+
 def _first_order_plain(config: BenchmarkConfig) -> bool:
     algorithm = config.config.algorithm
     return algorithm.name == "fomaml" and algorithm.transform == "none"
+
+
+def _first_order_plain_convolutional(config: BenchmarkConfig) -> bool:
+    return _first_order_plain(config) and _has_convolutions(config)
 
 
 def _more_than_4_tasks(config: BenchmarkConfig) -> bool:
@@ -86,4 +96,6 @@ PEERS: List[Peer] = [
     Peer("batched/4", _batched_chunks_of_4, _more_than_4_tasks, version=_VERSION),
     Peer("nhwc", _channels_last, _has_convolutions, version=_VERSION),
     Peer("compiled", _compiled, _first_order_plain, version=_VERSION),
+    Peer("compiled-nhwc", _compiled_channels_last, _first_order_plain_convolutional,
+         version=_VERSION),
 ]
