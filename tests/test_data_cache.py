@@ -183,3 +183,39 @@ def test_an_old_cache_in_the_data_folder_is_pointed_out_not_touched(tmp_path, xd
     load_omniglot(root, **TINY)
     assert any(str(old) in line and "no longer read" in line for line in announcements(capsys))
     assert snapshot_tree(root) == before
+
+
+def test_a_process_that_waited_for_the_extraction_lock_reuses_the_finished_tree(tmp_path):
+    """Two shards loading Omniglot at once: the second must not replace the tree the first just
+    extracted (its readers would find files gone)."""
+    import fcntl
+    import tarfile
+    import threading
+    import time
+
+    from gbml_ext.data import archives
+
+    source = tmp_path / "src" / "omniglot-py"
+    source.mkdir(parents=True)
+    (source / "image.txt").write_text("pixels")
+    archive = tmp_path / "omniglot-py.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source, arcname="omniglot-py")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with open(cache / ".extract.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # "another process" is extracting
+        waiter = threading.Thread(target=archives.extract_archive_once,
+                                  args=(archive, "omniglot-py", cache, "omniglot"))
+        waiter.start()
+        time.sleep(0.3)
+        assert waiter.is_alive()  # blocked on the lock
+        size, mtime_ns = (int(v) for v in archives.file_stamps([archive])[0])
+        archives._extract(archive, "omniglot-py", cache, "omniglot",
+                          {"archive": str(archive), "size": size, "mtime_ns": mtime_ns})
+        (cache / "omniglot-py" / "in-use.txt").write_text("a reader holds this tree")
+        fcntl.flock(held, fcntl.LOCK_UN)
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    assert (cache / "omniglot-py" / "in-use.txt").exists()  # not extracted a second time
+    assert (cache / "omniglot-py" / "image.txt").read_text() == "pixels"
