@@ -96,9 +96,14 @@ def _task_loss(module: nn.Module, loss_fn: Optional[LossFn], targets: torch.Tens
     return per_module[key]
 
 
+def _leaves(learner: GBML) -> Params:
+    """The meta-parameters' values as fresh leaves: no graph to the meta-parameters."""
+    return {n: p.detach().requires_grad_() for n, p in learner.module.named_parameters()}
+
+
 def _adapt(loss: TaskLoss, learner: GBML, task: Task, steps: int) -> Params:
     """Fast weights after `steps` first-order SGD steps, as fresh leaves."""
-    params = {n: p.detach().requires_grad_() for n, p in learner.module.named_parameters()}
+    params = _leaves(learner)
     for _ in range(steps):
         params = _step(loss, learner, params, task)
     return params
@@ -166,7 +171,7 @@ def compiled_adaptation_curves(algorithm: nn.Module, tasks: Sequence[Task], step
     curves: List[List[TaskOutcome]] = []
     for task in tasks:
         loss = _task_loss(learner.module, loss_fn, task.support_y)
-        params = {n: p.detach().requires_grad_() for n, p in learner.module.named_parameters()}
+        params = _leaves(learner)
         curve = []
         for step in range(steps + 1):
             if step:
