@@ -14,7 +14,7 @@ import torch
 from .data.tasks import Task
 
 __all__ = ["LossFn", "TaskOutcome", "accumulate_meta_gradient", "accuracy", "adapt_learner",
-           "adaptation_curve", "default_loss", "is_class_labels", "run_task", "score_query"]
+           "adaptation_curve", "default_loss", "run_task", "score_query"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -31,7 +31,7 @@ class TaskOutcome:
     accuracy: Optional[torch.Tensor]
 
 
-def is_class_labels(targets: torch.Tensor) -> bool:
+def _is_class_labels(targets: torch.Tensor) -> bool:
     """True for integer targets of any width or signedness (int8 ... int64, uint8)."""
     return not (targets.is_floating_point() or targets.is_complex()
                 or targets.dtype == torch.bool)
@@ -72,7 +72,7 @@ def default_loss(targets: torch.Tensor) -> LossFn:
         ...
         ValueError: Float targets of shape (2,) do not match the outputs' shape (2, 3), ...
     """
-    if is_class_labels(targets):
+    if _is_class_labels(targets):
         if targets.dtype == torch.int64:
             return torch.nn.functional.cross_entropy
         return _cross_entropy_of_labels
@@ -83,16 +83,18 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> Optional[torch.Ten
     """Fraction of argmax predictions equal to integer targets; None for regression targets.
 
     Arguments:
-        outputs: logits (n, C).
-        targets: class labels (n,) of any integer dtype, or float regression targets.
+        outputs: logits (n, C), or (T, n, C) for T tasks at once.
+        targets: class labels (n,) or (T, n) of any integer dtype, or float regression targets.
+
+    Returns a scalar, or one accuracy per task (T,).
 
     Example:
         >>> accuracy(torch.eye(3), torch.tensor([0, 1, 1], dtype=torch.uint8))
         tensor(0.6667)
     """
-    if not is_class_labels(targets):
+    if not _is_class_labels(targets):
         return None
-    return (outputs.argmax(dim=-1) == targets).float().mean()
+    return (outputs.argmax(dim=-1) == targets).float().mean(dim=-1)
 
 
 def adapt_learner(learner, inputs: torch.Tensor, targets: torch.Tensor, steps: int,

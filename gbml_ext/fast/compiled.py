@@ -29,7 +29,7 @@ from torch.func import functional_call
 from ..algorithms.gbml import GBML, MAML
 from ..algorithms.update import ParameterUpdate
 from ..data.tasks import Task
-from ..engine import LossFn, TaskOutcome, accuracy, default_loss, is_class_labels
+from ..engine import LossFn, TaskOutcome, accuracy, default_loss
 from .support import BatchedPathUnsupported, unsupported_reason
 
 __all__ = ["CompiledPathUnsupported", "check_compiled", "compiled_adaptation_curves",
@@ -82,7 +82,7 @@ def check_compiled(algorithm: nn.Module, training: bool) -> GBML:
 
 def _task_loss(module: nn.Module, loss_fn: Optional[LossFn], targets: torch.Tensor) -> TaskLoss:
     """The compiled `(params, x, y) -> (loss, outputs)` of `module`, built once per loss."""
-    key: object = loss_fn if loss_fn is not None else is_class_labels(targets)
+    key: object = loss_fn if loss_fn is not None else targets.dtype  # default_loss's choice
     per_module = _COMPILED.setdefault(module, {})
     if key not in per_module:
         criterion = loss_fn or default_loss(targets)

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..algorithms.anil import ANIL
 from ..data.tasks import Task
-from ..engine import LossFn, TaskOutcome, default_loss, is_class_labels
+from ..engine import LossFn, TaskOutcome, accuracy, default_loss
 from .inner import StackedLearner
 from .support import check_equal_shapes, check_supported, encode_tasks, stack_tasks
 
@@ -23,10 +23,10 @@ __all__ = ["batched_adaptation_curves", "batched_meta_gradient"]
 def _outcomes(losses: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor
               ) -> List[TaskOutcome]:
     """Detached per-task outcomes from losses (T,), outputs (T, n, ...) and targets (T, n, ...),
-    with the accuracy of all tasks computed in one op (the engine's `accuracy`, per row)."""
-    accuracies: Sequence[Optional[torch.Tensor]] = [None] * len(losses)
-    if is_class_labels(targets):
-        accuracies = (outputs.detach().argmax(dim=-1) == targets).float().mean(dim=-1).unbind()
+    with the accuracy of all tasks computed in one op."""
+    per_task = accuracy(outputs.detach(), targets)
+    accuracies: Sequence[Optional[torch.Tensor]] = (
+        [None] * len(losses) if per_task is None else per_task.unbind())
     return [TaskOutcome(loss, acc) for loss, acc in zip(losses.detach().unbind(), accuracies)]
 
 

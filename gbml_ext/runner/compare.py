@@ -25,13 +25,7 @@ from .errors import RunError
 from .evaluate import summarize
 from .plots import plot_comparison
 from .report import format_metric, markdown_table
-from .rundir import RESULTS_FILE, config_differences, flatten
-
-# Keys that do not change a finished run's results: paths, logging, checkpointing, and which
-# implementation computed them (the per-task and batched paths agree to float rounding).
-PATH_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "train.log_every",
-             "train.checkpoint_every", "train.checkpoint_minutes", "algorithm.path",
-             "algorithm.batched", "threads", "model.channels_last", "train.plot")
+from .rundir import IMPLEMENTATION_KEYS, RESULTS_FILE, config_differences, flatten
 
 __all__ = ["compare", "compare_table", "comparable_summaries", "pooled_summary", "main"]
 
@@ -90,7 +84,7 @@ def _reusable(run_dir: Path, config: Config) -> bool:
     if not results_path.is_file():
         return False
     saved = json.loads(results_path.read_text())["config"]
-    return not config_differences(saved, config_to_dict(config), ignore=PATH_KEYS) and (
+    return not config_differences(saved, config_to_dict(config), ignore=IMPLEMENTATION_KEYS) and (
         flatten(saved).get("train.iterations") == config.train.iterations)
 
 

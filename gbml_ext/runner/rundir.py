@@ -24,7 +24,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 from .checkpoint import load_latest_checkpoint
 from .errors import RunFolderError
 
-__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "LOCK_FILE", "RESULTS_FILE", "claim_folder",
+__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LOCK_FILE", "RESULTS_FILE",
+           "claim_folder",
            "config_differences", "flatten", "holds_run", "keep_previous_results", "move_aside",
            "run_lock", "stored_config", "with_defaults"]
 
@@ -32,14 +33,16 @@ CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 LOCK_FILE = "run.lock"
 
-# Keys that never change the trained numbers: paths, logging, checkpointing, evaluation.
-FREE_KEYS = ("name", "output_dir", "data.root", "data.options.cache_dir", "train.log_every",
-             "train.eval_every", "train.eval_tasks", "train.checkpoint_every",
-             "train.checkpoint_minutes", "train.explode_factor", "algorithm.test_steps",
-             "evaluation.tasks", "evaluation.split",
-             # how the step is computed (path, threads, memory format): equal to ~1e-6
-             "algorithm.path", "algorithm.batched", "threads", "model.channels_last",
-             "train.plot")
+# Keys that change neither a run's numbers (beyond ~1e-6 of float rounding) nor its results:
+# where files go, logging, checkpointing, how each step is computed (path, threads, memory
+# format) and whether training.png is drawn.
+IMPLEMENTATION_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "train.log_every",
+                       "train.checkpoint_every", "train.checkpoint_minutes", "algorithm.path",
+                       "algorithm.batched", "threads", "model.channels_last", "train.plot")
+# Keys that never change the trained numbers: the above, the name, and evaluation settings.
+FREE_KEYS = IMPLEMENTATION_KEYS + (
+    "name", "train.eval_every", "train.eval_tasks", "train.explode_factor",
+    "algorithm.test_steps", "evaluation.tasks", "evaluation.split")
 # Keys a user may change on purpose when resuming (`--allow-change KEY`).
 ALLOWED_CHANGES = ("algorithm.inner_lr", "train.lr", "device")
 
