@@ -1,0 +1,336 @@
+"""The curve's two open questions (docs/reproduction.md, "The budget study"):
+
+1. Does MAML-KFO's gain over MAML survive a longer meta-training budget, or is it a faster
+   start? MAML and MAML-KFO at L2-H64 and L4-H64 (the curve's rows and settings), trained to
+   300, 1,200 and 4,800 meta-iterations (L2-H64) or 300 and 1,200 (L4-H64), seeds 0 and 1,
+   with validation accuracy every `EVAL_EVERY` iterations and 400 test tasks per seed at every
+   budget.
+2. Why does MAML-KFO lose to MAML at one conv layer? At L1-H64, one change at a time from the
+   curve's MAML-KFO row (`ABLATION`), scored on validation tasks; the variant chosen there and
+   MAML are then evaluated on test (`test`).
+
+    python -m experiments.budget run --shard 0/2 &  python -m experiments.budget run --shard 1/2
+    python -m experiments.budget test        # the chosen one-layer variant and MAML, on test
+    python -m experiments.budget report      # tables + figure, from the run folders
+    python -m experiments.budget archive     # copy finished results to experiments/results/budget
+    python -m experiments.budget restore     # and back, so a fresh clone goes on from there
+
+A longer budget continues the shorter one's run: the folder of budget B is a copy of budget
+B-1's finished folder, resumed with `train.iterations=B` (a resumed run is bit-identical to an
+uninterrupted one, so this is the same run as training to B from scratch, at a fraction of the
+cost). Every run is resumable (`--resume`), so `run` can be stopped at any time and started
+again; `--shard K/N` splits the work between N one-thread processes by seed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from experiments.curve import CONFIGS, DEFAULT_ROOT, _one, _root, parse_shard, point_name
+from gbml_ext.runner.compare import pooled_summary
+from gbml_ext.runner.plots import pyplot
+from gbml_ext.runner.report import format_metric, markdown_table
+
+ROWS = ["maml", "maml_kfo"]
+# (layers, hidden) -> budgets in meta-iterations, shortest first.
+BUDGETS: Dict[Tuple[int, int], List[int]] = {(2, 64): [300, 1200, 4800], (4, 64): [300, 1200]}
+EVAL_EVERY, EVAL_TASKS = 150, 200          # validation along the way
+ABLATION_POINT = (1, 64)
+# One change at a time from the curve's MAML-KFO row (inner lr 0.4, transform adapted, PSD
+# factors, KFO on every parameter). The factors always start at the identity; a factor scale c
+# would multiply the first update by c^2, which the inner-lr rows already cover.
+ABLATION = {
+    "MAML (no KFO)": ("maml", []),
+    "MAML-KFO as in the curve": ("maml_kfo", []),
+    "inner lr 0.1": ("maml_kfo", ["algorithm.inner_lr=0.1"]),
+    "inner lr 0.2": ("maml_kfo", ["algorithm.inner_lr=0.2"]),
+    "transform not adapted": ("maml_kfo", ["algorithm.adapt_transform=false"]),
+    "factors not PSD": ("maml_kfo", ["algorithm.transform_psd=false"]),
+    "KFO on the head only": ("maml_kfo",
+                             ["algorithm.transform_params=['classifier.weight', "
+                              "'classifier.bias']"]),
+    "trained with 3 inner steps": ("maml_kfo", ["algorithm.train_steps=3"]),
+}
+ARCHIVE = Path(__file__).resolve().parent / "results" / "budget"
+KEEP = ("config.json", "metrics.jsonl", "results.json")
+
+
+def budget_folder(out: Path, point: Tuple[int, int], budget: int) -> Path:
+    return out / point_name(*point) / f"it{budget}"
+
+
+def _run_dir(folder: Path, row: str, seed: int) -> Path:
+    return folder / f"omniglot-5w1s-curve-{row}" / f"seed{seed}"
+
+
+def _done(run_dir: Path, iterations: int) -> bool:
+    path = run_dir / "results.json"
+    return path.is_file() and json.loads(path.read_text()).get("iterations_done") == iterations
+
+
+def _common(root: Path, point: Tuple[int, int]) -> List[str]:
+    return [f"data.root='{_root(root)}'", "algorithm.path=per-task", "threads=1",
+            f"model.options={{layers={point[0]}, hidden={point[1]}}}"]
+
+
+def _budget_stage(root: Path, out: Path, point: Tuple[int, int], row: str, seed: int,
+                  index: int) -> None:
+    budgets = BUDGETS[point]
+    budget = budgets[index]
+    run_dir = _run_dir(budget_folder(out, point, budget), row, seed)
+    if _done(run_dir, budget):
+        return
+    if index > 0 and not (run_dir / "checkpoint.pt").exists():
+        previous = _run_dir(budget_folder(out, point, budgets[index - 1]), row, seed)
+        if not _done(previous, budgets[index - 1]):
+            return  # the shorter budget is not finished yet
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "metrics.jsonl", "checkpoint.pt"):
+            shutil.copy2(previous / name, run_dir / name)
+    _one(CONFIGS / f"{row}.toml", seed,
+         _common(root, point) + [f"train.iterations={budget}", f"train.eval_every={EVAL_EVERY}",
+                                 f"train.eval_tasks={EVAL_TASKS}"],
+         budget_folder(out, point, budget))
+
+
+def _ablation_run(root: Path, out: Path, label: str, seed: int,
+                  split: str = "validation") -> bool:
+    row, overrides = ABLATION[label]
+    index = list(ABLATION).index(label)
+    return _one(CONFIGS / f"{row}.toml", seed,
+                _common(root, ABLATION_POINT) + overrides + [f"name='onelayer-v{index}'",
+                                                             f"evaluation.split={split}"],
+                out / "onelayer" / split)
+
+
+def run(seeds: Sequence[int], root: Path, out: Path, max_minutes: float,
+        shard: Tuple[int, int]) -> None:
+    """Shortest budgets first, then the one-layer ablation, then the longer budgets."""
+    start = time.monotonic()
+    k, n = shard
+    mine = [s for i, s in enumerate(seeds) if i % n == k]
+    jobs = []
+    depth = max(len(b) for b in BUDGETS.values())
+    for index in range(depth):
+        for seed in mine:
+            for point, budgets in BUDGETS.items():
+                if index < len(budgets):
+                    for row in ROWS:
+                        jobs.append(lambda p=point, r=row, s=seed, i=index:
+                                    _budget_stage(root, out, p, r, s, i))
+        if index == 0:
+            jobs += [lambda label=label, s=seed: _ablation_run(root, out, label, s)
+                     for seed in mine for label in ABLATION]
+    for job in jobs:
+        if (time.monotonic() - start) / 60 > max_minutes:
+            print(f"budget: --max-minutes {max_minutes:g} reached; run again to go on.")
+            return
+        job()
+
+
+def _results(folder: Path) -> List[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("seed*/results.json"))]
+
+
+def chosen_variant(out: Path) -> Optional[str]:
+    """The KFO variant with the best pooled validation accuracy (MAML itself excluded)."""
+    scores = {}
+    for i, label in enumerate(ABLATION):
+        results = _results(out / "onelayer" / "validation" / f"onelayer-v{i}")
+        if ABLATION[label][0] == "maml_kfo" and len(results) >= 2:
+            scores[label] = pooled_summary(results, "accuracy")["mean"]
+    return max(scores, key=scores.__getitem__) if scores else None
+
+
+def test(seeds: Sequence[int], root: Path, out: Path) -> None:
+    """Evaluates MAML, the curve's MAML-KFO and the variant chosen on validation on test."""
+    choice = chosen_variant(out)
+    if choice is None:
+        sys.exit("budget: the one-layer ablation has not finished on validation yet; run `run`.")
+    print(f"budget: chosen on validation: {choice!r}")
+    for label in dict.fromkeys(["MAML (no KFO)", "MAML-KFO as in the curve", choice]):
+        for seed in seeds:
+            _ablation_run(root, out, label, seed, split="test")
+
+
+def _validation_curve(run_dir: Path) -> Dict[int, float]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    curve = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("split") == "validation" and record.get("accuracy") is not None:
+            curve[record["iteration"]] = 100 * record["accuracy"]
+    return curve
+
+
+def budget_table(out: Path) -> Optional[str]:
+    body = []
+    for point, budgets in BUDGETS.items():
+        for budget in budgets:
+            folder = budget_folder(out, point, budget)
+            cells, means = [point_name(*point), f"{budget:,}"], {}
+            seeds = 0
+            for row in ROWS:
+                results = [r for r in _results(folder / f"omniglot-5w1s-curve-{row}")
+                           if r.get("iterations_done") == budget]
+                summary = pooled_summary(results, "accuracy") if results else None
+                cells.append(format_metric(summary, 100, 1) if summary else "–")
+                if summary:
+                    means[row] = summary
+                seeds = max(seeds, len(results))
+            if len(means) == 2:
+                gap = 100 * (means["maml_kfo"]["mean"] - means["maml"]["mean"])
+                ci = 100 * (means["maml_kfo"]["ci95"] ** 2 + means["maml"]["ci95"] ** 2) ** 0.5
+                cells.append(f"{gap:+.1f} ± {ci:.1f}")
+            else:
+                cells.append("–")
+            if any(c != "–" for c in cells[2:]):
+                body.append(cells + [str(seeds)])
+    if not body:
+        return None
+    return markdown_table(["point", "meta-iterations", "MAML test acc %", "MAML-KFO test acc %",
+                           "KFO − MAML (points)", "seeds"], body)
+
+
+def ablation_table(out: Path) -> Optional[str]:
+    body = []
+    for i, label in enumerate(ABLATION):
+        results = _results(out / "onelayer" / "validation" / f"onelayer-v{i}")
+        if not results:
+            continue
+        tested = _results(out / "onelayer" / "test" / f"onelayer-v{i}")
+        val = pooled_summary(results, "accuracy")
+        steps = [pooled_summary(results, "loss", k)["mean"]
+                 for k in range(len(results[0]["evaluation"]["loss_by_step"]))]
+        body.append([label, str(len(results)), format_metric(val, 100, 1),
+                     " → ".join(f"{v:.2f}" for v in steps),
+                     format_metric(pooled_summary(tested, "accuracy"), 100, 1) if tested
+                     else "–"])
+    if not body:
+        return None
+    return markdown_table(["L1-H64 variant", "seeds", "validation acc %",
+                           "validation query loss after 0, 1, 2, 3 steps", "test acc %"], body)
+
+
+def _figure(out: Path, path: Path) -> bool:
+    plt = pyplot()
+    fig, grid = plt.subplots(1, len(BUDGETS), figsize=(11, 4.3), sharey=True, squeeze=False)
+    axes = list(grid[0])
+    drawn = False
+    for ax, (point, budgets) in zip(axes, BUDGETS.items()):
+        for row, colour in zip(ROWS, ("tab:blue", "tab:red")):
+            for seed in (0, 1):
+                curve: Dict[int, float] = {}
+                for budget in budgets:  # each longer run's history holds the shorter one's
+                    curve.update(_validation_curve(
+                        _run_dir(budget_folder(out, point, budget), row, seed)))
+                if curve:
+                    xs = sorted(curve)
+                    ax.plot(xs, [curve[x] for x in xs], color=colour,
+                            linestyle="-" if seed == 0 else "--",
+                            label=f"{row} seed {seed}")
+                    drawn = True
+            for budget in budgets:
+                results = [r for r in _results(budget_folder(out, point, budget)
+                                               / f"omniglot-5w1s-curve-{row}")
+                           if r.get("iterations_done") == budget]
+                if results:
+                    s = pooled_summary(results, "accuracy")
+                    ax.errorbar([budget], [100 * s["mean"]], yerr=[100 * s["ci95"]],
+                                color=colour, marker="o", capsize=3)
+        ax.set_xscale("log")
+        ax.set_title(f"{point_name(*point)} (lines: validation, dots: test ± 95% CI)",
+                     fontsize="small")
+        ax.set_xlabel("meta-iterations (meta-batch 8)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Omniglot 5w1s accuracy %")
+    axes[-1].legend(fontsize="small")
+    fig.tight_layout()
+    if drawn:
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def report(out: Path) -> None:
+    parts = []
+    table = budget_table(out)
+    if table:
+        parts.append("## Budget\n\n" + table)
+    study = ablation_table(out)
+    if study:
+        choice = chosen_variant(out)
+        parts.append("## One layer (L1-H64)\n\n" + study +
+                     (f"\nChosen on validation: {choice}.\n" if choice else ""))
+    if not parts:
+        sys.exit(f"budget: no finished runs under {out}; start them with `run`.")
+    text = "\n".join(parts)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "budget.md").write_text(text)
+    wrote = ["budget.md"] + (["budget.png"] if _figure(out, out / "budget.png") else [])
+    print(text + f"\nwrote {', '.join(str(out / w) for w in wrote)}")
+
+
+def archive(out: Path) -> None:
+    """Copies every finished run's small files (not its checkpoints) under ARCHIVE."""
+    copied = 0
+    for results in out.rglob("seed*/results.json"):
+        target = ARCHIVE / results.parent.relative_to(out)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in KEEP:
+            if (results.parent / name).is_file():
+                shutil.copy2(results.parent / name, target / name)
+        copied += 1
+    for name in ("budget.md", "budget.png"):
+        if (out / name).is_file():
+            shutil.copy2(out / name, ARCHIVE / name)
+    print(f"budget: archived {copied} finished runs under {ARCHIVE}")
+
+
+def restore(out: Path) -> None:
+    """Copies the archived finished runs into `out`, never over existing files. A longer budget
+    needs its shorter one's checkpoint, which is not archived: it is retrained first."""
+    copied = 0
+    for source in ARCHIVE.rglob("seed*/results.json"):
+        folder = out / source.parent.relative_to(ARCHIVE)
+        if folder.exists():
+            continue
+        shutil.copytree(source.parent, folder)
+        copied += 1
+    print(f"budget: restored {copied} finished runs into {out}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.budget",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("run", "test", "report", "archive", "restore"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="Omniglot data")
+    parser.add_argument("--max-minutes", type=float, default=float("inf"),
+                        help="stop starting new runs after this long (run again to go on)")
+    parser.add_argument("--out", type=Path, default=Path("runs/budget"))
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
+                        help="run the K-th of every N seeds (run N processes to split)")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run(args.seeds, args.root, args.out, args.max_minutes, args.shard)
+    elif args.command == "test":
+        test(args.seeds, args.root, args.out)
+    elif args.command == "archive":
+        archive(args.out)
+        return 0
+    elif args.command == "restore":
+        restore(args.out)
+    report(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
