@@ -21,14 +21,14 @@ from . import batched, data, engine, nn, optim
 from ._version import __version__
 from .algorithms import ANIL, GBML, IMAML, MAML, Learn2LearnMAML, MetaLearner, MetaSGD, Reptile
 from .batched import BatchedPathUnsupported, batched_meta_gradient
-from .data.tasks import Task
+from .data.tasks import Task, TaskBatch
 from .engine import TaskOutcome, accumulate_meta_gradient, run_task
 from .optim import KroneckerTransform, MetaSGDTransform
 
 __all__ = [
     "GBML", "MAML", "ANIL", "IMAML", "MetaSGD", "Reptile", "MetaLearner", "Learn2LearnMAML",
     "KroneckerTransform", "MetaSGDTransform",
-    "Task", "TaskOutcome", "run_task", "accumulate_meta_gradient",
+    "Task", "TaskBatch", "TaskOutcome", "run_task", "accumulate_meta_gradient",
     "batched_meta_gradient", "BatchedPathUnsupported",
     "batched", "data", "engine", "nn", "optim",
     "__version__",

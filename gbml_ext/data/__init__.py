@@ -2,7 +2,9 @@
 
 Modules of the vision side, one job each:
     datasets   in-memory image classes (`ImageClassDataset`) and split selection
-    sampling   N-way K-shot task sampling (`FewShotTasks`) with an optional private seed
+    tasks      the `Task` and `TaskBatch` (a meta-batch as stacked tensors) types
+    tensor_sampling  whole N-way K-shot meta-batches in a few tensor ops (`TensorFewShotTasks`)
+    sampling   learn2learn's `Taskset`, one task at a time (`FewShotTasks`): the reference
     images     image decoding with a `.npz` cache keyed by the source files' size and mtime
     archives   extracting a .tar.gz once into the cache folder
     cache      where caches live (~/.cache/gbml_ext/<dataset>/ or cache_dir) and announcing them
@@ -23,7 +25,8 @@ from .synthetic import (
     ill_conditioned_covariance,
     synthetic_task_source,
 )
-from .tasks import Task, TaskSource
+from .tasks import Task, TaskBatch, TaskSource, sample_batch
+from .tensor_sampling import TensorFewShotTasks
 
 __all__ = [
     "DatasetError",
@@ -32,7 +35,9 @@ __all__ = [
     "LinearRegressionTasks",
     "LogisticRegressionTasks",
     "Task",
+    "TaskBatch",
     "TaskSource",
+    "TensorFewShotTasks",
     "build_task_sources",
     "canonical_dataset_name",
     "dataset_names",
@@ -41,5 +46,6 @@ __all__ = [
     "load_fc100",
     "load_mini_imagenet",
     "load_omniglot",
+    "sample_batch",
     "synthetic_task_source",
 ]

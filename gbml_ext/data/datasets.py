@@ -16,7 +16,8 @@ from learn2learn.data import MetaDataset
 
 from .errors import DatasetError, how_to_get
 
-__all__ = ["SPLIT_FILE_STEMS", "SPLIT_NAMES", "ImageClassDataset", "class_split_dataset"]
+__all__ = ["SPLIT_FILE_STEMS", "SPLIT_NAMES", "ImageClassDataset", "check_task_fits",
+           "class_split_dataset"]
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -127,3 +128,34 @@ def class_split_dataset(images: np.ndarray, image_classes: Sequence[str],
     labels = [label_of[image_classes[i]] for i in selected]
     split = ImageClassDataset(images[selected], labels, list(split_classes), quarter_turns)
     return split.meta_dataset()
+
+
+def check_task_fits(dataset: ImageClassDataset, ways: int, per_class: int) -> None:
+    """Raise a `DatasetError` if a split cannot supply `ways` classes of `per_class` images.
+
+    Example:
+        >>> ds = ImageClassDataset(np.zeros((4, 2, 2), np.uint8), [0, 0, 1, 1], ["a", "b"])
+        >>> try:
+        ...     check_task_fits(ds, ways=3, per_class=1)
+        ... except DatasetError as error:
+        ...     print(error.problem)
+        asked for 3-way tasks but this split has only 2 classes
+    """
+    if ways > dataset.num_classes:
+        raise DatasetError(
+            f"asked for {ways}-way tasks but this split has only {dataset.num_classes} classes",
+            f"use ways <= {dataset.num_classes}, or check that the split holds all its classes "
+            "(an incomplete download or a wrong split file gives fewer).")
+    counts = torch.bincount(dataset.base_labels, minlength=len(dataset.class_names)
+                            // len(dataset.quarter_turns))
+    too_small = (counts < per_class).nonzero().flatten().tolist()
+    if too_small:
+        label = min(too_small, key=lambda c: int(counts[c]))
+        count = int(counts[label])
+        name = dataset.class_names[label * len(dataset.quarter_turns)]
+        raise DatasetError(
+            f"shots+queries = {per_class} images per class are needed, but "
+            f"{len(too_small) * len(dataset.quarter_turns)} classes have fewer (class {name!r} "
+            f"has only {count})",
+            f"lower shots or queries so that shots+queries <= {count}, or check that every "
+            "class folder was extracted completely.")

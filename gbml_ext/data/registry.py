@@ -1,5 +1,7 @@
 """The vision datasets by name: one canonical spelling each, a few accepted aliases, and
-`build_task_sources`, which loads a dataset by name and returns one `FewShotTasks` per split.
+`build_task_sources`, which loads a dataset by name and returns one task source per split: a
+`TensorFewShotTasks` (whole meta-batches in a few tensor ops, the default) or learn2learn's
+`Taskset` behind `FewShotTasks` (`sampler="learn2learn"`).
 """
 from __future__ import annotations
 
@@ -16,8 +18,16 @@ from .fc100 import load_fc100
 from .mini_imagenet import load_mini_imagenet
 from .omniglot import load_omniglot
 from .sampling import FewShotTasks
+from .tensor_sampling import TensorFewShotTasks
 
-__all__ = ["DATASET_ALIASES", "build_task_sources", "canonical_dataset_name", "dataset_names"]
+__all__ = ["DATASET_ALIASES", "SAMPLERS", "build_task_sources", "canonical_dataset_name",
+           "dataset_names"]
+
+# data.sampler -> the task source class of a split.
+SAMPLERS: dict[str, type[TensorFewShotTasks] | type[FewShotTasks]] = {
+    "tensor": TensorFewShotTasks,
+    "learn2learn": FewShotTasks,
+}
 
 _LOADERS: dict[str, Callable[..., dict[str, MetaDataset]]] = {
     "omniglot": load_omniglot,
@@ -83,18 +93,25 @@ def build_task_sources(name: str, root: str | Path, ways: int, shots: int, queri
                        transforms: Callable[[torch.Tensor], torch.Tensor]
                        | Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
                        seed: int | Mapping[str, int] | None = None,
-                       splits: Sequence[str] = SPLIT_NAMES,
-                       **loader_options: Any) -> dict[str, FewShotTasks]:
-    """Load a few-shot dataset by name and return one `FewShotTasks` per split.
+                       splits: Sequence[str] = SPLIT_NAMES, sampler: str = "tensor",
+                       device: torch.device | str = "cpu",
+                       **loader_options: Any) -> dict[str, TensorFewShotTasks | FewShotTasks]:
+    """Load a few-shot dataset by name and return one task source per split.
 
     Arguments:
         name: "omniglot", "mini-imagenet", "cifar-fs" or "fc100", or an alias of one.
         root: data folder (or archive, for Omniglot) given to the dataset's loader.
         ways, shots, queries: task shape, see `FewShotTasks`.
-        num_tasks, transforms: one value for all splits, or a mapping split -> value.
+        num_tasks, transforms: one value for all splits, or a mapping split -> value. A
+            transform takes one image (C, H, W) with sampler "learn2learn", and a batch of
+            images (B, C, H, W) with "tensor".
         seed: None (global `random`); a mapping split -> seed; or a base seed, where split i
             gets `seed + i` so the splits draw independent streams.
         splits: which of "train", "validation", "test" to build.
+        sampler: "tensor" (`TensorFewShotTasks`: the split as one image tensor on `device`,
+            meta-batches drawn in a few tensor ops) or "learn2learn" (`FewShotTasks`: learn2learn's
+            `Taskset`, one image at a time; the reference, and the sampler of older runs).
+        device: where a "tensor" sampler holds its images and draws its tasks.
         **loader_options: passed to the loader, e.g. rotations=False, split="vinyals",
             split_dir=..., cache_dir=...
 
@@ -103,10 +120,13 @@ def build_task_sources(name: str, root: str | Path, ways: int, shots: int, queri
         >>> sources["train"].sample().support_x.shape  # doctest: +SKIP
         torch.Size([5, 1, 28, 28])
     """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     load = _LOADERS[canonical_dataset_name(name)]
     datasets = load(root, splits=tuple(splits), **loader_options)
-    return {split: FewShotTasks(datasets[split], ways, shots, queries,
-                                num_tasks=_for_split(num_tasks, split),
-                                transforms=_for_split(transforms, split),
-                                seed=_split_seed(seed, split))
+    extra = {"device": device} if sampler == "tensor" else {}
+    return {split: SAMPLERS[sampler](datasets[split], ways, shots, queries,
+                                     num_tasks=_for_split(num_tasks, split),
+                                     transforms=_for_split(transforms, split),
+                                     seed=_split_seed(seed, split), **extra)
             for split in splits}

@@ -18,8 +18,8 @@ import torch
 from learn2learn.data import MetaDataset, Taskset
 from learn2learn.data.transforms import ConsecutiveLabels, KShots, LoadData, NWays, RemapLabels
 
-from .errors import DatasetError
-from .tasks import Task
+from .datasets import check_task_fits
+from .tasks import Task, TaskBatch
 
 __all__ = ["FewShotTasks"]
 
@@ -67,7 +67,7 @@ class FewShotTasks:
         self.dataset = dataset
         self.ways, self.shots, self.queries = ways, shots, queries
         self.transforms, self.num_tasks = transforms, num_tasks
-        _check_task_fits(dataset, ways, shots + queries)
+        check_task_fits(dataset.dataset, ways, shots + queries)
         # Taskset is learn2learn's current name for TaskDataset, which now only adds a
         # deprecation warning on top of it.
         self._tasks = Taskset(dataset, task_transforms=[
@@ -117,6 +117,11 @@ class FewShotTasks:
         return Task(x[:, :s].reshape(-1, *x.shape[2:]).float(), y[:, :s].reshape(-1),
                     x[:, s:].reshape(-1, *x.shape[2:]).float(), y[:, s:].reshape(-1))
 
+    def sample_batch(self, num_tasks: int) -> TaskBatch:
+        """`num_tasks` draws of `sample()`, stacked: the same tasks in the same order as calling
+        `sample()` that often (learn2learn's `Taskset` draws one image at a time)."""
+        return TaskBatch.stack([self.sample() for _ in range(num_tasks)])
+
     def state_dict(self) -> dict[str, Any]:
         """The private `random` state (None for an unseeded source), for a checkpoint."""
         return {"random_state": self._random_state}
@@ -124,24 +129,3 @@ class FewShotTasks:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict()` returned."""
         self._random_state = state["random_state"]
-
-
-def _check_task_fits(dataset: MetaDataset, ways: int, per_class: int) -> None:
-    """Raise a `DatasetError` if a split cannot supply `ways` classes of `per_class` images."""
-    class_names = getattr(getattr(dataset, "dataset", None), "class_names", None)
-    num_classes = len(dataset.labels)
-    if ways > num_classes:
-        raise DatasetError(
-            f"asked for {ways}-way tasks but this split has only {num_classes} classes",
-            f"use ways <= {num_classes}, or check that the split holds all its classes "
-            "(an incomplete download or a wrong split file gives fewer).")
-    too_small = {label: len(indices) for label, indices in dataset.labels_to_indices.items()
-                 if len(indices) < per_class}
-    if too_small:
-        label, count = min(too_small.items(), key=lambda item: item[1])
-        name = class_names[label] if class_names is not None else label
-        raise DatasetError(
-            f"shots+queries = {per_class} images per class are needed, but {len(too_small)} "
-            f"classes have fewer (class {name!r} has only {count})",
-            f"lower shots or queries so that shots+queries <= {count}, or check that every "
-            "class folder was extracted completely.")

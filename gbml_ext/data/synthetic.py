@@ -39,7 +39,7 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from .tasks import Task
+from .tasks import Task, TaskBatch
 
 __all__ = [
     "ill_conditioned_covariance", "SyntheticTasks", "LinearRegressionTasks",
@@ -92,9 +92,13 @@ class SyntheticTasks:
     so the comparison isolates what the paper is about, the quality of the adaptation step, and
     not a better starting point. Subclasses turn (inputs, weight) into targets (`_targets`).
 
+    `sample_batch(T)` draws T tasks in one vectorised call; `sample()` draws one task, and the
+    stream of `sample()` calls is that of gbml_ext before meta-batches were drawn whole.
+
     Arguments (keyword-only, shared by every family): dim, n_support, n_query,
     condition_number, weight_std, covariance_seed, rotate, seed, dtype; see
-    `LinearRegressionTasks`.
+    `LinearRegressionTasks`. one_at_a_time: make `sample_batch(T)` stack T calls of `sample()`
+    (the runner's `data.sampler = "learn2learn"`, which reproduces older runs).
 
     Attributes: dim, out_features (outputs the model needs), covariance Σ (dim, dim),
     generator.
@@ -105,7 +109,7 @@ class SyntheticTasks:
     def __init__(self, *, dim: int = 8, n_support: int = 64, n_query: int = 64,
                  condition_number: float = 100.0, weight_std: float = 1.0,
                  covariance_seed: int = 0, rotate: bool = True, seed: int = 0,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, one_at_a_time: bool = False):
         if min(dim, n_support, n_query) < 1:
             raise ValueError(f"dim, n_support and n_query must be >= 1, got {dim}, {n_support}, "
                              f"{n_query}.")
@@ -114,15 +118,19 @@ class SyntheticTasks:
         self.covariance, self._covariance_root = ill_conditioned_covariance(
             dim, condition_number, covariance_seed, rotate, dtype)
         self.generator = torch.Generator().manual_seed(seed)
+        self.one_at_a_time = one_at_a_time
 
-    def _draw(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One task's inputs (n_support + n_query, dim) and weight (dim,)."""
-        weight = self.weight_std * torch.randn(self.dim, generator=self.generator, dtype=self.dtype)
-        white = torch.randn(self.n_support + self.n_query, self.dim, generator=self.generator,
-                            dtype=self.dtype)
+    def _draw(self, *tasks: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (*tasks, n_support + n_query, dim) and weights (*tasks, dim): one task when
+        `tasks` is empty, else tasks[0] of them."""
+        weight = self.weight_std * torch.randn(*tasks, self.dim, generator=self.generator,
+                                               dtype=self.dtype)
+        white = torch.randn(*tasks, self.n_support + self.n_query, self.dim,
+                            generator=self.generator, dtype=self.dtype)
         return white @ self._covariance_root, weight
 
     def _targets(self, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Targets of inputs (..., n, dim) under weights (..., dim)."""
         raise NotImplementedError
 
     def sample(self) -> Task:
@@ -130,6 +138,15 @@ class SyntheticTasks:
         targets = self._targets(inputs, weight)
         n = self.n_support
         return Task(inputs[:n], targets[:n], inputs[n:], targets[n:])
+
+    def sample_batch(self, num_tasks: int) -> TaskBatch:
+        """`num_tasks` tasks in one vectorised draw (see the class docstring)."""
+        if self.one_at_a_time:
+            return TaskBatch.stack([self.sample() for _ in range(num_tasks)])
+        inputs, weight = self._draw(num_tasks)
+        targets = self._targets(inputs, weight)
+        n = self.n_support
+        return TaskBatch(inputs[:, :n], targets[:, :n], inputs[:, n:], targets[:, n:])
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         """The generator's state: loading it into a source built with the same arguments
@@ -183,10 +200,10 @@ class LinearRegressionTasks(SyntheticTasks):
         self.noise_std = noise_std
 
     def _targets(self, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        targets = inputs @ weight
+        targets = (inputs @ weight.unsqueeze(-1)).squeeze(-1)
         if self.noise_std > 0:
             targets = targets + self.noise_std * torch.randn(
-                len(inputs), generator=self.generator, dtype=self.dtype)
+                targets.shape, generator=self.generator, dtype=self.dtype)
         return targets.unsqueeze(-1)
 
 
@@ -220,7 +237,7 @@ class LogisticRegressionTasks(SyntheticTasks):
     out_features = 2
 
     def _targets(self, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        logits = inputs @ weight
+        logits = (inputs @ weight.unsqueeze(-1)).squeeze(-1)
         if self.temperature == 0:
             return (logits > 0).long()
         return torch.bernoulli(torch.sigmoid(logits / self.temperature),

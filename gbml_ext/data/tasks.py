@@ -1,12 +1,16 @@
-"""The one shape every task source produces: a few-shot task split into support and query."""
+"""The shapes every task source produces: one few-shot task (`Task`), and a meta-batch of T tasks
+as stacked tensors (`TaskBatch`), which is what the runner moves from a source to a path."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Iterator, Protocol, overload
 
 import torch
 
-__all__ = ["Task", "TaskSource"]
+__all__ = ["Task", "TaskBatch", "TaskSource", "sample_batch"]
+
+_FIELDS = ("support_x", "support_y", "query_x", "query_y")
 
 
 @dataclass
@@ -36,10 +40,107 @@ class Task:
                       (self.support_x, self.support_y, self.query_x, self.query_y)))
 
 
+@dataclass(frozen=True)
+class TaskBatch(Sequence[Task]):
+    """A meta-batch of T tasks of equal shapes, as four stacked tensors with a leading task axis.
+
+    A `Sequence[Task]`, so anything that takes a list of tasks takes a TaskBatch.
+
+    Task sources draw one with `sample_batch(T)`; the fast path (`gbml_ext.fast`) consumes the
+    stacked tensors as they are, and the per-task engine iterates `Task` views of them
+    (`batch[i]`, `for task in batch`), so no meta-batch is unstacked and stacked again.
+
+    Arguments:
+        support_x: (T, n_support, *input_shape).
+        support_y: (T, n_support) class indices, or (T, n_support, out) regression targets.
+        query_x: (T, n_query, *input_shape).
+        query_y: (T, n_query) or (T, n_query, out).
+
+    Example:
+        >>> tasks = [Task(torch.randn(5, 3), torch.arange(5), torch.randn(10, 3),
+        ...               torch.arange(10) % 5) for _ in range(4)]
+        >>> batch = TaskBatch.stack(tasks)
+        >>> len(batch), batch.support_x.shape, batch[1].query_y.shape, len(batch[1:3])
+        (4, torch.Size([4, 5, 3]), torch.Size([10]), 2)
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        sizes = {name: getattr(self, name).shape[0] if getattr(self, name).dim() else None
+                 for name in _FIELDS}
+        if len(set(sizes.values())) != 1 or None in sizes.values():
+            raise ValueError(f"TaskBatch tensors need the same leading task axis, got {sizes}; "
+                             "build one from a list of equal-shape tasks with TaskBatch.stack.")
+
+    @classmethod
+    def stack(cls, tasks: Sequence[Task]) -> TaskBatch:
+        """Stacks equal-shape tasks (a ValueError names the first task that differs)."""
+        if not tasks:
+            raise ValueError("TaskBatch.stack needs at least one task.")
+        first = [tuple(getattr(tasks[0], f).shape) for f in _FIELDS]
+        for index, task in enumerate(tasks):
+            shapes = [tuple(getattr(task, f).shape) for f in _FIELDS]
+            if shapes != first:
+                raise ValueError(f"task {index} has support/query shapes {shapes} but task 0 has "
+                                 f"{first}; a TaskBatch holds tasks of equal shapes.")
+        return cls(*(torch.stack([getattr(t, f) for t in tasks]) for f in _FIELDS))
+
+    def __len__(self) -> int:
+        return self.support_x.shape[0]
+
+    @overload
+    def __getitem__(self, index: int) -> Task: ...
+    @overload
+    def __getitem__(self, index: slice) -> TaskBatch: ...
+    def __getitem__(self, index):
+        """`batch[i]`: task i as a `Task` of views; `batch[a:b]`: a smaller TaskBatch."""
+        if isinstance(index, slice):
+            return TaskBatch(*(t[index] for t in self.tensors()))
+        return Task(*(t[index] for t in self.tensors()))
+
+    def __iter__(self) -> Iterator[Task]:
+        return (self[i] for i in range(len(self)))
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(support_x, support_y, query_x, query_y)."""
+        return self.support_x, self.support_y, self.query_x, self.query_y
+
+    def to(self, device) -> TaskBatch:
+        """The batch on `device` (the same object when it is already there)."""
+        if all(t.device == torch.device(device) for t in self.tensors()):
+            return self
+        return TaskBatch(*(t.to(device, non_blocking=True) for t in self.tensors()))
+
+    @property
+    def device(self) -> torch.device:
+        return self.support_x.device
+
+
 class TaskSource(Protocol):
     """Anything that draws tasks: `sample()` returns a fresh `Task`.
 
-    Sources take a `torch.Generator` or seed so that a run, and a resumed run, see the same tasks.
+    Sources that can draw a whole meta-batch in a few tensor ops also define
+    `sample_batch(T) -> TaskBatch` (see `sample_batch` below for the fallback). Sources take a
+    `torch.Generator` or seed so that a run, and a resumed run, see the same tasks.
     """
 
     def sample(self) -> Task: ...
+
+
+def sample_batch(source: TaskSource, num_tasks: int) -> TaskBatch:
+    """`num_tasks` tasks of `source` as one `TaskBatch`: its own `sample_batch` when it has one,
+    else `num_tasks` calls of `sample()`, stacked.
+
+    Example:
+        >>> from gbml_ext.data.synthetic import LinearRegressionTasks
+        >>> sample_batch(LinearRegressionTasks(dim=4, n_support=6), 3).support_x.shape
+        torch.Size([3, 6, 4])
+    """
+    draw = getattr(source, "sample_batch", None)
+    if draw is not None:
+        return draw(num_tasks)
+    return TaskBatch.stack([source.sample() for _ in range(num_tasks)])

@@ -31,7 +31,10 @@ def _outcomes(losses: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor
 
 
 def _chunks(tasks: Sequence[Task], tasks_per_chunk: Optional[int]) -> List[Sequence[Task]]:
+    """Consecutive chunks of at most `tasks_per_chunk` tasks (a TaskBatch's are TaskBatches)."""
     size = len(tasks) if tasks_per_chunk is None else max(1, int(tasks_per_chunk))
+    if size >= len(tasks):
+        return [tasks]
     return [tasks[start:start + size] for start in range(0, len(tasks), size)]
 
 
@@ -48,8 +51,9 @@ def batched_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: in
     Arguments:
         algorithm: a `GBML` (MAML, FOMAML, Meta-SGD, Meta-KFO, any `adapt_transform`) or an
             `ANIL` over such a head.
-        tasks: T tasks of identical shapes: support_x (n_s, *input_shape), support_y (n_s,) or
-            (n_s, out), query_x (n_q, *input_shape), query_y (n_q,) or (n_q, out).
+        tasks: a `TaskBatch` (its stacked tensors are used as they are), or T tasks of
+            identical shapes: support_x (n_s, *input_shape), support_y (n_s,) or (n_s, out),
+            query_x (n_q, *input_shape), query_y (n_q,) or (n_q, out).
         steps: inner-loop steps per task.
         loss_fn: `(outputs, targets) -> scalar` for ONE task; it runs under `torch.vmap`, so
             it must be vmap-compatible (F.cross_entropy and F.mse_loss are). Cross-entropy or

@@ -15,7 +15,7 @@ from torch import nn
 from ..algorithms.anil import ANIL
 from ..algorithms.base import MetaLearner
 from ..algorithms.gbml import GBML
-from ..data.tasks import Task
+from ..data.tasks import Task, TaskBatch
 
 __all__ = ["BatchedPathUnsupported", "PER_TASK_HINT", "check_equal_shapes", "check_supported",
            "encode_tasks", "stack_tasks", "unsupported_reason"]
@@ -81,7 +81,10 @@ def check_supported(algorithm: nn.Module) -> GBML:
 
 
 def check_equal_shapes(tasks: Sequence[Task]) -> None:
-    """Raises `BatchedPathUnsupported` unless all tasks share shapes and dtypes."""
+    """Raises `BatchedPathUnsupported` unless all tasks share shapes and dtypes (a `TaskBatch`
+    always does)."""
+    if isinstance(tasks, TaskBatch):
+        return
     def shapes(task: Task) -> Tuple[Tuple[Tuple[int, ...], torch.dtype], ...]:
         return tuple((tuple(t.shape), t.dtype) for t in
                      (task.support_x, task.support_y, task.query_x, task.query_y))
@@ -95,9 +98,11 @@ def check_equal_shapes(tasks: Sequence[Task]) -> None:
 
 
 def stack_tasks(tasks: Sequence[Task]) -> Tuple[torch.Tensor, ...]:
-    """(support_x, support_y, query_x, query_y), each stacked to (T, n, ...)."""
-    return tuple(torch.stack([getattr(t, field) for t in tasks])
-                 for field in ("support_x", "support_y", "query_x", "query_y"))
+    """(support_x, support_y, query_x, query_y), each (T, n, ...): a `TaskBatch`'s own tensors
+    as they are, or a list of tasks stacked."""
+    if isinstance(tasks, TaskBatch):
+        return tasks.tensors()
+    return TaskBatch.stack(tasks).tensors()
 
 
 def encode_tasks(body: nn.Module, support_x: torch.Tensor, query_x: torch.Tensor

@@ -19,15 +19,19 @@ from .seeds import SPLIT_OFFSETS, stream_seed
 __all__ = ["MODELS", "build_algorithm", "build_learner", "build_model", "build_optimizer",
            "build_sources"]
 
-def build_sources(data: DataConfig, seed: int, rank: int = 0) -> Dict[str, TaskSource]:
+def build_sources(data: DataConfig, seed: int, rank: int = 0,
+                  device: torch.device | str = "cpu") -> Dict[str, TaskSource]:
     """Returns {"train", "validation", "test"} task sources, each with its own stream seeded
-    by `seeds.stream_seed` (the training stream also by the distributed rank)."""
+    by `seeds.stream_seed` (the training stream also by the distributed rank), drawing
+    meta-batches as `data.sampler` says; a "tensor" sampler holds its images on `device`."""
     seeds = {split: stream_seed(seed, split, rank) for split in SPLIT_OFFSETS}
     if data.source in SYNTHETIC_SOURCES:
         # One task distribution (its covariance is fixed by options.covariance_seed); the splits
         # and ranks differ only in the seed of their stream of tasks.
         try:
-            return {split: synthetic_task_source(data.source, seed=s, **data.options)
+            return {split: synthetic_task_source(data.source, seed=s,
+                                                 one_at_a_time=data.sampler == "learn2learn",
+                                                 **data.options)
                     for split, s in seeds.items()}
         except TypeError as error:
             raise ConfigError(
@@ -46,7 +50,7 @@ def build_sources(data: DataConfig, seed: int, rank: int = 0) -> Dict[str, TaskS
     try:
         sources: Dict[str, TaskSource] = dict(build_dataset_sources(
             data.source, data.root, data.ways, data.shots, data.queries, seed=seeds,
-            **data.options))
+            sampler=data.sampler, device=device, **data.options))
         return sources
     except TypeError as error:
         raise ConfigError(

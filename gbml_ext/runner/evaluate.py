@@ -1,8 +1,10 @@
 """Final and periodic evaluation: many held-out tasks, mean and 95% confidence interval.
 
-Tasks are adapted one by one (the per-task engine) or a chunk at a time (the fast path,
-`gbml_ext.fast`); both draw the same tasks in the same order, so they give the same numbers up
-to float rounding. `run_path` turns a config's `algorithm.path` into the path a run takes.
+Tasks are drawn as `TaskBatch`es of `EVAL_TASKS_PER_CHUNK` from the split's seeded source, the
+same tasks for every algorithm and path, and adapted one by one (the per-task engine, over the
+batch's task views) or a batch at a time (the fast path, `gbml_ext.fast`), so both paths give
+the same numbers up to float rounding. `run_path` turns a config's `algorithm.path` into the
+path a run takes.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 from torch import nn
 
 from .. import engine
-from ..data.tasks import TaskSource
+from ..data.tasks import TaskSource, sample_batch
 from ..fast import batched_adaptation_curves, choose_path, compiled_adaptation_curves
 from .config import ConfigError
 from .schema import AlgorithmConfig
@@ -21,7 +23,8 @@ from .schema import AlgorithmConfig
 __all__ = ["EVAL_TASKS_PER_CHUNK", "confidence_interval", "evaluate",
            "run_path", "summarize"]
 
-# Tasks adapted together by the fast path's evaluation: bounds its memory to one chunk's step.
+# Tasks drawn at a time, and adapted together by the fast path's evaluation (which bounds its
+# memory to one chunk's step). Every path draws the same chunks, hence the same tasks.
 EVAL_TASKS_PER_CHUNK = 64
 
 
@@ -90,7 +93,7 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
         progress: show a progress bar.
         path: "per-task", "batched" (`EVAL_TASKS_PER_CHUNK` tasks at a time), "compiled"
             or "auto" (`gbml_ext.fast.choose_path`). Every path sees the same tasks in the
-            same order.
+            same order: they are drawn `EVAL_TASKS_PER_CHUNK` at a time whatever the path.
 
     Returns a dict with, for the final step, `loss` and `accuracy` summaries ({mean, ci95, n};
     accuracy is None for regression), `loss_by_step`: the summary after 0..steps steps, and
@@ -99,20 +102,19 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
     from tqdm.auto import tqdm
 
     chosen = choose_path(path, algorithm, device)
-    chunk = EVAL_TASKS_PER_CHUNK if chosen == "batched" else 1
     curves: List[List[engine.TaskOutcome]] = []
     with tqdm(total=num_tasks, desc="evaluate", leave=False, disable=not progress) as bar:
         while len(curves) < num_tasks:
-            tasks = [source.sample().to(device)
-                     for _ in range(min(chunk, num_tasks - len(curves)))]
+            batch = sample_batch(source, min(EVAL_TASKS_PER_CHUNK,
+                                             num_tasks - len(curves))).to(device)
             if chosen == "batched":
-                curves.extend(batched_adaptation_curves(algorithm, tasks, steps, loss_fn, None))
+                curves.extend(batched_adaptation_curves(algorithm, batch, steps, loss_fn, None))
             elif chosen == "compiled":
-                curves.extend(compiled_adaptation_curves(algorithm, tasks, steps, loss_fn))
+                curves.extend(compiled_adaptation_curves(algorithm, list(batch), steps, loss_fn))
             else:
                 curves.extend(engine.adaptation_curve(algorithm, task, steps, loss_fn)
-                              for task in tasks)
-            bar.update(len(tasks))
+                              for task in batch)
+            bar.update(len(batch))
     per_step_losses = [[c[k].loss.item() for c in curves] for k in range(steps + 1)]
     accuracies = [c[-1].accuracy.item() for c in curves if c[-1].accuracy is not None]
     loss_by_step = [summarize(losses) for losses in per_step_losses]

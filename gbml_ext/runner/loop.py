@@ -2,9 +2,10 @@
 
 `train` reads as its steps: claim the run folder (`rundir`), build the run, restore a checkpoint
 or record the config, meta-train, evaluate, write results. The loop does not know which
-algorithm it runs: it asks the learner for a meta-gradient over a meta-batch of tasks
-(`accumulate_meta_gradient`, or the batched path), averages it across ranks when distributed,
-and steps the outer optimizer.
+algorithm it runs: each step it draws one `TaskBatch` from the training source, asks the
+learner for its meta-gradient (`accumulate_meta_gradient` over the batch's task views, or the
+batched path on its stacked tensors), averages it across ranks when distributed, and steps the
+outer optimizer.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from ..data.tasks import sample_batch
 from ..fileio import atomic_write_json
 from ..measure import peak_increase_since, start_peak_watch
 from .checkpoint import save_checkpoint
@@ -150,11 +152,11 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
     with StopSignals().installed() as stop:
         for iteration in bar:
             tic = time.perf_counter()
-            tasks = [state.sources["train"].sample().to(device) for _ in range(local_batch)]
+            batch = sample_batch(state.sources["train"], local_batch).to(device)
             if state.reference_loss is None:
-                state.reference_loss = unadapted_loss(state.algorithm, tasks)
+                state.reference_loss = unadapted_loss(state.algorithm, batch)
             state.optimizer.zero_grad(set_to_none=True)
-            outcomes = meta_gradient(tasks, config.algorithm.train_steps)
+            outcomes = meta_gradient(batch, config.algorithm.train_steps)
             if dist.enabled:
                 all_reduce_gradients(state.algorithm.parameters(), dist.world_size)
             loss = sum(o.loss.item() for o in outcomes) / len(outcomes)

@@ -27,7 +27,7 @@ from .errors import RunFolderError
 __all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LOCK_FILE", "RESULTS_FILE",
            "claim_folder",
            "config_differences", "flatten", "holds_run", "keep_previous_results", "move_aside",
-           "run_lock", "stored_config", "with_defaults"]
+           "run_lock", "stored_config", "upgrade_stored", "with_defaults"]
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -58,11 +58,27 @@ def flatten(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return flat
 
 
+def upgrade_stored(saved: Dict[str, Any]) -> Dict[str, Any]:
+    """A stored run config with the keys whose default changed since it was written set to what
+    that run used: runs stored before `data.sampler` existed drew their tasks one at a time
+    ("learn2learn").
+
+    Example:
+        >>> upgrade_stored({"data": {"source": "omniglot"}})["data"]["sampler"]
+        'learn2learn'
+    """
+    saved = copy.deepcopy(saved)
+    if isinstance(saved.get("data"), dict):
+        saved["data"].setdefault("sampler", "learn2learn")
+    return saved
+
+
 def with_defaults(saved: Dict[str, Any]) -> Dict[str, Any]:
-    """A stored config with the keys added since it was written filled in with their defaults,
-    so that a newer gbml_ext still resumes and reuses older runs."""
+    """A stored config with the keys added since it was written filled in with their defaults
+    (after `upgrade_stored`), so that a newer gbml_ext still resumes and reuses older runs."""
     from .config import ConfigError, config_from_dict, config_to_dict
 
+    saved = upgrade_stored(saved)
     try:
         return config_to_dict(config_from_dict(copy.deepcopy(saved)))
     except ConfigError:  # a key that no longer exists: compare as stored
@@ -87,7 +103,7 @@ def config_differences(saved: Dict[str, Any], current: Dict[str, Any],
 
 def stored_config(run_dir: Path) -> Dict[str, Any] | None:
     path = Path(run_dir) / CONFIG_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    return upgrade_stored(json.loads(path.read_text())) if path.is_file() else None
 
 
 def holds_run(run_dir: Path) -> bool:

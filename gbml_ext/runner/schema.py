@@ -42,6 +42,11 @@ class DataConfig:
     root: dataset folder (vision sources only).
     ways, shots, queries: classes per task, support and query examples per class.
     options: source-specific settings (synthetic: dim, condition_number, ...; vision: split, ...).
+    sampler: how a meta-batch is drawn. "tensor": all T tasks at once in a few tensor ops, on
+        the run's device (vision: `TensorFewShotTasks`; synthetic: one vectorised draw).
+        "learn2learn": one task at a time (vision: learn2learn's `Taskset`, one image at a
+        time), the reference sampler and that of runs made before this key existed. The two
+        draw tasks from the same distribution but not the same tasks.
     """
 
     source: str = "linear-regression"
@@ -50,6 +55,7 @@ class DataConfig:
     shots: int = _ranged(1, 1)
     queries: int = _ranged(15, 1)
     options: Dict[str, Any] = field(default_factory=dict)
+    sampler: str = _choices("tensor", "learn2learn")
 
 
 @dataclass

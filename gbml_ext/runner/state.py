@@ -15,7 +15,7 @@ from .build import build_learner, build_optimizer, build_sources
 from .checkpoint import restore_rng_state
 from .config import Config, config_to_dict
 from .errors import CheckpointError, ConfigMismatchError, DeviceError
-from .rundir import ALLOWED_CHANGES, config_differences, flatten
+from .rundir import ALLOWED_CHANGES, config_differences, flatten, upgrade_stored
 
 __all__ = ["TrainingState", "build_run", "cpu_threads", "resolve_device", "restore_state",
            "seed_everything"]
@@ -80,14 +80,14 @@ def build_run(config: Config, device: torch.device, rank: int = 0) -> TrainingSt
     seed_everything(config.seed)
     algorithm = build_learner(config).to(device)
     optimizer = build_optimizer(config, algorithm)
-    sources = build_sources(config.data, config.seed, rank=rank)
+    sources = build_sources(config.data, config.seed, rank=rank, device=device)
     return TrainingState(algorithm, optimizer, sources)
 
 
 def restore_state(state: TrainingState, checkpoint: Dict[str, Any], config: Config,
              allow_change: Sequence[str]) -> None:
     """Loads a checkpoint into `state`, after checking it belongs to this config."""
-    saved = checkpoint["config"]
+    saved = upgrade_stored(checkpoint["config"])
     current = config_to_dict(config)
     differ = config_differences(saved, current)
     refused = [k for k in differ if k not in allow_change]
