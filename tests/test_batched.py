@@ -185,3 +185,36 @@ def test_running_statistics_are_refused():
     model(torch.zeros(2, 2, IMAGE_SIZE, IMAGE_SIZE))
     with pytest.raises(BatchedPathUnsupported, match="running statistics"):
         batched_meta_gradient(gbml_ext.MAML(model.double(), lr=0.1), image_tasks(), 1)
+
+
+@pytest.mark.parametrize("kind", ["mlp-classification", "deep-linear-regression", "kfo-mlp"])
+def test_linear_models_take_the_direct_path_and_match_the_engine(kind, monkeypatch):
+    """Linear stacks skip vmap (gbml_ext.fast.direct); the numbers stay the engine's."""
+    from gbml_ext.fast import direct, inner
+
+    calls = []
+    monkeypatch.setattr(inner, "direct_forward",
+                        lambda *a, **k: calls.append(1) or direct.direct_forward(*a, **k))
+    generator = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    if kind == "deep-linear-regression":
+        model = gbml_ext.nn.DeepLinear(4, 2, depth=3).double()
+        tasks = [Task(torch.randn(6, 4, generator=generator, dtype=torch.float64),
+                      torch.randn(6, 2, generator=generator, dtype=torch.float64),
+                      torch.randn(5, 4, generator=generator, dtype=torch.float64),
+                      torch.randn(5, 2, generator=generator, dtype=torch.float64))
+                 for _ in range(4)]
+    else:
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(),
+                                    torch.nn.Linear(8, WAYS)).double()
+        tasks = [Task(torch.randn(6, 4, generator=generator, dtype=torch.float64),
+                      torch.arange(6) % WAYS,
+                      torch.randn(9, 4, generator=generator, dtype=torch.float64),
+                      torch.arange(9) % WAYS) for _ in range(4)]
+    transform = gbml_ext.KroneckerTransform() if kind == "kfo-mlp" else None
+    learner = gbml_ext.GBML(model, transform=transform, lr=0.3,
+                            adapt_transform=kind == "kfo-mlp").double()
+    if transform is not None:
+        perturb_transforms(learner)
+    assert_same_as_per_task(learner, tasks, steps=2)
+    assert calls

@@ -25,6 +25,7 @@ from torch.func import functional_call
 
 from ..algorithms.gbml import GBML
 from ..engine import LossFn
+from .direct import direct_forward, direct_loss, supports_direct
 
 __all__ = ["StackedLearner"]
 
@@ -66,6 +67,8 @@ class StackedLearner:
         self.transform_graph = second_order
         self.steps_taken = 0
         self.names = [name for name, _ in self.module.named_parameters()]
+        # Linear stacks skip vmap's per-call cost (gbml_ext.fast.direct).
+        self.direct = supports_direct(self.module)
         update = learner.compute_update
         self.transform_of = list(update.transforms_indices)
         self.transforms: List[nn.Module] = list(update.transforms_modules)
@@ -86,6 +89,11 @@ class StackedLearner:
 
     def run(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Losses (T,) and outputs (T, n, ...) of every task at its current fast weights."""
+        per_task_loss = direct_loss(self.loss_fn, y) if self.direct and x.dim() == 3 else None
+        if per_task_loss is not None:
+            outputs = direct_forward(self.module, dict(zip(self.names, self.weights)), x)
+            return per_task_loss(outputs, y), outputs
+
         def task_loss(params: Params, inputs: torch.Tensor, targets: torch.Tensor
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
             outputs = functional_call(self.module, params, (inputs,))

@@ -159,7 +159,7 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
             outcomes = meta_gradient(batch, config.algorithm.train_steps)
             if dist.enabled:
                 all_reduce_gradients(state.algorithm.parameters(), dist.world_size)
-            loss = sum(o.loss.item() for o in outcomes) / len(outcomes)
+            loss = torch.stack([o.loss for o in outcomes]).mean().item()
             check_meta_loss(loss, iteration + 1, state.reference_loss, state.last_checkpoint,
                             config)
             state.optimizer.step()
@@ -168,12 +168,12 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
             state.iteration_seconds.append(time.perf_counter() - tic)
             state.train_seconds += state.iteration_seconds[-1]
             state.iteration = done = iteration + 1
-            accuracies = [o.accuracy.item() for o in outcomes if o.accuracy is not None]
-            record = {"iteration": done, "split": "train", "loss": loss,
-                      "accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
+            accuracies = [o.accuracy for o in outcomes if o.accuracy is not None]
+            accuracy = torch.stack(accuracies).mean().item() if accuracies else None
+            record = {"iteration": done, "split": "train", "loss": loss, "accuracy": accuracy,
                       "seconds": state.iteration_seconds[-1]}
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
-                            **({"acc": f"{record['accuracy']:.3f}"} if accuracies else {}))
+                            **({"acc": f"{accuracy:.3f}"} if accuracy is not None else {}))
             if not dist.is_main:
                 continue
             if train_cfg.log_every and (done % train_cfg.log_every == 0
