@@ -330,3 +330,18 @@ def test_old_runs_without_a_sampler_key_resume_with_learn2learns(tmp_path):
     resumed = train(tiny("train.iterations=5", "data.sampler=learn2learn"), resume=True,
                     progress=False)
     assert resumed.results["iterations_done"] == 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_tensor_sampler_draws_on_the_gpu_and_a_run_trains_there(cifar_root, tmp_path):
+    from gbml_ext.runner import train
+
+    dataset = traceable_dataset([6] * 10, (0, 1))
+    batch = TensorFewShotTasks(dataset, 3, 1, 2, seed=0, device="cuda").sample_batch(8)
+    assert all(t.device.type == "cuda" for t in batch.tensors())
+    classes = classes_of(dataset, batch.support_x.cpu())
+    assert all(len(set(row.tolist())) == 3 for row in classes)
+    config = vision_config(cifar_root, tmp_path, "algorithm.path=batched", "device=cuda")
+    result = train(config, progress=False)
+    assert result.results["environment"]["device"].startswith("cuda")
+    assert result.results["evaluation"]["accuracy"]["n"] == 5
