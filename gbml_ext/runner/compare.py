@@ -89,12 +89,15 @@ def plan_runs(config_paths: Sequence[str | Path], seeds: Sequence[int],
     for run in plan:
         other = folders.get(run.run_dir.resolve())
         if other is not None:
-            same = "the same config twice" if other.config_path == run.config_path else (
-                f"both named {run.config.name!r}")
+            if other.config_path == run.config_path:
+                raise RunFolderError(f"{run.config_path} is listed twice (the same config twice "
+                                     f"would write {run.run_dir} twice); list it once.")
+            named = (f" (both are named {run.config.name!r})"
+                     if other.config.name == run.config.name else "")
             raise RunFolderError(
-                f"{other.config_path} and {run.config_path} ({same}) would both write "
-                f"{run.run_dir}. List each config once, and give each its own name = ... "
-                f"(or output_dir).")
+                f"{other.config_path} and {run.config_path} would both write "
+                f"{run.run_dir}{named}. Give each its own name = ... (or output_dir) in its "
+                f"file.")
         folders[run.run_dir.resolve()] = run
         first = names.setdefault(run.config.name, run.config_path)
         if first != run.config_path:

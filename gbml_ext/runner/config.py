@@ -200,10 +200,11 @@ def _deep_merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
 def _read_toml(path: Path, seen: tuple = ()) -> Dict[str, Any]:
     """Reads a config; `extends = "base.toml"` (relative to the file) inherits from another."""
     if path.is_dir():
-        tomls = sorted(p.name for p in path.glob("*.toml"))
+        tomls = sorted(p.name for p in path.glob("*.toml") if "base" not in p.stem) or sorted(
+            p.name for p in path.glob("*.toml"))
         example = f" such as {path / tomls[0]}" if tomls else ""
         raise ConfigError(f"config {path} is a folder, not a file; give one of its TOML "
-                          f"files{example} (gbml-compare takes several: {path}/*.toml).")
+                          f"files{example}.")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; the configs shipped with "
                           f"gbml_ext are under experiments/configs/.")

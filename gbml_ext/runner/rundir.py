@@ -312,11 +312,11 @@ def folder_in_use(run_dir: Path, elsewhere: str = "output_dir=...") -> str:
     """Why a new run cannot start in `run_dir`, which holds something, and the choices
     (`elsewhere`: how to choose another folder)."""
     names = sorted(p.name for p in Path(run_dir).iterdir() if p.name != LOCK_FILE)
-    elsewhere += "" if elsewhere.endswith(".") else "."
     if not set(names) & set(RUN_FILES):
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         return (f"{run_dir} is not empty ({shown}) and holds no run. Choose a new folder with "
-                f"{elsewhere[:-1]}, or move its contents aside with --overwrite.")
+                f"{elsewhere}, or move its contents aside with --overwrite.")
+    elsewhere += "" if elsewhere.endswith(".") else "."
     finished = RESULTS_FILE in names
     return (f"{run_dir} already holds {'a finished' if finished else 'an unfinished'} run. "
             f"Continue it with --resume, move it aside with --overwrite, or choose another "

@@ -213,5 +213,5 @@ def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional
         raise ResultNotSaved(
             f"the evaluation above is not saved: cannot write {error.filename or path} "
             f"({error.strerror or error}). Save it elsewhere with --out DIR (in Python: "
-            f"out=...).", path, result) from error
+            f"reevaluate(..., out=DIR)).", path, result) from error
     return result
