@@ -512,3 +512,24 @@ def test_compare_without_out_says_where_the_results_are(tmp_path, monkeypatch, c
     assert "| Shallow |" in out
     assert "the table is not saved" in err and "runs/Shallow/seed0" in err and "--out DIR" in err
 
+
+
+# The shared error handling of the three commands -----------------------------------------------
+
+def test_any_write_a_command_cannot_make_is_one_line(capsys):
+    from gbml_ext.runner.options import run_command
+
+    def refused():
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), "/mnt/ro/compare.md")
+
+    assert run_command("gbml-compare", refused, debug=False) == 1
+    err = capsys.readouterr().err
+    assert clean_error(err, 1) and "cannot write /mnt/ro/compare.md" in err, err
+    with pytest.raises(OSError):  # --debug shows the traceback
+        run_command("gbml-compare", refused, debug=True)
+
+    def missing():
+        raise FileNotFoundError(errno.ENOENT, "No such file", "x")
+
+    with pytest.raises(FileNotFoundError):  # not a file-system refusal: a bug to see
+        run_command("gbml-compare", missing, debug=False)

@@ -38,8 +38,9 @@ from .rundir import (
 )
 from .summaries import comparable_summaries, pooled_summary
 
-__all__ = ["COMPARE_FILES", "PlannedRun", "compare", "compare_table", "comparable_summaries",
-           "main", "move_comparison_aside", "plan_runs", "pooled_summary", "write_comparison"]
+__all__ = ["COMPARE_FILES", "PlannedRun", "comparable_summaries", "compare", "compare_table",
+           "main", "move_comparison_aside", "plan_runs", "pooled_summary", "run_plan",
+           "write_comparison"]
 
 COMPARE_FILES = ("compare.md", "compare.json", "compare.png")
 
