@@ -74,7 +74,7 @@ def _damaged(archive: Path, error: BaseException) -> DatasetError:
     """The archive cannot be read: the fix is another copy of it, not a new layout."""
     reason = str(error).splitlines()[0] if str(error) else type(error).__name__
     return DatasetError(f"cannot read archive {archive}: {reason}",
-                        f"the archive is truncated, damaged or not a .tar.gz; fetch "
+                        f"the archive is truncated or damaged (or not a .tar.gz); fetch "
                         f"{archive.name} again (or give the extracted folder as data.root).")
 
 
