@@ -8,6 +8,12 @@ import contextlib as _contextlib
 import io as _io
 import sys as _sys
 
+from . import _startup
+
+if _startup.running_command() is not None:
+    # First of all: a Ctrl-C while torch loads is then one line in gbml-train & co.
+    _startup.install()
+
 if "gym" not in _sys.modules:
     # learn2learn imports gym for its RL helpers; gym 0.26 prints an "unmaintained" notice to
     # stderr on import that has nothing to do with meta-learning and buries real warnings.

@@ -21,6 +21,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
         path: the target; its folder is created if needed.
         write: fills the open binary stream (for example `lambda f: torch.save(obj, f)`).
 
+    Raises:
+        OSError: the file cannot be written; `filename` is `path` (not the temporary file).
+
     Example:
         >>> import tempfile
         >>> target = Path(tempfile.mkdtemp()) / "hello.txt"
@@ -36,6 +39,11 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno is not None and error.filename in (str(temporary), temporary):
+            # Name the file the caller asked for, not the temporary one beside it.
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     finally:
         temporary.unlink(missing_ok=True)
     return path

@@ -182,7 +182,8 @@ def test_the_divergence_advice_works(tmp_path):
         train(tiny(tmp_path, "algorithm.inner_lr=1e6"), resume=True,
               progress=False, allow_change=["algorithm.inner_lr"])
     message = str(error.value)
-    assert "iteration 3 is from before it" in message
+    assert "the inner loop diverges" in message
+    assert "Continue from the checkpoint of iteration 3" in message
     assert "--resume --allow-change algorithm.inner_lr algorithm.inner_lr=" in message
     # following the advice (a lower rate, from the same checkpoint) finishes the run
     result = train(tiny(tmp_path, "algorithm.inner_lr=0.05"), resume=True, progress=False,

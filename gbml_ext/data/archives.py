@@ -17,12 +17,13 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 from typing import IO, Iterator
 
 from ..fileio import atomic_write_json
 from .cache import announce, display_path, file_stamps
-from .errors import DatasetError, how_to_get
+from .errors import DatasetError
 
 __all__ = ["extract_archive_once"]
 
@@ -48,6 +49,8 @@ def extract_archive_once(archive: Path, expected_top: str, destination: Path, da
     stamp = {"archive": str(archive.resolve()), "size": size, "mtime_ns": mtime_ns}
     if target.is_dir() and _read_stamp(marker) == (size, mtime_ns):
         return target
+    if not _is_tar(archive):  # before announcing an extraction that cannot start
+        raise _damaged(archive, ValueError("not a tar archive"))
     try:
         destination.mkdir(parents=True, exist_ok=True)
         lock_file = open(destination / ".extract.lock", "a")
@@ -62,8 +65,17 @@ def extract_archive_once(archive: Path, expected_top: str, destination: Path, da
 
 def _unwritable(archive: Path, destination: Path, error: OSError) -> DatasetError:
     return DatasetError(f"cannot extract {archive} into {destination}: {error}",
-                        "pass cache_dir= pointing at a writable folder, or extract by hand: "
-                        f"tar xzf {archive} -C <folder> and pass that folder as root.")
+                        "set data.options.cache_dir (cache_dir= in Python) to a writable "
+                        f"folder, or extract by hand: tar xzf {archive} -C <folder> and give "
+                        "that folder as data.root.")
+
+
+def _damaged(archive: Path, error: BaseException) -> DatasetError:
+    """The archive cannot be read: the fix is another copy of it, not a new layout."""
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return DatasetError(f"cannot read archive {archive}: {reason}",
+                        f"the archive is truncated or damaged (or not a .tar.gz); fetch "
+                        f"{archive.name} again (or give the extracted folder as data.root).")
 
 
 @contextlib.contextmanager
@@ -100,17 +112,29 @@ def _extract(archive: Path, expected_top: str, destination: Path, dataset: str,
             tar.extractall(staging, filter="data")
         if not (staging / expected_top).is_dir():
             raise DatasetError(f"{archive} has no top-level folder {expected_top}/",
-                               how_to_get(dataset, destination))
+                               f"pack the {dataset} folder itself: tar czf {archive.name} "
+                               f"{expected_top}, or give the extracted folder as data.root.")
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging / expected_top, target)
         atomic_write_json(marker, stamp)
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise DatasetError(f"cannot read archive {archive}: {error}",
-                           "the archive is truncated or damaged; fetch it again. "
-                           + how_to_get(dataset, destination)) from error
+    except (tarfile.TarError, EOFError, zlib.error) as error:
+        raise _damaged(archive, error) from error
+    except OSError as error:
+        if error.errno is not None:  # the cache folder, not the archive
+            raise _unwritable(archive, destination, error) from error
+        raise _damaged(archive, error) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _is_tar(archive: Path) -> bool:
+    """Whether `archive` opens as a (compressed) tar archive: reads its first block only."""
+    try:
+        with tarfile.open(archive, "r:*"):
+            return True
+    except (tarfile.TarError, EOFError, OSError, zlib.error):
+        return False
 
 
 def _read_stamp(marker: Path) -> tuple[int, int] | None:

@@ -69,7 +69,8 @@ def decode_images_cached(files: Sequence[Path], keys: Sequence[str], size: tuple
                                                          stamps=stamps))
     except OSError as error:
         warnings.warn(f"could not write image cache {cache_file} ({error}); the next load "
-                      "decodes the images again. Pass a writable cache_dir to keep the cache.",
+                      "decodes the images again. Set data.options.cache_dir (cache_dir= in Python) "
+                      "to a writable folder to keep the cache.",
                       stacklevel=2)
     return images
 

@@ -63,7 +63,11 @@ def _synthetic_shape(data: DataConfig) -> Tuple[int, int]:
         raise ConfigError(f"this model takes vectors: data.source must be one of "
                           f"{tuple(SYNTHETIC_SOURCES)}, not {data.source!r}.")
     default_dim = inspect.signature(SyntheticTasks).parameters["dim"].default
-    return data.options.get("dim", default_dim), SYNTHETIC_SOURCES[data.source].out_features
+    dim = data.options.get("dim", default_dim)
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ConfigError(f"data.options.dim must be a positive integer (the input size of "
+                          f"{data.source!r} tasks), got {dim!r}.")
+    return dim, SYNTHETIC_SOURCES[data.source].out_features
 
 
 MODELS: Dict[str, Callable[..., nn.Module]] = {

@@ -129,6 +129,11 @@ def describe_config(config: Config) -> str:
 
 
 def _check_consistency(config: Config) -> None:
+    from ..data.synthetic import SYNTHETIC_SOURCES
+
+    if config.data.ways < 2 and config.data.source not in SYNTHETIC_SOURCES:
+        raise ConfigError(f"data.ways = {config.data.ways}: a task of one class is classified "
+                          f"100% right whatever the model learns; use data.ways >= 2.")
     if not config.model.linnet_adapt_hidden and config.algorithm.name not in ("maml", "fomaml",
                                                                               "anil"):
         raise ConfigError("model.linnet_adapt_hidden = false works with maml, fomaml and anil "
@@ -194,6 +199,12 @@ def _deep_merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
 
 def _read_toml(path: Path, seen: tuple = ()) -> Dict[str, Any]:
     """Reads a config; `extends = "base.toml"` (relative to the file) inherits from another."""
+    if path.is_dir():
+        tomls = sorted(p.name for p in path.glob("*.toml") if "base" not in p.stem) or sorted(
+            p.name for p in path.glob("*.toml"))
+        example = f" such as {path / tomls[0]}" if tomls else ""
+        raise ConfigError(f"config {path} is a folder, not a file; give one of its TOML "
+                          f"files{example}.")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; the configs shipped with "
                           f"gbml_ext are under experiments/configs/.")

@@ -5,10 +5,14 @@ traceback); from Python they are ordinary exceptions.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Dict
+
 from .config import ConfigError
 
-__all__ = ["CheckpointError", "ConfigMismatchError", "DeviceError", "NonFiniteLossError",
-           "RunError", "RunFolderError", "RunInterrupted"]
+__all__ = ["CheckpointError", "ConfigMismatchError", "DamagedFileError", "DeviceError",
+           "MetaLossDiverged", "NonFiniteLossError", "ResultNotSaved", "RunError",
+           "RunFolderError", "RunInterrupted", "UnwritableError"]
 
 
 class RunError(RuntimeError):
@@ -28,6 +32,33 @@ class ConfigMismatchError(CheckpointError, ConfigError):
     trained numbers."""
 
 
+class DamagedFileError(CheckpointError):
+    """A run's JSON file (config.json, results.json) cannot be parsed: the message names the
+    file and what to do; `path` is the file."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
+class UnwritableError(RunFolderError):
+    """A file cannot be written (a read-only folder, no space left, no permission): the message
+    names the file and where to write instead; `path` is the file."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
+class ResultNotSaved(UnwritableError):
+    """A finished evaluation whose file could not be written; `result` holds it, so that the
+    caller can still show it."""
+
+    def __init__(self, message: str, path: Path, result: Dict[str, Any]):
+        super().__init__(message, path)
+        self.result = result
+
+
 class DeviceError(RunError):
     """The requested device is not available here."""
 
@@ -35,6 +66,17 @@ class DeviceError(RunError):
 class NonFiniteLossError(RunError, FloatingPointError):
     """The loss became NaN or infinite, or exploded: the message says what to lower and how to
     continue from the last checkpoint written before it."""
+
+
+class MetaLossDiverged(NonFiniteLossError):
+    """The meta-loss of meta-iteration `iteration` is `loss`: not finite, or above the
+    run's `train.explode_factor` times the unadapted loss. `train` words the final message, once
+    it has checked whether the inner or the outer loop diverged."""
+
+    def __init__(self, message: str, loss: float, iteration: int):
+        super().__init__(message)
+        self.loss = loss
+        self.iteration = iteration
 
 
 class RunInterrupted(RunError):

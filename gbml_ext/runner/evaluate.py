@@ -8,8 +8,7 @@ path a run takes.
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -19,6 +18,7 @@ from ..data.tasks import TaskSource, sample_batch
 from ..fast import batched_adaptation_curves, choose_path, compiled_adaptation_curves
 from .config import ConfigError
 from .schema import AlgorithmConfig
+from .summaries import confidence_interval, summarize
 
 __all__ = ["EVAL_TASKS_PER_CHUNK", "confidence_interval", "evaluate",
            "run_path", "summarize"]
@@ -26,34 +26,6 @@ __all__ = ["EVAL_TASKS_PER_CHUNK", "confidence_interval", "evaluate",
 # Tasks drawn at a time, and adapted together by the fast path's evaluation (which bounds its
 # memory to one chunk's step). Every path draws the same chunks, hence the same tasks.
 EVAL_TASKS_PER_CHUNK = 64
-
-
-def confidence_interval(values: Sequence[float], z: float = 1.96) -> float:
-    """Half-width of the normal-approximation 95% CI of the mean: z · s / √n (s: sample std).
-
-    This is the convention of the few-shot literature (MAML, learn2learn, KFO papers).
-
-    Example:
-        >>> round(confidence_interval([1.0, 2.0, 3.0, 4.0]), 4)
-        1.2652
-    """
-    n = len(values)
-    if n < 2:
-        return float("nan")
-    mean = sum(values) / n
-    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return z * math.sqrt(variance) / math.sqrt(n)
-
-
-def summarize(values: Sequence[float]) -> Dict[str, float]:
-    """{mean, ci95, n} of `values` (ci95: `confidence_interval`).
-
-    Example:
-        >>> summarize([1.0, 3.0])["mean"]
-        2.0
-    """
-    return {"mean": sum(values) / len(values), "ci95": confidence_interval(values),
-            "n": len(values)}
 
 
 def run_path(config: AlgorithmConfig, algorithm: nn.Module, training: bool = False) -> str:

@@ -7,13 +7,16 @@ import math
 import signal
 import sys
 import threading
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+
+import torch
 
 from .. import engine
 from .config import Config
-from .errors import NonFiniteLossError
+from .errors import MetaLossDiverged, NonFiniteLossError
 
-__all__ = ["StopSignals", "check_evaluation", "check_meta_loss", "unadapted_loss"]
+__all__ = ["StopSignals", "check_evaluation", "check_meta_loss", "divergence_message",
+           "explain_divergence", "unadapted_loss"]
 
 
 class StopSignals:
@@ -52,25 +55,90 @@ def unadapted_loss(algorithm, tasks: Sequence) -> float:
 
 def check_meta_loss(loss: float, iteration: int, reference: Optional[float],
                     last_checkpoint: int, config: Config) -> None:
-    """Raises `NonFiniteLossError` if the meta-loss is not finite or above
-    `train.explode_factor` times `reference` (the unadapted loss of the first meta-batch)."""
+    """Raises `MetaLossDiverged` if the meta-loss is not finite or above
+    `train.explode_factor` times `reference` (the unadapted loss of the first meta-batch).
+
+    The message blames the inner loop only at the first iteration, where the meta-parameters
+    are still the initial ones; later it names both rates. `train` replaces it with one that
+    says which loop diverged (`explain_divergence`)."""
     factor = config.train.explode_factor
-    reference = reference if reference is not None else math.inf
-    if math.isfinite(loss) and loss <= factor * max(reference, 1e-12):
+    if math.isfinite(loss) and loss <= factor * max(reference if reference is not None
+                                                    else math.inf, 1e-12):
         return
-    what = ("not finite" if not math.isfinite(loss)
-            else f"{loss / reference:.3g}x the unadapted loss {reference:.3g} (train.explode_factor"
-                 f" = {factor:g})")
-    lower = config.algorithm.inner_lr / 10
-    if last_checkpoint:
-        how = (f"The checkpoint of iteration {last_checkpoint} is from before it: continue "
-               f"from it with a lower rate, e.g. `--resume --allow-change algorithm.inner_lr "
-               f"algorithm.inner_lr={lower:g}`, or start over with --overwrite and a lower rate.")
+    outer = False if iteration == 1 else None
+    raise MetaLossDiverged(divergence_message(loss, iteration, reference, last_checkpoint,
+                                              config, outer), loss, iteration)
+
+
+def divergence_message(loss: float, iteration: int, reference: Optional[float],
+                       last_checkpoint: int, config: Config, outer: Optional[bool],
+                       unadapted: Optional[float] = None) -> str:
+    """What diverged and how to continue.
+
+    Arguments:
+        loss, iteration: the meta-loss and the meta-iteration (from 1) it belongs to.
+        reference: the unadapted query loss of the first meta-batch.
+        last_checkpoint: the iteration of the newest checkpoint (0: none); a checkpoint of
+            iteration c holds the meta-parameters after c outer steps.
+        outer: True if the meta-parameters themselves diverged (the outer step, train.lr),
+            False if only the inner loop did (algorithm.inner_lr), None if unknown.
+        unadapted: the loss before adaptation at the current meta-parameters, if measured.
+    """
+    factor = config.train.explode_factor
+    what = ("not finite" if not math.isfinite(loss) or reference is None
+            else f"{loss / max(reference, 1e-12):.3g}x the unadapted loss {reference:.3g} "
+                 f"(train.explode_factor = {factor:g})")
+    head = f"meta-loss {loss:.4g} at iteration {iteration} of {config.name} is {what}"
+    measured = "" if unadapted is None else f" (the loss before adapting is {unadapted:.4g})"
+    inner_lr, outer_lr = config.algorithm.inner_lr / 10, config.train.lr / 10
+    if outer is False:
+        cause = (f"the inner loop diverges{measured}" if unadapted is not None else
+                 "the inner loop diverges (the meta-parameters are still the initial ones)"
+                 if iteration == 1 else "the inner loop diverges")
+        if last_checkpoint:
+            how = (f"Continue from the checkpoint of iteration {last_checkpoint} with a lower "
+                   f"rate: `--resume --allow-change algorithm.inner_lr "
+                   f"algorithm.inner_lr={inner_lr:g}`, or start over with --overwrite.")
+        else:
+            how = (f"No checkpoint was written before it: start over with a lower rate, e.g. "
+                   f"`--overwrite algorithm.inner_lr={inner_lr:g}`.")
+    elif outer:
+        cause = (f"the meta-parameters themselves diverge{measured}: the outer step "
+                 f"train.lr = {config.train.lr:g} is too large")
+        if last_checkpoint and last_checkpoint < iteration - 1:
+            how = (f"The checkpoint of iteration {last_checkpoint} is from "
+                   f"{iteration - 1 - last_checkpoint} outer steps earlier: continue from it "
+                   f"with `--resume --allow-change train.lr train.lr={outer_lr:g}`, or start "
+                   f"over with `--overwrite train.lr={outer_lr:g}`.")
+        else:
+            held = (f"The checkpoint of iteration {last_checkpoint} already holds these "
+                    f"meta-parameters: start" if last_checkpoint else "Start")
+            how = f"{held} over with a lower rate, e.g. `--overwrite train.lr={outer_lr:g}`."
     else:
-        how = (f"No checkpoint was written before it: start over with a lower rate, e.g. "
-               f"`--overwrite algorithm.inner_lr={lower:g}` (or lower train.lr).")
-    raise NonFiniteLossError(f"meta-loss {loss:.4g} at iteration {iteration} of {config.name} is "
-                             f"{what}: the inner loop diverges. {how}")
+        cause = "the inner or the outer loop diverges"
+        how = (f"Start over with a lower rate: `--overwrite algorithm.inner_lr={inner_lr:g}` "
+               f"(the inner step) or `--overwrite train.lr={outer_lr:g}` (the outer step).")
+    return f"{head}: {cause}. {how}"
+
+
+def explain_divergence(error: MetaLossDiverged, algorithm: torch.nn.Module,
+                       tasks: Callable[[], Sequence[Any]], reference: Optional[float],
+                       last_checkpoint: int, config: Config) -> NonFiniteLossError:
+    """The error to raise for a diverged meta-loss, once it is known which loop diverged: the
+    meta-parameters diverged if their own loss before adaptation, on fresh `tasks()`, is not
+    finite or above `train.explode_factor` times `reference`; otherwise the inner loop did."""
+    if error.iteration == 1:
+        return error  # the meta-parameters are the initial ones: check_meta_loss said so
+    if not all(torch.isfinite(p).all() for p in algorithm.parameters()):
+        unadapted = math.inf
+    else:
+        unadapted = unadapted_loss(algorithm, tasks())
+    factor = config.train.explode_factor
+    limit = factor * max(reference if reference is not None else math.inf, 1e-12)
+    outer = not math.isfinite(unadapted) or unadapted > limit
+    return MetaLossDiverged(divergence_message(error.loss, error.iteration, reference,
+                                               last_checkpoint, config, outer, unadapted),
+                            error.loss, error.iteration)
 
 
 def check_evaluation(evaluation: Dict[str, Any], factor: float, where: str) -> None:

@@ -31,11 +31,32 @@ from .distributed import (
     broadcast_parameters,
     init_distributed,
 )
-from .errors import NonFiniteLossError, RunFolderError, RunInterrupted
+from .errors import (
+    DamagedFileError,
+    MetaLossDiverged,
+    NonFiniteLossError,
+    RunFolderError,
+    RunInterrupted,
+)
 from .evaluate import evaluate, run_path
-from .guards import StopSignals, check_evaluation, check_meta_loss, unadapted_loss
+from .guards import (
+    StopSignals,
+    check_evaluation,
+    check_meta_loss,
+    explain_divergence,
+    unadapted_loss,
+)
+from .plots import plot_training_curves
 from .report import environment_info, write_metrics, write_results
-from .rundir import ALLOWED_CHANGES, CONFIG_FILE, claim_folder, keep_previous_results, run_lock
+from .rundir import (
+    ALLOWED_CHANGES,
+    CONFIG_FILE,
+    claim_folder,
+    keep_previous_results,
+    read_results,
+    refuse_shortening,
+    run_lock,
+)
 from .seeds import process_seed
 from .state import (
     TrainingState,
@@ -104,6 +125,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
     lock = run_lock(run_dir) if dist.is_main else contextlib.nullcontext()
     with lock, cpu_threads(config.threads):
         checkpoint = claim_folder(run_dir, resume, overwrite, dist.is_main)
+        refuse_shortening(checkpoint, config.train.iterations, run_dir)
         state = build_run(config, device, dist.rank)
         if dist.enabled:
             broadcast_parameters(state.algorithm)
@@ -114,13 +136,23 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         if dist.is_main:
             atomic_write_json(run_dir / CONFIG_FILE, config_to_dict(config))
             write_metrics(run_dir, state.history)
-        memory_baseline = start_peak_watch(device)
-        _meta_train(state, config, device, dist, run_dir, progress)
+        memory_baseline, first_iteration = start_peak_watch(device), state.iteration
+        try:
+            _meta_train(state, config, device, dist, run_dir, progress)
+        except MetaLossDiverged as error:
+            train_tasks = state.sources["train"]
+            raise explain_divergence(
+                error, state.algorithm,
+                lambda: sample_batch(train_tasks, min(4, config.train.meta_batch)).to(device),
+                state.reference_loss, state.last_checkpoint, config) from None
         results: Dict[str, Any] = {}
         if dist.is_main:
-            results = _final_results(state, config, device, dist, memory_baseline, progress)
+            results = _final_results(state, config, device, dist, memory_baseline, progress,
+                                     first_iteration)
             keep_previous_results(run_dir)
-            write_results(run_dir, results, state.history, config.train.plot)
+            write_results(run_dir, results)
+            if config.train.plot:
+                plot_training_curves({config.name: state.history}, run_dir / "training.png")
     return RunResult(state.algorithm, state.history, results, run_dir, config)
 
 
@@ -208,14 +240,36 @@ def _validate(state: TrainingState, config: Config, device: torch.device, run_di
         "loss_by_step": [s["mean"] for s in evaluation["loss_by_step"]]})
 
 
+def _training_peak(run_dir: Path, kind: str, measured: float,
+                   trained_here: bool) -> Optional[float]:
+    """Training's peak memory (MB) over the run: this process's `measured` peak, and the peak
+    an earlier results.json of the run recorded (a re-evaluation trains nothing, so that one
+    is kept as it is). None when no training happened here and no earlier peak is readable."""
+    try:
+        previous = read_results(run_dir)
+    except DamagedFileError:
+        previous = None
+    earlier = None
+    if previous is not None and previous.get("peak_memory_kind") == kind:
+        earlier = previous.get("peak_memory_mb")
+    if not trained_here:
+        return earlier
+    return measured if earlier is None else max(measured, earlier)
+
+
 def _final_results(state: TrainingState, config: Config, device: torch.device,
                    dist: DistributedContext, memory_baseline: int,
-                   progress: bool) -> Dict[str, Any]:
-    peak = peak_increase_since(device, memory_baseline) / 2**20
+                   progress: bool, first_iteration: int = 0) -> Dict[str, Any]:
+    kind = "cuda_max_allocated_increase" if device.type == "cuda" else "peak_rss_increase"
+    peak = _training_peak(config.run_dir(), kind,
+                          peak_increase_since(device, memory_baseline) / 2**20,
+                          trained_here=state.iteration > first_iteration)
     path = run_path(config.algorithm, state.algorithm)
+    evaluation_baseline = start_peak_watch(device)
     final = evaluate(state.algorithm, state.sources[config.evaluation.split],
                      config.evaluation.tasks, config.algorithm.test_steps, device,
                      progress=progress, path=path)
+    evaluation_peak = peak_increase_since(device, evaluation_baseline) / 2**20
     check_evaluation(final, config.train.explode_factor, f"final evaluation of {config.name}")
     seconds = state.iteration_seconds
     return {
@@ -227,8 +281,8 @@ def _final_results(state: TrainingState, config: Config, device: torch.device,
         "train_seconds": state.train_seconds,
         "seconds_per_iteration": statistics.median(seconds) if seconds else None,
         "peak_memory_mb": peak,
-        "peak_memory_kind": ("cuda_max_allocated_increase" if device.type == "cuda"
-                             else "peak_rss_increase"),
+        "evaluation_peak_memory_mb": evaluation_peak,
+        "peak_memory_kind": kind,
         "changes": state.changes,
         "path": path,
     }

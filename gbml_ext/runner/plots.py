@@ -1,9 +1,15 @@
-"""Plots written next to results: training curves of a run, and a comparison of runs."""
+"""Plots written next to results: training curves of a run, and a comparison of runs.
+
+The plots take data (histories, results dicts and `summaries`) and read no files; the command
+lines that gather the data sit above them.
+"""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from .rundir import read_history
+from .summaries import comparable_summaries, pooled_summary
 
 __all__ = ["plot_comparison", "plot_training_curves", "pyplot", "read_history"]
 
@@ -16,14 +22,6 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def read_history(run_dir: str | Path) -> List[Dict[str, Any]]:
-    """The records of a run folder's metrics.jsonl ([] if it has none)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def plot_training_curves(histories: Dict[str, List[Dict[str, Any]]], path: Path,
@@ -47,11 +45,17 @@ def plot_training_curves(histories: Dict[str, List[Dict[str, Any]]], path: Path,
     return Path(path)
 
 
-def plot_comparison(runs: Dict[str, List[Dict[str, Any]]], path: Path) -> Path:
+def plot_comparison(runs: Dict[str, List[Dict[str, Any]]],
+                    histories: Dict[str, List[List[Dict[str, Any]]]], path: Path) -> Path:
     """Two panels: each run's test accuracy (or loss) pooled over seeds with 95% CI bars, and
-    its training curve (post-adaptation query loss, mean over seeds)."""
-    from .compare import comparable_summaries, pooled_summary
+    its training curve (post-adaptation query loss, mean over seeds).
 
+    Arguments:
+        runs: {config name: [results.json dict per seed]}.
+        histories: {config name: [metrics.jsonl records per seed]} (`rundir.read_history`);
+            a name without one draws no curve.
+        path: the PNG to write.
+    """
     plt = pyplot()
     names = list(runs)
     classification = pooled_summary(runs[names[0]], "accuracy") is not None
@@ -69,8 +73,8 @@ def plot_comparison(runs: Dict[str, List[Dict[str, Any]]], path: Path) -> Path:
         left.set_ylim(max(0.0, low - 5), min(100.0, max(s["mean"] for s in summaries) * scale + 5))
     for name in names:
         curves: Dict[int, List[float]] = {}
-        for result in runs[name]:
-            for record in read_history(result.get("run_dir", "")):
+        for history in histories.get(name, []):
+            for record in history:
                 if record["split"] == "train":
                     curves.setdefault(record["iteration"], []).append(record["loss"])
         if curves:

@@ -1,4 +1,9 @@
-"""Results files: results.json, a markdown table, and plots, with the run's provenance."""
+"""Results as text and files: results.json, one-row and comparison markdown tables, and the
+provenance (versions, hardware, date) that lets a table be traced back.
+
+Tables take data (results dicts and `summaries`); the figures are in `plots`, and the command
+lines that call both sit above them.
+"""
 from __future__ import annotations
 
 import datetime
@@ -11,10 +16,10 @@ import torch
 
 from ..fileio import atomic_write_json, atomic_write_text
 from ..measure import hardware_description
-from .plots import plot_training_curves
+from .summaries import comparable_summaries, median_of, pooled_summary
 
-__all__ = ["environment_info", "format_metric", "markdown_table", "results_markdown",
-           "write_metrics", "write_results"]
+__all__ = ["compare_table", "environment_info", "format_metric", "markdown_table",
+           "results_markdown", "write_metrics", "write_results"]
 
 
 def environment_info(device: torch.device) -> Dict[str, Any]:
@@ -40,6 +45,14 @@ def format_metric(summary: Optional[Dict[str, float]], scale: float = 1.0, digit
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table.
+
+    Example:
+        >>> print(markdown_table(["a", "b"], [[1, 2]]), end="")
+        | a | b |
+        |---|---|
+        | 1 | 2 |
+    """
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -64,19 +77,62 @@ def results_markdown(results: Dict[str, Any]) -> str:
     if "train_seconds" in results:
         header += ["train time s", "s / iteration", "peak memory MB"]
         row += [f"{results['train_seconds']:.1f}", f"{results['seconds_per_iteration'] or 0:.4f}",
-                f"{results['peak_memory_mb']:.0f} ({results['peak_memory_kind']})"]
+                f"{_number(results.get('peak_memory_mb'), 0)} ({results['peak_memory_kind']})"]
     env = results["environment"]
     return (markdown_table(header, [row]) +
             f"\n{evaluation['loss']['n']} held-out tasks, 95% CI. {env['hardware']}, "
             f"torch {env['torch']}, {env['date']}.\n")
 
 
-def write_results(run_dir: Path, results: Dict[str, Any], history: List[Dict[str, Any]],
-                  plot: bool = True) -> None:
-    """Writes results.json, results.md (one-row table) and, with `plot`, training.png next to
-    each other."""
+def write_results(run_dir: Path, results: Dict[str, Any]) -> None:
+    """Writes results.json and results.md (its one-row table) next to each other."""
     run_dir = Path(run_dir)
     atomic_write_json(run_dir / "results.json", results)
     atomic_write_text(run_dir / "results.md", results_markdown(results))
-    if plot:
-        plot_training_curves({results["name"]: history}, run_dir / "training.png")
+
+
+def _memory_saved(peak: Optional[float], base: Optional[float]) -> str:
+    """'+12%' memory saved against the baseline, or '–' when either peak is unknown or the
+    baseline's is not positive (a CPU peak-RSS increase can be 0)."""
+    return f"{1 - peak / base:+.0%}" if peak is not None and base else "–"
+
+
+def _number(value: Optional[float], digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def compare_table(runs: Dict[str, List[Dict[str, Any]]]) -> str:
+    """Markdown table of several configs' runs (results.json dicts per seed), with ratios
+    against the first one: time, time per iteration, training's peak memory, the test metric
+    pooled over seeds with its 95% CI, and the final training loss."""
+    names = list(runs)
+    base = runs[names[0]]
+    classification = pooled_summary(base, "accuracy") is not None
+    summaries = comparable_summaries(runs, "accuracy" if classification else "loss")
+    header = ["run", "seeds", "train time s", "s / iteration", "peak memory MB",
+              "test accuracy %" if classification else "test loss", "final train loss",
+              "speed-up", "memory saved", "accuracy Δ" if classification else "loss Δ"]
+    rows = []
+    base_quality = summaries[names[0]]["mean"]
+    base_speed = median_of(base, "seconds_per_iteration")
+    base_peak = median_of(base, "peak_memory_mb")
+    scale = 100 if classification else 1
+    for name in names:
+        results = runs[name]
+        quality = summaries[name]
+        speed = median_of(results, "seconds_per_iteration")
+        peak = median_of(results, "peak_memory_mb")
+        rows.append([
+            name, len(results), _number(median_of(results, "train_seconds"), 1),
+            _number(speed, 4), _number(peak, 0),
+            format_metric(quality, scale, 2 if classification else 4),
+            _number(median_of(results, "final_train_loss"), 4),
+            f"{base_speed / speed:.2f}x" if base_speed and speed else "–",
+            _memory_saved(peak, base_peak),
+            f"{(quality['mean'] - base_quality) * scale:+.2f}",
+        ])
+    kind = base[0]["peak_memory_kind"]
+    env = base[0]["environment"]
+    return (markdown_table(header, rows) +
+            f"\nRatios against {names[0]}. Peak memory: {kind}, during training. Times are "
+            f"medians over seeds. {env['hardware']}, torch {env['torch']}, {env['date']}.\n")

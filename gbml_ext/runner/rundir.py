@@ -21,17 +21,21 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from .checkpoint import load_latest_checkpoint
-from .errors import RunFolderError
+from .checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT, load_latest_checkpoint
+from .errors import ConfigMismatchError, DamagedFileError, RunFolderError, UnwritableError
 
-__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LOCK_FILE", "RESULTS_FILE",
-           "claim_folder",
-           "config_differences", "flatten", "holds_run", "keep_previous_results", "move_aside",
+__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LOCK_FILE", "METRICS_FILE",
+           "RESULTS_FILE", "RUN_FILES", "WRITABLE_FIX", "cannot_write", "claim_folder",
+           "config_differences", "flatten", "folder_in_use", "holds_run", "keep_previous_results",
+           "move_aside", "read_history", "read_json", "read_results", "refuse_shortening",
            "run_lock", "stored_config", "upgrade_stored", "with_defaults"]
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
+METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "run.lock"
+# The files that make a folder a run folder (anything else in it is the user's).
+RUN_FILES = (CONFIG_FILE, RESULTS_FILE, METRICS_FILE, CHECKPOINT, PREVIOUS_CHECKPOINT)
 
 # Keys that change neither a run's numbers (beyond ~1e-6 of float rounding) nor its results:
 # where files go, logging, checkpointing, how each step is computed (path, threads, memory
@@ -101,9 +105,81 @@ def config_differences(saved: Dict[str, Any], current: Dict[str, Any],
                   if k not in skip and saved_flat.get(k) != current_flat.get(k))
 
 
+def read_json(path: Path, fix: str) -> Dict[str, Any]:
+    """The JSON object in `path`; a file that does not parse (truncated, edited by hand) is a
+    `DamagedFileError` that names it and ends with `fix`.
+
+    Example:
+        >>> import tempfile
+        >>> bad = Path(tempfile.mkdtemp()) / "results.json"
+        >>> _ = bad.write_text('{"name": ')
+        >>> try:
+        ...     read_json(bad, "Delete it.")
+        ... except DamagedFileError as error:
+        ...     print(str(error).split(" is ")[1].split(" (")[0], "/", error.path.name)
+        damaged / results.json
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DamagedFileError(f"{path} is damaged (not JSON: {error}). {fix}", path) from None
+    if not isinstance(data, dict):
+        raise DamagedFileError(f"{path} is damaged (not a JSON object). {fix}", path)
+    return data
+
+
 def stored_config(run_dir: Path) -> Dict[str, Any] | None:
+    """The config a run folder's config.json holds, or None without one.
+
+    Raises:
+        DamagedFileError: config.json does not parse.
+    """
     path = Path(run_dir) / CONFIG_FILE
-    return upgrade_stored(json.loads(path.read_text())) if path.is_file() else None
+    if not path.is_file():
+        return None
+    return upgrade_stored(read_json(
+        path, "The run's checkpoint holds its config too: `gbml-train CONFIG --resume` with the "
+              "run's config writes config.json again."))
+
+
+def read_results(run_dir: Path) -> Dict[str, Any] | None:
+    """A run folder's results.json, or None if the run has not finished.
+
+    Raises:
+        DamagedFileError: results.json does not parse.
+    """
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.is_file():
+        return None
+    return read_json(path, "Resume the run (`--resume`) to evaluate it again and write a new "
+                           "one; the damaged file is kept beside it.")
+
+
+def read_history(run_dir: str | Path) -> List[Dict[str, Any]]:
+    """The records of a run folder's metrics.jsonl ([] if it has none). Lines that do not
+    parse (a line cut off by a crash) are left out."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            if line.strip():
+                records.append(json.loads(line))
+    return records
+
+
+def cannot_write(path: Path, error: OSError, fix: str) -> UnwritableError:
+    """The error for a file or folder that cannot be written: names it, the reason, and `fix`.
+
+    Example:
+        >>> import errno
+        >>> str(cannot_write(Path("/ro/run"), OSError(errno.EROFS, "Read-only file system"),
+        ...                  "Choose another output_dir=..."))
+        'cannot write /ro/run (Read-only file system). Choose another output_dir=...'
+    """
+    return UnwritableError(f"cannot write {path} ({error.strerror or error}). {fix}", path)
 
 
 def holds_run(run_dir: Path) -> bool:
@@ -138,14 +214,47 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+WRITABLE_FIX = ("Choose a writable folder with output_dir=... (gbml-compare: --out DIR); "
+                "`gbml-eval RUN_DIR` evaluates a run stored read-only and prints the result.")
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[Path]:
-    """Holds `run_dir/run.lock` for the duration; refuses a folder another live process holds."""
+    """Holds `run_dir/run.lock` for the duration; refuses a folder another live process holds.
+
+    The folders it creates for the run are removed again on the way out if the run left
+    nothing in them (a run that failed to start leaves no empty folder behind). A folder that
+    cannot be written (read-only, no permission) is an `UnwritableError`."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     path = run_dir / LOCK_FILE
     me = {"pid": os.getpid(), "host": socket.gethostname(),
           "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    try:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _take_lock(path, me)
+        except OSError as error:
+            raise cannot_write(Path(error.filename or path), error, WRITABLE_FIX) from None
+        try:
+            yield path
+        finally:
+            try:
+                if json.loads(path.read_text()).get("pid") == me["pid"]:
+                    path.unlink()
+            except (OSError, json.JSONDecodeError):
+                pass
+    finally:
+        for folder in created:  # deepest first; stops at the first that is not empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _take_lock(path: Path, me: Dict[str, Any]) -> None:
+    """Creates the lock file `path` holding `me`; replaces a lock whose process is gone."""
+    run_dir = path.parent
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -166,17 +275,8 @@ def run_lock(run_dir: Path) -> Iterator[Path]:
             continue
         with os.fdopen(fd, "w") as stream:
             json.dump(me, stream)
-        break
-    else:
-        raise RunFolderError(f"could not take the lock {path}; remove it if no run is active.")
-    try:
-        yield path
-    finally:
-        try:
-            if json.loads(path.read_text()).get("pid") == me["pid"]:
-                path.unlink()
-        except (OSError, json.JSONDecodeError):
-            pass
+        return
+    raise RunFolderError(f"could not take the lock {path}; remove it if no run is active.")
 
 
 def keep_previous_results(run_dir: Path) -> None:
@@ -205,9 +305,36 @@ def claim_folder(run_dir: Path, resume: bool, overwrite: bool,
                 move_aside(run_dir)
         return None
     if is_main and holds_run(run_dir):
-        finished = (run_dir / RESULTS_FILE).is_file()
-        raise RunFolderError(
-            f"{run_dir} already holds {'a finished' if finished else 'an unfinished'} run. "
-            f"Continue it with --resume, move it aside with --overwrite, or choose another "
-            f"output_dir=...")
+        raise RunFolderError(folder_in_use(run_dir))
     return None
+
+
+def refuse_shortening(checkpoint: Optional[Dict[str, Any]], iterations: int,
+                      run_dir: Path) -> None:
+    """Refuses to resume a checkpoint written after more meta-iterations than `iterations`:
+    the run's record would claim fewer iterations than were trained.
+
+    Raises:
+        ConfigMismatchError: naming both counts and the choices.
+    """
+    done = None if checkpoint is None else checkpoint.get("iteration")
+    if isinstance(done, int) and done > iterations:
+        raise ConfigMismatchError(
+            f"train.iterations={iterations} is fewer than the {done} meta-iterations the "
+            f"checkpoint in {run_dir} has done; a run cannot be shortened. Resume with "
+            f"train.iterations={done} or more, or start over with --overwrite.")
+
+
+def folder_in_use(run_dir: Path, elsewhere: str = "output_dir=...") -> str:
+    """Why a new run cannot start in `run_dir`, which holds something, and the choices
+    (`elsewhere`: how to choose another folder)."""
+    names = sorted(p.name for p in Path(run_dir).iterdir() if p.name != LOCK_FILE)
+    if not set(names) & set(RUN_FILES):
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        return (f"{run_dir} is not empty ({shown}) and holds no run. Choose a new folder with "
+                f"{elsewhere}, or move its contents aside with --overwrite.")
+    elsewhere += "" if elsewhere.endswith(".") else "."
+    finished = RESULTS_FILE in names
+    return (f"{run_dir} already holds {'a finished' if finished else 'an unfinished'} run. "
+            f"Continue it with --resume, move it aside with --overwrite, or choose another "
+            f"{elsewhere}")

@@ -7,24 +7,33 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..fileio import atomic_write_json, atomic_write_text
+from ..measure import peak_increase_since, start_peak_watch
 from .build import build_learner, build_sources
 from .checkpoint import load_latest_checkpoint
 from .config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
-from .errors import CheckpointError
+from .errors import CheckpointError, DamagedFileError, DeviceError, ResultNotSaved
 from .evaluate import evaluate, run_path
+from .guards import check_evaluation
 from .report import environment_info, results_markdown
 from .rundir import CONFIG_FILE, stored_config
 
-__all__ = ["LoadedRun", "load_run", "reevaluate"]
+__all__ = ["LoadedRun", "load_run", "read_run_config", "reevaluate"]
+
+# The devices a saved run can be put on: those a config's `device` key allows.
+DEVICES: Tuple[str, ...] = next(
+    f.metadata["choices"] for f in dataclasses.fields(Config) if f.name == "device")
 
 
 @dataclass
@@ -56,15 +65,69 @@ def _private_random_state() -> Iterator[None]:
             np.random.set_state(numpy_state)
 
 
-def _read_config(run_dir: Path, overrides: Sequence[str]) -> Config:
-    data = stored_config(run_dir)
+def _saved_config(run_dir: Path) -> Dict[str, Any]:
+    """The config a run folder holds: its config.json, or, if that file is damaged, the copy
+    in its newest checkpoint (saying so)."""
+    try:
+        data = stored_config(run_dir)
+    except DamagedFileError as error:
+        found = load_latest_checkpoint(run_dir)
+        if found is None or not isinstance(found[0].get("config"), dict):
+            raise
+        print(f"gbml_ext: {error.path} is damaged; using the config saved in {found[1]} "
+              f"instead. `gbml-train CONFIG --resume` with the run's config writes it again.",
+              file=sys.stderr)
+        return found[0]["config"]
     if data is None:
         raise CheckpointError(f"{run_dir} holds no gbml_ext run ({CONFIG_FILE} is missing); "
                               f"give the folder a training run wrote, e.g. runs/<name>/seed0.")
+    return data
+
+
+def read_run_config(run_dir: str | Path, overrides: Sequence[str] = (),
+                    tasks: Optional[int] = None, steps: Optional[int] = None,
+                    split: Optional[str] = None) -> Config:
+    """A run folder's config with `overrides` and the evaluation settings applied.
+
+    A config error names its source: the saved config, an override, or an argument (`tasks`:
+    gbml-eval's --tasks, `steps`: --steps, `split`: --split).
+
+    Example:
+        >>> read_run_config("runs/experiment/seed0", tasks=1)  # doctest: +SKIP
+        ConfigError: --tasks 1: config key 'evaluation.tasks' must be >= 2, got 1.
+    """
+    run_dir = Path(run_dir)
+    data = _saved_config(run_dir)
     try:
-        return config_from_dict(apply_overrides(data, overrides))
+        config_from_dict(copy.deepcopy(data))
     except ConfigError as error:
-        raise ConfigError(f"{error} (in the config saved in {run_dir})") from error
+        raise ConfigError(f"{error} (in {run_dir / CONFIG_FILE}, the config the run was "
+                          f"trained with)") from error
+    config = config_from_dict(apply_overrides(copy.deepcopy(data), overrides))
+    flags = {"--tasks": ("evaluation.tasks", tasks), "--steps": ("algorithm.test_steps", steps),
+             "--split": ("evaluation.split", None if split is None else repr(split))}
+    for flag, (key, value) in flags.items():
+        if value is None:
+            continue
+        try:
+            config = config_from_dict(apply_overrides(config_to_dict(config), [f"{key}={value}"]))
+        except ConfigError as error:
+            raise ConfigError(f"{flag} {value}: {error}") from error
+    return config
+
+
+def _device(name: str) -> torch.device:
+    """The torch device for gbml-eval's --device / `load_run(device=...)`: one of `DEVICES`,
+    and "cuda" only where torch sees a GPU."""
+    if name not in DEVICES:
+        raise ConfigError(f"device {name!r} is not one of {', '.join(DEVICES)}; for example "
+                          f"--device cpu.")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device 'cuda' is asked for but torch sees no GPU here; use --device "
+                          "cpu (in Python: device='cpu') or auto.")
+    return torch.device(name)
 
 
 def load_run(run_dir: str | Path, overrides: Sequence[str] = (), device: str = "cpu") -> LoadedRun:
@@ -81,8 +144,10 @@ def load_run(run_dir: str | Path, overrides: Sequence[str] = (), device: str = "
         >>> run = load_run("runs/experiment/seed0")   # doctest: +SKIP
         >>> learner = run.learner.clone()              # doctest: +SKIP
     """
-    run_dir = Path(run_dir)
-    config = _read_config(run_dir, overrides)
+    return _load(Path(run_dir), read_run_config(run_dir, overrides), _device(str(device)))
+
+
+def _load(run_dir: Path, config: Config, device: torch.device) -> LoadedRun:
     found = load_latest_checkpoint(run_dir)
     if found is None:
         raise CheckpointError(f"{run_dir} has no checkpoint to load; finish or resume the run "
@@ -94,38 +159,59 @@ def load_run(run_dir: str | Path, overrides: Sequence[str] = (), device: str = "
         learner.load_state_dict(checkpoint["algorithm"])
     except RuntimeError as error:
         raise CheckpointError(f"{path} does not fit the model of its config ({error}).") from error
-    return LoadedRun(learner.to(device), config, checkpoint["iteration"], checkpoint["history"])
+    return LoadedRun(learner.to(device), config, checkpoint["iteration"],
+                     checkpoint["history"])
 
 
 def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional[int] = None,
                split: Optional[str] = None, overrides: Sequence[str] = (),
-               device: str = "cpu", progress: bool = False) -> Dict[str, Any]:
+               device: str = "cpu", progress: bool = False,
+               out: Optional[str | Path] = None) -> Dict[str, Any]:
     """Evaluates a saved run again and writes `eval-<split>-<steps>steps-<tasks>tasks.{json,md}`
-    beside its results; returns the written dict. Defaults come from the run's config. The
-    test tasks depend on the run's seed only, so the first N are those the run's own final
-    evaluation saw."""
+    beside its results (or in `out`); returns the written dict, its path under "path".
+
+    Defaults come from the run's config. The test tasks depend on the run's seed only, so the
+    first N are those the run's own final evaluation saw. The dict records the evaluation's
+    own peak memory as `evaluation_peak_memory_mb`.
+
+    Raises:
+        ResultNotSaved: the evaluation finished but its files could not be written (a
+            read-only folder); the error's `result` holds it.
+
+    Example:
+        >>> reevaluate("runs/experiment/seed0", tasks=2000, steps=5)  # doctest: +SKIP
+    """
     run_dir = Path(run_dir)
-    extra = [f"evaluation.tasks={tasks}"] if tasks is not None else []
-    extra += [f"algorithm.test_steps={steps}"] if steps is not None else []
-    extra += [f"evaluation.split='{split}'"] if split is not None else []
-    run = load_run(run_dir, list(overrides) + extra, device)
-    config = run.config
+    torch_device = _device(str(device))
+    config = read_run_config(run_dir, overrides, tasks, steps, split)
+    run = _load(run_dir, config, torch_device)
     with _private_random_state():
         sources = build_sources(config.data, config.seed)
+        baseline = start_peak_watch(torch_device)
         evaluation = evaluate(run.learner, sources[config.evaluation.split],
                               config.evaluation.tasks, config.algorithm.test_steps,
-                              torch.device(device), progress=progress,
+                              torch_device, progress=progress,
                               path=run_path(config.algorithm, run.learner))
-    from .guards import check_evaluation
-
+        peak = peak_increase_since(torch_device, baseline) / 2**20
     check_evaluation(evaluation, config.train.explode_factor, f"evaluation of {run_dir}")
     result = {"name": config.name, "seed": config.seed, "run_dir": str(run_dir),
               "iteration": run.iteration, "split": config.evaluation.split,
               "config": config_to_dict(config),
-              "environment": environment_info(torch.device(device)), "evaluation": evaluation}
+              "environment": environment_info(torch_device), "evaluation": evaluation,
+              "evaluation_peak_memory_mb": peak,
+              "peak_memory_kind": ("cuda_max_allocated_increase" if torch_device.type == "cuda"
+                                   else "peak_rss_increase")}
     stem = (f"eval-{config.evaluation.split}-{config.algorithm.test_steps}steps-"
             f"{config.evaluation.tasks}tasks")
-    atomic_write_json(run_dir / f"{stem}.json", result)
-    atomic_write_text(run_dir / f"{stem}.md", results_markdown(result))
-    result["path"] = str(run_dir / f"{stem}.json")
+    folder = run_dir if out is None else Path(out)
+    path = folder / f"{stem}.json"
+    result["path"] = str(path)
+    try:
+        atomic_write_json(path, {k: v for k, v in result.items() if k != "path"})
+        atomic_write_text(folder / f"{stem}.md", results_markdown(result))
+    except OSError as error:
+        raise ResultNotSaved(
+            f"the evaluation above is not saved: cannot write {error.filename or path} "
+            f"({error.strerror or error}). Save it elsewhere with --out DIR (in Python: "
+            f"reevaluate(..., out=DIR)).", path, result) from error
     return result
