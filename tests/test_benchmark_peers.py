@@ -82,6 +82,30 @@ def test_every_peer_gives_gbml_ext_meta_gradient_on_cuda(config_name):
     _check_all_peers(config_name, torch.device("cuda"))
 
 
+@pytest.mark.parametrize("config_name", sorted(CONFIGS))
+def test_every_peer_keeps_everything_on_the_requested_device(config_name):
+    """Builds every peer on the "meta" device (shapes only, no arithmetic) and runs one
+    meta-iteration there: a module or tensor a peer leaves on the CPU (as learn2learn's
+    Kronecker factors once did, "mat2 is on cpu" on CUDA) shows up as a CPU parameter or buffer,
+    or as a device mismatch inside the iteration, without a GPU."""
+    device = torch.device("meta")
+    config = tiny(CONFIGS[config_name])
+    for peer in peers_for(config):
+        if peer in SLOW_PEERS:  # torch.compile; the learner is the only module it holds
+            continue
+        learner = make_learner(config, device)
+        meta_model, meta_iteration = PEERS[peer].build(config, learner,
+                                                       make_tasks(config, device))
+        tensors = [*meta_model.named_parameters(), *meta_model.named_buffers(),
+                   *learner.named_parameters(), *learner.named_buffers()]
+        elsewhere = [name for name, tensor in tensors if tensor.device != device]
+        assert not elsewhere, f"{peer} on {config_name} leaves {elsewhere} off the device"
+        meta_model.zero_grad(set_to_none=True)
+        meta_iteration()
+        gradients = [p.grad for p in learner.parameters() if p.grad is not None]
+        assert gradients and all(g.device == device for g in gradients), peer
+
+
 def test_peers_cover_the_libraries_that_are_installed():
     always = {"gbml_ext", "batched", "batched/4", "nhwc", "learn2learn", "torch.func",
               "compiled"}
