@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from benchmarks.configs import CONFIGS, BenchmarkConfig, make_learner, make_tasks, tiny
-from benchmarks.peers import PEERS, build_meta_iteration, peers_for
+from benchmarks.peers import (
+    OPT_IN,
+    PEERS,
+    UNAVAILABLE,
+    build_meta_iteration,
+    default_peers,
+    peers_for,
+)
 from gbml_ext.algorithms import ANIL, GBML
 from gbml_ext.optim import KroneckerTransform
 
@@ -91,8 +98,8 @@ def test_every_peer_keeps_everything_on_the_requested_device(config_name):
     device = torch.device("meta")
     config = tiny(CONFIGS[config_name])
     for peer in peers_for(config):
-        if peer in SLOW_PEERS:  # torch.compile; the learner is the only module it holds
-            continue
+        if peer in SLOW_PEERS or not PEERS[peer].torch_counters:
+            continue  # torch.compile holds only the learner; JAX computes outside torch
         learner = make_learner(config, device)
         meta_model, meta_iteration = PEERS[peer].build(config, learner,
                                                        make_tasks(config, device))
@@ -115,6 +122,24 @@ def test_peers_cover_the_libraries_that_are_installed():
     # batched/4 only where it differs from batched.
     assert "batched/4" not in peers_for(CONFIGS["b-maml"])
     assert "batched/4" in peers_for(CONFIGS["a-maml"])
+
+
+def test_compiled_peers_run_only_when_asked():
+    assert set(OPT_IN) == set(SLOW_PEERS)
+    assert not set(OPT_IN) & set(default_peers())
+    assert set(OPT_IN) <= set(default_peers(compiled=True))
+
+
+def test_jax_peer_loads_when_jax_imports_and_says_why_not_otherwise():
+    if importlib.util.find_spec("jax") is None:
+        assert "jax" not in PEERS and "jax does not import" in UNAVAILABLE["jax"]
+        pytest.skip("jax is not installed: the benchmark leaves its peer out and says why")
+    assert "jax" in PEERS and "jax" not in UNAVAILABLE
+    assert {"a-maml", "a-fomaml", "b-maml", "s-linreg"} == {
+        name for name in CONFIGS if "jax" in peers_for(CONFIGS[name])}  # not ANIL-KFO
+    assert not PEERS["jax"].torch_counters  # its memory and FLOPs are not torch's to count
+    # The meta-gradient, on the quick config (the CNNs are in the tests above).
+    _check_all_peers("s-linreg", torch.device("cpu"), only=["jax"])
 
 
 def test_configs_are_built_by_the_runner_registry():
