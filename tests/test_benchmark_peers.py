@@ -86,7 +86,15 @@ def test_compiled_first_order_peer_gives_gbml_ext_meta_gradient():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 def test_every_peer_gives_gbml_ext_meta_gradient_on_cuda(config_name):
-    _check_all_peers(config_name, torch.device("cuda"))
+    # JAX compiles each float64 config for seconds: it has its own CUDA test, on config a.
+    _check_all_peers(config_name, torch.device("cuda"),
+                     only=[peer for peer in PEERS if peer not in (*SLOW_PEERS, "jax")])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or "jax" not in PEERS,
+                    reason="no CUDA device or no jax here")
+def test_jax_peer_gives_gbml_ext_meta_gradient_on_cuda():
+    _check_all_peers("a-maml", torch.device("cuda"), only=["jax"])
 
 
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
