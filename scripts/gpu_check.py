@@ -34,8 +34,8 @@ DIR gets gpu_check.md and gpu_check.json, rewritten before and after every step 
 off mid-step shows that step as running), and the steps' own files above: at most 7 files.
 Scratch files go to --work, a temporary folder by default. The verdict is fail (a step
 failed), partial (a step was cut off or skipped, nothing failed) or pass; the exit code is 0
-unless a step failed. A dry run's numbers mean nothing: it proves the steps work (tests/test_gpu_check.py
-runs it in the default suite).
+unless a step failed. A dry run's numbers mean nothing: it proves the steps work
+(tests/test_gpu_check.py runs it in the default suite).
 """
 from __future__ import annotations
 
