@@ -138,13 +138,34 @@ def test_rewrite_refuses_what_is_not_python():
         convert_pyx("cdef extern from 'x.h':\n    int f(int)\n")
 
 
-def test_omniglot_subset_keeps_whole_characters_or_says_it_is_absent(tmp_path):
-    from build_wheelhouse import omniglot_subset
+def test_wheelhouse_carries_the_whole_omniglot_archive_or_says_it_is_absent(tmp_path, capsys):
+    from build_wheelhouse import omniglot_archive
     from gpu_steps import fake_omniglot
 
     archive = fake_omniglot(tmp_path / "source", characters=6, drawings=2)
-    present = omniglot_subset(tmp_path / "present", archive, characters=3)
-    assert (present["present"], present["characters"], present["drawings"]) == (True, 3, 6)
-    absent = omniglot_subset(tmp_path / "absent", tmp_path / "nothing.tar.gz", characters=3)
+    whole = omniglot_archive(tmp_path / "whole", archive)
+    assert (whole["present"], whole["characters"], whole["subset"]) == (True, 6, False)
+    assert (tmp_path / "whole/omniglot/omniglot-py.tar.gz").read_bytes() == archive.read_bytes()
+    subset = omniglot_archive(tmp_path / "subset", archive, characters=3)
+    assert (subset["present"], subset["characters"], subset["drawings"]) == (True, 3, 6)
+    absent = omniglot_archive(tmp_path / "absent", tmp_path / "nothing.tar.gz")
     assert not absent["present"]
     assert "nothing.tar.gz" in (tmp_path / "absent/omniglot/ABSENT.txt").read_text()
+    assert "Omniglot ABSENT" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a whole runner process on Omniglot-shaped data: about 10 s
+def test_headline_dry_run_stops_at_its_time_budget_and_reports_beside_the_papers(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "scripts/gpu_headline.py"), "--device", "cpu",
+               "--dry-run", "--minutes", "0.005", "--out", str(out), "--work",
+               str(tmp_path / "work"), "--wheelhouse", str(tmp_path / "no-wheelhouse")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["headline.json", "headline.md",
+                                                     "metrics.jsonl", "results.json"]
+    summary = json.loads((out / "headline.json").read_text())
+    assert summary["stopped_by_time_limit"] and 1 <= summary["iterations"] < 60000
+    assert summary["test_tasks"] == 4 and 0 <= summary["accuracy"]["mean"] <= 1
+    page = (out / "headline.md").read_text()
+    assert "98.7 % ± 0.4 %" in page and "99.1 %" in page and "DRY RUN" in page
