@@ -126,12 +126,15 @@ def peak_memory(config: BenchmarkConfig, peer: str, device: torch.device) -> int
 
 def benchmark_config(config: BenchmarkConfig, peers: List[str], device: torch.device,
                      repeats: int, warmup: int, measure_memory: bool,
-                     skipped: Optional[Dict[str, str]] = None) -> Results:
+                     skipped: Optional[Dict[str, str]] = None,
+                     count_flops_of: str = "all") -> Results:
     """Interleaved median time, FLOPs, GFLOP/s and peak memory for each peer.
 
     A peer that cannot run here (`PeerUnavailable`) or fails in its first meta-iteration is
     left out, and `skipped` (when given) gets its reason, so one broken peer does not cost the
     others' numbers. Peers whose work torch cannot see (JAX) get no FLOPs or memory reading.
+    `count_flops_of="one"` counts the FLOPs of the first peer only and gives every peer that
+    count (they all do the same arithmetic: tests/test_benchmark.py); "none" counts none.
     """
     skipped = {} if skipped is None else skipped
     runs: Dict[str, Callable[[], None]] = {}
@@ -157,9 +160,14 @@ def benchmark_config(config: BenchmarkConfig, peers: List[str], device: torch.de
         for name, run in runs.items():
             times[name].append(timed(run, device))
     results: Results = {}
+    shared_flops: Optional[int] = None
     for name, run in runs.items():
         seconds = statistics.median(times[name])
-        flops = count_flops(run) if PEERS[name].torch_counters else None
+        flops = None
+        if PEERS[name].torch_counters and count_flops_of != "none":
+            if count_flops_of == "all" or shared_flops is None:
+                shared_flops = count_flops(run)
+            flops = shared_flops
         results[name] = {"median_s": seconds, "times_s": times[name], "flops": flops,
                          "gflops_per_s": None if flops is None else flops / seconds / 1e9,
                          "first_call_s": first_call.get(name)}

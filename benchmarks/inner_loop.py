@@ -101,7 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--configs", default="a,b,c,s",
-                        help="comma-separated subset of a,b,c,s; empty for none")
+                        help="comma-separated groups (a,b,c,s) or configs (a-maml, ...), run in "
+                             "that order; empty for none")
+    parser.add_argument("--count-flops", default="all", choices=["all", "one", "none"],
+                        help="count FLOPs of every peer, of the first one only (all peers do "
+                             "the same arithmetic; counting is slow), or of none")
     parser.add_argument("--peers", default=None,
                         help=f"comma-separated subset of {','.join(PEERS)} (default: all "
                              f"installed but the compiled ones)")
@@ -243,18 +247,24 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
           f"{report['ceiling']['conv2d_gflops']:.1f} GFLOP/s", flush=True)
 
     report["configs"] = {}
-    for group in filter(None, args.configs.split(",")):  # --configs "" runs only the extras
-        for name in CONFIG_GROUPS[group.strip()]:
-            if out_of_time(name):
-                continue
-            config = shrink(CONFIGS[name])
-            skipped: Dict[str, str] = {}
-            results = benchmark_config(config, peers_for(config, chosen), device, repeats,
-                                       args.warmup, not args.skip_memory, skipped)
-            report["configs"][name] = {"description": config.description, "results": results,
-                                       "skipped_peers": skipped}
-            print_table(f"{name}: {config.description}", results)
-            _save(report, args)
+    names = [name for group in filter(None, args.configs.split(","))  # "" runs only extras
+             for name in CONFIG_GROUPS.get(group.strip(), [group.strip()])]
+    unknown = sorted(set(names) - set(CONFIGS))
+    if unknown:
+        raise SystemExit(f"unknown configs {unknown}; groups: {list(CONFIG_GROUPS)}, configs: "
+                         f"{list(CONFIGS)}")
+    for name in dict.fromkeys(names):
+        if out_of_time(name):
+            continue
+        config = shrink(CONFIGS[name])
+        skipped: Dict[str, str] = {}
+        results = benchmark_config(config, peers_for(config, chosen), device, repeats,
+                                   args.warmup, not args.skip_memory, skipped,
+                                   args.count_flops)
+        report["configs"][name] = {"description": config.description, "results": results,
+                                   "skipped_peers": skipped}
+        print_table(f"{name}: {config.description}", results)
+        _save(report, args)
 
     if not args.skip_order_comparison and not out_of_time("order_comparison"):
         report["order_comparison"] = _order_comparison(args, shrink, device, repeats)

@@ -14,10 +14,10 @@ time budget, nothing failed) / skipped:
 2. install (scripts/gpu_install.py): missing wheels, learn2learn (compiled from the carried
    source, or its pure-Python fallback), gbml_ext; `--dry-run` installs nothing;
 3. cuda tests: the tests that skip without CUDA (found by their decorators), with pytest;
-4. benchmark: `python -m benchmarks.inner_loop` on configs a, b, c, s with gbml_ext (per task,
-   batched, batched/4), learn2learn, torch.func and JAX (every installed peer and the
-   flat-memory check with `--full-benchmark`; the torch.compile peers only with `--compiled`);
-   DIR/benchmark.{json,md} are rewritten after every config;
+4. benchmark: `python -m benchmarks.inner_loop` on configs a, b, c, s (those with targets
+   first) with gbml_ext (per task, batched, batched/4), learn2learn and JAX (every installed
+   peer and the flat-memory check with `--full-benchmark`; the torch.compile peers only with
+   `--compiled`); DIR/benchmark.{json,md} are rewritten after every config;
 5. omniglot training: MAML, FOMAML, Meta-SGD, MAML-KFO with the adapted transform, ANIL,
    ANIL-KFO (each per task and batched) and iMAML (per task), at the MAML paper's 5w1s settings
    for a few meta-iterations, on all 1,623 characters of the wheelhouse's Omniglot (skipped,

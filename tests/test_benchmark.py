@@ -126,3 +126,14 @@ def test_demo_speed_compares_tables_without_the_timing_column():
     two = one.replace("5.5", "1.4").replace("9 s", "3 s")
     assert loss_table(one) == loss_table(two)
     assert loss_table(one) != loss_table(two.replace("0.5", "0.6"))
+
+
+def test_configs_by_name_and_flops_counted_once(one_thread):
+    report = main(["--tiny", "--configs", "s-linreg", "--peers", "gbml_ext,batched",
+                   "--repeats", "1", "--skip-memory", "--skip-order-comparison",
+                   "--flat-iterations", "0", "--count-flops", "one"])
+    results = report["configs"]["s-linreg"]["results"]
+    assert list(report["configs"]) == ["s-linreg"]
+    assert results["gbml_ext"]["flops"] == results["batched"]["flops"] > 0
+    with pytest.raises(SystemExit, match="unknown configs"):
+        main(["--configs", "z-nothing", "--flat-iterations", "0"])
