@@ -21,7 +21,8 @@ time budget, nothing failed) / skipped:
 5. omniglot training: MAML, FOMAML, Meta-SGD, MAML-KFO with the adapted transform, ANIL,
    ANIL-KFO (each per task and batched) and iMAML (per task), at the MAML paper's 5w1s settings
    for a few meta-iterations, on all 1,623 characters of the wheelhouse's Omniglot (skipped,
-   saying so, when it is absent); DIR/training.json after every run;
+   saying so, when it is absent); DIR/training.json after every run. The drawings are decoded
+   into the runner's cache in the background from the start of step 3 on;
 6. profile: torch.profiler over batched MAML on config a (benchmarks/profile_step.py), only
    when time is left: DIR/profile.{json,md}.
 
@@ -54,7 +55,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_install import atomic_write_text, install  # noqa: E402
-from gpu_steps import benchmark, cuda_tests, profile, training, training_worker  # noqa: E402
+from gpu_steps import (  # noqa: E402
+    benchmark,
+    cuda_tests,
+    omniglot_archive,
+    profile,
+    training,
+    training_worker,
+    warm_omniglot_cache,
+)
 
 __all__ = ["environment", "main", "markdown_report"]
 
@@ -168,20 +177,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _steps(args: argparse.Namespace, work: Path) -> List[Tuple[str, float, Callable]]:
-    """(name, budget, run(timeout) -> record) of every step after the install, in order."""
+def _steps(args: argparse.Namespace, work: Path
+           ) -> Tuple[List[Tuple[str, float, Callable]], Optional[subprocess.Popen]]:
+    """(name, budget, run(timeout) -> record) of every step after the install, in order. The
+    Omniglot cache starts warming in the background now, while the GPU steps run."""
     iterations = args.iterations or (1 if args.dry_run else 4)
+    data = omniglot_archive(args.wheelhouse, work, args.dry_run)
+    warmer = warm_omniglot_cache(REPO, work, data)
     return [
         ("cuda tests", args.tests_budget, lambda timeout: cuda_tests(REPO, timeout)),
         ("benchmark", args.benchmark_budget, lambda timeout: benchmark(
             REPO, args.out, args.device, args.dry_run, args.repeats, timeout,
             compiled=args.compiled, full=args.full_benchmark)),
         ("omniglot training", args.training_budget, lambda timeout: training(
-            REPO, work, args.out, args.wheelhouse, args.device, args.dry_run, iterations,
-            timeout)),
+            REPO, work, args.out, data, args.device, args.dry_run, iterations, timeout,
+            warmer)),
         ("profile", args.profile_budget, lambda timeout: profile(
             REPO, args.out, args.device, args.dry_run, timeout)),
-    ]
+    ], warmer
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -212,7 +225,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     report["install"]["seconds"] = round(time.perf_counter() - started, 1)
     report["environment"] = environment(args.device)
     if report["environment"]["ok"] and report["install"].get("ok", True):
-        for name, budget, run in _steps(args, work):
+        steps_to_run, warmer = _steps(args, work)
+        for name, budget, run in steps_to_run:
             left = args.deadline - (time.perf_counter() - started)
             if left < args.least_step_seconds:
                 steps.append({"name": name, "status": "skipped", "detail": (
@@ -225,6 +239,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    args.out, started)
             steps.append(run(timeout))
             _write(report, steps, args.out, started)  # a cut-off check still leaves a report
+        if warmer is not None and warmer.poll() is None:  # training was skipped: stop it
+            warmer.kill()
+            warmer.wait()
     else:
         steps.append({"name": "setup", "status": "fail",
                       "detail": "no usable torch/CUDA or the install failed; see above"})
