@@ -160,12 +160,13 @@ def _jax_device(device: torch.device) -> Any:
 def _to_jax(tensor: torch.Tensor, device: Any) -> Any:
     """A torch tensor as a JAX array on `device`: DLPack (no copy) where it can, else a copy."""
     tensor = tensor.detach()
-    try:
-        array = jax.dlpack.from_dlpack(tensor)
-        if array.devices() == {device}:
-            return array
-    except Exception:  # noqa: BLE001 (an older jaxlib or another device: copy instead)
-        pass
+    for from_dlpack in (getattr(jnp, "from_dlpack", None), jax.dlpack.from_dlpack):
+        try:
+            array = from_dlpack(tensor)
+            if array.devices() == {device}:
+                return array
+        except Exception:  # noqa: BLE001 (another jax version or device: try the next way)
+            continue
     return jax.device_put(tensor.cpu().numpy(), device)
 
 
