@@ -28,13 +28,17 @@ bench: setup
 clean:
 	rm -rf .venv runs .pytest_cache .ruff_cache .mypy_cache
 
-# GPU validation. `make wheelhouse` (here, with a network) writes build/wheelhouse: learn2learn's
-# regenerated source and a pure-Python fallback, py3.12 wheels, an Omniglot subset.
+# GPU validation. `make wheelhouse` (with a network) writes build/wheelhouse: learn2learn's
+# regenerated source and a pure-Python fallback, py3.12 wheels, the Omniglot archive.
 # `make gpu-check` (on the GPU machine: python3 with torch, no network; carry build/wheelhouse)
-# installs from it and writes $(GPU_OUT)/gpu_check.{md,json}; `make gpu-check-dry` runs the
-# same steps tiny on this CPU, installing nothing.
+# installs from it and writes $(GPU_OUT)/gpu_check.{md,json} and the steps' reports, in at most
+# 4 minutes; `make gpu-check-dry` runs the same steps tiny on the CPU, installing nothing.
+# `make gpu-headline MINUTES=4` trains Omniglot 5w1s MAML for that many minutes and evaluates
+# 600 test tasks ($(HEADLINE_OUT)/headline.{md,json}).
 GPU_OUT ?= build/gpu-check
-.PHONY: wheelhouse gpu-check gpu-check-dry
+HEADLINE_OUT ?= build/gpu-headline
+MINUTES ?= 4
+.PHONY: wheelhouse gpu-check gpu-check-dry gpu-headline
 wheelhouse: setup
 	$(PY) scripts/build_wheelhouse.py --out build/wheelhouse $(ARGS)
 
@@ -43,3 +47,6 @@ gpu-check:
 
 gpu-check-dry: setup
 	$(PY) scripts/gpu_check.py --device cpu --dry-run --out $(GPU_OUT) $(ARGS)
+
+gpu-headline:
+	python3 scripts/gpu_headline.py --minutes $(MINUTES) --out $(HEADLINE_OUT) $(ARGS)

@@ -32,10 +32,10 @@ from torch.utils.flop_counter import FlopCounterMode, conv_backward_flop
 from gbml_ext.measure import peak_memory_increase
 
 from .configs import BenchmarkConfig
-from .peers import build_meta_iteration
+from .peers import PEERS, PeerUnavailable, build_meta_iteration
 
-__all__ = ["benchmark_config", "count_flops", "measure_throughput_ceiling", "memory_probe",
-           "peak_memory", "print_table", "timed"]
+__all__ = ["benchmark_config", "count_flops", "markdown_table", "measure_throughput_ceiling",
+           "memory_probe", "peak_memory", "print_table", "timed"]
 
 REPO = Path(__file__).resolve().parents[1]
 Results = Dict[str, Dict[str, Any]]
@@ -125,32 +125,60 @@ def peak_memory(config: BenchmarkConfig, peer: str, device: torch.device) -> int
 
 
 def benchmark_config(config: BenchmarkConfig, peers: List[str], device: torch.device,
-                     repeats: int, warmup: int, measure_memory: bool) -> Results:
-    """Interleaved median time, FLOPs, GFLOP/s and peak memory for each peer."""
-    runs = {name: build_meta_iteration(config, name, device) for name in peers}
+                     repeats: int, warmup: int, measure_memory: bool,
+                     skipped: Optional[Dict[str, str]] = None,
+                     count_flops_of: str = "all") -> Results:
+    """Interleaved median time, FLOPs, GFLOP/s and peak memory for each peer.
+
+    A peer that cannot run here (`PeerUnavailable`) or fails in its first meta-iteration is
+    left out, and `skipped` (when given) gets its reason, so one broken peer does not cost the
+    others' numbers. Peers whose work torch cannot see (JAX) get no FLOPs or memory reading.
+    `count_flops_of="one"` counts the FLOPs of the first peer only and gives every peer that
+    count (they all do the same arithmetic: tests/test_benchmark.py); "none" counts none.
+    """
+    skipped = {} if skipped is None else skipped
+    runs: Dict[str, Callable[[], None]] = {}
+    for name in peers:
+        try:
+            runs[name] = build_meta_iteration(config, name, device)
+        except PeerUnavailable as why:
+            skipped[name] = f"unavailable: {why}"
     first_call: Dict[str, float] = {}
-    for _ in range(warmup):
-        for name, run in runs.items():
-            seconds = timed(run, device)  # the first one includes torch.compile's compilation
-            first_call.setdefault(name, seconds)
-    times: Dict[str, List[float]] = {name: [] for name in peers}
+    for name, run in list(runs.items()):
+        try:  # the first call includes torch.compile's or jax.jit's compilation
+            first_call[name] = timed(run, device)
+        except Exception as error:  # noqa: BLE001 (report it, keep the other peers)
+            skipped[name] = f"failed: {type(error).__name__}: {str(error)[:300]}"
+            del runs[name]
+    for name in skipped:
+        print(f"{name:<12} skipped: {skipped[name]}", flush=True)
+    for _ in range(warmup - 1):
+        for run in runs.values():
+            timed(run, device)
+    times: Dict[str, List[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             times[name].append(timed(run, device))
     results: Results = {}
+    shared_flops: Optional[int] = None
     for name, run in runs.items():
         seconds = statistics.median(times[name])
-        flops = count_flops(run)
+        flops = None
+        if PEERS[name].torch_counters and count_flops_of != "none":
+            if count_flops_of == "all" or shared_flops is None:
+                shared_flops = count_flops(run)
+            flops = shared_flops
         results[name] = {"median_s": seconds, "times_s": times[name], "flops": flops,
-                         "gflops_per_s": flops / seconds / 1e9,
+                         "gflops_per_s": None if flops is None else flops / seconds / 1e9,
                          "first_call_s": first_call.get(name)}
     del runs
     gc.collect()
-    for name in peers:
+    for name in results:
         results[name]["peak_memory_mb"] = (
-            peak_memory(config, name, device) / 2**20 if measure_memory else None)
+            peak_memory(config, name, device) / 2**20
+            if measure_memory and PEERS[name].torch_counters else None)
     reference: Optional[float] = results.get("learn2learn", {}).get("median_s")
-    for name in peers:
+    for name in results:
         results[name]["speedup_vs_learn2learn"] = (
             reference / results[name]["median_s"] if reference else None)
     return results
@@ -165,5 +193,23 @@ def print_table(title: str, results: Results) -> None:
         memory = "-" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f}"
         speedup = ("-" if row["speedup_vs_learn2learn"] is None
                    else f"{row['speedup_vs_learn2learn']:.2f}x")
+        flops = "-" if row["flops"] is None else f"{row['flops'] / 1e9:.1f}"
+        rate = "-" if row["gflops_per_s"] is None else f"{row['gflops_per_s']:.1f}"
         print(f"{name:<12} {row['median_s']:>13.3f} {speedup:>7} {memory:>8} "
-              f"{row['flops'] / 1e9:>10.1f} {row['gflops_per_s']:>8.1f}", flush=True)
+              f"{flops:>10} {rate:>8}", flush=True)
+
+
+def markdown_table(results: Results) -> List[str]:
+    """One config's results as markdown table lines."""
+    lines = ["| peer | median s/iter | vs learn2learn | first call s | peak MB | GFLOP/s |",
+             "|---|---:|---:|---:|---:|---:|"]
+
+    def cell(value: Optional[float], spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    for name, row in results.items():
+        lines.append(f"| {name} | {row['median_s']:.4f} | "
+                     f"{cell(row['speedup_vs_learn2learn'], '.2f')} | "
+                     f"{cell(row['first_call_s'], '.2f')} | {cell(row['peak_memory_mb'], '.0f')} "
+                     f"| {cell(row['gflops_per_s'], '.1f')} |")
+    return lines

@@ -20,7 +20,15 @@ tests/test_benchmark_peers.py):
                   torch 2.14.1 it imports and its Python optimizers work; only its compiled
                   extension fails to load ("torchopt/_C...so: undefined symbol:
                   _ZN2at4_ops10empty_like4call..."), which serves the fused Adam alone.
+    jax           the same network in JAX, vmap over tasks, the meta-step under `jax.jit`, when
+                  jax imports (configs a, b, s).
+    nhwc, compiled, compiled-nhwc   see benchmarks/peers/gbml_ext.py; the compiled ones only
+                  with `--compiled` (or named in --peers): they spend tens of seconds compiling.
 Install the optional peers with `pip install -e ".[bench]"`.
+
+The JSON (--json) and markdown (--markdown) reports are rewritten after every config, so a run
+cut off by a time limit keeps what it measured; `--max-seconds` stops starting new sections
+once that much time has gone by, and the report lists what it skipped.
 
 Configs (benchmarks/configs.py): a (Omniglot MAML and FOMAML), b (mini-ImageNet MAML, 5 steps),
 c (CIFAR-FS ANIL-KFO), s (synthetic linear regression, experiments/configs/synthetic/
@@ -38,17 +46,25 @@ import gc
 import json
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from gbml_ext.fileio import atomic_write_json, atomic_write_text
 from gbml_ext.measure import hardware_description, memory_in_use
 
 from .configs import CONFIG_GROUPS, CONFIGS, BenchmarkConfig, make_learner, make_tasks, tiny
-from .harness import benchmark_config, measure_throughput_ceiling, memory_probe, print_table
-from .peers import PEERS, build_meta_iteration, peers_for
+from .harness import (
+    benchmark_config,
+    markdown_table,
+    measure_throughput_ceiling,
+    memory_probe,
+    print_table,
+)
+from .peers import PEERS, UNAVAILABLE, build_meta_iteration, default_peers, peers_for
 
-__all__ = ["build_meta_iteration", "main", "memory_stays_flat"]
+__all__ = ["build_meta_iteration", "main", "markdown_report", "memory_stays_flat"]
 
 
 def memory_stays_flat(device: torch.device, iterations: int, every: int = 100,
@@ -85,13 +101,27 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--configs", default="a,b,c,s",
-                        help="comma-separated subset of a,b,c,s; empty for none")
+                        help="comma-separated groups (a,b,c,s) or configs (a-maml, ...), run in "
+                             "that order; empty for none")
+    parser.add_argument("--count-flops", default="all", choices=["all", "one", "none"],
+                        help="count FLOPs of every peer, of the first one only (all peers do "
+                             "the same arithmetic; counting is slow), or of none")
     parser.add_argument("--peers", default=None,
                         help=f"comma-separated subset of {','.join(PEERS)} (default: all "
-                             f"installed)")
+                             f"installed but the compiled ones)")
+    parser.add_argument("--compiled", action="store_true",
+                        help="add the compiled and compiled-nhwc peers (tens of seconds, more "
+                             "on a GPU, of compiling)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed meta-iterations per implementation (default 3 CPU, 20 CUDA)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed meta-iterations first")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed meta-iterations first (at least one is always run: it "
+                             "holds compilation and leaves out a peer that fails)")
+    parser.add_argument("--max-seconds", type=float, default=0.0,
+                        help="start no new config or section after this many seconds (0: no "
+                             "limit); what was left out is listed in the report")
+    parser.add_argument("--markdown", default=None,
+                        help="write the tables as markdown to this file, config by config")
     parser.add_argument("--flat-iterations", type=int, default=None,
                         help="meta-iterations of the flat-memory check (default 300 CPU, 2000 "
                              "CUDA; a long run shows a leak best); 0 skips it")
@@ -117,7 +147,7 @@ def _header(args: argparse.Namespace, argv: Optional[List[str]], device: torch.d
             repeats: int) -> Dict[str, Any]:
     import learn2learn
 
-    return {
+    header = {
         "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.inner_loop"]
                             + (sys.argv[1:] if argv is None else argv)),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -130,6 +160,55 @@ def _header(args: argparse.Namespace, argv: Optional[List[str]], device: torch.d
                           "peak RSS (VmHWM) increase over one meta-iteration, in "
                           "a fresh subprocess per implementation"),
     }
+    if "jax" in PEERS:
+        from .peers.jax import backend
+
+        header["jax"] = backend()
+    return header
+
+
+def _chosen_peers(args: argparse.Namespace) -> Tuple[List[str], Dict[str, str]]:
+    """The peers asked for (or the default ones), and the optional ones left out with why."""
+    if args.peers is None:
+        return default_peers(args.compiled), dict(UNAVAILABLE)
+    names = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(PEERS) - set(UNAVAILABLE))
+    if unknown:
+        raise SystemExit(f"unknown or uninstalled peers {unknown}; available: {list(PEERS)}")
+    chosen = [name for name in names if name in PEERS]
+    chosen += [name for name in PEERS if args.compiled and name in ("compiled", "compiled-nhwc")
+               and name not in chosen]
+    return chosen, {name: UNAVAILABLE[name] for name in names if name in UNAVAILABLE}
+
+
+def markdown_report(report: Dict[str, Any]) -> str:
+    """The report so far as markdown: header, then one table per config measured."""
+    lines = ["# Meta-iteration benchmark", "",
+             f"- command: `{report['command']}`", f"- date: {report['date']}",
+             f"- hardware: {report['hardware']}; torch {report['torch']}",
+             f"- repeats: {report['repeats']} (median), warm-up {report['warmup']}"
+             + (" (TINY: numbers mean nothing)" if report["tiny"] else "")]
+    ceiling = report.get("ceiling")
+    if ceiling:
+        lines.append(f"- ceiling: matmul {ceiling['matmul_gflops']:.1f} GFLOP/s, conv2d "
+                     f"{ceiling['conv2d_gflops']:.1f} GFLOP/s")
+    for name, reason in report.get("unavailable_peers", {}).items():
+        lines.append(f"- {name}: not run ({reason})")
+    for name, entry in report.get("configs", {}).items():
+        lines += ["", f"## {name}: {entry['description']}", ""] + markdown_table(entry["results"])
+        lines += [f"- {peer}: {why}" for peer, why in entry.get("skipped_peers", {}).items()]
+    if report.get("skipped"):
+        lines += ["", "## Not run (time budget)", ""] + [
+            f"- {name}: {why}" for name, why in report["skipped"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _save(report: Dict[str, Any], args: argparse.Namespace) -> None:
+    """Writes the reports so far (atomically: a cut-off run leaves the previous version)."""
+    if args.json:
+        atomic_write_json(args.json, report)
+    if args.markdown:
+        atomic_write_text(args.markdown, markdown_report(report))
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -142,39 +221,59 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         raise SystemExit(f"--threads {args.threads}: give 0 (torch's default) or more")
     if args.threads:
         torch.set_num_threads(args.threads)
+    started = time.monotonic()
+
+    def out_of_time(section: str) -> bool:
+        if args.max_seconds and time.monotonic() - started > args.max_seconds:
+            report.setdefault("skipped", {})[section] = (
+                f"--max-seconds {args.max_seconds:g} used up")
+            print(f"\n{section}: skipped, --max-seconds {args.max_seconds:g} used up", flush=True)
+            _save(report, args)
+            return True
+        return False
+
     device = torch.device(args.device)
     on_cpu = device.type == "cpu"
     repeats = args.repeats or (3 if on_cpu else 20)
     flat_iterations = args.flat_iterations if args.flat_iterations is not None else (
         300 if on_cpu else 2000)
-    chosen = None if args.peers is None else [name.strip() for name in args.peers.split(",")]
-    unknown = sorted(set(chosen or []) - set(PEERS))
-    if unknown:
-        raise SystemExit(f"unknown or uninstalled peers {unknown}; available: {list(PEERS)}")
+    chosen, unavailable = _chosen_peers(args)
     shrink: Callable[[BenchmarkConfig], BenchmarkConfig] = tiny if args.tiny else _unchanged
     report = _header(args, argv, device, repeats)
+    report["unavailable_peers"] = unavailable
     print(json.dumps(report, indent=1))
     report["ceiling"] = measure_throughput_ceiling(device, scale=0.05 if args.tiny else 1.0)
     print(f"\nceiling: matmul {report['ceiling']['matmul_gflops']:.1f} GFLOP/s, conv2d "
           f"{report['ceiling']['conv2d_gflops']:.1f} GFLOP/s", flush=True)
 
     report["configs"] = {}
-    for group in filter(None, args.configs.split(",")):  # --configs "" runs only the extras
-        for name in CONFIG_GROUPS[group.strip()]:
-            config = shrink(CONFIGS[name])
-            results = benchmark_config(config, peers_for(config, chosen), device, repeats,
-                                       args.warmup, not args.skip_memory)
-            report["configs"][name] = {"description": config.description, "results": results}
-            print_table(f"{name}: {config.description}", results)
+    names = [name for group in filter(None, args.configs.split(","))  # "" runs only extras
+             for name in CONFIG_GROUPS.get(group.strip(), [group.strip()])]
+    unknown = sorted(set(names) - set(CONFIGS))
+    if unknown:
+        raise SystemExit(f"unknown configs {unknown}; groups: {list(CONFIG_GROUPS)}, configs: "
+                         f"{list(CONFIGS)}")
+    for name in dict.fromkeys(names):
+        if out_of_time(name):
+            continue
+        config = shrink(CONFIGS[name])
+        skipped: Dict[str, str] = {}
+        results = benchmark_config(config, peers_for(config, chosen), device, repeats,
+                                   args.warmup, not args.skip_memory, skipped,
+                                   args.count_flops)
+        report["configs"][name] = {"description": config.description, "results": results,
+                                   "skipped_peers": skipped}
+        print_table(f"{name}: {config.description}", results)
+        _save(report, args)
 
-    if not args.skip_order_comparison:
+    if not args.skip_order_comparison and not out_of_time("order_comparison"):
         report["order_comparison"] = _order_comparison(args, shrink, device, repeats)
-    if flat_iterations:
+        _save(report, args)
+    if flat_iterations and not out_of_time("flat_memory"):
         print(f"\n## memory over {flat_iterations} meta-iterations (Adam outer step)")
         report["flat_memory"] = memory_stays_flat(device, flat_iterations, small=args.tiny)
-    if args.json:
-        with open(args.json, "w") as output:
-            json.dump(report, output, indent=1)
+    report["seconds"] = round(time.monotonic() - started, 1)
+    _save(report, args)
     return report
 
 

@@ -14,9 +14,12 @@ Written to OUT (default build/wheelhouse, ignored by git; carry it with the tree
     wheels/                    py3.12 wheels of the pure-Python packages the target may lack
                                (gym, built here, gym-notices, cloudpickle, tqdm; higher,
                                torchopt, optree, graphviz for the benchmark's optional peers).
-    omniglot/omniglot-py.tar.gz  --characters Omniglot characters (all 20 drawings each) cut from
-                               ../shared/data/omniglot, in the original layout; absent, with
-                               omniglot/ABSENT.txt saying why, when that archive is not there.
+    omniglot/omniglot-py.tar.gz  the full Omniglot archive (1,623 characters, 7.9 MB) copied
+                               from ../shared/data/omniglot (or --omniglot), so the check trains
+                               on every character; with --characters N, a subset of N whole
+                               characters instead. When the archive is not there,
+                               omniglot/ABSENT.txt says so, the build prints it, and
+                               scripts/gpu_check.py reports its training step as skipped.
     MANIFEST.json              what is here, with versions, sizes and the checks' outcomes.
 
 Example:
@@ -39,7 +42,7 @@ from typing import Any, Dict, List
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from l2l_purepy import write_purepy_tree  # noqa: E402
 
-__all__ = ["build", "main", "omniglot_subset"]
+__all__ = ["build", "main", "omniglot_archive", "omniglot_subset"]
 
 REPO = Path(__file__).resolve().parents[1]
 L2L_VERSION = "0.2.0"
@@ -133,16 +136,45 @@ def _wheels(out: Path) -> List[str]:
     return sorted(path.name for path in wheels.glob("*.whl"))
 
 
+def _absent(folder: Path, archive: Path) -> Dict[str, Any]:
+    reason = (f"{archive} is not there, so the wheelhouse carries no Omniglot; scripts/"
+              f"gpu_check.py then skips the Omniglot training runs and says so, and "
+              f"scripts/gpu_headline.py cannot run. Pass --omniglot PATH to the archive.")
+    (folder / "ABSENT.txt").write_text(reason + "\n")
+    print(f"\n*** Omniglot ABSENT: {reason}\n", file=sys.stderr, flush=True)
+    return {"present": False, "reason": reason}
+
+
+def _characters(archive: Path) -> int:
+    with tarfile.open(archive) as tar:
+        return len({m.name.rsplit("/", 1)[0] for m in tar.getmembers()
+                    if m.isfile() and m.name.endswith(".png")})
+
+
+def omniglot_archive(out: Path, archive: Path, characters: int = 0) -> Dict[str, Any]:
+    """Copies the whole Omniglot `archive` into out/omniglot/ (or, with `characters` > 0, a
+    subset of that many whole characters: `omniglot_subset`); says so when it is absent."""
+    folder = out / "omniglot"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not archive.is_file():
+        return _absent(folder, archive)
+    if characters:
+        return omniglot_subset(out, archive, characters)
+    target = folder / "omniglot-py.tar.gz"
+    shutil.copy2(archive, target)
+    count = _characters(target)
+    print(f"Omniglot: copied {archive} ({count} characters, {target.stat().st_size} bytes)",
+          flush=True)
+    return {"present": True, "archive": "omniglot/omniglot-py.tar.gz", "source": str(archive),
+            "characters": count, "bytes": target.stat().st_size, "subset": False}
+
+
 def omniglot_subset(out: Path, archive: Path, characters: int) -> Dict[str, Any]:
     """`characters` characters spread over all alphabets, every drawing, in a .tar.gz."""
     folder = out / "omniglot"
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     if not archive.is_file():
-        reason = (f"{archive} is not there, so no Omniglot subset was written; scripts/"
-                  f"gpu_check.py then skips the Omniglot training runs and says so.")
-        (folder / "ABSENT.txt").write_text(reason + "\n")
-        print(f"Omniglot ABSENT: {reason}", flush=True)
-        return {"present": False, "reason": reason}
+        return _absent(folder, archive)
     with tarfile.open(archive) as source:
         members = [m for m in source.getmembers() if m.isfile() and m.name.endswith(".png")]
         by_character: Dict[str, List[tarfile.TarInfo]] = {}
@@ -159,7 +191,7 @@ def omniglot_subset(out: Path, archive: Path, characters: int) -> Dict[str, Any]
     (folder / "characters.txt").write_text("\n".join(chosen) + "\n")
     return {"present": True, "archive": "omniglot/omniglot-py.tar.gz", "source": str(archive),
             "characters": len(chosen), "drawings": sum(len(by_character[n]) for n in chosen),
-            "bytes": target.stat().st_size}
+            "bytes": target.stat().st_size, "subset": True}
 
 
 def build(out: Path, omniglot: Path, characters: int, verify_build: bool = True
@@ -171,7 +203,7 @@ def build(out: Path, omniglot: Path, characters: int, verify_build: bool = True
     manifest: Dict[str, Any] = {"python_here": sys.version.split()[0], "target_python": "3.12"}
     manifest["learn2learn"] = _learn2learn_trees(out, verify_build)
     manifest["wheels"] = _wheels(out)
-    manifest["omniglot"] = omniglot_subset(out, omniglot, characters)
+    manifest["omniglot"] = omniglot_archive(out, omniglot, characters)
     size = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
     manifest["total_bytes"] = size
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -185,7 +217,8 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "build/wheelhouse")
     parser.add_argument("--omniglot", type=Path,
                         default=REPO.parent / "shared/data/omniglot/omniglot-py.tar.gz")
-    parser.add_argument("--characters", type=int, default=100)
+    parser.add_argument("--characters", type=int, default=0,
+                        help="carry only this many whole characters (0: the whole archive)")
     parser.add_argument("--no-verify-build", action="store_true",
                         help="skip compiling the regenerated learn2learn here (about a minute)")
     args = parser.parse_args(argv)

@@ -25,9 +25,18 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
-__all__ = ["install", "pip_install"]
+__all__ = ["atomic_write_text", "install", "pip_install"]
 
 OPTIONAL = ("higher", "torchopt", "optree", "graphviz")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes `text` to `path` through a temporary file and a rename, so a check killed
+    mid-write leaves the previous report, never a truncated one (stdlib only: this runs before
+    gbml_ext is installed)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def _tail(text: str, lines: int = 15) -> str:

@@ -1,8 +1,11 @@
-"""The checking steps of scripts/gpu_check.py: CUDA tests, the benchmark, Omniglot training.
+"""The checking steps of scripts/gpu_check.py: CUDA tests, the benchmark, Omniglot training, the
+profile of one meta-step.
 
 Each step runs in a subprocess of its own (a CUDA error cannot poison the next step) under a
-time limit, and returns a record: status "pass", "fail" or "skipped", the seconds it took, a
-short detail and the tail of its output.
+time limit, writes its own files into the report folder as it goes (so a step cut off at its
+limit keeps what it measured), and returns a record: status "pass", "fail", "partial" (cut off
+by its time limit with nothing failed; the record says what was not reached) or "skipped",
+the seconds it took, a short detail and the tail of its output.
 """
 from __future__ import annotations
 
@@ -14,31 +17,45 @@ import sys
 import tarfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["TRAINING_RUNS", "benchmark", "cuda_test_ids", "cuda_tests", "fake_omniglot",
-           "run_step", "training", "training_worker"]
+           "omniglot_archive", "profile", "run_step", "training", "training_worker",
+           "warm_omniglot_cache"]
 
-# (name, config under experiments/configs/omniglot/5w1s-cpu/, batched)
-TRAINING_RUNS = [(f"{algorithm}{'-batched' if batched else ''}", algorithm, batched)
-                 for algorithm in ("maml", "maml_kfo", "anil") for batched in (False, True)]
+# Every runner config with a GPU path, in the order the check runs them (the most important
+# first: a cut-off check still covers those): (name, config under
+# experiments/configs/omniglot/5w1s/, algorithm.path, extra overrides). iMAML forms its own
+# meta-gradient, so it has no batched path.
+_ROWS: List[Tuple[str, str, List[str]]] = [
+    ("maml", "maml", []), ("fomaml", "fomaml", []), ("metasgd", "metasgd", []),
+    ("maml_kfo_adapted", "maml_kfo", ["algorithm.adapt_transform=true"]),
+    ("anil", "anil", []), ("anil_kfo", "anil_kfo", [])]
+TRAINING_RUNS: List[Tuple[str, str, str, List[str]]] = [
+    run for name, config, extra in _ROWS
+    for run in ((f"{name}-batched", config, "batched", extra), (name, config, "per-task", extra))
+] + [("imaml", "imaml", "per-task", [])]
+TIMEOUT_NOTE = "cut off by its time limit"
 
 
-def run_step(name: str, command: List[str], cwd: Path, timeout: float,
-             detail: str = "") -> Dict[str, Any]:
-    """Runs `command`; status "pass" on exit code 0, else "fail" (also on timeout)."""
+def run_step(name: str, command: List[str], cwd: Path, timeout: float, detail: str = "",
+             timeout_status: str = "fail") -> Dict[str, Any]:
+    """Runs `command`; status "pass" on exit code 0, else "fail"; on timeout `timeout_status`
+    (steps whose files keep what they measured say "partial")."""
     start = time.perf_counter()
     try:
         result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                                timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                timeout=max(1.0, timeout),
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
         status = "pass" if result.returncode == 0 else "fail"
         output = result.stdout + result.stderr
         code: Optional[int] = result.returncode
     except subprocess.TimeoutExpired as error:
-        status, code = "fail", None
+        status, code = timeout_status, None
         parts = [part.decode(errors="replace") if isinstance(part, bytes) else part or ""
                  for part in (error.stdout, error.stderr)]
-        output = "".join(parts) + f"\nTIMEOUT after {timeout:.0f} s"
+        output = "".join(parts) + f"\nTIMEOUT: {TIMEOUT_NOTE} ({timeout:.0f} s)"
+        detail = f"{detail}; {TIMEOUT_NOTE} ({timeout:.0f} s)" if detail else TIMEOUT_NOTE
     return {"name": name, "status": status, "returncode": code, "detail": detail,
             "seconds": round(time.perf_counter() - start, 1), "command": " ".join(command),
             "output_tail": "\n".join(output.strip().splitlines()[-25:])}
@@ -67,32 +84,54 @@ def cuda_tests(repo: Path, timeout: float) -> Dict[str, Any]:
                                    "no:cacheprovider", *ids], repo, timeout)
     step["tests"] = ids
     summary = step["output_tail"].splitlines()[-1:] or [""]
-    step["detail"] = f"{len(ids)} test functions: {summary[0]}"
+    step["detail"] = f"{len(ids)} test functions: {summary[0]}" + (
+        f"; {TIMEOUT_NOTE}" if step["returncode"] is None else "")
     return step
 
 
-def benchmark(repo: Path, work: Path, device: str, dry_run: bool, repeats: int,
-              timeout: float) -> Dict[str, Any]:
-    """The inner-loop benchmark on configs a, b, c and s, every installed peer."""
-    out = work / "benchmark.json"
+# The check's benchmark: the peers that answer the issue's questions (gbml_ext per task and
+# batched, learn2learn and JAX), the configs with targets first. FLOPs are counted once per
+# config (every peer does the same arithmetic; counting is slow).
+CHECK_PEERS = "gbml_ext,batched,batched/4,learn2learn,jax"
+CHECK_CONFIGS = "a-maml,b-maml,a-fomaml,c-anil-kfo,s-linreg"
+
+
+def benchmark(repo: Path, out: Path, device: str, dry_run: bool, repeats: int,
+              timeout: float, compiled: bool = False, full: bool = False) -> Dict[str, Any]:
+    """The inner-loop benchmark on configs a, b, c and s, written to out/benchmark.{json,md}
+    config by config; it starts no config in the last 20 s of `timeout`."""
+    out_json, out_md = out / "benchmark.json", out / "benchmark.md"
     command = [sys.executable, "-m", "benchmarks.inner_loop", "--device", device,
-               "--configs", "a,b,c,s", "--skip-order-comparison", "--json", str(out)]
+               "--configs", CHECK_CONFIGS, "--json", str(out_json), "--markdown", str(out_md),
+               "--max-seconds", f"{max(1.0, timeout - 20):.0f}"]
+    if not full:
+        command += ["--peers", CHECK_PEERS, "--skip-order-comparison", "--count-flops", "one"]
+    if compiled:
+        command += ["--compiled"]
     if dry_run:
         command += ["--tiny", "--repeats", "1", "--warmup", "0", "--skip-memory",
                     "--flat-iterations", "0"]
     else:
-        command += ["--repeats", str(repeats), "--warmup", "2", "--flat-iterations", "100"]
-    step = run_step("benchmark", command, repo, timeout)
-    if out.is_file():
-        report = json.loads(out.read_text())
+        command += ["--repeats", str(repeats), "--warmup", "1",
+                    "--flat-iterations", "200" if full else "0"]
+    step = run_step("benchmark", command, repo, timeout, timeout_status="partial")
+    if out_json.is_file():
+        report = json.loads(out_json.read_text())
         step["results"] = {name: entry["results"] for name, entry in report["configs"].items()}
-        step["environment"] = {key: report.get(key) for key in ("hardware", "torch", "peers")}
+        step["skipped_peers"] = {name: entry.get("skipped_peers", {})
+                                 for name, entry in report["configs"].items()}
+        step["not_reached"] = report.get("skipped", {})
+        step["environment"] = {key: report.get(key) for key in ("hardware", "torch", "peers",
+                                                                "jax", "unavailable_peers")}
         step["flat_memory"] = report.get("flat_memory")
+        if step["not_reached"]:
+            step["detail"] = (step["detail"] + "; " if step["detail"] else "") + (
+                f"not reached in time: {', '.join(step['not_reached'])}")
     return step
 
 
 def fake_omniglot(folder: Path, characters: int = 12, drawings: int = 4) -> Path:
-    """A tiny stand-in in Omniglot's layout (random strokes), for dry runs without the subset."""
+    """A tiny stand-in in Omniglot's layout (random strokes), for dry runs without the data."""
     import numpy as np
     from PIL import Image
 
@@ -111,31 +150,80 @@ def fake_omniglot(folder: Path, characters: int = 12, drawings: int = 4) -> Path
     return archive
 
 
-def _characters(archive: Path) -> int:
+def characters_in(archive: Path) -> int:
+    """How many character folders (with drawings) an Omniglot archive holds."""
     with tarfile.open(archive) as tar:
         return len({m.name.rsplit("/", 1)[0] for m in tar.getmembers()
                     if m.isfile() and m.name.endswith(".png")})
 
 
+def omniglot_archive(wheelhouse: Path, work: Path, dry_run: bool
+                     ) -> Tuple[Optional[Path], str, List[str]]:
+    """(archive or None, where it came from, data overrides): the wheelhouse's Omniglot, or in a
+    dry run without it a random-stroke stand-in; None with the reason when it is absent."""
+    archive = wheelhouse / "omniglot" / "omniglot-py.tar.gz"
+    source = "the wheelhouse's Omniglot"
+    if not archive.is_file():
+        absent = wheelhouse / "omniglot" / "ABSENT.txt"
+        why = absent.read_text().strip() if absent.is_file() else f"{archive} is missing"
+        if not dry_run:
+            return None, f"Omniglot ABSENT: {why}", []
+        archive = fake_omniglot(work / "fake-omniglot")
+        source = f"a random-stroke stand-in in Omniglot's layout (dry run; {why})"
+    characters = characters_in(archive)
+    overrides = [f"data.root={archive}", f"data.options.cache_dir={work / 'cache'}"]
+    if characters < 1623:  # a stand-in or a subset: cut it 60/20/20 instead of 1100/100/423
+        held_out = max(2, round(characters * 0.2))
+        overrides.append(f"data.options.split_sizes=[{characters - 2 * held_out}, "
+                         f"{held_out}, {held_out}]")
+    return archive, f"{characters} characters from {source}", overrides
+
+
+Data = Tuple[Optional[Path], str, List[str]]
+_WARM = ("import sys; from gbml_ext.runner.config import load_config; "
+         "from gbml_ext.runner.build import build_sources; "
+         "config = load_config(sys.argv[1], sys.argv[2:]); build_sources(config.data, config.seed)")
+
+
+def warm_omniglot_cache(repo: Path, work: Path, data: Data) -> Optional[subprocess.Popen]:
+    """Starts decoding Omniglot's 32,460 drawings into the runner's cache in the background (a
+    CPU job that overlaps the GPU steps before training); None without data. The cache is
+    written atomically, so a training run that starts first only decodes again."""
+    archive, _, overrides = data
+    if archive is None:
+        return None
+    log = open(work / "warm-cache.log", "w")
+    return subprocess.Popen([sys.executable, "-c", _WARM,
+                             "experiments/configs/omniglot/5w1s/maml.toml", *overrides],
+                            cwd=repo, stdout=log, stderr=subprocess.STDOUT)
+
+
 def training_worker(spec_json: str) -> None:
-    """Subprocess body: every training run in one process, each caught, results to JSON."""
+    """Subprocess body: the training runs in one process, each caught, until the deadline;
+    out/training.json is rewritten after every run."""
     from gbml_ext.runner.cli import main as train
 
     spec = json.loads(spec_json)
-    outcomes = {}
-    for name, algorithm, batched in TRAINING_RUNS:
+    outcomes: Dict[str, Any] = {}
+    result_file = Path(spec["out"]) / "training.json"
+    for name, config_name, path, extra in TRAINING_RUNS:
+        config = f"experiments/configs/omniglot/5w1s/{config_name}.toml"
+        left = spec["deadline"] - time.time()
+        if left < spec["least_seconds_per_run"]:
+            outcomes[name] = {"config": config, "path_asked": path, "error": None,
+                              "skipped": f"not started: {left:.0f} s left before the deadline"}
+            continue
         run_dir = Path(spec["work"]) / "runs" / name
-        overrides = [f"{key}={value}" for key, value in spec["overrides"].items()] + [
-            f"algorithm.path={'batched' if batched else 'per-task'}", f"output_dir={run_dir}",
-            f"name=gpu-check-{name}"]
-        config = f"experiments/configs/omniglot/5w1s-cpu/{algorithm}.toml"
+        overrides = spec["overrides"] + extra + [
+            f"algorithm.path={path}", f"output_dir={run_dir}", f"name=gpu-check-{name}"]
         start = time.perf_counter()
         try:
             code = train([config, "--no-progress", "--overwrite", *overrides])
             error = None if code == 0 else f"exit code {code}"
         except BaseException as failure:  # noqa: B036 (report every failure, go on)
             error = f"{type(failure).__name__}: {failure}"
-        record: Dict[str, Any] = {"config": config, "batched": batched, "error": error,
+        record: Dict[str, Any] = {"config": config, "path_asked": path, "error": error,
+                                  "overrides": extra,
                                   "seconds": round(time.perf_counter() - start, 1)}
         results_file = run_dir / "results.json"
         if error is None and results_file.is_file():
@@ -151,42 +239,72 @@ def training_worker(spec_json: str) -> None:
                 "path": results.get("path"),
                 "device": (results.get("environment") or {}).get("device")})
         outcomes[name] = record
+        result_file.write_text(json.dumps(outcomes, indent=1) + "\n")
         print(name, json.dumps(record), flush=True)
-    Path(spec["work"], "training.json").write_text(json.dumps(outcomes, indent=1))
+    result_file.write_text(json.dumps(outcomes, indent=1) + "\n")
 
 
-def training(repo: Path, work: Path, wheelhouse: Path, device: str, dry_run: bool,
-             iterations: int, timeout: float) -> Dict[str, Any]:
-    """Short Omniglot 5w1s runs: MAML, MAML-KFO and ANIL, per-task and batched."""
-    archive = wheelhouse / "omniglot" / "omniglot-py.tar.gz"
-    source = "the wheelhouse's Omniglot subset"
-    if not archive.is_file():
-        absent = wheelhouse / "omniglot" / "ABSENT.txt"
-        why = absent.read_text().strip() if absent.is_file() else f"{archive} is missing"
-        if not dry_run:
-            return {"name": "omniglot training", "status": "skipped",
-                    "detail": f"Omniglot subset ABSENT: {why}"}
-        archive = fake_omniglot(work / "fake-omniglot")
-        source = f"a random-stroke stand-in in Omniglot's layout (dry run; {why})"
-    characters = _characters(archive)
-    held_out = max(2, round(characters * 0.2))
-    overrides = {
-        "data.root": str(archive), "data.options.cache_dir": str(work / "cache"),
-        "data.options.split_sizes": f"[{characters - 2 * held_out}, {held_out}, {held_out}]",
-        "device": device, "train.iterations": iterations, "train.log_every": 10,
-        "train.eval_every": 0, "evaluation.tasks": 2 if dry_run else 100}
+def training(repo: Path, work: Path, out: Path, data: Data, device: str, dry_run: bool,
+             iterations: int, timeout: float,
+             warmer: Optional[subprocess.Popen] = None) -> Dict[str, Any]:
+    """Short Omniglot 5w1s runs of every config with a GPU path (`TRAINING_RUNS`), per task
+    and batched, at the MAML paper's settings but `iterations` meta-iterations and 20 test
+    tasks; runs that would start too close to the time limit are skipped and listed. `data`
+    is `omniglot_archive`'s answer; `warmer`, the cache warmer to wait for first."""
+    archive, source, data_overrides = data
+    if archive is None:
+        return {"name": "omniglot training", "status": "skipped", "detail": source}
+    start = time.perf_counter()
+    warm_note = ""
+    if warmer is not None:
+        try:
+            code = warmer.wait(timeout=max(1.0, timeout / 2))
+            warm_note = f"; data cache warmed in the background (exit code {code})"
+        except subprocess.TimeoutExpired:
+            warm_note = "; the data cache was still warming after half the budget"
+    timeout -= time.perf_counter() - start
+    overrides = data_overrides + [
+        f"device={device}", f"train.iterations={iterations}", "train.log_every=1",
+        "train.eval_every=0", "train.plot=false", "train.checkpoint_minutes=0",
+        f"evaluation.tasks={2 if dry_run else 20}"]
     if dry_run:
-        overrides.update({"train.meta_batch": 2, "model.options": "{hidden = 8}",
-                          "train.log_every": 1, "data.queries": 3})
-    spec = json.dumps({"work": str(work), "overrides": overrides})
+        overrides += ["train.meta_batch=2", "model.options={hidden = 8}", "data.queries=3",
+                      "algorithm.train_steps=1", "algorithm.test_steps=1"]
+    spec = json.dumps({"work": str(work), "out": str(out), "overrides": overrides,
+                       "deadline": time.time() + timeout - 5,
+                       "least_seconds_per_run": 0 if dry_run else 8})
     command = [sys.executable, str(Path(__file__).resolve().parent / "gpu_check.py"),
                "--training-worker", spec]
-    step = run_step("omniglot training", command, repo, timeout,
-                    detail=f"{characters} characters from {source}")
-    results_file = work / "training.json"
+    step = run_step("omniglot training", command, repo, timeout, detail=source + warm_note,
+                    timeout_status="partial")
+    step["seconds_waiting_for_the_cache"] = round(time.perf_counter() - start, 1) - step[
+        "seconds"]
+    results_file = out / "training.json"
     step["runs"] = json.loads(results_file.read_text()) if results_file.is_file() else {}
     failed = [name for name, run in step["runs"].items() if run["error"]]
-    if failed or len(step["runs"]) != len(TRAINING_RUNS):
+    missing = [name for name, *_ in TRAINING_RUNS if name not in step["runs"]
+               or step["runs"][name].get("skipped")]
+    if failed or (step["status"] == "fail"):
         step["status"] = "fail"
         step["detail"] += f"; failed: {failed or 'the worker'}"
+    elif missing:
+        step["status"] = "partial"
+        step["detail"] += f"; not reached in time: {', '.join(missing)}"
+    return step
+
+
+def profile(repo: Path, out: Path, device: str, dry_run: bool, timeout: float
+            ) -> Dict[str, Any]:
+    """torch.profiler over batched MAML on config a (benchmarks/profile_step.py), written to
+    out/profile.{json,md}."""
+    command = [sys.executable, "-m", "benchmarks.profile_step", "--device", device,
+               "--config", "a-maml", "--peer", "batched", "--out", str(out)]
+    command += ["--tiny", "--iterations", "1", "--warmup", "1"] if dry_run else [
+        "--iterations", "10", "--warmup", "3"]
+    step = run_step("profile", command, repo, timeout, timeout_status="partial")
+    summary_file = out / "profile.json"
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text())
+        step["summary"] = {key: value for key, value in summary.items()
+                           if not key.startswith("top_")}
     return step

@@ -10,7 +10,7 @@ import torch
 from benchmarks.configs import CONFIGS, tiny
 from benchmarks.harness import count_flops, peak_memory
 from benchmarks.inner_loop import main
-from benchmarks.peers import build_meta_iteration, peers_for
+from benchmarks.peers import OPT_IN, build_meta_iteration, peers_for
 
 
 @pytest.fixture
@@ -23,14 +23,17 @@ def one_thread():
 
 
 def test_command_line_writes_every_section(tmp_path, one_thread):
-    out = tmp_path / "perf.json"
+    out, page = tmp_path / "perf.json", tmp_path / "perf.md"
     report = main(["--tiny", "--configs", "a,s", "--repeats", "1", "--warmup", "0",
-                   "--flat-iterations", "2", "--skip-memory", "--json", str(out)])
+                   "--flat-iterations", "2", "--skip-memory", "--json", str(out),
+                   "--markdown", str(page)])
     assert json.loads(out.read_text())["configs"].keys() == report["configs"].keys()
     assert set(report["configs"]) == {"a-maml", "a-fomaml", "s-linreg"}
+    assert "## a-maml" in page.read_text() and "| learn2learn |" in page.read_text()
     for name, entry in report["configs"].items():
         results = entry["results"]
-        assert list(results) == peers_for(tiny(CONFIGS[name]))
+        assert list(results) == [peer for peer in peers_for(tiny(CONFIGS[name]))
+                                 if peer not in OPT_IN]  # the compiled ones only when asked
         for row in results.values():
             assert len(row["times_s"]) == 1 and row["peak_memory_mb"] is None
             assert row["speedup_vs_learn2learn"] is not None
@@ -52,6 +55,51 @@ def test_peers_count_the_same_flops(one_thread):
 def test_cpu_peak_memory_comes_from_a_fresh_process():
     config = tiny(CONFIGS["s-linreg"])
     assert peak_memory(config, "gbml_ext", torch.device("cpu")) >= 0
+
+
+def test_reports_are_written_config_by_config_and_a_time_budget_skips_the_rest(
+        tmp_path, one_thread, monkeypatch):
+    import benchmarks.inner_loop as inner_loop
+
+    out, page = tmp_path / "perf.json", tmp_path / "perf.md"
+    seen = []
+    real_save = inner_loop._save
+
+    def save(report, args):
+        real_save(report, args)
+        seen.append(sorted(json.loads(out.read_text()).get("configs", {})))
+
+    monkeypatch.setattr(inner_loop, "_save", save)
+    report = main(["--tiny", "--configs", "s,a", "--peers", "gbml_ext,learn2learn",
+                   "--repeats", "1", "--skip-memory", "--skip-order-comparison",
+                   "--flat-iterations", "0", "--max-seconds", "1e-9", "--json", str(out),
+                   "--markdown", str(page)])
+    # The budget is spent before the first config: every section is listed as skipped, and
+    # the files say so as they go.
+    assert report["configs"] == {} and set(report["skipped"]) == {"s-linreg", "a-maml",
+                                                                  "a-fomaml"}
+    assert "Not run (time budget)" in page.read_text()
+    report = main(["--tiny", "--configs", "s,a", "--peers", "gbml_ext,learn2learn",
+                   "--repeats", "1", "--skip-memory", "--skip-order-comparison",
+                   "--flat-iterations", "0", "--json", str(out)])
+    assert ["s-linreg"] in seen and ["a-maml", "s-linreg"] in seen  # written after each config
+    assert set(report["configs"]) == {"s-linreg", "a-maml", "a-fomaml"}
+
+
+def test_a_failing_peer_is_reported_and_the_others_still_measured(one_thread, monkeypatch):
+    from benchmarks.harness import benchmark_config
+    from benchmarks.peers import PEERS, Peer
+
+    def broken(config, learner, tasks):
+        def meta_iteration():
+            raise RuntimeError("mat2 is on cpu")
+        return learner, meta_iteration
+
+    monkeypatch.setitem(PEERS, "broken", Peer("broken", broken))
+    skipped = {}
+    results = benchmark_config(tiny(CONFIGS["s-linreg"]), ["gbml_ext", "broken"],
+                               torch.device("cpu"), 1, 1, False, skipped)
+    assert list(results) == ["gbml_ext"] and "mat2 is on cpu" in skipped["broken"]
 
 
 def test_unknown_peer_is_refused():
@@ -78,3 +126,14 @@ def test_demo_speed_compares_tables_without_the_timing_column():
     two = one.replace("5.5", "1.4").replace("9 s", "3 s")
     assert loss_table(one) == loss_table(two)
     assert loss_table(one) != loss_table(two.replace("0.5", "0.6"))
+
+
+def test_configs_by_name_and_flops_counted_once(one_thread):
+    report = main(["--tiny", "--configs", "s-linreg", "--peers", "gbml_ext,batched",
+                   "--repeats", "1", "--skip-memory", "--skip-order-comparison",
+                   "--flat-iterations", "0", "--count-flops", "one"])
+    results = report["configs"]["s-linreg"]["results"]
+    assert list(report["configs"]) == ["s-linreg"]
+    assert results["gbml_ext"]["flops"] == results["batched"]["flops"] > 0
+    with pytest.raises(SystemExit, match="unknown configs"):
+        main(["--configs", "z-nothing", "--flat-iterations", "0"])

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from benchmarks.configs import CONFIGS, BenchmarkConfig, make_learner, make_tasks, tiny
-from benchmarks.peers import PEERS, build_meta_iteration, peers_for
+from benchmarks.peers import (
+    OPT_IN,
+    PEERS,
+    UNAVAILABLE,
+    build_meta_iteration,
+    default_peers,
+    peers_for,
+)
 from gbml_ext.algorithms import ANIL, GBML
 from gbml_ext.optim import KroneckerTransform
 
@@ -79,7 +86,39 @@ def test_compiled_first_order_peer_gives_gbml_ext_meta_gradient():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 def test_every_peer_gives_gbml_ext_meta_gradient_on_cuda(config_name):
-    _check_all_peers(config_name, torch.device("cuda"))
+    # JAX compiles each float64 config for seconds: it has its own CUDA test, on config a.
+    _check_all_peers(config_name, torch.device("cuda"),
+                     only=[peer for peer in PEERS if peer not in (*SLOW_PEERS, "jax")])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or "jax" not in PEERS,
+                    reason="no CUDA device or no jax here")
+def test_jax_peer_gives_gbml_ext_meta_gradient_on_cuda():
+    _check_all_peers("a-maml", torch.device("cuda"), only=["jax"])
+
+
+@pytest.mark.parametrize("config_name", sorted(CONFIGS))
+def test_every_peer_keeps_everything_on_the_requested_device(config_name):
+    """Builds every peer on the "meta" device (shapes only, no arithmetic) and runs one
+    meta-iteration there: a module or tensor a peer leaves on the CPU (as learn2learn's
+    Kronecker factors once did, "mat2 is on cpu" on CUDA) shows up as a CPU parameter or buffer,
+    or as a device mismatch inside the iteration, without a GPU."""
+    device = torch.device("meta")
+    config = tiny(CONFIGS[config_name])
+    for peer in peers_for(config):
+        if peer in SLOW_PEERS or not PEERS[peer].torch_counters:
+            continue  # torch.compile holds only the learner; JAX computes outside torch
+        learner = make_learner(config, device)
+        meta_model, meta_iteration = PEERS[peer].build(config, learner,
+                                                       make_tasks(config, device))
+        tensors = [*meta_model.named_parameters(), *meta_model.named_buffers(),
+                   *learner.named_parameters(), *learner.named_buffers()]
+        elsewhere = [name for name, tensor in tensors if tensor.device != device]
+        assert not elsewhere, f"{peer} on {config_name} leaves {elsewhere} off the device"
+        meta_model.zero_grad(set_to_none=True)
+        meta_iteration()
+        gradients = [p.grad for p in learner.parameters() if p.grad is not None]
+        assert gradients and all(g.device == device for g in gradients), peer
 
 
 def test_peers_cover_the_libraries_that_are_installed():
@@ -91,6 +130,24 @@ def test_peers_cover_the_libraries_that_are_installed():
     # batched/4 only where it differs from batched.
     assert "batched/4" not in peers_for(CONFIGS["b-maml"])
     assert "batched/4" in peers_for(CONFIGS["a-maml"])
+
+
+def test_compiled_peers_run_only_when_asked():
+    assert set(OPT_IN) == set(SLOW_PEERS)
+    assert not set(OPT_IN) & set(default_peers())
+    assert set(OPT_IN) <= set(default_peers(compiled=True))
+
+
+def test_jax_peer_loads_when_jax_imports_and_says_why_not_otherwise():
+    if importlib.util.find_spec("jax") is None:
+        assert "jax" not in PEERS and "jax does not import" in UNAVAILABLE["jax"]
+        pytest.skip("jax is not installed: the benchmark leaves its peer out and says why")
+    assert "jax" in PEERS and "jax" not in UNAVAILABLE
+    assert {"a-maml", "a-fomaml", "b-maml", "s-linreg"} == {
+        name for name in CONFIGS if "jax" in peers_for(CONFIGS[name])}  # not ANIL-KFO
+    assert not PEERS["jax"].torch_counters  # its memory and FLOPs are not torch's to count
+    # The meta-gradient, on the quick config (the CNNs are in the tests above).
+    _check_all_peers("s-linreg", torch.device("cpu"), only=["jax"])
 
 
 def test_configs_are_built_by_the_runner_registry():

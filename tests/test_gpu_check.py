@@ -17,25 +17,64 @@ from gpu_steps import TRAINING_RUNS, cuda_test_ids  # noqa: E402
 from l2l_purepy import convert_pyx  # noqa: E402
 
 
-def test_dry_run_passes_and_writes_two_reports(tmp_path):
-    out, work = tmp_path / "out", tmp_path / "work"
+def _dry_run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     # No wheelhouse: the training step then uses a random-stroke stand-in for Omniglot.
     command = [sys.executable, str(REPO / "scripts/gpu_check.py"), "--device", "cpu",
-               "--dry-run", "--out", str(out), "--work", str(work),
-               "--wheelhouse", str(tmp_path / "no-wheelhouse")]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+               "--dry-run", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"),
+               "--wheelhouse", str(tmp_path / "no-wheelhouse"), *extra]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_dry_run_passes_every_step_and_writes_the_reports_as_it_goes(tmp_path):
+    result = _dry_run(tmp_path, "--deadline", "600")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["gpu_check.json", "gpu_check.md"]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "benchmark.json", "benchmark.md", "gpu_check.json", "gpu_check.md", "profile.json",
+        "profile.md", "training.json"]  # at most 8 files come back from a GPU machine
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["verdict"] == "pass" and report["dry_run"]
     steps = {step["name"]: step for step in report["steps"]}
-    assert [s["status"] for s in steps.values()] == ["pass", "pass", "pass"]
+    assert list(steps) == ["cuda tests", "benchmark", "omniglot training", "profile"]
+    assert [s["status"] for s in steps.values()] == ["pass"] * 4
     assert set(steps["benchmark"]["results"]) == {"a-maml", "a-fomaml", "b-maml", "c-anil-kfo",
                                                   "s-linreg"}
+    for results in steps["benchmark"]["results"].values():
+        assert not {"compiled", "compiled-nhwc"} & set(results)  # only with --compiled
     runs = steps["omniglot training"]["runs"]
-    assert set(runs) == {name for name, _, _ in TRAINING_RUNS}
-    assert all(run["error"] is None and run["iterations"] == 2 for run in runs.values())
+    assert list(runs) == [name for name, *_ in TRAINING_RUNS]
+    assert all(run["error"] is None and run["iterations"] == 1 for run in runs.values())
+    assert {run["path"] for run in runs.values()} == {"per-task", "batched"}
+    assert runs["maml_kfo_adapted"]["overrides"] == ["algorithm.adapt_transform=true"]
+    assert steps["profile"]["summary"]["wall_s"] > 0
     assert "DRY RUN" in (out / "gpu_check.md").read_text()
+
+
+def test_a_deadline_skips_the_steps_it_leaves_no_time_for_and_says_so(tmp_path):
+    result = _dry_run(tmp_path, "--deadline", "1", "--least-step-seconds", "5")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "out/gpu_check.json").read_text())
+    assert report["verdict"] == "partial" and len(report["incomplete_steps"]) == 4
+    assert all("deadline" in step["detail"] for step in report["steps"])
+
+
+def test_training_runs_cover_every_config_with_a_gpu_path():
+    paths = {(config, path) for _, config, path, _ in TRAINING_RUNS}
+    for config in ("maml", "fomaml", "metasgd", "maml_kfo", "anil", "anil_kfo"):
+        assert {(config, "per-task"), (config, "batched")} <= paths
+    assert ("imaml", "per-task") in paths and ("imaml", "batched") not in paths
+    for _, config, _, _ in TRAINING_RUNS:
+        assert (REPO / f"experiments/configs/omniglot/5w1s/{config}.toml").is_file()
+
+
+def test_a_step_cut_off_by_its_time_limit_is_partial_and_keeps_its_output(tmp_path):
+    from gpu_steps import run_step
+
+    step = run_step("sleepy", [sys.executable, "-c",
+                               "import time; print('measured', flush=True); time.sleep(30)"],
+                    tmp_path, timeout=3, timeout_status="partial")
+    assert step["status"] == "partial" and "measured" in step["output_tail"]
+    assert "time limit" in step["detail"]
 
 
 def test_cuda_tests_are_found_by_their_decorators():
@@ -99,13 +138,34 @@ def test_rewrite_refuses_what_is_not_python():
         convert_pyx("cdef extern from 'x.h':\n    int f(int)\n")
 
 
-def test_omniglot_subset_keeps_whole_characters_or_says_it_is_absent(tmp_path):
-    from build_wheelhouse import omniglot_subset
+def test_wheelhouse_carries_the_whole_omniglot_archive_or_says_it_is_absent(tmp_path, capsys):
+    from build_wheelhouse import omniglot_archive
     from gpu_steps import fake_omniglot
 
     archive = fake_omniglot(tmp_path / "source", characters=6, drawings=2)
-    present = omniglot_subset(tmp_path / "present", archive, characters=3)
-    assert (present["present"], present["characters"], present["drawings"]) == (True, 3, 6)
-    absent = omniglot_subset(tmp_path / "absent", tmp_path / "nothing.tar.gz", characters=3)
+    whole = omniglot_archive(tmp_path / "whole", archive)
+    assert (whole["present"], whole["characters"], whole["subset"]) == (True, 6, False)
+    assert (tmp_path / "whole/omniglot/omniglot-py.tar.gz").read_bytes() == archive.read_bytes()
+    subset = omniglot_archive(tmp_path / "subset", archive, characters=3)
+    assert (subset["present"], subset["characters"], subset["drawings"]) == (True, 3, 6)
+    absent = omniglot_archive(tmp_path / "absent", tmp_path / "nothing.tar.gz")
     assert not absent["present"]
     assert "nothing.tar.gz" in (tmp_path / "absent/omniglot/ABSENT.txt").read_text()
+    assert "Omniglot ABSENT" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a whole runner process on Omniglot-shaped data: about 10 s
+def test_headline_dry_run_stops_at_its_time_budget_and_reports_beside_the_papers(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "scripts/gpu_headline.py"), "--device", "cpu",
+               "--dry-run", "--minutes", "0.005", "--out", str(out), "--work",
+               str(tmp_path / "work"), "--wheelhouse", str(tmp_path / "no-wheelhouse")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["headline.json", "headline.md",
+                                                     "metrics.jsonl", "results.json"]
+    summary = json.loads((out / "headline.json").read_text())
+    assert summary["stopped_by_time_limit"] and 1 <= summary["iterations"] < 60000
+    assert summary["test_tasks"] == 4 and 0 <= summary["accuracy"]["mean"] <= 1
+    page = (out / "headline.md").read_text()
+    assert "98.7 % ± 0.4 %" in page and "99.1 %" in page and "DRY RUN" in page

@@ -6,9 +6,13 @@
     torch.func                     a hand-written functional inner loop (peers/torchfunc.py)
     higher                         `higher.innerloop_ctx`, when installed (peers/higher.py)
     torchopt                       TorchOpt's functional SGD, when installed (peers/torchopt.py)
+    jax                            the same network in JAX, vmap + jit, when jax imports
+                                   (peers/jax.py)
 
 All of them compute the same meta-gradient; tests/test_benchmark_peers.py checks it (the
-compiled peer in a slow test).
+compiled peers in a slow test). The compiled peers spend tens of seconds compiling, so the
+benchmark runs them only when asked (`OPT_IN`: `--compiled`, or by name in `--peers`).
+`UNAVAILABLE` says why an optional peer did not load.
 """
 from __future__ import annotations
 
@@ -18,14 +22,29 @@ import torch
 from torch import nn
 
 from ..configs import BenchmarkConfig, make_learner, make_tasks
-from . import gbml_ext, higher, learn2learn, torchfunc, torchopt
-from .common import MetaIteration, Peer
+from . import gbml_ext, higher, jax, learn2learn, torchfunc, torchopt
+from .common import MetaIteration, Peer, PeerUnavailable
 
-__all__ = ["PEERS", "Peer", "build_meta_iteration", "peers_for"]
+__all__ = ["OPT_IN", "PEERS", "Peer", "PeerUnavailable", "UNAVAILABLE", "build_meta_iteration",
+           "default_peers", "peers_for"]
 
 PEERS: Dict[str, Peer] = {peer.name: peer for module in
-                          (gbml_ext, learn2learn, torchfunc, higher, torchopt)
+                          (gbml_ext, learn2learn, torchfunc, higher, torchopt, jax)
                           for peer in module.PEERS}
+# Run only when asked: torch.compile spends tens of seconds (minutes on a GPU) compiling.
+OPT_IN = ("compiled", "compiled-nhwc")
+# Optional peers that did not load here, and why.
+UNAVAILABLE: Dict[str, str] = {name: reason for name, reason in (
+    ("higher", None if higher.higher is not None else "higher is not installed; the bench "
+                                                      "extra has it"),
+    ("torchopt", None if torchopt.torchopt is not None else "torchopt is not installed; the "
+                                                            "bench extra has it"),
+    ("jax", jax.UNAVAILABLE)) if reason is not None}
+
+
+def default_peers(compiled: bool = False) -> List[str]:
+    """Every available peer, the compiled ones only with `compiled`."""
+    return [name for name in PEERS if compiled or name not in OPT_IN]
 
 
 def peers_for(config: BenchmarkConfig, names: Optional[List[str]] = None) -> List[str]:

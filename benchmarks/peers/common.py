@@ -23,7 +23,7 @@ from gbml_ext.data.tasks import Task
 
 from ..configs import BenchmarkConfig
 
-__all__ = ["MetaIteration", "Parts", "Peer", "split_learner"]
+__all__ = ["MetaIteration", "Parts", "Peer", "PeerUnavailable", "split_learner"]
 
 MetaIteration = Callable[[], None]
 Builder = Callable[[BenchmarkConfig, nn.Module, Sequence[Task]], Tuple[nn.Module, MetaIteration]]
@@ -33,18 +33,26 @@ def _always(config: BenchmarkConfig) -> bool:
     return True
 
 
+class PeerUnavailable(RuntimeError):
+    """A peer cannot run here (for example JAX without a GPU on a CUDA benchmark); the
+    benchmark reports the reason and goes on without it."""
+
+
 @dataclass(frozen=True)
 class Peer:
     """One implementation of a meta-iteration.
 
     name: its column in the tables; build: (config, learner, tasks) -> (meta-model,
-    meta-iteration); supports: whether it runs this config; version: the library's version.
+    meta-iteration), or `PeerUnavailable`; supports: whether it runs this config; version: the
+    library's version; torch_counters: whether torch's FLOP counter and memory readings see
+    its work (not JAX's).
     """
 
     name: str
     build: Builder
     supports: Callable[[BenchmarkConfig], bool] = _always
     version: Optional[str] = None
+    torch_counters: bool = True
 
 
 @dataclass

@@ -7,7 +7,9 @@ Per task: `clone()`, `adapt(loss)` per step, `backward()` of the query loss.
 
 learn2learn's KFO factors are its own modules (they start at the identity, as gbml_ext's do),
 so on ANIL-KFO the meta-gradients of the body and head equal gbml_ext's and those of the factors
-land on learn2learn's factor modules instead.
+land on learn2learn's factor modules instead. learn2learn creates those factors on the CPU, so
+the wrapper is moved to the learner's device (tests/test_benchmark_peers.py builds every peer
+on the "meta" device to hold every peer to that).
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ def _learn2learn(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Ta
                                    transform=transform)
     else:
         head = l2l.algorithms.MAML(parts.head, lr=parts.lr, first_order=parts.first_order)
+    # learn2learn builds KroneckerLinear factors with torch.eye on the CPU: move them along.
+    head.to(next(parts.head.parameters()).device)
     meta_model = head if parts.body is None else nn.ModuleDict({"body": parts.body,
                                                                 "head": head})
 

@@ -9,8 +9,10 @@ float rounding, for training (`batched_meta_gradient`) and evaluation
 Modules: `support` (what can run, stacking tasks), `inner` (`StackedLearner`, one inner step
 of every task, including learn2learn's adapted transform), `meta` (the entry points),
 `select` (path selection), `compiled` (first-order steps and evaluation with an
-inductor-compiled loss, opt-in: `algorithm.path = "compiled"`).
+inductor-compiled loss, opt-in: `algorithm.path = "compiled"`), `chunking` (how many tasks
+adapt at once under a memory budget).
 """
+from .chunking import ChunkedMetaGradient, ChunkPlan, tasks_per_chunk_for_budget
 from .compiled import (
     CompiledPathUnsupported,
     compiled_adaptation_curves,
@@ -21,7 +23,8 @@ from .meta import batched_adaptation_curves, batched_meta_gradient
 from .select import PATHS, choose_path, has_convolutions
 from .support import BatchedPathUnsupported, check_supported, unsupported_reason
 
-__all__ = ["BatchedPathUnsupported", "CompiledPathUnsupported", "PATHS", "StackedLearner",
-           "batched_adaptation_curves", "batched_meta_gradient", "check_supported",
-           "choose_path", "compiled_adaptation_curves", "compiled_meta_gradient",
-           "has_convolutions", "unsupported_reason"]
+__all__ = ["BatchedPathUnsupported", "ChunkPlan", "ChunkedMetaGradient",
+           "CompiledPathUnsupported", "PATHS", "StackedLearner", "batched_adaptation_curves",
+           "batched_meta_gradient", "check_supported", "choose_path",
+           "compiled_adaptation_curves", "compiled_meta_gradient", "has_convolutions",
+           "tasks_per_chunk_for_budget", "unsupported_reason"]

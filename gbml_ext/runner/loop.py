@@ -23,6 +23,7 @@ import torch
 from ..data.tasks import sample_batch
 from ..fileio import atomic_write_json
 from ..measure import peak_increase_since, start_peak_watch
+from ..precision import precision_context
 from .checkpoint import save_checkpoint
 from .config import Config, config_to_dict, load_config
 from .distributed import (
@@ -123,7 +124,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
                              f"the {dist.world_size} processes.")
     run_dir = config.run_dir()
     lock = run_lock(run_dir) if dist.is_main else contextlib.nullcontext()
-    with lock, cpu_threads(config.threads):
+    with lock, cpu_threads(config.threads), precision_context(config.precision, device):
         checkpoint = claim_folder(run_dir, resume, overwrite, dist.is_main)
         refuse_shortening(checkpoint, config.train.iterations, run_dir)
         state = build_run(config, device, dist.rank)
@@ -138,7 +139,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
             write_metrics(run_dir, state.history)
         memory_baseline, first_iteration = start_peak_watch(device), state.iteration
         try:
-            _meta_train(state, config, device, dist, run_dir, progress)
+            chunking = _meta_train(state, config, device, dist, run_dir, progress)
         except MetaLossDiverged as error:
             train_tasks = state.sources["train"]
             raise explain_divergence(
@@ -149,6 +150,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         if dist.is_main:
             results = _final_results(state, config, device, dist, memory_baseline, progress,
                                      first_iteration)
+            results["chunking"] = chunking
             keep_previous_results(run_dir)
             write_results(run_dir, results)
             if config.train.plot:
@@ -159,6 +161,11 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see `run_path`)."""
     path = run_path(config.algorithm, algorithm, training=True)
+    if path == "batched" and (config.algorithm.tasks_per_chunk or config.train.memory_budget_mb):
+        from ..fast import ChunkedMetaGradient
+
+        return ChunkedMetaGradient(algorithm, config.algorithm.tasks_per_chunk,
+                                   config.train.memory_budget_mb)
     if path == "batched":
         from ..batched import batched_meta_gradient
 
@@ -171,7 +178,10 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
 
 
 def _meta_train(state: TrainingState, config: Config, device: torch.device,
-                dist: DistributedContext, run_dir: Path, progress: bool) -> None:
+                dist: DistributedContext, run_dir: Path, progress: bool
+                ) -> Optional[Dict[str, Any]]:
+    """Meta-trains until `train.iterations` (or `train.max_minutes`); returns how the batched
+    path chunked the meta-batch (`ChunkPlan.to_dict`), or None when it did not."""
     from tqdm.auto import tqdm
 
     train_cfg = config.train
@@ -181,6 +191,9 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
     bar = tqdm(range(state.iteration, train_cfg.iterations), initial=state.iteration,
                total=train_cfg.iterations, desc=config.name,
                disable=not (progress and dist.is_main), dynamic_ncols=True)
+    if _out_of_time(state, config, dist):  # resumed with its train.max_minutes used up
+        bar.close()
+        return None
     with StopSignals().installed() as stop:
         for iteration in bar:
             tic = time.perf_counter()
@@ -206,7 +219,10 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
                       "seconds": state.iteration_seconds[-1]}
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
                             **({"acc": f"{accuracy:.3f}"} if accuracy is not None else {}))
+            out_of_time = _out_of_time(state, config, dist)
             if not dist.is_main:
+                if out_of_time:
+                    break
                 continue
             if train_cfg.log_every and (done % train_cfg.log_every == 0
                                         or done == train_cfg.iterations):
@@ -214,7 +230,7 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
             if train_cfg.eval_every and done % train_cfg.eval_every == 0:
                 _validate(state, config, device, run_dir, done)
             minutes = (time.monotonic() - last_save) / 60
-            if (done == train_cfg.iterations or stop.received is not None
+            if (done == train_cfg.iterations or stop.received is not None or out_of_time
                     or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)
                     or (train_cfg.checkpoint_minutes and minutes >= train_cfg.checkpoint_minutes)):
                 save_checkpoint(run_dir, state.checkpoint_payload(config))
@@ -225,7 +241,29 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
                 raise RunInterrupted(
                     f"{name} at iteration {done} of {train_cfg.iterations}; a checkpoint is in "
                     f"{run_dir}. Continue with the same command and --resume.", stop.received)
+            if out_of_time:
+                if train_cfg.log_every and done % train_cfg.log_every:
+                    _log(run_dir, state.history, record)  # the last iteration's loss
+                break
     bar.close()
+    plan = getattr(meta_gradient, "plan", None)
+    return None if plan is None else plan.to_dict()
+
+
+def _out_of_time(state: TrainingState, config: Config, dist: DistributedContext) -> bool:
+    """Whether the meta-iterations have used up `train.max_minutes` (never when it is 0). With
+    several processes rank 0's clock decides, so that every rank stops at the same iteration."""
+    limit = config.train.max_minutes
+    if not limit:
+        return False
+    out = state.train_seconds >= 60 * limit
+    if dist.enabled:
+        import torch.distributed
+
+        flag = torch.tensor([float(out)], device=next(state.algorithm.parameters()).device)
+        torch.distributed.broadcast(flag, src=0)
+        out = bool(flag.item())
+    return out
 
 
 def _validate(state: TrainingState, config: Config, device: torch.device, run_dir: Path,
@@ -285,6 +323,9 @@ def _final_results(state: TrainingState, config: Config, device: torch.device,
         "peak_memory_kind": kind,
         "changes": state.changes,
         "path": path,
+        "precision": config.precision,
+        # train.max_minutes ended meta-training before train.iterations.
+        "stopped_by_time_limit": state.iteration < config.train.iterations,
     }
 
 

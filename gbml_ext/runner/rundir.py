@@ -39,14 +39,16 @@ RUN_FILES = (CONFIG_FILE, RESULTS_FILE, METRICS_FILE, CHECKPOINT, PREVIOUS_CHECK
 
 # Keys that change neither a run's numbers (beyond ~1e-6 of float rounding) nor its results:
 # where files go, logging, checkpointing, how each step is computed (path, threads, memory
-# format) and whether training.png is drawn.
+# format, chunks of the meta-batch) and whether training.png is drawn.
 IMPLEMENTATION_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "train.log_every",
                        "train.checkpoint_every", "train.checkpoint_minutes", "algorithm.path",
-                       "algorithm.batched", "threads", "model.channels_last", "train.plot")
-# Keys that never change the trained numbers: the above, the name, and evaluation settings.
+                       "algorithm.batched", "threads", "model.channels_last", "train.plot",
+                       "algorithm.tasks_per_chunk", "train.memory_budget_mb")
+# Keys that never change the trained numbers: the above, the name, and evaluation settings;
+# and the time limit, which like train.iterations only says where training stops.
 FREE_KEYS = IMPLEMENTATION_KEYS + (
     "name", "train.eval_every", "train.eval_tasks", "train.explode_factor",
-    "algorithm.test_steps", "evaluation.tasks", "evaluation.split")
+    "algorithm.test_steps", "evaluation.tasks", "evaluation.split", "train.max_minutes")
 # Keys a user may change on purpose when resuming (`--allow-change KEY`).
 ALLOWED_CHANGES = ("algorithm.inner_lr", "train.lr", "device")
 

@@ -102,6 +102,9 @@ class AlgorithmConfig:
         results.json's "path".
     batched: true is a synonym of path = "batched" (kept for older configs).
     imaml_lam, cg_steps: iMAML's proximal strength λ and conjugate-gradient iterations.
+    tasks_per_chunk: on the batched path, adapt at most this many tasks of a meta-batch at once
+        (0: all of them, or as many as `train.memory_budget_mb` allows). Same meta-gradient up
+        to float rounding; peak memory grows with the chunk.
     """
 
     name: str = _choices(*ALGORITHMS)
@@ -117,6 +120,7 @@ class AlgorithmConfig:
     batched: bool = False
     imaml_lam: float = _ranged(1.0, 0.0, None, low_open=True)
     cg_steps: int = _ranged(5, 1, 1000)
+    tasks_per_chunk: int = _ranged(0, 0)
 
 
 @dataclass
@@ -133,6 +137,14 @@ class TrainConfig:
     explode_factor: stop the run when the meta-loss exceeds this multiple of the unadapted
         query loss of the first meta-batch (or is not finite): the inner loop diverges.
     plot: write the run's training.png (experiments that draw their own figure turn it off).
+    memory_budget_mb: on the batched path, split the meta-batch into chunks so that one chunk's
+        peak memory stays under this many MB (0: no budget). The first meta-iteration runs one
+        task at a time and measures its peak (CUDA: allocated tensors; CPU: resident memory),
+        the rest use the largest even chunks that fit (`gbml_ext.fast.chunking`).
+        `algorithm.tasks_per_chunk` > 0 takes precedence.
+    max_minutes: stop meta-training cleanly once the meta-iterations have taken this many
+        minutes (0: no limit; the time is results.json's `train_seconds`, summed over resumes),
+        checkpoint, then evaluate as usual; results.json records the iterations reached.
     """
 
     iterations: int = _ranged(1000, 1)
@@ -146,6 +158,8 @@ class TrainConfig:
     checkpoint_minutes: float = _ranged(5.0, 0.0)
     explode_factor: float = _ranged(100.0, 1.0, None, low_open=True)
     plot: bool = True
+    memory_budget_mb: float = _ranged(0.0, 0.0)
+    max_minutes: float = _ranged(0.0, 0.0)
 
 
 @dataclass
@@ -163,12 +177,16 @@ class Config:
     threads: torch's intra-op CPU threads during the run (0: leave torch's setting). Models of
         a few hundred parameters are bound by per-op overhead, and one thread avoids the cost
         of waking the others for every tiny op.
+    precision: fp32 | tf32 | bf16, the arithmetic of the run's forward passes (inner and outer
+        loop, training and evaluation): fp32 leaves torch's defaults; tf32 turns on TF32
+        tensor cores on CUDA; bf16 runs them under bfloat16 autocast (`gbml_ext.precision`).
     """
 
     name: str = "experiment"
     seed: int = _ranged(0, 0, 2**31 - 1)
     device: str = _choices("auto", "cpu", "cuda")
     threads: int = _ranged(0, 0, 1024)
+    precision: str = _choices("fp32", "tf32", "bf16")
     output_dir: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

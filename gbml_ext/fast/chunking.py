@@ -1,0 +1,146 @@
+"""Chunking the meta-batch under a memory budget: how many tasks the batched path adapts at once.
+
+The batched path (`batched_meta_gradient`) keeps the graph of every task of a chunk alive until
+the chunk's backward, so its peak memory grows about linearly with the chunk: a fixed part (the
+meta-gradient buffers) plus a per-task part (activations and inner-loop graphs). Splitting the
+meta-batch into chunks gives the same meta-gradient up to float rounding, at some speed.
+
+`ChunkedMetaGradient` is what the runner calls (`algorithm.tasks_per_chunk`,
+`train.memory_budget_mb`): with a fixed chunk size it passes it on; with a budget, its first
+call runs one task per chunk and measures that call's peak (CUDA: allocated tensors,
+`torch.cuda.max_memory_allocated`; CPU: resident memory, an upper bound), then every later call
+uses `tasks_per_chunk_for_budget` of that cost. Taking the whole one-task peak as the per-task
+cost counts the fixed part once per task, so the estimate errs on the side of smaller chunks.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..data.tasks import Task
+from ..engine import LossFn, TaskOutcome
+from ..measure import peak_increase_since, start_peak_watch
+from .meta import batched_meta_gradient
+
+__all__ = ["ChunkPlan", "ChunkedMetaGradient", "measure_peak_bytes",
+           "tasks_per_chunk_for_budget"]
+
+MB = 2**20
+
+
+def tasks_per_chunk_for_budget(task_count: int, budget_bytes: float,
+                               per_task_bytes: float) -> int:
+    """The chunk size for `task_count` tasks when a chunk of c tasks needs about
+    c · `per_task_bytes`: the fewest chunks that fit in `budget_bytes`, none larger than it needs
+    to be (32 tasks that fit 12 at a time run as 11 + 11 + 10, not 12 + 12 + 8). At least 1,
+    even when one task alone is over the budget.
+
+    Example:
+        >>> tasks_per_chunk_for_budget(32, budget_bytes=1200, per_task_bytes=100)
+        11
+        >>> tasks_per_chunk_for_budget(32, budget_bytes=10_000, per_task_bytes=100)
+        32
+        >>> tasks_per_chunk_for_budget(32, budget_bytes=50, per_task_bytes=100)
+        1
+    """
+    if task_count < 1:
+        raise ValueError(f"task_count must be >= 1, got {task_count}")
+    if per_task_bytes <= 0:
+        return task_count
+    fit = min(task_count, max(1, int(budget_bytes // per_task_bytes)))
+    chunks = math.ceil(task_count / fit)
+    return math.ceil(task_count / chunks)
+
+
+def measure_peak_bytes(function: Callable[[], Any], device: torch.device) -> int:
+    """Runs `function()` and returns its peak memory above what was in use before, in bytes
+    (`gbml_ext.measure`: CUDA's allocated-tensor peak, or the CPU's peak resident memory). It
+    resets the device's peak counter, so a later whole-run peak starts from here."""
+    baseline = start_peak_watch(device)
+    function()
+    return max(0, peak_increase_since(device, baseline))
+
+
+@dataclass
+class ChunkPlan:
+    """How a run's meta-batches are chunked.
+
+    tasks_per_chunk: tasks adapted at once (None: the whole meta-batch).
+    source: "config" (algorithm.tasks_per_chunk), "budget" (measured against
+        train.memory_budget_mb) or "none".
+    budget_mb: the budget (0: none); one_task_peak_mb: the measured peak of a one-task chunk.
+    over_budget: one task alone needs more than the budget (chunks of 1 are used).
+    """
+
+    tasks_per_chunk: Optional[int]
+    source: str
+    budget_mb: float = 0.0
+    one_task_peak_mb: Optional[float] = None
+    over_budget: bool = False
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The plan as plain data (results.json's "chunking")."""
+        return asdict(self)
+
+
+class ChunkedMetaGradient:
+    """`batched_meta_gradient` with the meta-batch chunked by a fixed size or a memory budget.
+
+    Arguments:
+        algorithm: what `batched_meta_gradient` runs.
+        tasks_per_chunk: adapt at most this many tasks at once (0: no fixed size).
+        budget_mb: with no fixed size, keep one chunk's peak under this many MB (0: no budget,
+            all tasks at once).
+        device: where the peak is measured; None: the device of the first parameter.
+        measure: `(function, device) -> peak bytes` (default `measure_peak_bytes`; tests pass
+            a stand-in with a known cost).
+
+    Example:
+        >>> import gbml_ext
+        >>> maml = gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.1)
+        >>> tasks = [Task(torch.randn(6, 3), torch.randn(6, 1), torch.randn(4, 3),
+        ...               torch.randn(4, 1)) for _ in range(8)]
+        >>> step = ChunkedMetaGradient(maml, budget_mb=1.0,
+        ...                            measure=lambda function, device: (function(), 3 * 2**19)[1])
+        >>> len(step(tasks, 1)), step.plan.tasks_per_chunk   # 1.5 MB a task, 1 MB budget
+        (8, 1)
+    """
+
+    def __init__(self, algorithm: nn.Module, tasks_per_chunk: int = 0, budget_mb: float = 0.0,
+                 device: Optional[torch.device] = None,
+                 measure: Callable[[Callable[[], Any], torch.device], int] = measure_peak_bytes):
+        self.algorithm = algorithm
+        self.budget_mb = float(budget_mb)
+        self.measure = measure
+        if device is None:
+            parameters = list(algorithm.parameters())
+            device = parameters[0].device if parameters else torch.device("cpu")
+        self.device = torch.device(device)
+        self.plan: Optional[ChunkPlan] = None
+        if tasks_per_chunk:
+            self.plan = ChunkPlan(int(tasks_per_chunk), "config", self.budget_mb)
+        elif not self.budget_mb:
+            self.plan = ChunkPlan(None, "none")
+
+    def __call__(self, tasks: Sequence[Task], steps: int,
+                 loss_fn: Optional[LossFn] = None) -> List[TaskOutcome]:
+        """Adds the meta-gradient of `tasks` to `.grad`, as `batched_meta_gradient` does."""
+        if self.plan is not None or not tasks:
+            chunk = None if self.plan is None else self.plan.tasks_per_chunk
+            return batched_meta_gradient(self.algorithm, tasks, steps, loss_fn,
+                                         tasks_per_chunk=chunk)
+        outcomes: List[TaskOutcome] = []
+
+        def one_task_at_a_time() -> None:
+            outcomes.extend(batched_meta_gradient(self.algorithm, tasks, steps, loss_fn,
+                                                  tasks_per_chunk=1))
+
+        per_task = self.measure(one_task_at_a_time, self.device)
+        budget = self.budget_mb * MB
+        self.plan = ChunkPlan(tasks_per_chunk_for_budget(len(tasks), budget, per_task),
+                              "budget", self.budget_mb, per_task / MB, per_task > budget)
+        return outcomes
