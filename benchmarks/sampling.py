@@ -11,8 +11,11 @@ Three measurements, each interleaved over `--rounds` rounds, medians reported:
 3. `omniglot`: `gbml-train experiments/configs/omniglot/5w1s/maml.toml` on the per-task path,
    `train.iterations=30`, with `data.sampler` tensor and learn2learn alternating.
 
-    python -m benchmarks.sampling --rounds 3 --json docs/data/sampling.json
+    python -m benchmarks.sampling --rounds 3 --baseline 17c8cb9 --json docs/data/sampling.json
     python -m benchmarks.sampling --only sampling synthetic
+
+With `--baseline REV`, the runner measurements also run that git revision (checked out into a
+temporary worktree) in every round, with its own defaults.
 
 Each gbml-train run is its own process, so the runs do not share caches. Run it on a quiet
 machine: the numbers are ratios within one run.
@@ -20,14 +23,16 @@ machine: the numbers are ratios within one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 __all__ = ["main", "time_call"]
 
@@ -45,13 +50,13 @@ def time_call(fn: Callable[[], object], repeats: int = 200) -> float:
     return (time.perf_counter() - tic) / repeats * 1e3
 
 
-def sampling(rounds: int, omniglot: Path, threads: int) -> Dict[str, List[float]]:
+def sampling(rounds: int, omniglot: Path, threads: Sequence[int]) -> Dict[str, List[float]]:
+    """ms per meta-batch of each sampler, for each torch thread count in `threads`."""
     import torch
 
     from gbml_ext.data import FewShotTasks, LinearRegressionTasks, TensorFewShotTasks
     from gbml_ext.data.omniglot import load_omniglot
 
-    torch.set_num_threads(threads)
     draws: Dict[str, Callable[[], object]] = {}
     if omniglot.exists():
         split = load_omniglot(omniglot, splits=("train",))["train"]
@@ -67,33 +72,63 @@ def sampling(rounds: int, omniglot: Path, threads: int) -> Dict[str, List[float]
                                        one_at_a_time=True)
     draws["linear regression, 16 tasks: tensor"] = lambda: vectorised.sample_batch(16)
     draws["linear regression, 16 tasks: one at a time"] = lambda: one_by_one.sample_batch(16)
-    times: Dict[str, List[float]] = {name: [] for name in draws}
+    times: Dict[str, List[float]] = {}
     for _ in range(rounds):
-        for name, draw in draws.items():
-            times[name].append(time_call(draw, 5 if "learn2learn" in name else 200))
+        for count in threads:
+            torch.set_num_threads(count)
+            for name, draw in draws.items():
+                times.setdefault(f"{name}, {count} thread{'s' * (count > 1)}", []).append(
+                    time_call(draw, 5 if "learn2learn" in name else 200))
     return times
 
 
-def _train(config: Path, overrides: Sequence[str], out: Path) -> float:
+def _train(config: Path, overrides: Sequence[str], out: Path, cwd: Path = REPO) -> float:
     command = [sys.executable, "-m", "gbml_ext.runner", str(config), *overrides,
                f"output_dir='{out}'", "--no-progress"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(cwd)})
     if done.returncode:
         raise SystemExit(f"sampling: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
     return 1e3 * json.loads((out / "results.json").read_text())["seconds_per_iteration"]
 
 
 def runner(rounds: int, config: Path, variants: Dict[str, Sequence[str]],
-           common: Sequence[str]) -> Dict[str, List[float]]:
-    times: Dict[str, List[float]] = {name: [] for name in variants}
+           common: Sequence[str], baseline: Optional[Path] = None,
+           baseline_variants: Optional[Dict[str, Sequence[str]]] = None
+           ) -> Dict[str, List[float]]:
+    """ms per iteration of each variant (and of each baseline variant, run in `baseline`),
+    interleaved over `rounds`."""
+    runs = [(name, REPO, overrides) for name, overrides in variants.items()]
+    if baseline is not None:
+        runs += [(name, baseline, overrides) for name, overrides in
+                 (baseline_variants or {}).items()]
+    times: Dict[str, List[float]] = {name: [] for name, _, _ in runs}
     with tempfile.TemporaryDirectory(prefix="sampling-bench-") as scratch:
         for r in range(rounds):
-            for i, (name, overrides) in enumerate(variants.items()):
+            for i, (name, cwd, overrides) in enumerate(runs):
                 out = Path(scratch) / f"{i}-{r}"
-                times[name].append(_train(config, [*common, *overrides], out))
+                times[name].append(_train(cwd / config.relative_to(REPO),
+                                          [*common, *overrides], out, cwd))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} ms" for k, v in times.items()),
                   file=sys.stderr, flush=True)
     return times
+
+
+@contextlib.contextmanager
+def worktree(revision: Optional[str]) -> Iterator[Optional[Path]]:
+    """A temporary git worktree of `revision` (None: no worktree)."""
+    if revision is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="sampling-baseline-") as scratch:
+        path = Path(scratch) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), revision], cwd=REPO,
+                       check=True, capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=REPO,
+                           capture_output=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -103,9 +138,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--only", nargs="+", choices=("sampling", "synthetic", "omniglot"),
                         default=["sampling", "synthetic", "omniglot"])
     parser.add_argument("--omniglot", type=Path, default=OMNIGLOT)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for `sampling`")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="torch thread counts for `sampling`")
+    parser.add_argument("--baseline", default=None, help="git revision to time the runner of too")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    with worktree(args.baseline) as baseline:
+        return _measure(args, baseline, argv)
+
+
+def _measure(args: argparse.Namespace, baseline: Optional[Path],
+             argv: Optional[Sequence[str]]) -> int:
     report: Dict[str, object] = {
         "command": "python -m benchmarks.sampling " + " ".join(sys.argv[1:] if argv is None
                                                                 else argv),
@@ -118,7 +161,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tables["synthetic runner (ms per iteration)"] = runner(
             args.rounds, CONFIGS / "synthetic" / "linreg_kfo.toml",
             {"l2l-maml": ["algorithm.name=l2l-maml"], "maml": ["algorithm.name=maml"]},
-            ["algorithm.transform=none", "train.iterations=150", "train.plot=false"])
+            ["algorithm.transform=none", "train.iterations=150", "train.plot=false"],
+            baseline, {f"l2l-maml at {args.baseline}": ["algorithm.name=l2l-maml"],
+                       f"maml at {args.baseline}": ["algorithm.name=maml"]})
     if "omniglot" in args.only:
         if not args.omniglot.exists():
             print(f"sampling: no Omniglot at {args.omniglot}; the omniglot runner is left out.",
@@ -130,7 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  "sampler tensor": ["data.sampler=tensor"]},
                 [f"data.root='{args.omniglot}'", "algorithm.path=per-task",
                  "train.iterations=30", "evaluation.tasks=10", "train.eval_every=0",
-                 "train.plot=false"])
+                 "train.plot=false"],
+                baseline, {f"at {args.baseline}": []})
     for title, times in tables.items():
         print(f"\n{title}\n\n| what | median | rounds |\n|---|---:|---|")
         for name, values in times.items():
