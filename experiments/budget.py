@@ -10,7 +10,8 @@
    MAML are then evaluated on test (`test`).
 
     python -m experiments.budget run --shard 0/2 &  python -m experiments.budget run --shard 1/2
-    python -m experiments.budget test        # the chosen one-layer variant and MAML, on test
+    python -m experiments.budget test        # one-step validation; the chosen variant and MAML
+                                             # on test (gbml-eval on the validation runs)
     python -m experiments.budget report      # tables + figure, from the run folders
     python -m experiments.budget archive     # copy finished results to experiments/results/budget
     python -m experiments.budget restore     # and back, so a fresh clone goes on from there
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,9 +57,12 @@ ABLATION = {
                              ["algorithm.transform_params=['classifier.weight', "
                               "'classifier.bias']"]),
     "trained with 3 inner steps": ("maml_kfo", ["algorithm.train_steps=3"]),
+    # The control for the row above: MAML itself trained for the 3 steps it is evaluated with.
+    "MAML (no KFO), trained with 3 inner steps": ("maml", ["algorithm.train_steps=3"]),
 }
 ARCHIVE = Path(__file__).resolve().parent / "results" / "budget"
-KEEP = ("config.json", "metrics.jsonl", "results.json")
+KEEP = ("config.json", "metrics.jsonl", "results.json", "eval-validation-1steps-400tasks.json",
+        "eval-test-3steps-400tasks.json")
 
 
 def budget_folder(out: Path, point: Tuple[int, int], budget: int) -> Path:
@@ -98,14 +103,13 @@ def _budget_stage(root: Path, out: Path, point: Tuple[int, int], row: str, seed:
          budget_folder(out, point, budget))
 
 
-def _ablation_run(root: Path, out: Path, label: str, seed: int,
-                  split: str = "validation") -> bool:
+def _ablation_run(root: Path, out: Path, label: str, seed: int) -> bool:
     row, overrides = ABLATION[label]
     index = list(ABLATION).index(label)
     return _one(CONFIGS / f"{row}.toml", seed,
                 _common(root, ABLATION_POINT) + overrides + [f"name='onelayer-v{index}'",
-                                                             f"evaluation.split={split}"],
-                out / "onelayer" / split)
+                                                             "evaluation.split=validation"],
+                out / "onelayer" / "validation")
 
 
 def run(seeds: Sequence[int], root: Path, out: Path, max_minutes: float,
@@ -140,22 +144,47 @@ def _results(folder: Path) -> List[dict]:
 def chosen_variant(out: Path) -> Optional[str]:
     """The KFO variant with the best pooled validation accuracy (MAML itself excluded)."""
     scores = {}
-    for i, label in enumerate(ABLATION):
-        results = _results(out / "onelayer" / "validation" / f"onelayer-v{i}")
+    for label in ABLATION:
+        results = _results(_ablation_dir(out, label))
         if ABLATION[label][0] == "maml_kfo" and len(results) >= 2:
             scores[label] = pooled_summary(results, "accuracy")["mean"]
     return max(scores, key=scores.__getitem__) if scores else None
 
 
+def _evaluate(run_dir: Path, root: Path, split: str, steps: int) -> Optional[dict]:
+    """`gbml-eval RUN --split SPLIT --steps STEPS --tasks 400` on a finished run (no
+    retraining): its eval-*.json, written beside the run's results (reused if there)."""
+    path = run_dir / f"eval-{split}-{steps}steps-400tasks.json"
+    if not path.is_file():
+        done = subprocess.run([sys.executable, "-c", "from gbml_ext.runner.cli import eval_main;"
+                               " raise SystemExit(eval_main())", str(run_dir), "--split", split,
+                               "--steps", str(steps), "--tasks", "400", "--no-progress",
+                               f"data.root='{_root(root)}'"], capture_output=True, text=True)
+        if done.returncode:
+            print(f"budget: gbml-eval {run_dir} failed: {done.stderr[-500:]}", file=sys.stderr)
+            return None
+    return json.loads(path.read_text())
+
+
+def _ablation_dir(out: Path, label: str) -> Path:
+    return out / "onelayer" / "validation" / f"onelayer-v{list(ABLATION).index(label)}"
+
+
 def test(seeds: Sequence[int], root: Path, out: Path) -> None:
-    """Evaluates MAML, the curve's MAML-KFO and the variant chosen on validation on test."""
+    """Every variant after one inner step on validation (the step count of meta-training), then
+    MAML, the curve's MAML-KFO and the variant chosen on validation on the test split, all from
+    the validation runs' checkpoints."""
     choice = chosen_variant(out)
     if choice is None:
         sys.exit("budget: the one-layer ablation has not finished on validation yet; run `run`.")
     print(f"budget: chosen on validation: {choice!r}")
-    for label in dict.fromkeys(["MAML (no KFO)", "MAML-KFO as in the curve", choice]):
+    for label in ABLATION:
         for seed in seeds:
-            _ablation_run(root, out, label, seed, split="test")
+            _evaluate(_ablation_dir(out, label) / f"seed{seed}", root, "validation", 1)
+    for label in dict.fromkeys(["MAML (no KFO)", "MAML (no KFO), trained with 3 inner steps",
+                                "MAML-KFO as in the curve", choice]):
+        for seed in seeds:
+            _evaluate(_ablation_dir(out, label) / f"seed{seed}", root, "test", 3)
 
 
 def _validation_curve(run_dir: Path) -> Dict[int, float]:
@@ -199,24 +228,35 @@ def budget_table(out: Path) -> Optional[str]:
                            "KFO − MAML (points)", "seeds"], body)
 
 
+def _evaluations(folder: Path, split: str, steps: int) -> List[dict]:
+    return [{"evaluation": json.loads(p.read_text())["evaluation"]} for p in
+            sorted(folder.glob(f"seed*/eval-{split}-{steps}steps-400tasks.json"))]
+
+
 def ablation_table(out: Path) -> Optional[str]:
     body = []
-    for i, label in enumerate(ABLATION):
-        results = _results(out / "onelayer" / "validation" / f"onelayer-v{i}")
+    for label in ABLATION:
+        folder = _ablation_dir(out, label)
+        results = _results(folder)
         if not results:
             continue
-        tested = _results(out / "onelayer" / "test" / f"onelayer-v{i}")
         val = pooled_summary(results, "accuracy")
+        one_step = _evaluations(folder, "validation", 1)
+        tested = _evaluations(folder, "test", 3)
         steps = [pooled_summary(results, "loss", k)["mean"]
                  for k in range(len(results[0]["evaluation"]["loss_by_step"]))]
-        body.append([label, str(len(results)), format_metric(val, 100, 1),
-                     " → ".join(f"{v:.2f}" for v in steps),
+        body.append([label, str(len(results)),
+                     format_metric(pooled_summary(one_step, "accuracy"), 100, 1) if one_step
+                     else "–",
+                     format_metric(val, 100, 1), " → ".join(f"{v:.2f}" for v in steps),
                      format_metric(pooled_summary(tested, "accuracy"), 100, 1) if tested
                      else "–"])
     if not body:
         return None
-    return markdown_table(["L1-H64 variant", "seeds", "validation acc %",
-                           "validation query loss after 0, 1, 2, 3 steps", "test acc %"], body)
+    return markdown_table(["L1-H64 variant", "seeds", "validation acc % (1 step)",
+                           "validation acc % (3 steps)",
+                           "validation query loss after 0, 1, 2, 3 steps",
+                           "test acc % (3 steps)"], body)
 
 
 def _figure(out: Path, path: Path) -> bool:
