@@ -33,7 +33,14 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from experiments.curve import CONFIGS, DEFAULT_ROOT, _one, _root, parse_shard, point_name
+from experiments.curve import (
+    CONFIGS,
+    _one,
+    _root,
+    point_name,
+    restore,
+    sweep_arguments,
+)
 from gbml_ext.runner.compare import pooled_summary
 from gbml_ext.runner.plots import pyplot
 from gbml_ext.runner.report import format_metric, markdown_table
@@ -334,30 +341,12 @@ def archive(out: Path) -> None:
     print(f"budget: archived {copied} finished runs under {ARCHIVE}")
 
 
-def restore(out: Path) -> None:
-    """Copies the archived finished runs into `out`, never over existing files. A longer budget
-    needs its shorter one's checkpoint, which is not archived: it is retrained first."""
-    copied = 0
-    for source in ARCHIVE.rglob("seed*/results.json"):
-        folder = out / source.parent.relative_to(ARCHIVE)
-        if folder.exists():
-            continue
-        shutil.copytree(source.parent, folder)
-        copied += 1
-    print(f"budget: restored {copied} finished runs into {out}")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.budget",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("run", "test", "report", "archive", "restore"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="Omniglot data")
-    parser.add_argument("--max-minutes", type=float, default=float("inf"),
-                        help="stop starting new runs after this long (run again to go on)")
-    parser.add_argument("--out", type=Path, default=Path("runs/budget"))
-    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
-                        help="run the K-th of every N seeds (run N processes to split)")
+    sweep_arguments(parser, "runs/budget",
+                    "run the K-th of every N seeds (run N processes to split)")
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args.seeds, args.root, args.out, args.max_minutes, args.shard)
@@ -367,7 +356,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         archive(args.out)
         return 0
     elif args.command == "restore":
-        restore(args.out)
+        # A longer budget needs its shorter one's checkpoint, which is not archived: `run`
+        # retrains it first.
+        restore(args.out, ARCHIVE, "budget")
     report(args.out)
     return 0
 

@@ -127,16 +127,28 @@ def linnet(seeds: Sequence[int], root: Path, out: Path) -> None:
             _one(CONFIGS / "maml.toml", seed, common + overrides + [f"name='linnet-v{i}'"], out)
 
 
-def restore(out: Path) -> None:
-    """Copies the committed results of finished runs into `out`, never over existing files."""
+def restore(out: Path, archive: Path = ARCHIVE, sweep: str = "curve") -> None:
+    """Copies the committed results of finished runs (under `archive`) into `out`, never over
+    existing files."""
     copied = 0
-    for source in ARCHIVE.rglob("seed*/results.json"):
-        folder = out / source.parent.relative_to(ARCHIVE)
+    for source in archive.rglob("seed*/results.json"):
+        folder = out / source.parent.relative_to(archive)
         if folder.exists():
             continue
         shutil.copytree(source.parent, folder)
         copied += 1
-    print(f"curve: restored {copied} finished runs into {out}")
+    print(f"{sweep}: restored {copied} finished runs into {out}")
+
+
+def sweep_arguments(parser: argparse.ArgumentParser, out: str, shard_help: str) -> None:
+    """The options every sweep script shares: seeds, data, time box, folder, shard."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="Omniglot data")
+    parser.add_argument("--max-minutes", type=float, default=float("inf"),
+                        help="stop starting new runs after this long (run again to go on)")
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
+                        help=shard_help)
 
 
 def _results(folder: Path) -> List[dict]:
@@ -247,13 +259,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.curve",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("run", "linnet", "report", "restore"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="Omniglot data")
-    parser.add_argument("--max-minutes", type=float, default=float("inf"),
-                        help="stop starting new runs after this long (run again to go on)")
-    parser.add_argument("--out", type=Path, default=Path("runs/curve"))
-    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
-                        help="run every N-th point from the K-th (run N processes to split)")
+    sweep_arguments(parser, "runs/curve",
+                    "run every N-th point from the K-th (run N processes to split)")
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args.seeds, args.root, args.max_minutes, args.out, args.shard)
