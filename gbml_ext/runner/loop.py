@@ -13,6 +13,7 @@ import contextlib
 import json
 import signal
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,10 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         raise RunFolderError(f"--allow-change {' '.join(bad)}: only {', '.join(ALLOWED_CHANGES)} "
                              f"may change on resume.")
     device = resolve_device(config.device)
+    if config.precision == "bf16" and config.algorithm.transform != "none":
+        print("gbml_ext: warning: precision = 'bf16' with a Kronecker transform diverged on the "
+              "synthetic tasks (docs/performance.md); prefer precision = 'fp32' for KFO rows.",
+              file=sys.stderr)
     dist = init_distributed(device)
     if dist.enabled and device.type == "cuda":  # one GPU per process on each node
         device = torch.device("cuda", dist.local_rank)
