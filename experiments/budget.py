@@ -69,7 +69,7 @@ ABLATION = {
 }
 ARCHIVE = Path(__file__).resolve().parent / "results" / "budget"
 KEEP = ("config.json", "metrics.jsonl", "results.json", "eval-validation-1steps-400tasks.json",
-        "eval-test-3steps-400tasks.json")
+        "eval-test-3steps-400tasks.json", "eval-test-1steps-400tasks.json")
 
 
 def budget_folder(out: Path, point: Tuple[int, int], budget: int) -> Path:
@@ -178,9 +178,10 @@ def _ablation_dir(out: Path, label: str) -> Path:
 
 
 def test(seeds: Sequence[int], root: Path, out: Path) -> None:
-    """Every variant after one inner step on validation (the step count of meta-training), then
-    MAML, the curve's MAML-KFO and the variant chosen on validation on the test split, all from
-    the validation runs' checkpoints."""
+    """One-layer variants after one inner step on validation (the step count of meta-training),
+    then MAML, the curve's MAML-KFO and the variant chosen on validation on the test split, all
+    from the validation runs' checkpoints; and every finished budget run on test after one
+    step. Evaluations already made are reused."""
     choice = chosen_variant(out)
     if choice is None:
         sys.exit("budget: the one-layer ablation has not finished on validation yet; run `run`.")
@@ -192,6 +193,14 @@ def test(seeds: Sequence[int], root: Path, out: Path) -> None:
                                 "MAML-KFO as in the curve", choice]):
         for seed in seeds:
             _evaluate(_ablation_dir(out, label) / f"seed{seed}", root, "test", 3)
+    # Every finished budget run after the one step it was meta-trained for, on test.
+    for point, budgets in BUDGETS.items():
+        for budget in budgets:
+            for row in ROWS:
+                for seed in seeds:
+                    run_dir = _run_dir(budget_folder(out, point, budget), row, seed)
+                    if _done(run_dir, budget):
+                        _evaluate(run_dir, root, "test", 1)
 
 
 def _validation_curve(run_dir: Path) -> Dict[int, float]:
@@ -206,38 +215,44 @@ def _validation_curve(run_dir: Path) -> Dict[int, float]:
     return curve
 
 
+def _evaluations(folder: Path, split: str, steps: int) -> List[dict]:
+    return [{"evaluation": json.loads(p.read_text())["evaluation"]} for p in
+            sorted(folder.glob(f"seed*/eval-{split}-{steps}steps-400tasks.json"))]
+
+
+def _gap(kfo: dict, maml: dict) -> str:
+    """KFO − MAML in points, with the CI of the difference (independent task sets)."""
+    ci = 100 * (kfo["ci95"] ** 2 + maml["ci95"] ** 2) ** 0.5
+    return f"{100 * (kfo['mean'] - maml['mean']):+.1f} ± {ci:.1f}"
+
+
 def budget_table(out: Path) -> Optional[str]:
+    """Test accuracy of MAML and MAML-KFO at every finished budget: after the 3 steps the curve
+    scores (the run's own evaluation) and after the 1 step both were meta-trained for
+    (`gbml-eval --steps 1`, from `test`)."""
     body = []
     for point, budgets in BUDGETS.items():
         for budget in budgets:
             folder = budget_folder(out, point, budget)
-            cells, means = [point_name(*point), f"{budget:,}"], {}
-            seeds = 0
-            for row in ROWS:
-                results = [r for r in _results(folder / f"omniglot-5w1s-curve-{row}")
-                           if r.get("iterations_done") == budget]
-                summary = pooled_summary(results, "accuracy") if results else None
-                cells.append(format_metric(summary, 100, 1) if summary else "–")
-                if summary:
-                    means[row] = summary
-                seeds = max(seeds, len(results))
-            if len(means) == 2:
-                gap = 100 * (means["maml_kfo"]["mean"] - means["maml"]["mean"])
-                ci = 100 * (means["maml_kfo"]["ci95"] ** 2 + means["maml"]["ci95"] ** 2) ** 0.5
-                cells.append(f"{gap:+.1f} ± {ci:.1f}")
-            else:
-                cells.append("–")
+            cells = [point_name(*point), f"{budget:,}"]
+            for steps in (1, 3):
+                means = {}
+                for row in ROWS:
+                    runs = folder / f"omniglot-5w1s-curve-{row}"
+                    results = ([r for r in _results(runs) if r.get("iterations_done") == budget]
+                               if steps == 3 else _evaluations(runs, "test", 1))
+                    if results:
+                        means[row] = pooled_summary(results, "accuracy")
+                    cells.append(format_metric(means[row], 100, 1) if row in means else "–")
+                cells.append(_gap(means["maml_kfo"], means["maml"]) if len(means) == 2
+                             else "–")
             if any(c != "–" for c in cells[2:]):
-                body.append(cells + [str(seeds)])
+                body.append(cells)
     if not body:
         return None
-    return markdown_table(["point", "meta-iterations", "MAML test acc %", "MAML-KFO test acc %",
-                           "KFO − MAML (points)", "seeds"], body)
-
-
-def _evaluations(folder: Path, split: str, steps: int) -> List[dict]:
-    return [{"evaluation": json.loads(p.read_text())["evaluation"]} for p in
-            sorted(folder.glob(f"seed*/eval-{split}-{steps}steps-400tasks.json"))]
+    return markdown_table(["point", "meta-iterations", "MAML, 1 step", "MAML-KFO, 1 step",
+                           "KFO − MAML, 1 step", "MAML, 3 steps", "MAML-KFO, 3 steps",
+                           "KFO − MAML, 3 steps"], body)
 
 
 def ablation_table(out: Path) -> Optional[str]:
