@@ -300,16 +300,17 @@ def _figure(out: Path, path: Path) -> bool:
                             label=f"{row} seed {seed}")
                     drawn = True
             for budget in budgets:
-                results = [r for r in _results(budget_folder(out, point, budget)
-                                               / f"omniglot-5w1s-curve-{row}")
-                           if r.get("iterations_done") == budget]
-                if results:
-                    s = pooled_summary(results, "accuracy")
-                    ax.errorbar([budget], [100 * s["mean"]], yerr=[100 * s["ci95"]],
-                                color=colour, marker="o", capsize=3)
+                runs = budget_folder(out, point, budget) / f"omniglot-5w1s-curve-{row}"
+                three = [r for r in _results(runs) if r.get("iterations_done") == budget]
+                for results, marker in ((three, "o"), (_evaluations(runs, "test", 1), "s")):
+                    if results:
+                        s = pooled_summary(results, "accuracy")
+                        ax.errorbar([budget], [100 * s["mean"]], yerr=[100 * s["ci95"]],
+                                    color=colour, marker=marker, capsize=3,
+                                    mfc="none" if marker == "s" else colour)
         ax.set_xscale("log")
-        ax.set_title(f"{point_name(*point)} (lines: validation, dots: test ± 95% CI)",
-                     fontsize="small")
+        ax.set_title(f"{point_name(*point)}: lines validation (3 steps); test ± 95% CI after "
+                     "3 steps (●) and 1 step (□)", fontsize="small")
         ax.set_xlabel("meta-iterations (meta-batch 8)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Omniglot 5w1s accuracy %")
