@@ -309,6 +309,8 @@ def _figure(out: Path, path: Path) -> bool:
                                     color=colour, marker=marker, capsize=3,
                                     mfc="none" if marker == "s" else colour)
         ax.set_xscale("log")
+        ax.set_xticks(budgets, [f"{b:,}" for b in budgets])
+        ax.minorticks_off()
         ax.set_title(f"{point_name(*point)}: lines validation (3 steps); test ± 95% CI after "
                      "3 steps (●) and 1 step (□)", fontsize="small")
         ax.set_xlabel("meta-iterations (meta-batch 8)")
