@@ -10,6 +10,7 @@
    MAML are then evaluated on test (`test`).
 
     python -m experiments.budget run --shard 0/2 &  python -m experiments.budget run --shard 1/2
+    python -m experiments.budget followup --shard 0/2 &  # KFO trained with 3 steps, L2-H64
     python -m experiments.budget test        # one-step validation; the chosen variant and MAML
                                              # on test (gbml-eval on the validation runs)
     python -m experiments.budget report      # tables + figure, from the run folders
@@ -67,6 +68,9 @@ ABLATION = {
     # The control for the row above: MAML itself trained for the 3 steps it is evaluated with.
     "MAML (no KFO), trained with 3 inner steps": ("maml", ["algorithm.train_steps=3"]),
 }
+# The follow-up the two answers suggest: KFO meta-trained with the 3 steps it is tested with, at
+# the point where its 3-step gap collapsed (L2-H64, 1,200 meta-iterations).
+FOLLOWUP_POINT, FOLLOWUP_ITERATIONS = (2, 64), 1200
 ARCHIVE = Path(__file__).resolve().parent / "results" / "budget"
 KEEP = ("config.json", "metrics.jsonl", "results.json", "eval-validation-1steps-400tasks.json",
         "eval-test-3steps-400tasks.json", "eval-test-1steps-400tasks.json")
@@ -117,6 +121,33 @@ def _ablation_run(root: Path, out: Path, label: str, seed: int) -> bool:
                 _common(root, ABLATION_POINT) + overrides + [f"name='onelayer-v{index}'",
                                                              "evaluation.split=validation"],
                 out / "onelayer" / "validation")
+
+
+def followup(seeds: Sequence[int], root: Path, out: Path, shard: Tuple[int, int]) -> None:
+    """MAML-KFO meta-trained with 3 inner steps at FOLLOWUP_POINT for FOLLOWUP_ITERATIONS."""
+    k, n = shard
+    for seed in [s for i, s in enumerate(seeds) if i % n == k]:
+        _one(CONFIGS / "maml_kfo.toml", seed,
+             _common(root, FOLLOWUP_POINT) + [
+                 "algorithm.train_steps=3", f"train.iterations={FOLLOWUP_ITERATIONS}",
+                 f"train.eval_every={EVAL_EVERY}", f"train.eval_tasks={EVAL_TASKS}",
+                 "name='followup-kfo-3steps'"],
+             out / "followup")
+
+
+def followup_table(out: Path) -> Optional[str]:
+    folder = out / "followup" / "followup-kfo-3steps"
+    results = [r for r in _results(folder) if r.get("iterations_done") == FOLLOWUP_ITERATIONS]
+    if not results:
+        return None
+    summary = pooled_summary(results, "accuracy")
+    steps = [pooled_summary(results, "loss", k)["mean"]
+             for k in range(len(results[0]["evaluation"]["loss_by_step"]))]
+    return markdown_table(["L2-H64, 1,200 meta-iterations", "seeds", "test acc % (3 steps)",
+                           "test query loss after 0, 1, 2, 3 steps"],
+                          [["MAML-KFO meta-trained with 3 inner steps", str(len(results)),
+                            format_metric(summary, 100, 1),
+                            " → ".join(f"{v:.2f}" for v in steps)]])
 
 
 def run(seeds: Sequence[int], root: Path, out: Path, max_minutes: float,
@@ -329,6 +360,9 @@ def report(out: Path) -> None:
     table = budget_table(out)
     if table:
         parts.append("## Budget\n\n" + table)
+    extra = followup_table(out)
+    if extra:
+        parts.append("## Follow-up\n\n" + extra)
     study = ablation_table(out)
     if study:
         choice = chosen_variant(out)
@@ -362,12 +396,15 @@ def archive(out: Path) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.budget",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("run", "test", "report", "archive", "restore"))
+    parser.add_argument("command",
+                        choices=("run", "followup", "test", "report", "archive", "restore"))
     sweep_arguments(parser, "runs/budget",
                     "run the K-th of every N seeds (run N processes to split)")
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args.seeds, args.root, args.out, args.max_minutes, args.shard)
+    elif args.command == "followup":
+        followup(args.seeds, args.root, args.out, args.shard)
     elif args.command == "test":
         test(args.seeds, args.root, args.out)
     elif args.command == "archive":
