@@ -12,6 +12,7 @@ loss table as the baseline (the timing column and line left out).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -19,9 +20,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
-__all__ = ["loss_table", "main"]
+__all__ = ["loss_table", "main", "worktree"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,6 +45,23 @@ def _run(cwd: Path, out: Path, sets: Sequence[str]) -> Dict[str, object]:
     return {"seconds": seconds, "table": loss_table(done.stdout)}
 
 
+@contextlib.contextmanager
+def worktree(revision: Optional[str]) -> Iterator[Optional[Path]]:
+    """A temporary git worktree of `revision` (None: no worktree)."""
+    if revision is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="baseline-") as scratch:
+        path = Path(scratch) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), revision], cwd=REPO,
+                       check=True, capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=REPO,
+                           capture_output=True)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.demo_speed",
                                      description=__doc__.split("\n\n")[0])
@@ -56,24 +74,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     variants = args.variant if args.variant is not None else [""]
     times: Dict[str, List[float]] = {}
     same_table: Dict[str, List[bool]] = {}
-    with tempfile.TemporaryDirectory(prefix="demo-speed-") as scratch:
-        old = Path(scratch) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(old), args.baseline],
-                       cwd=REPO, check=True, capture_output=True)
-        try:
-            for round_ in range(args.rounds):
-                reference = _run(old, Path(scratch) / f"old-{round_}", [])
-                times.setdefault(args.baseline, []).append(float(reference["seconds"]))
-                for i, variant in enumerate(variants):
-                    name = f"now {variant}".strip()
-                    run = _run(REPO, Path(scratch) / f"now-{i}-{round_}", variant.split())
-                    times.setdefault(name, []).append(float(run["seconds"]))
-                    same_table.setdefault(name, []).append(run["table"] == reference["table"])
-                print(f"round {round_ + 1}: " + ", ".join(
-                    f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=REPO,
-                           capture_output=True)
+    with tempfile.TemporaryDirectory(prefix="demo-speed-") as scratch, \
+            worktree(args.baseline) as old:
+        assert old is not None
+        for round_ in range(args.rounds):
+            reference = _run(old, Path(scratch) / f"old-{round_}", [])
+            times.setdefault(args.baseline, []).append(float(reference["seconds"]))
+            for i, variant in enumerate(variants):
+                name = f"now {variant}".strip()
+                run = _run(REPO, Path(scratch) / f"now-{i}-{round_}", variant.split())
+                times.setdefault(name, []).append(float(run["seconds"]))
+                same_table.setdefault(name, []).append(run["table"] == reference["table"])
+            print(f"round {round_ + 1}: " + ", ".join(
+                f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
     base = times[args.baseline]
     print(f"\n| run | {args.baseline} | " + " | ".join(n for n in times if n != args.baseline)
           + " |")

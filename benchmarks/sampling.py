@@ -23,7 +23,6 @@ machine: the numbers are ratios within one run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -32,7 +31,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
+
+from .demo_speed import worktree
 
 __all__ = ["main", "time_call"]
 
@@ -112,23 +113,6 @@ def runner(rounds: int, config: Path, variants: Dict[str, Sequence[str]],
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} ms" for k, v in times.items()),
                   file=sys.stderr, flush=True)
     return times
-
-
-@contextlib.contextmanager
-def worktree(revision: Optional[str]) -> Iterator[Optional[Path]]:
-    """A temporary git worktree of `revision` (None: no worktree)."""
-    if revision is None:
-        yield None
-        return
-    with tempfile.TemporaryDirectory(prefix="sampling-baseline-") as scratch:
-        path = Path(scratch) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(path), revision], cwd=REPO,
-                       check=True, capture_output=True)
-        try:
-            yield path
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=REPO,
-                           capture_output=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ from experiments.curve import (
     restore,
     sweep_arguments,
 )
+from gbml_ext.runner.cli import eval_main
 from gbml_ext.runner.compare import pooled_summary
 from gbml_ext.runner.plots import pyplot
 from gbml_ext.runner.report import format_metric, markdown_table
@@ -189,19 +189,14 @@ def chosen_variant(out: Path) -> Optional[str]:
     return max(scores, key=scores.__getitem__) if scores else None
 
 
-def _evaluate(run_dir: Path, root: Path, split: str, steps: int) -> Optional[dict]:
+def _evaluate(run_dir: Path, root: Path, split: str, steps: int) -> None:
     """`gbml-eval RUN --split SPLIT --steps STEPS --tasks 400` on a finished run (no
-    retraining): its eval-*.json, written beside the run's results (reused if there)."""
-    path = run_dir / f"eval-{split}-{steps}steps-400tasks.json"
-    if not path.is_file():
-        done = subprocess.run([sys.executable, "-c", "from gbml_ext.runner.cli import eval_main;"
-                               " raise SystemExit(eval_main())", str(run_dir), "--split", split,
-                               "--steps", str(steps), "--tasks", "400", "--no-progress",
-                               f"data.root='{_root(root)}'"], capture_output=True, text=True)
-        if done.returncode:
-            print(f"budget: gbml-eval {run_dir} failed: {done.stderr[-500:]}", file=sys.stderr)
-            return None
-    return json.loads(path.read_text())
+    retraining), unless its eval-*.json is already beside the run's results."""
+    if (run_dir / f"eval-{split}-{steps}steps-400tasks.json").is_file():
+        return
+    if eval_main([str(run_dir), "--split", split, "--steps", str(steps), "--tasks", "400",
+                  "--no-progress", f"data.root='{_root(root)}'"]):
+        print(f"budget: gbml-eval {run_dir} failed (its error is above).", file=sys.stderr)
 
 
 def _ablation_dir(out: Path, label: str) -> Path:

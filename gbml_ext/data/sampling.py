@@ -19,7 +19,7 @@ from learn2learn.data import MetaDataset, Taskset
 from learn2learn.data.transforms import ConsecutiveLabels, KShots, LoadData, NWays, RemapLabels
 
 from .datasets import check_task_fits
-from .tasks import Task, TaskBatch
+from .tasks import Task, TaskBatch, stack_samples
 
 __all__ = ["FewShotTasks"]
 
@@ -120,7 +120,7 @@ class FewShotTasks:
     def sample_batch(self, num_tasks: int) -> TaskBatch:
         """`num_tasks` draws of `sample()`, stacked: the same tasks in the same order as calling
         `sample()` that often (learn2learn's `Taskset` draws one image at a time)."""
-        return TaskBatch.stack([self.sample() for _ in range(num_tasks)])
+        return stack_samples(self, num_tasks)
 
     def state_dict(self) -> dict[str, Any]:
         """The private `random` state (None for an unseeded source), for a checkpoint."""

@@ -39,7 +39,7 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from .tasks import Task, TaskBatch
+from .tasks import Task, TaskBatch, stack_samples
 
 __all__ = [
     "ill_conditioned_covariance", "SyntheticTasks", "LinearRegressionTasks",
@@ -142,7 +142,7 @@ class SyntheticTasks:
     def sample_batch(self, num_tasks: int) -> TaskBatch:
         """`num_tasks` tasks in one vectorised draw (see the class docstring)."""
         if self.one_at_a_time:
-            return TaskBatch.stack([self.sample() for _ in range(num_tasks)])
+            return stack_samples(self, num_tasks)
         inputs, weight = self._draw(num_tasks)
         targets = self._targets(inputs, weight)
         n = self.n_support

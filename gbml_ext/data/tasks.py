@@ -8,7 +8,7 @@ from typing import Iterator, Protocol, overload
 
 import torch
 
-__all__ = ["Task", "TaskBatch", "TaskSource", "sample_batch"]
+__all__ = ["Task", "TaskBatch", "TaskSource", "sample_batch", "stack_samples"]
 
 _FIELDS = ("support_x", "support_y", "query_x", "query_y")
 
@@ -143,4 +143,10 @@ def sample_batch(source: TaskSource, num_tasks: int) -> TaskBatch:
     draw = getattr(source, "sample_batch", None)
     if draw is not None:
         return draw(num_tasks)
+    return stack_samples(source, num_tasks)
+
+
+def stack_samples(source: TaskSource, num_tasks: int) -> TaskBatch:
+    """`num_tasks` calls of `source.sample()`, stacked into one `TaskBatch`: the meta-batch of a
+    source that draws one task at a time."""
     return TaskBatch.stack([source.sample() for _ in range(num_tasks)])

@@ -94,6 +94,7 @@ class TensorFewShotTasks:
         self._class_base = (classes // turns).to(self.device)
         self._class_offset = ((classes % turns) * len(labels)).to(self.device)
         self._class_count = counts[classes // turns].to(self.device)
+        self._ragged = bool((counts < counts.max()).any())  # classes of unequal sizes
         self.num_classes = data.num_classes
         self._labels = {n: torch.arange(ways, device=self.device).repeat_interleave(n)
                         for n in {shots, queries}}
@@ -129,7 +130,7 @@ class TensorFewShotTasks:
         classes = self._draw_classes(num_tasks)
         per_class = self.shots + self.queries
         keys = self._rand(num_tasks, self.ways, self._table.shape[1])
-        if not bool((self._class_count == self._table.shape[1]).all()):
+        if self._ragged:
             width = torch.arange(self._table.shape[1], device=self.device)
             keys.masked_fill_(width >= self._class_count[classes].unsqueeze(-1), 2.0)
         picks = keys.topk(per_class, dim=2, largest=False).indices

@@ -75,6 +75,13 @@ def _cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return per_example.view(targets.shape).mean(dim=1)
 
 
+# The engine's default losses (and the torch functions behind them) -> their per-task forms.
+_PER_TASK: Dict[Callable, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    F.mse_loss: _mse, default_loss(torch.zeros(1)): _mse,
+    F.cross_entropy: _cross_entropy, default_loss(torch.zeros(1, dtype=torch.int8)): _cross_entropy,
+}
+
+
 def direct_loss(loss_fn: LossFn, targets: torch.Tensor
                 ) -> Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
     """The per-task version of `loss_fn`, (T, n, ...) outputs and targets -> losses (T,), when
@@ -85,8 +92,9 @@ def direct_loss(loss_fn: LossFn, targets: torch.Tensor
         >>> loss(torch.ones(2, 5, 1), torch.zeros(2, 5, 1))
         tensor([1., 1.])
     """
-    if loss_fn is F.mse_loss or loss_fn is default_loss(torch.zeros(1)):
+    per_task = _PER_TASK.get(loss_fn)
+    if per_task is _mse:
         return _mse if targets.is_floating_point() else None
-    if loss_fn is F.cross_entropy or loss_fn is default_loss(torch.zeros(1, dtype=torch.int8)):
+    if per_task is _cross_entropy:
         return _cross_entropy if targets.dim() == 2 and not targets.is_floating_point() else None
     return None

@@ -82,7 +82,7 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
             if chosen == "batched":
                 curves.extend(batched_adaptation_curves(algorithm, batch, steps, loss_fn, None))
             elif chosen == "compiled":
-                curves.extend(compiled_adaptation_curves(algorithm, list(batch), steps, loss_fn))
+                curves.extend(compiled_adaptation_curves(algorithm, batch, steps, loss_fn))
             else:
                 curves.extend(engine.adaptation_curve(algorithm, task, steps, loss_fn)
                               for task in batch)
