@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup test test-all lint demo bench clean
+.PHONY: setup test test-all lint demo bench clean dist docs docs-serve
 setup:
 	@bash scripts/bootstrap.sh
 
@@ -26,7 +26,19 @@ bench: setup
 	$(PY) -m benchmarks.inner_loop $(ARGS)
 
 clean:
-	rm -rf .venv runs .pytest_cache .ruff_cache .mypy_cache
+	rm -rf .venv runs .pytest_cache .ruff_cache .mypy_cache site dist
+
+# Wheels for `pip install --find-links dist gbml_ext` into another environment: gbml_ext's
+# wheel and sdist, and a learn2learn 0.2.0 wheel for this Python (scripts/dist.sh).
+dist: setup
+	@bash scripts/dist.sh dist
+
+# The documentation site (mkdocs.yml, docs/) into site/; docs-serve serves it with reload.
+docs: setup
+	$(PY) -m mkdocs build --strict --site-dir site
+
+docs-serve: setup
+	$(PY) -m mkdocs serve
 
 # GPU validation. `make wheelhouse` (with a network) writes build/wheelhouse: learn2learn's
 # regenerated source and a pure-Python fallback, py3.12 wheels, the Omniglot archive.

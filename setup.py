@@ -15,10 +15,21 @@ def read_version() -> str:
     return match.group(1)
 
 
-def read_requirements(path: str) -> list:
-    """The requirements in a requirements file, without comments and blank lines."""
-    lines = (line.split("#", 1)[0].strip() for line in (HERE / path).read_text().splitlines())
-    return [line for line in lines if line]
+TEST = ["pytest", "selenium>=4.10"]
+LINT = ["ruff", "mypy"]
+EXTRAS = {
+    "test": TEST,
+    "lint": LINT,
+    # Everything a contributor needs: the tests, the lint and `make dist`'s builder.
+    "dev": TEST + LINT + ["build"],
+    # `make docs`: the site and its API reference.
+    "docs": ["mkdocs>=1.5", "mkdocs-material>=9", "mkdocstrings[python]>=0.24"],
+    # Submitting runs to a Slurm cluster.
+    "cluster": ["submitit"],
+    # The benchmark's optional peers (benchmarks/peers/), imported only if present.
+    "bench": ["higher==0.2.1", "torchopt==0.7.3"],
+    "jax": ["jax"],
+}
 
 
 setup(
@@ -28,19 +39,23 @@ setup(
     "Reptile and Kronecker-factored meta-optimizers (Arnold, Iqbal & Sha, AISTATS 2021).",
     packages=find_packages(include=["gbml_ext", "gbml_ext.*"]),
     python_requires=">=3.11",
-    # learn2learn is declared loosely so that a copy built by scripts/bootstrap.sh
-    # satisfies it: pip must never try to rebuild it from the broken sdist.
-    # torch and torchvision: the pins scripts/bootstrap.sh installs, from one file.
-    install_requires=read_requirements("requirements/torch.txt") + [
+    # learn2learn is declared loosely so that a copy built by scripts/build_learn2learn.sh
+    # (`make dist` or scripts/bootstrap.sh) satisfies it: pip must never try to rebuild it
+    # from the sdist, which does not build on Python 3.11.
+    # torch and torchvision are ranges, so that installing gbml_ext keeps the torch an
+    # environment already has. Tested: torch 2.14.1 with torchvision 0.29.1 only (the pins in
+    # requirements/torch.txt, which scripts/bootstrap.sh installs); older versions in the
+    # range are untested.
+    install_requires=[
+        "torch>=2.1,<3",
+        "torchvision>=0.16,<1",
         "learn2learn>=0.2.0",
         "numpy",
         "Pillow>=9.1",
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"], "lint": ["ruff", "mypy"],
-                    # The benchmark's optional peers (benchmarks/peers/), imported only if present.
-                    "bench": ["higher==0.2.1", "torchopt==0.7.3"]},
+    extras_require=EXTRAS,
     entry_points={"console_scripts": [
         "gbml-train=gbml_ext.runner.cli:main",
         "gbml-compare=gbml_ext.runner.compare:main",

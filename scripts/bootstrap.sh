@@ -6,10 +6,10 @@
 # - torch and torchvision are pinned together in requirements/torch.txt (setup.py reads the
 #   same file): any other spec makes pip fetch several GB, and an unpinned torchvision breaks
 #   against a different torch.
-# - learn2learn 0.2.0 ships only an sdist whose generated C predates Python 3.11
-#   (upstream issue #413): we regenerate the C with a current Cython and install
-#   that tree with --no-build-isolation --no-deps. Its declared dependencies
-#   (gsutil, qpth, cvxpy) are not needed to import it, and qpth pins numpy<2.
+# - learn2learn 0.2.0 ships only an sdist whose generated C predates Python 3.11:
+#   scripts/build_learn2learn.sh (also used by `make dist`) regenerates the C with a current
+#   Cython and builds a wheel, installed here with --no-deps. Its declared dependencies
+#   (gsutil, qpth) are not needed to import it, and qpth pins numpy<2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +19,7 @@ TORCH_REQUIREMENTS=requirements/torch.txt
 L2L_VERSION=0.2.0
 STAMP="$VENV/.gbml_ext-setup"
 # Everything that decides what gets installed: a change to any of these re-runs the setup.
-STAMP_FILES=(scripts/bootstrap.sh setup.py pyproject.toml "$TORCH_REQUIREMENTS" gbml_ext/_version.py)
+STAMP_FILES=(scripts/bootstrap.sh scripts/build_learn2learn.sh setup.py pyproject.toml "$TORCH_REQUIREMENTS" gbml_ext/_version.py)
 stamp_key() { cat "${STAMP_FILES[@]}" | sha256sum | cut -d' ' -f1; }
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_key)" ] && [ -x "$VENV/bin/python" ]; then
@@ -56,18 +56,16 @@ PIP install "cython>=3" "numpy>=1.24" scipy gym tqdm requests "setuptools>=64" w
 if ! has "import learn2learn; assert learn2learn.__version__ == '$L2L_VERSION'"; then
   log "building learn2learn $L2L_VERSION from its sdist with regenerated C sources"
   work=$(mktemp -d)
-  PIP download --no-deps --no-binary learn2learn --no-build-isolation "learn2learn==$L2L_VERSION" -d "$work"
-  tar xzf "$work/learn2learn-$L2L_VERSION.tar.gz" -C "$work"
-  src="$work/learn2learn-$L2L_VERSION"
-  for pyx in "$src"/learn2learn/data/*.pyx; do "$VENV/bin/cython" -3 "$pyx"; done
-  PIP install --no-build-isolation --no-deps "$src"
+  wheel=$(bash scripts/build_learn2learn.sh "$VENV/bin/python" "$work" | tail -n1)
+  PIP install --no-deps "$wheel"
   rm -rf "$work"
   has "import learn2learn" || { echo "learn2learn failed to import after the build" >&2; exit 1; }
 fi
 
-log "installing gbml_ext (editable, with the test and lint extras)"
-# learn2learn is already installed, so the requirement is satisfied and pip does not rebuild it.
-PIP install --no-build-isolation -e ".[test,lint]"
+log "installing gbml_ext (editable, with the dev and docs extras)"
+# learn2learn is already installed, so the requirement is satisfied and pip does not rebuild it;
+# the exact torch pins installed above satisfy setup.py's ranges, so pip keeps them.
+PIP install --no-build-isolation -e ".[dev,docs]"
 has "import gbml_ext" || { echo "gbml_ext failed to import" >&2; exit 1; }
 
 stamp_key > "$STAMP"
