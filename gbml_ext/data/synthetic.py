@@ -222,9 +222,9 @@ class LogisticRegressionTasks(SyntheticTasks):
     fixed-learning-rate limit as in linear regression applies.
 
     Arguments:
-        dim, n_support, n_query, condition_number, weight_std, covariance_seed, rotate, seed,
-        dtype: as for `LinearRegressionTasks`.
         temperature: 0 for noiseless labels, > 0 for Bernoulli label noise.
+        **options: dim, n_support, n_query, condition_number, weight_std, covariance_seed,
+            rotate, seed, dtype, as for `LinearRegressionTasks`.
 
     Tasks: support_x (n_support, d) float, support_y (n_support,) int64; query likewise.
 

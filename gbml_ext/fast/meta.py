@@ -104,7 +104,7 @@ def batched_adaptation_curves(algorithm: nn.Module, tasks: Sequence[Task], steps
     """Query loss and accuracy after 0, 1, ..., `steps` inner steps for every task, no meta-graph.
 
     The batched equivalent of calling `gbml_ext.engine.adaptation_curve` on each task: entry
-    [i][k] is task i after k steps, detached. Every step starts from detached tensors, so
+    `[i][k]` is task i after k steps, detached. Every step starts from detached tensors, so
     memory is that of one step of one chunk.
 
     Arguments:

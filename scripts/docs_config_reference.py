@@ -1,0 +1,120 @@
+"""The config reference, generated from `gbml_ext.runner.schema` whenever the site is built.
+
+mkdocs loads this file as a hook (mkdocs.yml, `hooks:`): in docs/config.md the line
+`<!-- config-reference -->` is replaced by one table per config section, with every key, its
+type, default, allowed values or range, what it means and whether it may change on resume.
+Nothing is written by hand, so the page cannot fall behind the schema.
+
+Example:
+    .venv/bin/python scripts/docs_config_reference.py    # prints the generated markdown
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gbml_ext.runner import rundir, schema  # noqa: E402
+
+MARKER = "<!-- config-reference -->"
+SECTIONS = (("", schema.Config), ("data", schema.DataConfig), ("model", schema.ModelConfig),
+            ("algorithm", schema.AlgorithmConfig), ("train", schema.TrainConfig),
+            ("evaluation", schema.EvalConfig))
+
+
+def key_notes(cls: type) -> Dict[str, str]:
+    """The per-key notes in a section's docstring: lines `key: text` (or `a, b: text`,
+    `a / b: text`) and their indented continuation lines."""
+    notes: Dict[str, str] = {}
+    current: List[str] = []
+    for line in (cls.__doc__ or "").splitlines():
+        match = re.match(r"^    ([a-z_]+(?:\s*(?:,|/)\s*[a-z_]+)*): (.*)$", line)
+        if match:
+            # "iterations: ...; meta_batch: ..." holds two keys' notes on one line.
+            first, *more = re.split(r";\s+(?=[a-z_]+: )", match.group(2).strip())
+            current = [k.strip() for k in re.split(r"[,/]", match.group(1))]
+            for key in current:
+                notes[key] = first
+            for extra in more:
+                key, text = extra.split(": ", 1)
+                notes[key] = text
+                current = [key]
+        elif current and line.startswith("        "):
+            for key in current:
+                notes[key] += " " + line.strip()
+        else:
+            current = []
+    return notes
+
+
+def resume_rule(key: str) -> str:
+    """What a resumed run may do with `key`."""
+    if key == "train.iterations":
+        return "may grow"
+    if key in rundir.ALLOWED_CHANGES:
+        return "with `--allow-change`"
+    if key in rundir.FREE_KEYS:
+        return "yes"
+    inner = [k for k in rundir.FREE_KEYS if k.startswith(key + ".")]
+    return "no, except " + ", ".join(f"`{k}`" for k in inner) if inner else "no"
+
+
+def _type_name(field: dataclasses.Field) -> str:
+    return str(field.type).replace("Dict[str, Any]", "table").replace("List[str]", "list of str")
+
+
+def _default(field: dataclasses.Field) -> str:
+    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        value: Any = field.default_factory()  # type: ignore[misc]
+    else:
+        value = field.default
+    return f"`{value!r}`".replace("|", "\\|")
+
+
+def _allowed(field: dataclasses.Field) -> str:
+    if "choices" in field.metadata:
+        return " \\| ".join(f"`{c}`" for c in field.metadata["choices"])
+    if "range" in field.metadata:
+        low, high, low_open = field.metadata["range"]
+        if high is None:
+            return f"{'>' if low_open else '>='} {low!r}"
+        return f"{'(' if low_open else '['}{low!r}, {high!r}]"
+    return "true \\| false" if field.type == "bool" else "any"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render() -> str:
+    """Markdown tables for every section and key of `schema.Config`."""
+    parts: List[str] = []
+    for section, cls in SECTIONS:
+        notes = key_notes(cls)
+        title = f"`[{section}]`" if section else "Top level"
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        parts += [f"## {title}", "", _cell(summary), "",
+                  "| key | type | default | allowed | may change on resume | meaning |",
+                  "|---|---|---|---|---|---|"]
+        for field in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(field.type) or field.type.endswith("Config"):
+                continue
+            key = f"{section}.{field.name}" if section else field.name
+            parts.append(f"| `{key}` | {_type_name(field)} | {_default(field)} | "
+                         f"{_allowed(field)} | {resume_rule(key)} | "
+                         f"{_cell(notes.get(field.name, ''))} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
+    """mkdocs hook: fills the config reference into the page that holds the marker."""
+    return markdown.replace(MARKER, render()) if MARKER in markdown else markdown
+
+
+if __name__ == "__main__":
+    print(render())
