@@ -35,10 +35,10 @@ dist: setup
 
 # The documentation site (mkdocs.yml, docs/) into site/; docs-serve serves it with reload.
 docs: setup
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 docs-serve: setup
-	$(PY) -m mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
 
 # GPU validation. `make wheelhouse` (with a network) writes build/wheelhouse: learn2learn's
 # regenerated source and a pure-Python fallback, py3.12 wheels, the Omniglot archive.
