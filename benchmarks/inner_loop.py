@@ -9,7 +9,7 @@ same seed) and the same tasks; they run interleaved and the median over repeats 
 Peers (benchmarks/peers/, each checked to give gbml_ext's meta-gradient by
 tests/test_benchmark_peers.py):
     gbml_ext      `learner.accumulate_meta_gradient`: the per-task engine.
-    batched       `gbml_ext.batched.batched_meta_gradient`: all tasks at once (vmap), the
+    batched       `gbml_ext.fast.batched_meta_gradient`: all tasks at once (vmap), the
                   runner's fast path (`algorithm.path = "batched"`, gbml_ext.fast).
     batched/4     the same, 4 tasks at a time: less memory.
     learn2learn   the reference: `l2l.algorithms.MAML` (or `GBML` + its KroneckerTransform for

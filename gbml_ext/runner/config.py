@@ -25,6 +25,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..algorithms import ALGORITHMS
+from ..data.synthetic import SYNTHETIC_SOURCES
 from .schema import Config, range_text
 
 __all__ = ["Config", "ConfigError", "apply_overrides", "config_from_dict", "config_to_dict",
@@ -129,28 +131,20 @@ def describe_config(config: Config) -> str:
 
 
 def _check_consistency(config: Config) -> None:
-    from ..data.synthetic import SYNTHETIC_SOURCES
-
+    """Refuses combinations of valid values that cannot run together."""
     if config.data.ways < 2 and config.data.source not in SYNTHETIC_SOURCES:
         raise ConfigError(f"data.ways = {config.data.ways}: a task of one class is classified "
                           f"100% right whatever the model learns; use data.ways >= 2.")
-    if not config.model.linnet_adapt_hidden and config.algorithm.name not in ("maml", "fomaml",
-                                                                              "anil"):
-        raise ConfigError("model.linnet_adapt_hidden = false works with maml, fomaml and anil "
+    spec = ALGORITHMS[config.algorithm.name]
+    if not config.model.linnet_adapt_hidden and not spec.takes_transform:
+        takers = [name for name, entry in ALGORITHMS.items() if entry.takes_transform]
+        raise ConfigError(f"model.linnet_adapt_hidden = false works with {', '.join(takers)} "
                           f"only, not {config.algorithm.name!r}.")
     if not config.model.linnet_adapt_hidden and config.algorithm.transform != "none":
         raise ConfigError("model.linnet_adapt_hidden = false cannot be combined with a transform; "
                           "set algorithm.transform = 'none'.")
-    if config.algorithm.name == "reptile" and config.algorithm.transform != "none":
-        raise ConfigError("Reptile takes plain SGD inner steps: set algorithm.transform = 'none'.")
-    if config.algorithm.name == "imaml" and config.algorithm.transform != "none":
-        raise ConfigError("iMAML takes plain proximal gradient steps: set algorithm.transform = "
-                          "'none'.")
-    if config.algorithm.name == "metasgd" and config.algorithm.transform != "none":
-        raise ConfigError("Meta-SGD is itself a transform: set algorithm.transform = 'none'.")
-    if config.algorithm.name == "l2l-maml" and config.algorithm.transform != "none":
-        raise ConfigError("learn2learn's MAML takes no transform: "
-                          "set algorithm.transform = 'none'.")
+    if config.algorithm.transform != "none" and not spec.takes_transform:
+        raise ConfigError(spec.no_transform)
 
 
 def _parse_override_value(text: str) -> Any:

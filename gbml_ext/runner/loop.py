@@ -172,7 +172,7 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
         return ChunkedMetaGradient(algorithm, config.algorithm.tasks_per_chunk,
                                    config.train.memory_budget_mb)
     if path == "batched":
-        from ..batched import batched_meta_gradient
+        from ..fast import batched_meta_gradient
 
         return lambda tasks, steps: batched_meta_gradient(algorithm, tasks, steps)
     if path == "compiled":

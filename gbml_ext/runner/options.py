@@ -20,8 +20,8 @@ import re
 import sys
 from typing import Callable, List, NoReturn, Optional, Sequence, Tuple
 
-from ..batched import BatchedPathUnsupported
 from ..data.errors import DatasetError
+from ..fast import BatchedPathUnsupported
 from .config import ConfigError
 from .errors import RunError, RunInterrupted
 from .rundir import ALLOWED_CHANGES, WRITABLE_FIX
