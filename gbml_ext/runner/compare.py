@@ -22,20 +22,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..fileio import atomic_write_json, atomic_write_text
+from .compat import IMPLEMENTATION_KEYS, config_differences, flatten
 from .config import Config, config_to_dict, describe_config, load_config
 from .errors import DamagedFileError, RunError, RunFolderError
 from .options import command_parser, parse_command, run_command
 from .plots import plot_comparison
 from .report import compare_table
-from .rundir import (
-    IMPLEMENTATION_KEYS,
-    config_differences,
-    flatten,
-    folder_in_use,
-    holds_run,
-    read_history,
-    read_results,
-)
+from .rundir import folder_in_use, holds_run, read_history, read_results
 from .summaries import comparable_summaries, pooled_summary
 
 __all__ = ["COMPARE_FILES", "PlannedRun", "comparable_summaries", "compare", "compare_table",

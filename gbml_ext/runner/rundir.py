@@ -5,23 +5,30 @@
   `<folder>.old-<time>`, never deletes them) or another `output_dir`.
 - `run.lock` holds the writing process's pid and host. A second live run in the same folder is
   refused; a lock left by a process that no longer exists is detected and replaced.
-- On resume only the keys that change the trained numbers must match the checkpoint's config;
-  logging, evaluation and paths may change, and `algorithm.inner_lr`, `train.lr` and `device`
-  may be changed deliberately with `--allow-change KEY`.
+- On resume only the keys that change the trained numbers must match the checkpoint's config
+  (which keys those are, and how a stored config is read by a newer version, is
+  `gbml_ext.runner.compat`'s to say).
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import json
 import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional
 
 from .checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT, load_latest_checkpoint
+from .compat import (  # re-exported: the names resume and the command grammar use
+    ALLOWED_CHANGES,
+    IMPLEMENTATION_KEYS,
+    config_differences,
+    flatten,
+    upgrade_stored,
+    with_defaults,
+)
 from .errors import ConfigMismatchError, DamagedFileError, RunFolderError, UnwritableError
 
 __all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LOCK_FILE", "METRICS_FILE",
@@ -36,76 +43,6 @@ METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "run.lock"
 # The files that make a folder a run folder (anything else in it is the user's).
 RUN_FILES = (CONFIG_FILE, RESULTS_FILE, METRICS_FILE, CHECKPOINT, PREVIOUS_CHECKPOINT)
-
-# Keys that change neither a run's numbers (beyond ~1e-6 of float rounding) nor its results:
-# where files go, logging, checkpointing, how each step is computed (path, threads, memory
-# format, chunks of the meta-batch) and whether training.png is drawn.
-IMPLEMENTATION_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "train.log_every",
-                       "train.checkpoint_every", "train.checkpoint_minutes", "algorithm.path",
-                       "algorithm.batched", "threads", "model.channels_last", "train.plot",
-                       "algorithm.tasks_per_chunk", "train.memory_budget_mb")
-# Keys that never change the trained numbers: the above, the name, and evaluation settings;
-# and the time limit, which like train.iterations only says where training stops.
-FREE_KEYS = IMPLEMENTATION_KEYS + (
-    "name", "train.eval_every", "train.eval_tasks", "train.explode_factor",
-    "algorithm.test_steps", "evaluation.tasks", "evaluation.split", "train.max_minutes")
-# Keys a user may change on purpose when resuming (`--allow-change KEY`).
-ALLOWED_CHANGES = ("algorithm.inner_lr", "train.lr", "device")
-
-
-def flatten(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists and scalars are leaves."""
-    flat: Dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
-def upgrade_stored(saved: Dict[str, Any]) -> Dict[str, Any]:
-    """A stored run config with the keys whose default changed since it was written set to what
-    that run used: runs stored before `data.sampler` existed drew their tasks one at a time
-    ("learn2learn").
-
-    Example:
-        >>> upgrade_stored({"data": {"source": "omniglot"}})["data"]["sampler"]
-        'learn2learn'
-    """
-    saved = copy.deepcopy(saved)
-    if isinstance(saved.get("data"), dict):
-        saved["data"].setdefault("sampler", "learn2learn")
-    return saved
-
-
-def with_defaults(saved: Dict[str, Any]) -> Dict[str, Any]:
-    """A stored config with the keys added since it was written filled in with their defaults
-    (after `upgrade_stored`), so that a newer gbml_ext still resumes and reuses older runs."""
-    from .config import ConfigError, config_from_dict, config_to_dict
-
-    saved = upgrade_stored(saved)
-    try:
-        return config_to_dict(config_from_dict(copy.deepcopy(saved)))
-    except ConfigError:  # a key that no longer exists: compare as stored
-        return saved
-
-
-def config_differences(saved: Dict[str, Any], current: Dict[str, Any],
-                       ignore: Sequence[str] = FREE_KEYS) -> List[str]:
-    """Sorted flat keys whose values differ between two config dicts, ignoring `ignore` and,
-    since a run may be extended, `train.iterations`.
-
-    Example:
-        >>> config_differences({"train": {"lr": 1.0, "log_every": 1}},
-        ...                    {"train": {"lr": 2.0, "log_every": 5}})
-        ['train.lr']
-    """
-    saved_flat, current_flat = flatten(with_defaults(saved)), flatten(with_defaults(current))
-    skip = set(ignore) | {"train.iterations"}
-    return sorted(k for k in saved_flat.keys() | current_flat.keys()
-                  if k not in skip and saved_flat.get(k) != current_flat.get(k))
-
 
 def read_json(path: Path, fix: str) -> Dict[str, Any]:
     """The JSON object in `path`; a file that does not parse (truncated, edited by hand) is a
