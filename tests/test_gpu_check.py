@@ -140,7 +140,7 @@ def test_rewrite_refuses_what_is_not_python():
 
 def test_wheelhouse_carries_the_whole_omniglot_archive_or_says_it_is_absent(tmp_path, capsys):
     from build_wheelhouse import omniglot_archive
-    from gpu_steps import fake_omniglot
+    from gpu_data import fake_omniglot
 
     archive = fake_omniglot(tmp_path / "source", characters=6, drawings=2)
     whole = omniglot_archive(tmp_path / "whole", archive)
