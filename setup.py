@@ -38,7 +38,7 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"], "lint": ["ruff", "mypy"],
+    extras_require={"test": ["pytest", "pytest-xdist"], "lint": ["ruff", "mypy"],
                     # The benchmark's optional peers (benchmarks/peers/), imported only if present.
                     "bench": ["higher==0.2.1", "torchopt==0.7.3"]},
     entry_points={"console_scripts": [
