@@ -56,7 +56,7 @@ def compiled_unsupported_reason(algorithm: nn.Module, training: bool) -> Optiona
         'torch 2.14 cannot compile MAML'
     """
     form = batched_form_of(algorithm)
-    if isinstance(form, str) or form.encode is not None:  # ANIL, Reptile, iMAML, l2l's MAML
+    if isinstance(form, str) or form.encode is not None:  # per task only, or an encoding
         return (f"The compiled path runs plain GBML learners (MAML, FOMAML), not "
                 f"{type(algorithm).__name__}.")
     reason = unsupported_reason(algorithm)  # batch-norm statistics, frozen parameters
