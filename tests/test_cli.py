@@ -1,0 +1,91 @@
+"""The one grammar of gbml-train, gbml-compare and gbml-eval: overrides anywhere, --set, the
+shared options, --allow-change, one-line usage errors.
+
+The helpers (tiny configs, checksums, the read-only simulation) are in run_fixtures.py; where
+something could be lost, the tests compare files' checksums before and after.
+"""
+import json
+
+import pytest
+
+from gbml_ext.runner import train
+from gbml_ext.runner.cli import eval_main, main
+from gbml_ext.runner.compare import main as compare_main
+from run_fixtures import FAST, REPO, SHALLOW, TINY, TINY6, clean_error, cli, tiny
+
+
+def test_overrides_go_anywhere_and_print_config_shows_ranges(tmp_path, capsys):
+    config = REPO / "experiments/configs/synthetic/linreg_shallow.toml"
+    code, out, _ = cli(capsys, main, config, "--print-config", "train.iterations=7")
+    assert code == 0 and "iterations = 7  # int, >= 1" in out
+    assert "inner_lr = 0.5  # float, > 0" in out
+    args = [config, *TINY6, f"output_dir='{tmp_path}'", "--no-progress"]
+    assert cli(capsys, main, *args)[0] == 0
+    code, _, err = cli(capsys, main, config, "--resume", *TINY6, "train.iterations=8",
+                       f"output_dir='{tmp_path}'", "--no-progress")
+    assert code == 0, err
+    assert json.loads((tmp_path / "results.json").read_text())["iterations_done"] == 8
+
+
+def test_compare_takes_the_allow_change_it_recommends(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    common = [SHALLOW, "--in-process", "--out", out, "--no-progress", *FAST]
+    assert cli(capsys, compare_main, *common)[0] == 0
+    code, _, err = cli(capsys, compare_main, *common, "--resume", "algorithm.inner_lr=0.3")
+    assert code == 2 and "--allow-change algorithm.inner_lr" in err, err
+    # the recommended flag, before the config as the trial wrote it
+    code, _, err = cli(capsys, compare_main, "--resume", "--allow-change", "algorithm.inner_lr",
+                       "algorithm.inner_lr=0.3", *common)
+    assert code == 0, err
+    results = json.loads(next(out.glob("*/seed0/results.json")).read_text())
+    assert results["changes"] == [{"iteration": 3, "key": "algorithm.inner_lr", "from": 0.5,
+                                   "to": 0.3}]
+
+
+@pytest.mark.parametrize("command,runs", [(main, True), (compare_main, True),
+                                          (eval_main, False)])
+def test_the_three_commands_share_their_options(command, runs, capsys):
+    with pytest.raises(SystemExit) as stop:
+        command(["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--set", "--print-config", "--no-progress", "--debug", "key=value"):
+        assert flag in text, flag
+    for flag in ("--resume", "--overwrite", "--allow-change"):
+        assert (flag in text) == runs, flag
+
+
+def test_usage_errors_are_one_line(capsys):
+    for command, args in ((main, ["--resume", "--overwrite"]),
+                          (compare_main, ["a.toml", "--allow-change", "data.ways"]),
+                          (eval_main, ["--tasks", "x", "run"])):
+        with pytest.raises(SystemExit) as stop:
+            command(args)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and clean_error(err, 1), err
+
+
+def test_allow_change_keys_leave_the_config_positional(tmp_path, capsys):
+    train(tiny(tmp_path, "train.lr=0.01"), progress=False)
+    config = tmp_path.parent / f"{tmp_path.name}.toml"
+    config.write_text('[train]\nlr = 0.02\n')
+    code, _, err = cli(capsys, main, "--resume", "--allow-change", "train.lr", config, *TINY,
+                       "train.lr=0.02", "train.iterations=4", f"output_dir='{tmp_path}'",
+                       "--no-progress")
+    assert code == 0, err
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["changes"][0]["key"] == "train.lr" and results["iterations_done"] == 4
+
+
+def test_a_folder_given_as_the_config_is_called_a_folder(capsys):
+    folder = SHALLOW.parent
+    code, _, err = cli(capsys, main, folder, "--print-config")
+    assert code == 2 and clean_error(err) and "is a folder" in err, err
+    assert "does not exist" not in err and ".toml" in err
+
+
+def test_gbml_eval_help_says_overrides_work(capsys):
+    with pytest.raises(SystemExit):
+        eval_main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "key=value" in text and "run's saved config" in text
