@@ -5,6 +5,7 @@ The helpers (tiny configs, checksums, the read-only simulation) are in run_fixtu
 something could be lost, the tests compare files' checksums before and after.
 """
 import json
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,52 @@ def test_gbml_eval_help_says_overrides_work(capsys):
         eval_main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "key=value" in text and "run's saved config" in text
+
+
+@pytest.mark.parametrize("form", ["separate", "joined"])
+def test_set_takes_key_value_as_one_or_two_words_on_every_command(form, tmp_path, capsys):
+    def set_(item):
+        return ["--set", item] if form == "separate" else [f"--set={item}"]
+
+    code, out, err = cli(capsys, main, SHALLOW, *set_("train.lr=0.125"), "--print-config")
+    assert code == 0 and "lr = 0.125" in out, err
+    code, out, err = cli(capsys, compare_main, SHALLOW, *set_("train.lr=0.125"),
+                         "--print-config")
+    assert code == 0 and "lr = 0.125" in out, err
+    train(tiny(tmp_path), progress=False)
+    code, out, err = cli(capsys, eval_main, tmp_path, *set_("algorithm.inner_lr=0.25"),
+                         "--print-config")
+    assert code == 0 and "inner_lr = 0.25" in out, err
+    code, _, err = cli(capsys, main, *set_("train.lr=0.02"), *set_("train.iterations=4"), *TINY,
+                       f"output_dir='{tmp_path}/run'", "--no-progress")
+    assert code == 0, err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    # --set comes after the bare words, so it wins over TINY's train.iterations=3
+    assert saved["train"]["lr"] == 0.02 and saved["train"]["iterations"] == 4
+
+
+def test_paths_holding_an_equals_sign_are_paths(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = Path("runs/lr=0.5")
+    folder.mkdir(parents=True)
+    config = folder / "shallow.toml"
+    config.write_text(f'extends = "{SHALLOW}"\n')
+    code, _, err = cli(capsys, main, config, *FAST, f"output_dir='{folder / 'run'}'",
+                       "--no-progress")
+    assert code == 0, err
+    # the run folder given to gbml-eval, and an --out value, are not overrides
+    code, _, err = cli(capsys, eval_main, folder / "run", "--out", "eval=1", "--no-progress")
+    assert code == 0, err
+    assert list(Path("eval=1").glob("eval-test-*.json"))
+    code, _, err = cli(capsys, eval_main, "runs/lr=0.5/run", "--tasks", "5", "--no-progress")
+    assert code == 0 and list((folder / "run").glob("eval-test-*-5tasks.json")), err
+
+
+def test_an_unknown_key_is_still_named_in_one_line(tmp_path, capsys):
+    train(tiny(tmp_path), progress=False)
+    for command, first in ((main, SHALLOW), (eval_main, tmp_path), (compare_main, SHALLOW)):
+        code, _, err = cli(capsys, command, first, "trian.lr=0.1", "--print-config")
+        assert code == 2 and clean_error(err, 1) and "trian" in err, err
+    # a missing run folder whose name holds "=" is called missing, not an unknown key
+    code, _, err = cli(capsys, eval_main, tmp_path / "lr=0.5" / "run", "--no-progress")
+    assert code == 1 and clean_error(err, 1) and "lr=0.5" in err and "config key" not in err, err

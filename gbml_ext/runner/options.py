@@ -18,16 +18,17 @@ import argparse
 import errno
 import re
 import sys
+from pathlib import Path
 from typing import Callable, List, NoReturn, Optional, Sequence, Tuple
 
 from ..batched import BatchedPathUnsupported
 from ..data.errors import DatasetError
-from .config import ConfigError
+from .config import ConfigError, is_config_key
 from .errors import RunError, RunInterrupted
 from .rundir import ALLOWED_CHANGES, WRITABLE_FIX
 
-__all__ = ["OVERRIDES_HELP", "USER_ERRORS", "command_parser", "parse_command", "run_command",
-           "split_overrides"]
+__all__ = ["OVERRIDES_HELP", "USER_ERRORS", "command_parser", "is_override", "parse_command",
+           "run_command", "split_overrides"]
 
 USER_ERRORS = (ConfigError, DatasetError, RunError, BatchedPathUnsupported)
 OVERRIDES_HELP = ("Config changes are key=value words anywhere on the line, values in TOML "
@@ -47,18 +48,40 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}. See {self.prog} --help.\n")
 
 
-def split_overrides(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
-    """Separates bare `key=value` words (overrides) from everything else.
+def is_override(word: str) -> bool:
+    """Whether a command-line word is a `key=value` override. A word whose part before the
+    first "=" is a config key is one; otherwise a word naming an existing file or folder
+    (`runs/lr=0.5/run`) is a path; a word that still reads as `key=value` is an override, whose
+    unknown key the config then names in its error.
 
     Example:
-        >>> split_overrides(["a.toml", "--resume", "train.lr=0.1", "--out=x"])
-        (['a.toml', '--resume', '--out=x'], ['train.lr=0.1'])
+        >>> is_override("train.lr=0.1"), is_override("runs/lr=0.5/run"), is_override("--out=x")
+        (True, False, False)
+    """
+    if "=" not in word or word.startswith("-"):
+        return False
+    key = word.split("=", 1)[0]
+    if is_config_key(key):
+        return True
+    if Path(word).exists():
+        return False
+    return bool(_KEY.fullmatch(key))
+
+
+def split_overrides(argv: Sequence[str],
+                    value_options: Sequence[str] = ("--set",)) -> Tuple[List[str], List[str]]:
+    """Separates bare `key=value` words (overrides, see `is_override`) from everything else.
+    The word after an option in `value_options` is that option's value, whatever it holds.
+
+    Example:
+        >>> split_overrides(["a.toml", "--resume", "train.lr=0.1", "--out=x", "--set", "seed=1"])
+        (['a.toml', '--resume', '--out=x', '--set', 'seed=1'], ['train.lr=0.1'])
     """
     rest: List[str] = []
     overrides: List[str] = []
-    for word in argv:
-        is_override = "=" in word and not word.startswith("-") and not word.endswith(".toml")
-        (overrides if is_override else rest).append(word)
+    for i, word in enumerate(argv):
+        is_value = i > 0 and argv[i - 1] in value_options
+        (overrides if is_override(word) and not is_value else rest).append(word)
     return rest, overrides
 
 
@@ -145,7 +168,9 @@ def parse_command(parser: argparse.ArgumentParser,
         >>> args.config, args.allow_change, overrides
         ('cfg.toml', ['train.lr'], ['train.lr=0.1'])
     """
-    rest, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
+    value_options = [option for action in parser._actions if action.nargs is None
+                     for option in action.option_strings]
+    rest, overrides = split_overrides(sys.argv[1:] if argv is None else argv, value_options)
     takes_keys = any("--allow-change" in action.option_strings for action in parser._actions)
     keys: List[str] = []
     if takes_keys:
