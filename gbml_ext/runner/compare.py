@@ -157,7 +157,7 @@ def _run(run: PlannedRun, isolate: bool, resume: bool, overwrite: bool,
         from .loop import train
 
         train(config, resume=resume, progress=progress, overwrite=overwrite,
-              allow_change=allow_change)
+              allow_change=allow_change, shared_process=True)
     results = read_results(run_dir)
     if results is None:
         raise RunError(f"run {run.config_path} seed {run.seed} wrote no results in {run_dir}; "
