@@ -41,10 +41,12 @@ from .errors import (
 )
 from .evaluate import evaluate, run_path
 from .guards import (
+    OUT_OF_MEMORY,
     StopSignals,
     check_evaluation,
     check_meta_loss,
     explain_divergence,
+    out_of_memory,
     unadapted_loss,
 )
 from .memory import training_memory
@@ -147,6 +149,9 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         memory_baseline, first_iteration = start_peak_watch(device), state.iteration
         try:
             chunking = _meta_train(state, config, device, dist, run_dir, progress)
+        except OUT_OF_MEMORY as error:
+            raise out_of_memory(error, config, device, "meta-training",
+                                state.last_checkpoint) from None
         except MetaLossDiverged as error:
             train_tasks = state.sources["train"]
             raise explain_divergence(
@@ -155,8 +160,12 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
                 state.reference_loss, state.last_checkpoint, config) from None
         results: Dict[str, Any] = {}
         if dist.is_main:
-            results = _final_results(state, config, device, dist, memory_baseline, progress,
-                                     first_iteration, shared_process)
+            try:
+                results = _final_results(state, config, device, dist, memory_baseline,
+                                         progress, first_iteration, shared_process)
+            except OUT_OF_MEMORY as error:
+                raise out_of_memory(error, config, device, "the final evaluation",
+                                    state.last_checkpoint) from None
             results["chunking"] = chunking
             keep_previous_results(run_dir)
             write_results(run_dir, results)

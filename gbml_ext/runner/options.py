@@ -21,10 +21,13 @@ import sys
 from pathlib import Path
 from typing import Callable, List, NoReturn, Optional, Sequence, Tuple
 
+import torch
+
 from ..batched import BatchedPathUnsupported
 from ..data.errors import DatasetError
 from .config import ConfigError, is_config_key
 from .errors import RunError, RunInterrupted
+from .guards import OUT_OF_MEMORY
 from .rundir import ALLOWED_CHANGES, WRITABLE_FIX
 
 __all__ = ["OVERRIDES_HELP", "USER_ERRORS", "command_parser", "is_override", "parse_command",
@@ -215,6 +218,15 @@ def run_command(prog: str, body: Callable[[], int], debug: bool) -> int:
             raise
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, ConfigError) else 1
+    except OUT_OF_MEMORY as error:  # one a run did not word itself (a re-evaluation, a build)
+        if debug:
+            raise
+        what = "GPU" if isinstance(error, torch.OutOfMemoryError) else "CPU"
+        print(f"{prog}: error: out of {what} memory ({error or 'no detail'}). Lower "
+              f"train.meta_batch, algorithm.tasks_per_chunk or train.memory_budget_mb, or "
+              f"algorithm.test_steps to evaluate; nothing was written after the last checkpoint.",
+              file=sys.stderr)
+        return 1
     except OSError as error:
         message = _file_system_message(error)
         if debug or message is None:
