@@ -170,7 +170,7 @@ def out_of_memory(error: BaseException, config: Config, device: torch.device, st
     Example:
         >>> from gbml_ext.runner.config import load_config
         >>> str(out_of_memory(MemoryError(), load_config(None), torch.device("cpu"),
-        ...                   "meta-training", 0))[:58]
+        ...                   "meta-training", 0))[:57]
         'out of CPU memory in meta-training at train.meta_batch=16'
     """
     what = "GPU" if isinstance(error, torch.OutOfMemoryError) or device.type == "cuda" else "CPU"
