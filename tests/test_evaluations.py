@@ -103,3 +103,34 @@ def test_gbml_eval_names_its_own_flags_in_config_errors(tmp_path, capsys):
     code, _, err = cli(capsys, eval_main, tmp_path, "--tasks", "1", "--no-progress")
     assert code == 2 and clean_error(err) and "--tasks 1" in err, err
     assert "saved in" not in err
+
+
+def test_evaluations_with_other_settings_are_all_kept(tmp_path, capsys):
+    train(tiny(tmp_path), progress=False)
+    out = tmp_path.parent / f"{tmp_path.name}-evals"
+    code, _, err = cli(capsys, eval_main, tmp_path, "--out", out, "--no-progress")
+    assert code == 0, err
+    first = checksums(out)
+    code, _, err = cli(capsys, eval_main, tmp_path, "--out", out, "algorithm.inner_lr=0.05",
+                       "--no-progress")
+    assert code == 0, err
+    after = checksums(out)
+    assert {name: after[name] for name in first} == first  # the first is untouched
+    changed = json.loads((out / "eval-test-1steps-4tasks-algorithm.inner_lr=0.05.json")
+                         .read_text())
+    assert changed["changed"] == {"algorithm.inner_lr": 0.05}
+    assert changed["config"]["algorithm"]["inner_lr"] == 0.05
+    assert (out / "eval-test-1steps-4tasks-algorithm.inner_lr=0.05.md").is_file()
+    assert json.loads((out / "eval-test-1steps-4tasks.json").read_text())["changed"] == {}
+    # the same evaluation again keeps the earlier one beside it
+    code, _, err = cli(capsys, eval_main, tmp_path, "--out", out, "--no-progress")
+    assert code == 0, err
+    kept = [p for p in out.glob("eval-test-1steps-4tasks-2*.json")]
+    assert len(kept) == 1 and checksums(out)[kept[0].name] == first["eval-test-1steps-4tasks.json"]
+    # many changes make a short name
+    code, _, err = cli(capsys, eval_main, tmp_path, "--out", out, "--no-progress",
+                       "data.options={dim=4, n_support=8, n_query=8, condition_number=10.0}",
+                       "algorithm.inner_lr=0.07", f"data.root='{tmp_path}/a/long/folder/name'")
+    assert code == 0, err
+    digest = [p.name for p in out.glob("eval-test-1steps-4tasks-changed-*.json")]
+    assert len(digest) == 1 and len(digest[0]) < 80
