@@ -116,3 +116,12 @@ def test_readme_says_a_short_run_writes_one_checkpoint(tmp_path):
     readme = " ".join((REPO / "README.md").read_text().split())
     assert "two checkpoints" not in readme
     assert "`checkpoint.pt` (and `checkpoint.prev.pt`, once a second one is written)" in readme
+
+
+def test_a_mismatch_without_an_allowed_key_reads_as_one_sentence(tmp_path, capsys):
+    train(tiny(tmp_path), progress=False)
+    code, _, err = cli(capsys, main, *TINY, f"output_dir='{tmp_path}'", "--resume",
+                       "model.linnet_depth=2", "--no-progress")
+    assert code == 2 and clean_error(err, 1), err
+    assert "model.linnet_depth: 0 -> 2). Resume with the same settings" in err
+    assert "Otherwise" not in err

@@ -139,3 +139,12 @@ def test_an_unknown_key_is_still_named_in_one_line(tmp_path, capsys):
     # a missing run folder whose name holds "=" is called missing, not an unknown key
     code, _, err = cli(capsys, eval_main, tmp_path / "lr=0.5" / "run", "--no-progress")
     assert code == 1 and clean_error(err, 1) and "lr=0.5" in err and "config key" not in err, err
+
+
+def test_a_config_key_without_a_value_says_so(capsys):
+    for command in (main, compare_main):
+        with pytest.raises(SystemExit) as stop:
+            command([str(SHALLOW), "train.lr", "--print-config"])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and clean_error(err, 1), err
+        assert "train.lr is a config key without a value; write train.lr=VALUE" in err

@@ -95,3 +95,17 @@ def test_out_of_memory_anywhere_else_is_one_line(tmp_path, monkeypatch, capsys):
     with pytest.raises(MemoryError):  # --debug shows the traceback
         run_command("gbml-train", build, debug=True)
     assert json.loads((tmp_path / "results.json").read_text())["iterations_done"] == 6
+
+
+def test_the_cpu_allocators_failure_is_out_of_memory_too(tmp_path, monkeypatch, capsys):
+    """torch's CPU allocator raises a RuntimeError, not a MemoryError (a huge train.meta_batch
+    asks it for hundreds of GB)."""
+    _raise_at(monkeypatch, 2, RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 409600000000 bytes. Error code 12"))
+    code, _, err = cli(capsys, main, *TINY6, f"output_dir='{tmp_path}/run'", "--no-progress")
+    assert code == 1 and clean_error(err, 1), err
+    assert "out of CPU memory in meta-training at train.meta_batch=2" in err
+    _raise_at(monkeypatch, 2, RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    with pytest.raises(RuntimeError, match="shapes"):  # any other RuntimeError is a bug to see
+        main([*TINY6, f"output_dir='{tmp_path}/other'", "--no-progress"])

@@ -98,3 +98,16 @@ def test_a_failed_start_leaves_no_empty_folder(tmp_path, capsys):
     with pytest.raises(ConfigError):
         train(tiny(tmp_path / "kept", "model.options={nope=1}"), progress=False)
     assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
+
+
+def test_a_lock_of_another_host_or_a_damaged_lock_says_what_it_is(tmp_path, capsys):
+    (tmp_path / "run.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
+    with pytest.raises(RunFolderError) as error:
+        train(tiny(tmp_path), progress=False)
+    message = str(error.value)
+    assert "pid 1 on host elsewhere" in message and "cannot be checked from here" in message
+    assert "None" not in message and not (tmp_path / "metrics.jsonl").exists()
+    (tmp_path / "run.lock").write_text("garbage")
+    train(tiny(tmp_path), progress=False)
+    err = capsys.readouterr().err
+    assert "stale lock" in err and "names no process" in err and "None" not in err

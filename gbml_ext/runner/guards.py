@@ -16,11 +16,25 @@ from .config import Config
 from .errors import MetaLossDiverged, NonFiniteLossError, OutOfMemory
 
 __all__ = ["OUT_OF_MEMORY", "StopSignals", "check_evaluation", "check_meta_loss",
-           "divergence_message", "explain_divergence", "out_of_memory", "unadapted_loss"]
+           "divergence_message", "explain_divergence", "is_out_of_memory", "out_of_memory",
+           "unadapted_loss"]
 
 # What running out of memory raises: Python's MemoryError (the CPU) and torch's
-# OutOfMemoryError (a GPU).
+# OutOfMemoryError (a GPU); torch's CPU allocator raises a RuntimeError (`is_out_of_memory`).
 OUT_OF_MEMORY = (MemoryError, torch.OutOfMemoryError)
+_CPU_ALLOCATOR_FAILED = "DefaultCPUAllocator: can't allocate memory"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says that memory ran out: one of `OUT_OF_MEMORY`, or the RuntimeError of
+    torch's CPU allocator.
+
+    Example:
+        >>> is_out_of_memory(MemoryError()), is_out_of_memory(RuntimeError("shape mismatch"))
+        (True, False)
+    """
+    return isinstance(error, OUT_OF_MEMORY) or (
+        isinstance(error, RuntimeError) and _CPU_ALLOCATOR_FAILED in str(error))
 
 
 class StopSignals:

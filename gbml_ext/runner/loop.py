@@ -46,6 +46,7 @@ from .guards import (
     check_evaluation,
     check_meta_loss,
     explain_divergence,
+    is_out_of_memory,
     out_of_memory,
     unadapted_loss,
 )
@@ -149,21 +150,25 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         memory_baseline, first_iteration = start_peak_watch(device), state.iteration
         try:
             chunking = _meta_train(state, config, device, dist, run_dir, progress)
-        except OUT_OF_MEMORY as error:
-            raise out_of_memory(error, config, device, "meta-training",
-                                state.last_checkpoint) from None
         except MetaLossDiverged as error:
             train_tasks = state.sources["train"]
             raise explain_divergence(
                 error, state.algorithm,
                 lambda: sample_batch(train_tasks, min(4, config.train.meta_batch)).to(device),
                 state.reference_loss, state.last_checkpoint, config) from None
+        except (*OUT_OF_MEMORY, RuntimeError) as error:
+            if not is_out_of_memory(error):
+                raise
+            raise out_of_memory(error, config, device, "meta-training",
+                                state.last_checkpoint) from None
         results: Dict[str, Any] = {}
         if dist.is_main:
             try:
                 results = _final_results(state, config, device, dist, memory_baseline,
                                          progress, first_iteration, shared_process)
-            except OUT_OF_MEMORY as error:
+            except (*OUT_OF_MEMORY, RuntimeError) as error:
+                if not is_out_of_memory(error):
+                    raise
                 raise out_of_memory(error, config, device, "the final evaluation",
                                     state.last_checkpoint) from None
             results["chunking"] = chunking

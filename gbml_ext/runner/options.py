@@ -27,7 +27,7 @@ from ..batched import BatchedPathUnsupported
 from ..data.errors import DatasetError
 from .config import ConfigError, is_config_key
 from .errors import RunError, RunInterrupted
-from .guards import OUT_OF_MEMORY
+from .guards import OUT_OF_MEMORY, is_out_of_memory
 from .rundir import ALLOWED_CHANGES, WRITABLE_FIX
 
 __all__ = ["OVERRIDES_HELP", "USER_ERRORS", "command_parser", "is_override", "parse_command",
@@ -180,6 +180,10 @@ def parse_command(parser: argparse.ArgumentParser,
         rest, keys, problem = _take_allow_change(rest)
         if problem:
             parser.error(problem)
+    bare = [word for word in rest if "." in word and is_config_key(word)
+            and not Path(word).exists()]
+    if bare:
+        parser.error(f"{bare[0]} is a config key without a value; write {bare[0]}=VALUE")
     args = parser.parse_args(rest)
     if takes_keys:
         bad = sorted(set(keys) - set(ALLOWED_CHANGES))
@@ -218,8 +222,8 @@ def run_command(prog: str, body: Callable[[], int], debug: bool) -> int:
             raise
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, ConfigError) else 1
-    except OUT_OF_MEMORY as error:  # one a run did not word itself (a re-evaluation, a build)
-        if debug:
+    except (*OUT_OF_MEMORY, RuntimeError) as error:  # one a run did not word itself
+        if debug or not is_out_of_memory(error):
             raise
         what = "GPU" if isinstance(error, torch.OutOfMemoryError) else "CPU"
         print(f"{prog}: error: out of {what} memory ({error or 'no detail'}). Lower "

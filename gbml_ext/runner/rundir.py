@@ -266,13 +266,19 @@ def _take_lock(path: Path, me: Dict[str, Any]) -> None:
             except (OSError, json.JSONDecodeError):
                 owner = {}
             pid, host = owner.get("pid"), owner.get("host")
-            if isinstance(pid, int) and (host != me["host"] or _process_alive(pid)):
+            since = f", started {owner['started']}" if owner.get("started") else ""
+            if isinstance(pid, int) and host != me["host"]:
                 raise RunFolderError(
-                    f"another run (pid {pid} on {host}, started {owner.get('started')}) is "
-                    f"writing {run_dir}. Wait for it, stop it, or choose another output_dir=..."
-                ) from None
-            print(f"gbml_ext: removing a stale lock in {run_dir} (its process {pid} is gone)",
-                  file=sys.stderr)
+                    f"another run (pid {pid} on host {host}{since}) holds {path}, and a process "
+                    f"of another host cannot be checked from here. Wait for it, or remove the "
+                    f"lock if no run is active there, or choose another output_dir=...") from None
+            if isinstance(pid, int) and _process_alive(pid):
+                raise RunFolderError(
+                    f"another run (pid {pid}{since}) is writing {run_dir}. Wait for it, stop "
+                    f"it, or choose another output_dir=...") from None
+            why = (f"its process {pid} is gone" if isinstance(pid, int)
+                   else "it names no process: damaged")
+            print(f"gbml_ext: removing a stale lock in {run_dir} ({why})", file=sys.stderr)
             path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as stream:
