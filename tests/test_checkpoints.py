@@ -125,3 +125,12 @@ def test_a_mismatch_without_an_allowed_key_reads_as_one_sentence(tmp_path, capsy
     assert code == 2 and clean_error(err, 1), err
     assert "model.linnet_depth: 0 -> 2). Resume with the same settings" in err
     assert "Otherwise" not in err
+
+
+def test_a_damaged_metrics_file_is_rewritten_from_the_checkpoint_on_resume(tmp_path):
+    train(tiny(tmp_path), progress=False)
+    (tmp_path / "metrics.jsonl").write_text("{")
+    result = train(tiny(tmp_path, "train.iterations=5"), resume=True, progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in lines if r["split"] == "train"] == [1, 2, 3, 4, 5]
+    assert result.results["iterations_done"] == 5

@@ -148,3 +148,11 @@ def test_a_config_key_without_a_value_says_so(capsys):
         err = capsys.readouterr().err
         assert stop.value.code == 2 and clean_error(err, 1), err
         assert "train.lr is a config key without a value; write train.lr=VALUE" in err
+
+
+def test_a_config_file_that_is_not_toml_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("x = \n")
+    for path, words in ((bad, "is not valid TOML"), (tmp_path / "nope.toml", "does not exist")):
+        code, _, err = cli(capsys, main, path, "--print-config")
+        assert code == 2 and clean_error(err, 1) and str(path) in err and words in err, err

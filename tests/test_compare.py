@@ -115,3 +115,13 @@ def test_compare_without_out_says_where_the_results_are(tmp_path, monkeypatch, c
     assert code == 0, err
     assert "| Shallow |" in out
     assert "the table is not saved" in err and "runs/Shallow/seed0" in err and "--out DIR" in err
+
+
+def test_compare_resume_writes_an_empty_compare_json_again(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    common = [SHALLOW, "--in-process", "--out", out, "--no-progress", *FAST]
+    assert cli(capsys, compare_main, *common)[0] == 0
+    (out / "compare.json").write_text("")
+    code, _, err = cli(capsys, compare_main, *common, "--resume")
+    assert code == 0 and "reused" in err, err
+    assert json.loads((out / "compare.json").read_text()).keys() == {"Shallow"}
