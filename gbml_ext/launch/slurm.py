@@ -21,7 +21,7 @@ import signal
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..runner.config import load_config
+from ..runner.config import ConfigError, load_config
 from ..runner.errors import RunError, RunInterrupted
 from .plan import RunSpec
 from .status import SLURM_FOLDER, write_job
@@ -32,8 +32,9 @@ __all__ = ["RunJob", "SlurmUnavailable", "parse_slurm_options", "require_slurm",
 _ALIASES = {"tasks_per_node": "ntasks_per_node", "timeout_min": "time", "job_name": "job_name"}
 
 
-class SlurmUnavailable(RunError):
-    """`--launcher slurm` where submitit or Slurm's commands are missing."""
+class SlurmUnavailable(ConfigError):
+    """`--launcher slurm` where submitit or Slurm's commands are missing, or a bad --slurm
+    option: a usage error (exit 2)."""
 
 
 def require_slurm() -> Any:
