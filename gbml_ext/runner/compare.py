@@ -159,7 +159,7 @@ def launcher_arguments(parser: Any) -> None:
                         help="local: runs at once, each in its own process (default 1)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="local: torch threads per run (default 1 when --jobs > 1)")
-    parser.add_argument("--slurm", nargs="+", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
                         help="Slurm job settings: partition=... time=MINUTES "
                              "gpus_per_node=N cpus_per_task=N mem=16G account=... qos=... "
                              "nodes=N tasks_per_node=N")
