@@ -132,3 +132,11 @@ def test_ctrl_c_checkpoints_every_running_run_and_a_rerun_resumes(tmp_path):
     for seed in (0, 1):  # each run wrote its checkpoint on the way out
         assert (out / "Shallow" / f"seed{seed}" / "checkpoint.pt").is_file()
         assert not (out / "Shallow" / f"seed{seed}" / "results.json").exists()
+
+
+def test_slurm_without_submitit_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
+    code, _, err = compare(capsys, SHALLOW, "--out", tmp_path / "out", "--launcher", "slurm",
+                           *GRID)
+    assert code == 2 and "pip install 'gbml_ext[cluster]'" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
