@@ -18,6 +18,7 @@ import argparse
 import errno
 import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Callable, List, NoReturn, Optional, Sequence, Tuple
 
@@ -29,6 +30,7 @@ from .config import ConfigError, is_config_key
 from .errors import RunError, RunInterrupted
 from .guards import OUT_OF_MEMORY, is_out_of_memory
 from .rundir import ALLOWED_CHANGES, WRITABLE_FIX
+from .schema import Config
 
 __all__ = ["OVERRIDES_HELP", "USER_ERRORS", "command_parser", "is_override", "parse_command",
            "run_command", "split_overrides"]
@@ -118,6 +120,31 @@ def _take_allow_change(words: Sequence[str]) -> Tuple[List[str], List[str], Opti
     return rest, keys, None
 
 
+def _take_slurm(words: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """(the other words, the `KEY=VALUE` words after each --slurm). A word after --slurm is a
+    Slurm setting while its key is a plain word that is not a config key (`time=60`, not
+    `seed=1` or `train.lr=0.1`), so overrides may follow the settings.
+
+    Example:
+        >>> _take_slurm(["--slurm", "partition=gpu", "time=60", "seed=1", "cfg.toml"])
+        (['seed=1', 'cfg.toml'], ['partition=gpu', 'time=60'])
+    """
+    top_level = {f.name for f in fields(Config)}
+    rest: List[str] = []
+    settings: List[str] = []
+    i = 0
+    while i < len(words):
+        if words[i] == "--slurm":
+            while i + 1 < len(words) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[i + 1]) \
+                    and words[i + 1].split("=", 1)[0] not in top_level:
+                settings.append(words[i + 1])
+                i += 1
+        else:
+            rest.append(words[i])
+        i += 1
+    return rest, settings
+
+
 def command_parser(prog: str, description: str, example: str,
                    runs: bool) -> argparse.ArgumentParser:
     """The parser of a command with the options every command shares.
@@ -171,9 +198,14 @@ def parse_command(parser: argparse.ArgumentParser,
         >>> args.config, args.allow_change, overrides
         ('cfg.toml', ['train.lr'], ['train.lr=0.1'])
     """
+    words = list(sys.argv[1:] if argv is None else argv)
+    takes_slurm = any("--slurm" in action.option_strings for action in parser._actions)
+    slurm: List[str] = []
+    if takes_slurm:
+        words, slurm = _take_slurm(words)
     value_options = [option for action in parser._actions if action.nargs is None
                      for option in action.option_strings]
-    rest, overrides = split_overrides(sys.argv[1:] if argv is None else argv, value_options)
+    rest, overrides = split_overrides(words, value_options)
     takes_keys = any("--allow-change" in action.option_strings for action in parser._actions)
     keys: List[str] = []
     if takes_keys:
@@ -185,6 +217,8 @@ def parse_command(parser: argparse.ArgumentParser,
     if bare:
         parser.error(f"{bare[0]} is a config key without a value; write {bare[0]}=VALUE")
     args = parser.parse_args(rest)
+    if takes_slurm:
+        args.slurm = slurm
     if takes_keys:
         bad = sorted(set(keys) - set(ALLOWED_CHANGES))
         if bad:

@@ -24,16 +24,20 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 from .checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT, load_latest_checkpoint
 from .errors import ConfigMismatchError, DamagedFileError, RunFolderError, UnwritableError
 
-__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LOCK_FILE", "METRICS_FILE",
-           "RESULTS_FILE", "RUN_FILES", "WRITABLE_FIX", "cannot_write", "claim_folder",
-           "config_differences", "flatten", "folder_in_use", "holds_run", "keep_previous_results",
-           "move_aside", "read_history", "read_json", "read_results", "refuse_shortening",
-           "run_lock", "stored_config", "upgrade_stored", "with_defaults"]
+__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LAUNCHER_FILES", "LOCK_FILE",
+           "METRICS_FILE", "RESULTS_FILE", "RUN_FILES", "WRITABLE_FIX", "cannot_write",
+           "claim_folder", "config_differences", "flatten", "folder_in_use", "holds_run",
+           "keep_previous_results", "move_aside", "read_history", "read_json", "read_results",
+           "refuse_shortening", "run_lock", "stored_config", "upgrade_stored", "with_defaults"]
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "run.lock"
+# What a launcher keeps in a run folder (gbml_ext.launch): its record of the run, the run's log
+# and Slurm's files. They belong to the folder, not to one attempt: never moved aside.
+LAUNCHER_FILES = ("job.json", "launch.log", "slurm")
+_KEPT = (LOCK_FILE, *LAUNCHER_FILES)
 # The files that make a folder a run folder (anything else in it is the user's).
 RUN_FILES = (CONFIG_FILE, RESULTS_FILE, METRICS_FILE, CHECKPOINT, PREVIOUS_CHECKPOINT)
 
@@ -185,13 +189,14 @@ def cannot_write(path: Path, error: OSError, fix: str) -> UnwritableError:
 
 
 def holds_run(run_dir: Path) -> bool:
-    """True if the folder has anything in it besides a lock."""
+    """True if the folder has anything in it besides a lock and a launcher's files."""
     run_dir = Path(run_dir)
-    return run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
+    return run_dir.is_dir() and any(p.name not in _KEPT for p in run_dir.iterdir())
 
 
 def move_aside(run_dir: Path) -> Path:
-    """Moves everything in `run_dir` except the lock into `<run_dir>.old-<UTC time>`."""
+    """Moves everything in `run_dir` except the lock and a launcher's files into
+    `<run_dir>.old-<UTC time>`."""
     run_dir = Path(run_dir)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     aside = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
@@ -200,7 +205,7 @@ def move_aside(run_dir: Path) -> Path:
         aside, suffix = aside.with_name(f"{run_dir.name}.old-{stamp}-{suffix}"), suffix + 1
     aside.mkdir(parents=True)
     for entry in run_dir.iterdir():
-        if entry.name != LOCK_FILE:
+        if entry.name not in _KEPT:
             entry.rename(aside / entry.name)
     print(f"gbml_ext: moved the previous contents of {run_dir} aside to {aside}", file=sys.stderr)
     return aside
@@ -336,7 +341,7 @@ def refuse_shortening(checkpoint: Optional[Dict[str, Any]], iterations: int,
 def folder_in_use(run_dir: Path, elsewhere: str = "output_dir=...") -> str:
     """Why a new run cannot start in `run_dir`, which holds something, and the choices
     (`elsewhere`: how to choose another folder)."""
-    names = sorted(p.name for p in Path(run_dir).iterdir() if p.name != LOCK_FILE)
+    names = sorted(p.name for p in Path(run_dir).iterdir() if p.name not in _KEPT)
     if not set(names) & set(RUN_FILES):
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         return (f"{run_dir} is not empty ({shown}) and holds no run. Choose a new folder with "
