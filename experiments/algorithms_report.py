@@ -161,14 +161,16 @@ def write_report(results_dir: Path, doc: Path = DOC, seeds: Sequence[int] = (0, 
                  timing_dir: Path = TIMING) -> None:
     """Replaces the text between `BEGIN` and `END` in `doc` with `report_text`; the rest of
     the page is kept. A page without the two markers is left as it is: SystemExit says so."""
-    text = doc.read_text() if doc.is_file() else f"# Every algorithm on Omniglot\n\n{BEGIN}\n{END}\n"
+    empty = f"# Every algorithm on Omniglot\n\n{BEGIN}\n{END}\n"
+    text = doc.read_text() if doc.is_file() else empty
     if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
         raise SystemExit(f"algorithms: {doc} lacks the lines {BEGIN!r} and {END!r} (in that "
                          f"order); put them where the tables go.")
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     doc.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(doc, f"{head}{BEGIN}\n\n{report_text(results_dir, seeds, timing_dir)}\n{END}{tail}")
+    tables = report_text(results_dir, seeds, timing_dir)
+    atomic_write_text(doc, f"{head}{BEGIN}\n\n{tables}\n{END}{tail}")
 
 
 def validation_curve(folder: Path) -> Dict[int, float]:

@@ -38,7 +38,8 @@ def test_row_keeps_the_settings_budget(setting: str, row: str) -> None:
     assert (config.data.source, config.data.ways, config.data.shots) == ("omniglot", ways, 1)
     assert config.data.root == "" and config.threads == 1
     assert (config.train.meta_batch, config.train.iterations) == (meta_batch, iterations)
-    assert (config.train.eval_every, config.train.eval_tasks, config.train.log_every) == (50, 40, 10)
+    train_ = config.train
+    assert (train_.eval_every, train_.eval_tasks, train_.log_every) == (50, 40, 10)
     assert (config.evaluation.tasks, config.evaluation.split) == (600, "test")
     assert config.algorithm.path == "per-task"
     a = config.algorithm
