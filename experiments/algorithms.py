@@ -9,8 +9,8 @@ ANIL-KFO, MAML-LinNet and ANIL-LinNet (and learn2learn's MAML as a reference row
                                                #   experiments/results/algorithms (--out DIR)
     python -m experiments.algorithms figure    # docs/img/omniglot-algorithms.png: validation
                                                #   accuracy against meta-iteration
-    python benchmarks/algorithm_costs.py --setting 5w1s --root DATA   # seconds per
-                                               #   meta-iteration, uncontended (docs/data/)
+    python -m benchmarks.algorithm_costs --root DATA   # seconds per meta-iteration on a
+                                               #   quiet machine, into docs/data/
 
 The rows are experiments/configs/omniglot/{5w1s-all,20w1s-all}/*.toml, one file each over the
 setting's base.toml. A run of setting S lives in `<folder>/<S>/<config name>/seed<N>`, the
