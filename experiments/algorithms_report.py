@@ -170,6 +170,9 @@ def write_report(results_dir: Path, doc: Path = DOC, seeds: Sequence[int] = (0, 
     tail = rest.split(END, 1)[1]
     doc.parent.mkdir(parents=True, exist_ok=True)
     tables = report_text(results_dir, seeds, timing_dir)
+    if FIGURE.is_file() and doc.resolve() == DOC:  # drawn by the `figure` command
+        tables += (f"\n![validation accuracy against meta-iteration]"
+                   f"({FIGURE.relative_to(DOC.parent)})\n")
     atomic_write_text(doc, f"{head}{BEGIN}\n\n{tables}\n{END}{tail}")
 
 
