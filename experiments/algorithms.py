@@ -2,6 +2,9 @@
 ANIL-KFO, MAML-LinNet and ANIL-LinNet (and learn2learn's MAML as a reference row in 5w1s), on
 5-way 1-shot and 20-way 1-shot at one CPU budget per setting, seeds 0 and 1, 600 test tasks.
 
+    python -m experiments.algorithms screen --jobs 2   # 20w1s MAML inner lr on validation
+    python -m experiments.algorithms run --jobs 2      # the grid, resumable: run again to go on
+    python -m experiments.algorithms run --status      # done / running / failed, per run
     python -m experiments.algorithms restore   # the committed finished runs into runs/algorithms
     python -m experiments.algorithms archive   # finished runs' small files (no checkpoints)
                                                #   from runs/algorithms to experiments/results/
@@ -24,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from experiments.curve import restore
+from experiments.sweep import Entry, launch_sweep, restore, sweep_arguments, sweep_plan
 from gbml_ext.runner import load_config
 
 HERE = Path(__file__).resolve().parent
@@ -43,7 +46,7 @@ CHEAPEST_FIRST = ("anil", "anil_linnet", "anil_kfo", "fomaml", "maml", "l2l_maml
                   "maml_linnet", "metasgd", "maml_kfo", "reptile", "imaml")
 RESULTS = HERE / "results" / "algorithms"
 RUNS = Path("runs/algorithms")
-DEFAULT_ROOT = Path("../shared/data/omniglot/omniglot-py.tar.gz")
+
 KEEP = ("config.json", "results.json", "results.md", "metrics.jsonl")
 
 Run = Tuple[Path, int, List[str], Path]
@@ -89,6 +92,25 @@ def plan(settings: Sequence[str], seeds: Sequence[int], root: str | Path,
     return grid
 
 
+# The 20w1s setting's inner learning rate is not published for one inner step in training: it
+# is chosen among these on validation tasks (MAML, seed 0, the setting's budget).
+SCREEN_RATES = (0.1, 0.2, 0.4)
+SCREEN_TASKS = 200
+
+
+def screen_plan(root: str | Path, out: Path = RUNS) -> List[Run]:
+    """The 20w1s inner-lr screen: MAML at each of SCREEN_RATES, scored on validation tasks."""
+    return [(config_folder("20w1s") / "maml.toml", 0,
+             [f"data.root='{root}'", f"algorithm.inner_lr={lr}", "evaluation.split=validation",
+              f"evaluation.tasks={SCREEN_TASKS}", f"name='screen-20w1s-maml-lr{lr}'"],
+             out / "screen") for lr in SCREEN_RATES]
+
+
+def _launch(grid: Sequence[Run], args: argparse.Namespace) -> int:
+    return launch_sweep(sweep_plan([Entry(Path(c), s, list(o), Path(f)) for c, s, o, f in grid]),
+                        args, "algorithms")
+
+
 # ---- Archive ------------------------------------------------------------------------------
 
 def archive(runs: Path, results: Path = RESULTS) -> int:
@@ -111,16 +133,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m experiments.algorithms",
                                      description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("command", choices=("report", "figure", "archive", "restore"))
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"results folder (report, figure, archive: {RESULTS}; restore: "
-                             f"{RUNS})")
+    parser.add_argument("command", choices=("run", "screen", "report", "figure", "archive",
+                                            "restore"))
+    sweep_arguments(parser, str(RUNS))
+    parser.set_defaults(out=None)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
+                        help="run: the settings to run")
     parser.add_argument("--runs", type=Path, default=RUNS, help="archive: the runs folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
-                        help="report: the seeds each row was asked for")
     parser.add_argument("--doc", type=Path, default=report.DOC, help="report: the page")
     parser.add_argument("--png", type=Path, default=report.FIGURE, help="figure: the image")
     args = parser.parse_args(argv)
+    if args.command in ("run", "screen"):
+        if not args.root.exists():
+            sys.exit(f"algorithms: Omniglot not found at {args.root}; pass --root with the "
+                     f"omniglot-py folder or its .tar.gz.")
+        runs = args.out or RUNS
+        return _launch(plan(args.settings, args.seeds, args.root, runs)
+                       if args.command == "run" else screen_plan(args.root, runs), args)
     if args.command == "archive":
         archive(args.runs, args.out or RESULTS)
     elif args.command == "restore":

@@ -55,6 +55,8 @@ def test_row_keeps_the_settings_budget(setting: str, row: str) -> None:
     assert a.name == {"maml_kfo": "maml", "maml_linnet": "maml", "anil_kfo": "anil",
                       "anil_linnet": "anil", "l2l_maml": "l2l-maml"}.get(row, row)
     assert a.transform == ("kronecker" if row.endswith("_kfo") else "none")
+    kfo = row.endswith("_kfo")  # the paper's code: PSD factors, transform adapted
+    assert (a.transform_psd, a.adapt_transform) == (kfo, kfo)
     linnet = row.endswith("_linnet")
     assert (config.model.linnet_depth > 1, config.model.linnet_init == "orthogonal") == (
         linnet, linnet)
