@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from experiments import algorithms
-from gbml_ext.runner.compare import plan_runs
+from gbml_ext.launch import build_plan
 
 
 def test_plan_goes_seed_by_seed_alternating_settings_cheapest_rows_first(tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_plan_goes_seed_by_seed_alternating_settings_cheapest_rows_first(tmp_pat
 
 def test_plan_runs_land_where_the_report_reads_them(tmp_path: Path) -> None:
     for config, seed, overrides, out in algorithms.plan(["20w1s"], [1], "/d", out=tmp_path):
-        run = plan_runs([config], [seed], overrides, out=out)[0]
+        run = build_plan([config], [seed], overrides, out=out)[0]
         assert run.run_dir == out / algorithms.run_name("20w1s", config.stem) / "seed1"
 
 
