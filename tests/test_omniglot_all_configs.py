@@ -13,7 +13,7 @@ from vision_fixtures import write_omniglot_tree
 TEN = ["maml", "fomaml", "anil", "metasgd", "reptile", "imaml", "maml_kfo", "anil_kfo",
        "maml_linnet", "anil_linnet"]
 # setting -> (ways, meta-batch, meta-iterations, inner lr)
-BUDGET = {"5w1s": (5, 8, 300, 0.4), "20w1s": (20, 4, 200, 0.1)}
+BUDGET = {"5w1s": (5, 8, 300, 0.4), "20w1s": (20, 4, 200, 0.4)}
 GRID = [(s, r) for s in BUDGET for r in TEN + (["l2l_maml"] if s == "5w1s" else [])]
 
 
