@@ -1,5 +1,5 @@
 """Results as text and files: results.json, one-row and comparison markdown tables, and the
-provenance (versions, hardware, date) that lets a table be traced back.
+provenance (versions, source commit, hardware, date) that lets a table be traced back.
 
 Tables take data (results dicts and `summaries`); the figures are in `plots`, and the command
 lines that call both sit above them.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -19,12 +20,46 @@ from ..measure import hardware_description
 from .summaries import comparable_summaries, evaluation_split, median_of, pooled_summary
 
 __all__ = ["compare_table", "environment_info", "evaluation_split", "format_metric",
-           "markdown_table", "results_markdown", "write_metrics", "write_results"]
+           "markdown_table", "results_markdown", "source_commit", "write_metrics",
+           "write_results"]
 
+
+
+def source_commit(folder: Optional[Path] = None) -> Optional[str]:
+    """The git commit of the checkout gbml_ext runs from ('<12 hex digits>', with '+changes'
+    when tracked files differ from it), or None when it is not run from a git checkout.
+
+    Arguments:
+        folder: the checkout's root (default: the folder above the gbml_ext package).
+
+    Returns:
+        The commit, or None outside a git checkout or without a `git` command.
+
+    Example:
+        >>> source_commit(Path("/")) is None
+        True
+    """
+    folder = folder or Path(__file__).resolve().parents[2]
+    if not (folder / ".git").exists():
+        return None
+
+    def git(*args: str) -> Optional[str]:
+        try:
+            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
+                                  text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    head = git("rev-parse", "--short=12", "HEAD")
+    if not head:
+        return None
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def environment_info(device: torch.device) -> Dict[str, Any]:
-    """Package versions, hardware and date: what a table in docs/ needs to be traced back."""
+    """Package versions, source commit, hardware and date: what a table in docs/ needs to be
+    traced back."""
     import learn2learn
 
     import gbml_ext
@@ -33,7 +68,7 @@ def environment_info(device: torch.device) -> Dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "torch": torch.__version__,
         "learn2learn": learn2learn.__version__, "gbml_ext": gbml_ext.__version__,
-        "device": str(device),
+        "commit": source_commit(), "device": str(device),
         "hardware": hardware_description(device), "threads": torch.get_num_threads(),
     }
 
