@@ -59,7 +59,7 @@ def _start(spec: RunSpec, allow_change: Sequence[str], threads: Optional[int],
     if threads:  # the runner's `threads = 0` leaves torch at this
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     log = open(run_dir / LOG_FILE, "a") if to_log else None
-    # A session of its own: a Ctrl-C at the terminal reaches this process only, which passes
+    # Its own process group: a Ctrl-C at the terminal reaches this process only, which passes
     # it on once, so that every run checkpoints instead of dying mid-write.
     process = subprocess.Popen(run_command(spec, allow_change), env=env, stdout=log,
                                stderr=subprocess.STDOUT if log else None,
