@@ -22,12 +22,18 @@ layout `gbml-compare --out <folder>/<S>` writes; `plan` lists every run of the g
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from experiments.sweep import Entry, launch_sweep, restore, sweep_arguments, sweep_plan
+from experiments.sweep import (
+    Entry,
+    archive_runs,
+    launch_sweep,
+    restore,
+    sweep_arguments,
+    sweep_plan,
+)
 from gbml_ext.runner import load_config
 
 HERE = Path(__file__).resolve().parent
@@ -116,14 +122,7 @@ def _launch(grid: Sequence[Run], args: argparse.Namespace) -> int:
 def archive(runs: Path, results: Path = RESULTS) -> int:
     """Copies the small files (`KEEP`) of every finished run (one with a results.json) under
     `runs` to the same place under `results`; checkpoints stay behind. Returns the runs copied."""
-    copied = 0
-    for done in sorted(runs.rglob("seed*/results.json")):
-        target = results / done.parent.relative_to(runs)
-        target.mkdir(parents=True, exist_ok=True)
-        for name in KEEP:
-            if (done.parent / name).is_file():
-                shutil.copy2(done.parent / name, target / name)
-        copied += 1
+    copied = archive_runs(runs, results, KEEP)
     print(f"algorithms: archived {copied} finished runs from {runs} under {results}")
     return copied
 

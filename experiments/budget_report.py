@@ -24,6 +24,7 @@ from experiments.budget import (
     chosen_variant,
 )
 from experiments.curve import point_name
+from experiments.sweep import archive_runs
 from gbml_ext.runner.compare import pooled_summary
 from gbml_ext.runner.plots import pyplot
 from gbml_ext.runner.report import format_metric, markdown_table
@@ -196,14 +197,7 @@ def report(out: Path) -> None:
 
 def archive(out: Path) -> None:
     """Copies every finished run's small files (not its checkpoints) under ARCHIVE."""
-    copied = 0
-    for results in out.rglob("seed*/results.json"):
-        target = ARCHIVE / results.parent.relative_to(out)
-        target.mkdir(parents=True, exist_ok=True)
-        for name in KEEP:
-            if (results.parent / name).is_file():
-                shutil.copy2(results.parent / name, target / name)
-        copied += 1
+    copied = archive_runs(out, ARCHIVE, KEEP)
     for name in ("budget.md", "budget.png"):
         if (out / name).is_file():
             shutil.copy2(out / name, ARCHIVE / name)

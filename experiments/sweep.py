@@ -30,8 +30,8 @@ from gbml_ext.launch import (
 from gbml_ext.runner.compare import launcher_arguments
 from gbml_ext.runner.options import run_command
 
-__all__ = ["DEFAULT_ROOT", "Entry", "data_root", "launch_sweep", "restore", "sweep_arguments",
-           "sweep_plan"]
+__all__ = ["DEFAULT_ROOT", "Entry", "archive_runs", "data_root", "launch_sweep", "restore",
+           "sweep_arguments", "sweep_plan"]
 
 DEFAULT_ROOT = Path("../shared/data/omniglot/omniglot-py.tar.gz")
 
@@ -90,6 +90,20 @@ def launch_sweep(plan: Sequence[RunSpec], args: argparse.Namespace, prog: str) -
         return 0
 
     return run_command(prog, body, debug=False)
+
+
+def archive_runs(runs: Path, archive: Path, keep: Sequence[str]) -> int:
+    """Copies the files named in `keep` (never checkpoints) of every finished run (one with a
+    results.json) under `runs` to the same place under `archive`; returns the runs copied."""
+    copied = 0
+    for done in sorted(runs.rglob("seed*/results.json")):
+        target = archive / done.parent.relative_to(runs)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in keep:
+            if (done.parent / name).is_file():
+                shutil.copy2(done.parent / name, target / name)
+        copied += 1
+    return copied
 
 
 def restore(out: Path, archive: Path, sweep: str) -> None:
