@@ -40,7 +40,9 @@ setup(
     ],
     extras_require={"test": ["pytest", "pytest-xdist"], "lint": ["ruff", "mypy"],
                     # The benchmark's optional peers (benchmarks/peers/), imported only if present.
-                    "bench": ["higher==0.2.1", "torchopt==0.7.3"]},
+                    "bench": ["higher==0.2.1", "torchopt==0.7.3"],
+                    # --launcher slurm (gbml_ext.launch.slurm).
+                    "cluster": ["submitit>=1.5"]},
     entry_points={"console_scripts": [
         "gbml-train=gbml_ext.runner.cli:main",
         "gbml-compare=gbml_ext.runner.compare:main",

@@ -65,9 +65,9 @@ if ! has "import learn2learn; assert learn2learn.__version__ == '$L2L_VERSION'";
   has "import learn2learn" || { echo "learn2learn failed to import after the build" >&2; exit 1; }
 fi
 
-log "installing gbml_ext (editable, with the test and lint extras)"
+log "installing gbml_ext (editable, with the test, lint and cluster extras)"
 # learn2learn is already installed, so the requirement is satisfied and pip does not rebuild it.
-PIP install --no-build-isolation -e ".[test,lint]"
+PIP install --no-build-isolation -e ".[test,lint,cluster]"
 has "import gbml_ext" || { echo "gbml_ext failed to import" >&2; exit 1; }
 
 stamp_key > "$STAMP"

@@ -40,7 +40,7 @@ from typing import Any, Dict, Tuple
 import torch
 
 from ..registry import Registry
-from .tasks import Task, TaskBatch, stack_samples
+from .tasks import Task, TaskBatch, check_task_count, stack_samples
 
 __all__ = [
     "ill_conditioned_covariance", "SyntheticTasks", "LinearRegressionTasks",
@@ -142,6 +142,7 @@ class SyntheticTasks:
 
     def sample_batch(self, num_tasks: int) -> TaskBatch:
         """`num_tasks` tasks in one vectorised draw (see the class docstring)."""
+        num_tasks = check_task_count(num_tasks)
         if self.one_at_a_time:
             return stack_samples(self, num_tasks)
         inputs, weight = self._draw(num_tasks)

@@ -30,7 +30,7 @@ from ..data.synthetic import SYNTHETIC_SOURCES
 from .schema import Config, range_text
 
 __all__ = ["Config", "ConfigError", "apply_overrides", "config_from_dict", "config_to_dict",
-           "describe_config", "load_config"]
+           "describe_config", "is_config_key", "load_config"]
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key and the fix."""
@@ -145,6 +145,32 @@ def _check_consistency(config: Config) -> None:
                           "set algorithm.transform = 'none'.")
     if config.algorithm.transform != "none" and not spec.takes_transform:
         raise ConfigError(spec.no_transform)
+
+
+def is_config_key(key: str) -> bool:
+    """Whether `key` names a config key: a dotted path through the sections to a key, or
+    inside a table key such as `data.options` (whose own keys the source checks).
+
+    Example:
+        >>> is_config_key("train.lr"), is_config_key("data.options.dim"), is_config_key("runs/a")
+        (True, True, False)
+    """
+    node: Any = Config
+    for part in key.strip().split("."):
+        if not dataclasses.is_dataclass(node):
+            return False
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields:
+            return False
+        f = fields[part]
+        factory = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(factory):
+            node = factory
+        elif str(f.type).startswith("Dict"):
+            return True
+        else:
+            node = None
+    return not dataclasses.is_dataclass(node)
 
 
 def _parse_override_value(text: str) -> Any:

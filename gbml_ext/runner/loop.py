@@ -34,7 +34,6 @@ from .distributed import (
     init_distributed,
 )
 from .errors import (
-    DamagedFileError,
     MetaLossDiverged,
     NonFiniteLossError,
     RunFolderError,
@@ -42,12 +41,16 @@ from .errors import (
 )
 from .evaluate import evaluate, run_path
 from .guards import (
+    OUT_OF_MEMORY,
     StopSignals,
     check_evaluation,
     check_meta_loss,
     explain_divergence,
+    is_out_of_memory,
+    out_of_memory,
     unadapted_loss,
 )
+from .memory import training_memory
 from .plots import plot_training_curves
 from .report import environment_info, write_metrics, write_results
 from .rundir import (
@@ -55,7 +58,6 @@ from .rundir import (
     CONFIG_FILE,
     claim_folder,
     keep_previous_results,
-    read_results,
     refuse_shortening,
     run_lock,
 )
@@ -86,7 +88,7 @@ class RunResult:
 
 def train(config: Config | str | Path | None, overrides: Sequence[str] = (), resume: bool = False,
           progress: bool = True, overwrite: bool = False,
-          allow_change: Sequence[str] = ()) -> RunResult:
+          allow_change: Sequence[str] = (), shared_process: bool = False) -> RunResult:
     """Meta-trains, evaluates and writes results for one config.
 
     Arguments:
@@ -99,6 +101,9 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         overwrite: move an existing run in the folder aside (`<folder>.old-<time>`) first.
         allow_change: keys among `ALLOWED_CHANGES` that may differ from the checkpoint's config
             on resume; each change is recorded in results.json.
+        shared_process: other runs share this process (gbml-compare --in-process), so on the
+            CPU its resident memory is not this run's: the peak is then recorded as None with
+            the reason (`report.training_memory`).
 
     Writes to `config.run_dir()`: `config.json`, `metrics.jsonl` (one line per logged
     iteration and per evaluation), `checkpoint.pt` (+ the previous one), `results.json`,
@@ -151,10 +156,21 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
                 error, state.algorithm,
                 lambda: sample_batch(train_tasks, min(4, config.train.meta_batch)).to(device),
                 state.reference_loss, state.last_checkpoint, config) from None
+        except (*OUT_OF_MEMORY, RuntimeError) as error:
+            if not is_out_of_memory(error):
+                raise
+            raise out_of_memory(error, config, device, "meta-training",
+                                state.last_checkpoint) from None
         results: Dict[str, Any] = {}
         if dist.is_main:
-            results = _final_results(state, config, device, dist, memory_baseline, progress,
-                                     first_iteration)
+            try:
+                results = _final_results(state, config, device, dist, memory_baseline,
+                                         progress, first_iteration, shared_process)
+            except (*OUT_OF_MEMORY, RuntimeError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                raise out_of_memory(error, config, device, "the final evaluation",
+                                    state.last_checkpoint) from None
             results["chunking"] = chunking
             keep_previous_results(run_dir)
             write_results(run_dir, results)
@@ -283,30 +299,11 @@ def _validate(state: TrainingState, config: Config, device: torch.device, run_di
         "loss_by_step": [s["mean"] for s in evaluation["loss_by_step"]]})
 
 
-def _training_peak(run_dir: Path, kind: str, measured: float,
-                   trained_here: bool) -> Optional[float]:
-    """Training's peak memory (MB) over the run: this process's `measured` peak, and the peak
-    an earlier results.json of the run recorded (a re-evaluation trains nothing, so that one
-    is kept as it is). None when no training happened here and no earlier peak is readable."""
-    try:
-        previous = read_results(run_dir)
-    except DamagedFileError:
-        previous = None
-    earlier = None
-    if previous is not None and previous.get("peak_memory_kind") == kind:
-        earlier = previous.get("peak_memory_mb")
-    if not trained_here:
-        return earlier
-    return measured if earlier is None else max(measured, earlier)
-
-
 def _final_results(state: TrainingState, config: Config, device: torch.device,
-                   dist: DistributedContext, memory_baseline: int,
-                   progress: bool, first_iteration: int = 0) -> Dict[str, Any]:
-    kind = "cuda_max_allocated_increase" if device.type == "cuda" else "peak_rss_increase"
-    peak = _training_peak(config.run_dir(), kind,
-                          peak_increase_since(device, memory_baseline) / 2**20,
-                          trained_here=state.iteration > first_iteration)
+                   dist: DistributedContext, memory_baseline: int, progress: bool,
+                   first_iteration: int = 0, shared_process: bool = False) -> Dict[str, Any]:
+    memory = training_memory(config.run_dir(), device, memory_baseline,
+                             state.iteration > first_iteration, shared_process)
     path = run_path(config.algorithm, state.algorithm)
     evaluation_baseline = start_peak_watch(device)
     final = evaluate(state.algorithm, state.sources[config.evaluation.split],
@@ -323,9 +320,10 @@ def _final_results(state: TrainingState, config: Config, device: torch.device,
                                   if h["split"] == "train"), None),
         "train_seconds": state.train_seconds,
         "seconds_per_iteration": statistics.median(seconds) if seconds else None,
-        "peak_memory_mb": peak,
-        "evaluation_peak_memory_mb": evaluation_peak,
-        "peak_memory_kind": kind,
+        **memory,
+        "evaluation_peak_memory_mb": None if shared_process and device.type != "cuda"
+        else evaluation_peak,
+        "split": config.evaluation.split,
         "changes": state.changes,
         "path": path,
         "precision": config.precision,

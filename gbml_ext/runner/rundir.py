@@ -31,16 +31,20 @@ from .compat import (  # re-exported: the names resume and the command grammar u
 )
 from .errors import ConfigMismatchError, DamagedFileError, RunFolderError, UnwritableError
 
-__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LOCK_FILE", "METRICS_FILE",
-           "RESULTS_FILE", "RUN_FILES", "WRITABLE_FIX", "cannot_write", "claim_folder",
-           "config_differences", "flatten", "folder_in_use", "holds_run", "keep_previous_results",
-           "move_aside", "read_history", "read_json", "read_results", "refuse_shortening",
-           "run_lock", "stored_config", "upgrade_stored", "with_defaults"]
+__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LAUNCHER_FILES", "LOCK_FILE",
+           "METRICS_FILE", "RESULTS_FILE", "RUN_FILES", "WRITABLE_FIX", "cannot_write",
+           "claim_folder", "config_differences", "flatten", "folder_in_use", "holds_run",
+           "keep_previous_results", "move_aside", "read_history", "read_json", "read_results",
+           "refuse_shortening", "run_lock", "stored_config", "upgrade_stored", "with_defaults"]
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "run.lock"
+# What a launcher keeps in a run folder (gbml_ext.launch): its record of the run, the run's log
+# and Slurm's files. They belong to the folder, not to one attempt: never moved aside.
+LAUNCHER_FILES = ("job.json", "launch.log", "slurm")
+_KEPT = (LOCK_FILE, *LAUNCHER_FILES)
 # The files that make a folder a run folder (anything else in it is the user's).
 RUN_FILES = (CONFIG_FILE, RESULTS_FILE, METRICS_FILE, CHECKPOINT, PREVIOUS_CHECKPOINT)
 
@@ -122,13 +126,14 @@ def cannot_write(path: Path, error: OSError, fix: str) -> UnwritableError:
 
 
 def holds_run(run_dir: Path) -> bool:
-    """True if the folder has anything in it besides a lock."""
+    """True if the folder has anything in it besides a lock and a launcher's files."""
     run_dir = Path(run_dir)
-    return run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
+    return run_dir.is_dir() and any(p.name not in _KEPT for p in run_dir.iterdir())
 
 
 def move_aside(run_dir: Path) -> Path:
-    """Moves everything in `run_dir` except the lock into `<run_dir>.old-<UTC time>`."""
+    """Moves everything in `run_dir` except the lock and a launcher's files into
+    `<run_dir>.old-<UTC time>`."""
     run_dir = Path(run_dir)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     aside = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
@@ -137,7 +142,7 @@ def move_aside(run_dir: Path) -> Path:
         aside, suffix = aside.with_name(f"{run_dir.name}.old-{stamp}-{suffix}"), suffix + 1
     aside.mkdir(parents=True)
     for entry in run_dir.iterdir():
-        if entry.name != LOCK_FILE:
+        if entry.name not in _KEPT:
             entry.rename(aside / entry.name)
     print(f"gbml_ext: moved the previous contents of {run_dir} aside to {aside}", file=sys.stderr)
     return aside
@@ -203,13 +208,19 @@ def _take_lock(path: Path, me: Dict[str, Any]) -> None:
             except (OSError, json.JSONDecodeError):
                 owner = {}
             pid, host = owner.get("pid"), owner.get("host")
-            if isinstance(pid, int) and (host != me["host"] or _process_alive(pid)):
+            since = f", started {owner['started']}" if owner.get("started") else ""
+            if isinstance(pid, int) and host != me["host"]:
                 raise RunFolderError(
-                    f"another run (pid {pid} on {host}, started {owner.get('started')}) is "
-                    f"writing {run_dir}. Wait for it, stop it, or choose another output_dir=..."
-                ) from None
-            print(f"gbml_ext: removing a stale lock in {run_dir} (its process {pid} is gone)",
-                  file=sys.stderr)
+                    f"another run (pid {pid} on host {host}{since}) holds {path}, and a process "
+                    f"of another host cannot be checked from here. Wait for it, or remove the "
+                    f"lock if no run is active there, or choose another output_dir=...") from None
+            if isinstance(pid, int) and _process_alive(pid):
+                raise RunFolderError(
+                    f"another run (pid {pid}{since}) is writing {run_dir}. Wait for it, stop "
+                    f"it, or choose another output_dir=...") from None
+            why = (f"its process {pid} is gone" if isinstance(pid, int)
+                   else "it names no process: damaged")
+            print(f"gbml_ext: removing a stale lock in {run_dir} ({why})", file=sys.stderr)
             path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as stream:
@@ -267,7 +278,7 @@ def refuse_shortening(checkpoint: Optional[Dict[str, Any]], iterations: int,
 def folder_in_use(run_dir: Path, elsewhere: str = "output_dir=...") -> str:
     """Why a new run cannot start in `run_dir`, which holds something, and the choices
     (`elsewhere`: how to choose another folder)."""
-    names = sorted(p.name for p in Path(run_dir).iterdir() if p.name != LOCK_FILE)
+    names = sorted(p.name for p in Path(run_dir).iterdir() if p.name not in _KEPT)
     if not set(names) & set(RUN_FILES):
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         return (f"{run_dir} is not empty ({shown}) and holds no run. Choose a new folder with "

@@ -107,7 +107,8 @@ def restore_state(state: TrainingState, checkpoint: Dict[str, Any], config: Conf
         raise ConfigMismatchError(
             f"the checkpoint in {config.run_dir()} was written by a different config ({details}). "
             + (f"To change it on purpose, add --allow-change {' '.join(hint)}. " if hint else "")
-            + "Otherwise resume with the same settings, or start over with --overwrite.")
+            + ("Otherwise resume" if hint else "Resume")
+            + " with the same settings, or start over with --overwrite.")
     try:
         state.algorithm.load_state_dict(checkpoint["algorithm"])
         state.optimizer.load_state_dict(checkpoint["optimizer"])
