@@ -10,9 +10,7 @@ outer optimizer.
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ import torch
 
 from ..data.tasks import sample_batch
 from ..fileio import atomic_write_json
-from ..measure import peak_increase_since, start_peak_watch
+from ..measure import start_peak_watch
 from ..precision import precision_context
 from .checkpoint import save_checkpoint
 from .config import Config, config_to_dict, load_config
@@ -39,7 +37,7 @@ from .errors import (
     RunFolderError,
     RunInterrupted,
 )
-from .evaluate import evaluate, run_path
+from .evaluate import run_path
 from .guards import (
     OUT_OF_MEMORY,
     StopSignals,
@@ -50,9 +48,9 @@ from .guards import (
     out_of_memory,
     unadapted_loss,
 )
-from .memory import training_memory
 from .plots import plot_training_curves
-from .report import environment_info, write_metrics, write_results
+from .records import final_results, log_record, validate
+from .report import write_metrics, write_results
 from .rundir import (
     ALLOWED_CHANGES,
     CONFIG_FILE,
@@ -164,7 +162,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         results: Dict[str, Any] = {}
         if dist.is_main:
             try:
-                results = _final_results(state, config, device, dist, memory_baseline,
+                results = final_results(state, config, device, dist, memory_baseline,
                                          progress, first_iteration, shared_process)
             except (*OUT_OF_MEMORY, RuntimeError) as error:
                 if not is_out_of_memory(error):
@@ -247,9 +245,9 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
                 continue
             if train_cfg.log_every and (done % train_cfg.log_every == 0
                                         or done == train_cfg.iterations):
-                _log(run_dir, state.history, record)
+                log_record(run_dir, state.history, record)
             if train_cfg.eval_every and done % train_cfg.eval_every == 0:
-                _validate(state, config, device, run_dir, done)
+                validate(state, config, device, run_dir, done)
             minutes = (time.monotonic() - last_save) / 60
             if (done == train_cfg.iterations or stop.received is not None or out_of_time
                     or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)
@@ -264,7 +262,7 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
                     f"{run_dir}. Continue with the same command and --resume.", stop.received)
             if out_of_time:
                 if train_cfg.log_every and done % train_cfg.log_every:
-                    _log(run_dir, state.history, record)  # the last iteration's loss
+                    log_record(run_dir, state.history, record)  # the last iteration's loss
                 break
     bar.close()
     plan = getattr(meta_gradient, "plan", None)
@@ -285,54 +283,3 @@ def _out_of_time(state: TrainingState, config: Config, dist: DistributedContext)
         torch.distributed.broadcast(flag, src=0)
         out = bool(flag.item())
     return out
-
-
-def _validate(state: TrainingState, config: Config, device: torch.device, run_dir: Path,
-              done: int) -> None:
-    evaluation = evaluate(state.algorithm, state.sources["validation"], config.train.eval_tasks,
-                          config.algorithm.test_steps, device,
-                          path=run_path(config.algorithm, state.algorithm))
-    check_evaluation(evaluation, config.train.explode_factor, f"validation at iteration {done}")
-    _log(run_dir, state.history, {
-        "iteration": done, "split": "validation", "loss": evaluation["loss"]["mean"],
-        "accuracy": (evaluation["accuracy"] or {}).get("mean"),
-        "loss_by_step": [s["mean"] for s in evaluation["loss_by_step"]]})
-
-
-def _final_results(state: TrainingState, config: Config, device: torch.device,
-                   dist: DistributedContext, memory_baseline: int, progress: bool,
-                   first_iteration: int = 0, shared_process: bool = False) -> Dict[str, Any]:
-    memory = training_memory(config.run_dir(), device, memory_baseline,
-                             state.iteration > first_iteration, shared_process)
-    path = run_path(config.algorithm, state.algorithm)
-    evaluation_baseline = start_peak_watch(device)
-    final = evaluate(state.algorithm, state.sources[config.evaluation.split],
-                     config.evaluation.tasks, config.algorithm.test_steps, device,
-                     progress=progress, path=path)
-    evaluation_peak = peak_increase_since(device, evaluation_baseline) / 2**20
-    check_evaluation(final, config.train.explode_factor, f"final evaluation of {config.name}")
-    seconds = state.iteration_seconds
-    return {
-        "name": config.name, "seed": config.seed, "config": config_to_dict(config),
-        "run_dir": str(config.run_dir()), "environment": environment_info(device),
-        "world_size": dist.world_size, "iterations_done": state.iteration, "evaluation": final,
-        "final_train_loss": next((h["loss"] for h in reversed(state.history)
-                                  if h["split"] == "train"), None),
-        "train_seconds": state.train_seconds,
-        "seconds_per_iteration": statistics.median(seconds) if seconds else None,
-        **memory,
-        "evaluation_peak_memory_mb": None if shared_process and device.type != "cuda"
-        else evaluation_peak,
-        "split": config.evaluation.split,
-        "changes": state.changes,
-        "path": path,
-        "precision": config.precision,
-        # train.max_minutes ended meta-training before train.iterations.
-        "stopped_by_time_limit": state.iteration < config.train.iterations,
-    }
-
-
-def _log(run_dir: Path, history: List[Dict[str, Any]], record: Dict[str, Any]) -> None:
-    history.append(record)
-    with open(run_dir / "metrics.jsonl", "a") as stream:
-        stream.write(json.dumps(record) + "\n")
