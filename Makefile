@@ -3,16 +3,19 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup test test-all lint demo bench clean dist docs docs-serve
+.PHONY: setup test test-fast test-all lint demo bench clean dist docs docs-serve
 setup:
 	@bash scripts/bootstrap.sh
 
-# The default suite leaves out the tests marked slow; test-all runs every test.
+# Every test, the slow ones included, spread over the CPUs (pytest-xdist). test-fast leaves out
+# the tests marked slow, for a quick check while developing.
 test: setup
+	$(PY) -m pytest -q -n auto $(ARGS)
+
+test-fast: setup
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
-test-all: setup
-	$(PY) -m pytest -q $(ARGS)
+test-all: test
 
 # ruff and mypy, configured in pyproject.toml.
 lint: setup

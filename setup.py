@@ -15,7 +15,7 @@ def read_version() -> str:
     return match.group(1)
 
 
-TEST = ["pytest", "selenium>=4.10"]
+TEST = ["pytest", "pytest-xdist", "selenium>=4.10"]
 LINT = ["ruff", "mypy"]
 EXTRAS = {
     "test": TEST,
@@ -25,7 +25,7 @@ EXTRAS = {
     # `make docs`: the site and its API reference.
     "docs": ["mkdocs>=1.5", "mkdocs-material>=9", "mkdocstrings[python]>=0.24"],
     # Submitting runs to a Slurm cluster.
-    "cluster": ["submitit"],
+    "cluster": ["submitit>=1.5"],
     # The benchmark's optional peers (benchmarks/peers/), imported only if present.
     "bench": ["higher==0.2.1", "torchopt==0.7.3"],
     "jax": ["jax"],

@@ -9,7 +9,7 @@ same seed) and the same tasks; they run interleaved and the median over repeats 
 Peers (benchmarks/peers/, each checked to give gbml_ext's meta-gradient by
 tests/test_benchmark_peers.py):
     gbml_ext      `learner.accumulate_meta_gradient`: the per-task engine.
-    batched       `gbml_ext.batched.batched_meta_gradient`: all tasks at once (vmap), the
+    batched       `gbml_ext.fast.batched_meta_gradient`: all tasks at once (vmap), the
                   runner's fast path (`algorithm.path = "batched"`, gbml_ext.fast).
     batched/4     the same, 4 tasks at a time: less memory.
     learn2learn   the reference: `l2l.algorithms.MAML` (or `GBML` + its KroneckerTransform for
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gc
 import json
 import os
 import sys
@@ -52,9 +51,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from gbml_ext.fileio import atomic_write_json, atomic_write_text
-from gbml_ext.measure import hardware_description, memory_in_use
+from gbml_ext.measure import hardware_description
 
-from .configs import CONFIG_GROUPS, CONFIGS, BenchmarkConfig, make_learner, make_tasks, tiny
+from .configs import CONFIG_GROUPS, CONFIGS, BenchmarkConfig, tiny
 from .harness import (
     benchmark_config,
     markdown_table,
@@ -63,38 +62,9 @@ from .harness import (
     print_table,
 )
 from .peers import PEERS, UNAVAILABLE, build_meta_iteration, default_peers, peers_for
+from .studies import memory_stays_flat, order_comparison
 
 __all__ = ["build_meta_iteration", "main", "markdown_report", "memory_stays_flat"]
-
-
-def memory_stays_flat(device: torch.device, iterations: int, every: int = 100,
-                      small: bool = False) -> Dict[str, List[List[float]]]:
-    """Samples memory every `every` meta-iterations of a small config with an Adam step.
-
-    Small config: Omniglot CNN4-32, 5w1s, 15 queries, meta-batch 4, 1 step, MAML. Returns,
-    per implementation, [iteration, MB] pairs: RSS on CPU, allocated memory on CUDA.
-    """
-    config = CONFIGS["a-maml"].with_overrides(
-        ["train.meta_batch=4", "model.options={hidden = 32}"], "flat",
-        "Omniglot CNN4-32 5w1s q15 mb4 1 step MAML")
-    config = tiny(config) if small else config
-    samples = {}
-    for name in ("gbml_ext", "batched"):
-        learner = make_learner(config, device)
-        meta_model, meta_iteration = PEERS[name].build(config, learner, make_tasks(config, device))
-        optimizer = torch.optim.Adam(meta_model.parameters(), lr=1e-3)
-        trace = []
-        for iteration in range(1, iterations + 1):
-            optimizer.zero_grad(set_to_none=True)
-            meta_iteration()
-            optimizer.step()
-            if iteration == 1 or iteration % every == 0:
-                gc.collect()
-                trace.append([iteration, memory_in_use(device) / 2**20])
-        samples[name] = trace
-        print(f"{name:<12} memory (iteration, MB): "
-              + ", ".join(f"({i}, {mb:.0f})" for i, mb in trace), flush=True)
-    return samples
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -267,7 +237,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         _save(report, args)
 
     if not args.skip_order_comparison and not out_of_time("order_comparison"):
-        report["order_comparison"] = _order_comparison(args, shrink, device, repeats)
+        report["order_comparison"] = order_comparison(shrink, device, repeats, args.warmup,
+                                                    not args.skip_memory)
         _save(report, args)
     if flat_iterations and not out_of_time("flat_memory"):
         print(f"\n## memory over {flat_iterations} meta-iterations (Adam outer step)")
@@ -275,25 +246,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     report["seconds"] = round(time.monotonic() - started, 1)
     _save(report, args)
     return report
-
-
-def _order_comparison(args: argparse.Namespace,
-                      shrink: Callable[[BenchmarkConfig], BenchmarkConfig],
-                      device: torch.device, repeats: int) -> Dict[str, Any]:
-    """FOMAML vs MAML at 1 and 5 steps on Omniglot, meta-batch 8, per-task vs batched."""
-    comparison = {}
-    for steps in (1, 5):
-        for algorithm in ("maml", "fomaml"):
-            label = f"{algorithm.upper()} {steps} step(s)"
-            # Meta-batch 8 keeps the 5-step second-order runs inside the time budget.
-            config = shrink(CONFIGS["a-maml"].with_overrides(
-                ["train.meta_batch=8", f"algorithm.train_steps={steps}",
-                 f"algorithm.name={algorithm}"], f"order-{algorithm}-{steps}", label))
-            results = benchmark_config(config, ["gbml_ext", "batched"], device, repeats,
-                                       args.warmup, not args.skip_memory)
-            comparison[label] = results
-            print_table(f"Omniglot CNN4-64 5w1s q15 mb8, {label}", results)
-    return comparison
 
 
 if __name__ == "__main__":

@@ -3,30 +3,32 @@ width, for MAML, MAML+LinNet, MAML-KFO, ANIL, ANIL+LinNet and ANIL-KFO (Arnold, 
 AISTATS 2021), plus the LinNet study at one narrow point. LinNet rows come twice: with
 PyTorch's init (`*_linnet`) and with orthogonal factors (`*_linnet_orth`, the study's winner).
 
-    python -m experiments.curve run --seeds 0 1 --max-minutes 150   # resumable, time-boxed
-    python -m experiments.curve linnet --seeds 0 1                   # LinNet variants (validation)
-    python -m experiments.curve report                               # table + figure, from folders
+    python -m experiments.curve run --seeds 0 1 --jobs 2   # resumable: run again to go on
+    python -m experiments.curve run --status               # done / running / failed, per run
+    python -m experiments.curve linnet --seeds 0 1         # LinNet variants (validation)
+    python -m experiments.curve report                     # table + figure, from the folders
     python -m experiments.curve restore   # put the committed finished runs back into runs/curve
+
+On a cluster: `run --launcher slurm --slurm partition=... gpus_per_node=1` (docs/cluster.md).
 
 Every point uses the same budget (experiments/configs/omniglot/5w1s-curve/base.toml); only
 `model.options={layers=L, hidden=H}` changes. Runs go to `runs/curve/<point>/<row>/seed<N>`,
 each in its own process, and a finished run of the same config is reused, so `run` can be
-stopped at any time and started again. The finished runs' results (not their checkpoints) are
-committed under experiments/results/curve; `restore` copies them back, so a fresh clone goes on
-where the last session stopped.
+stopped at any time (Ctrl-C: every run checkpoints) and started again. The finished runs'
+results (not their checkpoints) are committed under experiments/results/curve; `restore`
+copies them back, so a fresh clone goes on from there.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from gbml_ext.runner.compare import compare, pooled_summary
-from gbml_ext.runner.errors import RunError
+from experiments.sweep import Entry, data_root, launch_sweep, restore, sweep_arguments, sweep_plan
+from gbml_ext.launch import RunSpec
+from gbml_ext.runner.compare import pooled_summary
 from gbml_ext.runner.plots import pyplot
 from gbml_ext.runner.report import format_metric, markdown_table
 
@@ -35,7 +37,6 @@ ROWS = ["maml", "maml_linnet", "maml_linnet_orth", "maml_kfo", "anil", "anil_lin
         "anil_linnet_orth", "anil_kfo"]
 DEPTHS = [1, 2, 3, 4]            # at 64 filters
 WIDTHS = [4, 8, 16, 32, 64]      # at 4 layers
-DEFAULT_ROOT = Path("../shared/data/omniglot/omniglot-py.tar.gz")
 ARCHIVE = Path(__file__).resolve().parent / "results" / "curve"
 # The LinNet study: MAML at 8 filters x 4 layers, one change at a time from the curve's LinNet
 # (depth 3, width = features, PyTorch init, every layer adapts). Chosen on validation tasks.
@@ -68,87 +69,26 @@ def point_name(layers: int, hidden: int) -> str:
     return f"L{layers}-H{hidden}"
 
 
-def _root(root: Path) -> str:
-    if not root.exists():
-        sys.exit(f"curve: Omniglot not found at {root}. Pass --root with the omniglot-py folder "
-                 f"or its .tar.gz (see docs/reproduction.md).")
-    return str(root)
-
-
-def _one(config: Path, seed: int, overrides: Sequence[str], out: Path) -> bool:
-    try:
-        compare([config], [seed], overrides, isolate=True, resume=True, out=out)
-        return True
-    except RunError as error:  # a diverged or failed run is reported, not fatal to the sweep
-        print(f"curve: {config.stem} seed {seed} in {out}: {error}", file=sys.stderr)
-        return False
-
-
-def shard_points(shard: Tuple[int, int]) -> List[Tuple[int, int]]:
-    """The points shard `k` of `n` runs: every n-th point, cheapest first, so that `n`
-    processes (one thread each) split the sweep without ever sharing a run folder."""
-    k, n = shard
-    return points()[k::n]
-
-
-def parse_shard(text: str) -> Tuple[int, int]:
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard {text!r}: write K/N, e.g. 0/2") from None
-    if not 0 <= k < n:
-        raise argparse.ArgumentTypeError(f"--shard {text!r}: K must be in 0..N-1")
-    return k, n
-
-
-def run(seeds: Sequence[int], root: Path, max_minutes: float, out: Path,
-        shard: Tuple[int, int] = (0, 1)) -> None:
-    start = time.monotonic()
+def plan(seeds: Sequence[int], root: Path, out: Path) -> List[RunSpec]:
+    """Every run of the curve: each seed, point (cheapest first) and row."""
     # One implementation for every point: the per-task engine (the batched path agrees to
     # float rounding, but its speed on a CPU depends on the model's size).
-    common = [f"data.root='{_root(root)}'", "algorithm.path=per-task"]
-    for seed in seeds:
-        for layers, hidden in shard_points(shard):
-            for row in ROWS:
-                if (time.monotonic() - start) / 60 > max_minutes:
-                    print(f"curve: --max-minutes {max_minutes:g} reached; run again to go on.")
-                    return
-                _one(CONFIGS / f"{row}.toml", seed,
-                     common + [f"model.options={{layers={layers}, hidden={hidden}}}"],
-                     out / point_name(layers, hidden))
+    common = [f"data.root='{data_root(root)}'", "algorithm.path=per-task"]
+    return sweep_plan([
+        Entry(CONFIGS / f"{row}.toml", seed,
+              common + [f"model.options={{layers={layers}, hidden={hidden}}}"],
+              out / point_name(layers, hidden))
+        for seed in seeds for layers, hidden in points() for row in ROWS])
 
 
-def linnet(seeds: Sequence[int], root: Path, out: Path) -> None:
+def linnet_plan(seeds: Sequence[int], root: Path, out: Path) -> List[RunSpec]:
+    """The LinNet study: MAML at LINNET_POINT with each variant, scored on validation."""
     layers, hidden = LINNET_POINT
-    common = [f"data.root='{_root(root)}'", f"model.options={{layers={layers}, hidden={hidden}}}",
-              "evaluation.split=validation", "algorithm.path=per-task"]
-    for seed in seeds:
-        for i, overrides in enumerate(LINNET_VARIANTS.values()):
-            _one(CONFIGS / "maml.toml", seed, common + overrides + [f"name='linnet-v{i}'"], out)
-
-
-def restore(out: Path, archive: Path = ARCHIVE, sweep: str = "curve") -> None:
-    """Copies the committed results of finished runs (under `archive`) into `out`, never over
-    existing files."""
-    copied = 0
-    for source in archive.rglob("seed*/results.json"):
-        folder = out / source.parent.relative_to(archive)
-        if folder.exists():
-            continue
-        shutil.copytree(source.parent, folder)
-        copied += 1
-    print(f"{sweep}: restored {copied} finished runs into {out}")
-
-
-def sweep_arguments(parser: argparse.ArgumentParser, out: str, shard_help: str) -> None:
-    """The options every sweep script shares: seeds, data, time box, folder, shard."""
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="Omniglot data")
-    parser.add_argument("--max-minutes", type=float, default=float("inf"),
-                        help="stop starting new runs after this long (run again to go on)")
-    parser.add_argument("--out", type=Path, default=Path(out))
-    parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N",
-                        help=shard_help)
+    common = [f"data.root='{data_root(root)}'", f"model.options={{layers={layers}, "
+              f"hidden={hidden}}}", "evaluation.split=validation", "algorithm.path=per-task"]
+    return sweep_plan([Entry(CONFIGS / "maml.toml", seed, common + overrides + [
+        f"name='linnet-v{i}'"], out) for seed in seeds
+        for i, overrides in enumerate(LINNET_VARIANTS.values())])
 
 
 def _results(folder: Path) -> List[dict]:
@@ -259,15 +199,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.curve",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("run", "linnet", "report", "restore"))
-    sweep_arguments(parser, "runs/curve",
-                    "run every N-th point from the K-th (run N processes to split)")
+    sweep_arguments(parser, "runs/curve")
     args = parser.parse_args(argv)
-    if args.command == "run":
-        run(args.seeds, args.root, args.max_minutes, args.out, args.shard)
-    elif args.command == "linnet":
-        linnet(args.seeds, args.root, args.out / "linnet")
+    if args.command in ("run", "linnet"):
+        runs = (plan(args.seeds, args.root, args.out) if args.command == "run"
+                else linnet_plan(args.seeds, args.root, args.out / "linnet"))
+        code = launch_sweep(runs, args, "curve")
+        if code or args.status:
+            return code
     elif args.command == "restore":
-        restore(args.out)
+        restore(args.out, ARCHIVE, "curve")
     report(args.out)
     return 0
 

@@ -10,10 +10,15 @@ results.json, results.md and synthetic.png.
     python -m experiments.synthetic --rows all --seeds 0 1 2 3 4
     python -m experiments.synthetic --set train.iterations=1000 --out runs/synthetic-1k
     python -m experiments.synthetic --resume              # keeps finished runs, resumes the rest
+    python -m experiments.synthetic --resume --overwrite  # trains again (make demo ARGS=...)
+
+--overwrite wins over --resume (`make demo` passes --resume): earlier runs, and the tables and
+figure made from them, are moved aside, never deleted, and every run trains again.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import statistics
@@ -29,6 +34,7 @@ from gbml_ext.runner.report import format_metric, markdown_table
 CONFIGS = Path(__file__).resolve().parent / "configs" / "synthetic"
 DEFAULT_ROWS = ["linreg_shallow", "linreg_deep", "linreg_kfo",
                 "logreg", "logreg_linnet", "logreg_kfo"]
+OUTPUTS = ("results.md", "results.json", "synthetic.png")
 ALL_ROWS = DEFAULT_ROWS + ["linreg_shallow_fomaml", "linreg_kfo_fomaml", "logreg_reptile",
                            "logreg_linnet_reptile"]
 
@@ -46,6 +52,24 @@ def run_rows(rows: Sequence[str], seeds: Sequence[int], out: Path, overrides: Se
         for result in results:
             result["history"] = read_history(result["run_dir"])
     return by_row
+
+
+def move_outputs_aside(out: Path) -> Optional[Path]:
+    """Moves the tables and figure of an earlier invocation (`OUTPUTS` under `out`) into
+    `out/synthetic.old-<UTC time>/`, never deleting them; returns that folder, or None."""
+    present = [out / name for name in OUTPUTS if (out / name).is_file()]
+    if not present:
+        return None
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    aside, suffix = out / f"synthetic.old-{stamp}", 1
+    while aside.exists():
+        aside, suffix = out / f"synthetic.old-{stamp}-{suffix}", suffix + 1
+    aside.mkdir()
+    for path in present:
+        path.rename(aside / path.name)
+    print(f"moved the previous {', '.join(p.name for p in present)} aside to {aside}",
+          file=sys.stderr)
+    return aside
 
 
 def _step_cell(summary: Dict[str, float], before: float) -> str:
@@ -140,8 +164,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="move earlier runs in --out aside and train again")
     args = parser.parse_args(argv)
     rows = ALL_ROWS if args.rows == ["all"] else args.rows
+    resume = args.resume and not args.overwrite  # `make demo ARGS=--overwrite` trains again
+    if args.overwrite:
+        move_outputs_aside(args.out)
     tic = time.perf_counter()
-    runs = run_rows(rows, args.seeds, args.out, args.overrides, args.resume, args.overwrite)
+    runs = run_rows(rows, args.seeds, args.out, args.overrides, resume, args.overwrite)
     wall = time.perf_counter() - tic
     env = next(iter(runs.values()))[0]["environment"]
     families = ("linear-regression", "logistic-regression")

@@ -23,12 +23,12 @@ if "gym" not in _sys.modules:
         except ImportError:
             pass
 
-from . import batched, data, engine, nn, optim
+from . import data, engine, fast, nn, optim
 from ._version import __version__
 from .algorithms import ANIL, GBML, IMAML, MAML, Learn2LearnMAML, MetaLearner, MetaSGD, Reptile
-from .batched import BatchedPathUnsupported, batched_meta_gradient
 from .data.tasks import Task, TaskBatch
 from .engine import TaskOutcome, accumulate_meta_gradient, run_task
+from .fast import BatchedPathUnsupported, batched_meta_gradient
 from .optim import KroneckerTransform, MetaSGDTransform
 
 __all__ = [
@@ -36,6 +36,6 @@ __all__ = [
     "KroneckerTransform", "MetaSGDTransform",
     "Task", "TaskBatch", "TaskOutcome", "run_task", "accumulate_meta_gradient",
     "batched_meta_gradient", "BatchedPathUnsupported",
-    "batched", "data", "engine", "nn", "optim",
+    "data", "engine", "fast", "nn", "optim",
     "__version__",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import resource
 from typing import Callable
 
 import torch
 
 __all__ = ["cpu_model", "hardware_description", "memory_in_use", "peak_increase_since",
-           "peak_memory_increase", "peak_resident_bytes", "reset_peak_resident", "resident_bytes",
-           "start_peak_watch"]
+           "peak_memory_increase", "peak_resident_bytes", "process_peak", "reset_peak_resident",
+           "resident_bytes", "start_peak_watch"]
 
 
 def resident_bytes() -> int:
@@ -22,8 +23,11 @@ def resident_bytes() -> int:
 def peak_resident_bytes() -> int:
     """VmHWM: this process's peak RSS. Unlike `ru_maxrss`, it is not inherited from the
     parent through fork and exec, which would hide a small child's peak behind the parent's."""
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):  # no /proc: getrusage's peak (KB on Linux)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return int(line.split()[1]) * 1024
 
 
@@ -79,6 +83,17 @@ def peak_increase_since(device: torch.device, baseline: int) -> int:
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - baseline
     return peak_resident_bytes() - baseline
+
+
+def process_peak(device: torch.device) -> tuple[int, str]:
+    """(bytes, kind): the peak memory of this process since the last `start_peak_watch`, whole,
+    not above a baseline. CUDA: the peak of allocated tensors (`max_memory_allocated`, kind
+    "cuda_max_allocated"); CPU: the peak resident set (VmHWM, or `getrusage`'s ru_maxrss where
+    there is no /proc; kind "peak_rss")."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
+    return peak_resident_bytes(), "peak_rss"
 
 
 def peak_memory_increase(function: Callable[[], object], device: torch.device) -> int:

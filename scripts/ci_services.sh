@@ -2,7 +2,7 @@
 # What the tests need outside .venv, installed (or started) before `make test`; .ci/run calls
 # it, and it works the same by hand. Each need is one function, called at the bottom: add a
 # function and its call for a new one. Idempotent: what is already there is left alone.
-# The Python packages the tests need come with .venv (the dev and docs extras).
+# The Python packages the tests need come with .venv (the dev, docs and cluster extras).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +28,10 @@ browser() {
   command -v chromedriver >/dev/null 2>&1 || fail "chromedriver is still missing after the install"
 }
 
+# tests/test_slurm.py: the launcher on a real one-node Slurm cluster.
+slurm() {
+  bash scripts/slurm_local.sh start >/dev/null || fail "the one-node Slurm cluster did not start (scripts/slurm_local.sh status)"
+}
+
 browser
+slurm

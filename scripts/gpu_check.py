@@ -54,16 +54,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_data import omniglot_archive, warm_omniglot_cache  # noqa: E402
 from gpu_install import atomic_write_text, install  # noqa: E402
-from gpu_steps import (  # noqa: E402
-    benchmark,
-    cuda_tests,
-    omniglot_archive,
-    profile,
-    training,
-    training_worker,
-    warm_omniglot_cache,
-)
+from gpu_steps import benchmark, cuda_tests, profile, training, training_worker  # noqa: E402
 
 __all__ = ["environment", "main", "markdown_report"]
 

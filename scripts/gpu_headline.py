@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_data import omniglot_archive  # noqa: E402
 from gpu_install import atomic_write_text, install  # noqa: E402
-from gpu_steps import omniglot_archive  # noqa: E402
 
 __all__ = ["PUBLISHED", "main", "markdown"]
 

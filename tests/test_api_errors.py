@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 import gbml_ext
 from gbml_ext import ANIL, GBML, MAML, MetaSGD, Reptile, Task
-from gbml_ext.batched import batched_meta_gradient
 from gbml_ext.engine import accuracy, default_loss
+from gbml_ext.fast import batched_meta_gradient
 from gbml_ext.optim import KroneckerTransform
 from helpers import classification_task
 

@@ -8,8 +8,8 @@ import torch
 
 import gbml_ext
 from gbml_ext import Task
-from gbml_ext.batched import BatchedPathUnsupported, batched_meta_gradient
 from gbml_ext.engine import accumulate_meta_gradient
+from gbml_ext.fast import BatchedPathUnsupported, batched_meta_gradient
 
 __all__ = []
 

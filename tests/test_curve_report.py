@@ -1,5 +1,4 @@
 """The depth/width figure and tables come from run folders by one command."""
-import argparse
 import json
 from pathlib import Path
 
@@ -35,14 +34,19 @@ def test_report_tables_and_figure_from_run_folders(tmp_path: Path, capsys) -> No
     assert "depth 2, default init | 1 | 80.00 ± " in study
 
 
-def test_shards_split_the_points_without_overlap():
-    shards = [curve.shard_points(curve.parse_shard(f"{k}/3")) for k in range(3)]
-    flat = [p for shard in shards for p in shard]
-    assert sorted(flat) == sorted(curve.points()) and len(flat) == len(set(flat))
+def test_the_curve_plans_every_point_row_and_seed_once_in_its_own_folder(tmp_path):
+    root = tmp_path / "omniglot"
+    root.mkdir()
+    plan = curve.plan([0, 1], root, tmp_path / "runs")
+    assert len(plan) == 2 * len(curve.points()) * len(curve.ROWS)
+    assert len({spec.run_dir for spec in plan}) == len(plan)
+    first = plan[0]
+    layers, hidden = curve.points()[0]
+    assert first.run_dir == (tmp_path / "runs" / curve.point_name(layers, hidden) /
+                             f"omniglot-5w1s-curve-{curve.ROWS[0]}" / "seed0")
+    assert first.config.model.options == {"layers": layers, "hidden": hidden}
 
 
-def test_bad_shard_is_a_short_error():
-    with pytest.raises(argparse.ArgumentTypeError, match="K/N"):
-        curve.parse_shard("2")
-    with pytest.raises(argparse.ArgumentTypeError, match="0..N-1"):
-        curve.parse_shard("2/2")
+def test_a_missing_data_root_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="Omniglot not found"):
+        curve.plan([0], tmp_path / "nowhere", tmp_path / "runs")

@@ -11,9 +11,8 @@ import torch
 
 import gbml_ext
 from gbml_ext import Task
-from gbml_ext.batched import batched_meta_gradient
 from gbml_ext.engine import accumulate_meta_gradient, run_task
-from gbml_ext.fast import StackedLearner
+from gbml_ext.fast import StackedLearner, batched_meta_gradient
 from helpers import classification_task, finite_difference_grad, regression_task
 
 __all__ = []

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import gbml_ext
-from gbml_ext.batched import batched_adaptation_curves
 from gbml_ext.data.synthetic import LogisticRegressionTasks
 from gbml_ext.engine import TaskOutcome, adaptation_curve, run_task
+from gbml_ext.fast import batched_adaptation_curves
 from helpers import classification_task, regression_task
 from test_batched import image_tasks, perturb_transforms, tiny_cnn
 

@@ -97,7 +97,7 @@ def test_runs_on_both_paths_give_the_same_numbers(tmp_path: Path, extra: List[st
 
 def test_batched_training_calls_the_batched_path(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import gbml_ext.batched as batched_module
+    import gbml_ext.fast as batched_module
 
     calls = []
     original = batched_module.batched_meta_gradient

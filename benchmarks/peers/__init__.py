@@ -13,6 +13,9 @@ All of them compute the same meta-gradient; tests/test_benchmark_peers.py checks
 compiled peers in a slow test). The compiled peers spend tens of seconds compiling, so the
 benchmark runs them only when asked (`OPT_IN`: `--compiled`, or by name in `--peers`).
 `UNAVAILABLE` says why an optional peer did not load.
+
+`PEERS` is a `gbml_ext.registry.Registry`: each peer module lists its peers (`PEERS` there,
+empty when its library does not import), and they are registered here in table order.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
+from gbml_ext.registry import Registry
+
 from ..configs import BenchmarkConfig, make_learner, make_tasks
 from . import gbml_ext, higher, jax, learn2learn, torchfunc, torchopt
 from .common import MetaIteration, Peer, PeerUnavailable
@@ -28,9 +33,10 @@ from .common import MetaIteration, Peer, PeerUnavailable
 __all__ = ["OPT_IN", "PEERS", "Peer", "PeerUnavailable", "UNAVAILABLE", "build_meta_iteration",
            "default_peers", "peers_for"]
 
-PEERS: Dict[str, Peer] = {peer.name: peer for module in
-                          (gbml_ext, learn2learn, torchfunc, higher, torchopt, jax)
-                          for peer in module.PEERS}
+PEERS: Registry[Peer] = Registry("benchmark peer")
+for _module in (gbml_ext, learn2learn, torchfunc, higher, torchopt, jax):
+    for _peer in _module.PEERS:
+        PEERS.register(_peer.name, _peer)
 # Run only when asked: torch.compile spends tens of seconds (minutes on a GPU) compiling.
 OPT_IN = ("compiled", "compiled-nhwc")
 # Optional peers that did not load here, and why.

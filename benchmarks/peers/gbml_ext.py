@@ -2,7 +2,7 @@
 
     gbml_ext     `learner.accumulate_meta_gradient(tasks, steps)`: one task at a time, one
                  backward per task (`gbml_ext.engine.accumulate_meta_gradient`).
-    batched      `gbml_ext.batched.batched_meta_gradient` (implemented in `gbml_ext.fast`): all
+    batched      `gbml_ext.fast.batched_meta_gradient` (implemented in `gbml_ext.fast`): all
                  tasks at once under `torch.vmap`, the runner's `algorithm.path = "batched"`.
     batched/4    the same, 4 tasks at a time (`tasks_per_chunk=4`): less memory. Only on
                  configs with more than 4 tasks per meta-batch.
@@ -23,9 +23,8 @@ from torch import nn
 
 import gbml_ext
 from gbml_ext.algorithms import MetaLearner
-from gbml_ext.batched import batched_meta_gradient
 from gbml_ext.data.tasks import Task
-from gbml_ext.fast import compiled_meta_gradient
+from gbml_ext.fast import batched_meta_gradient, compiled_meta_gradient
 
 from ..configs import IMAGE_SHAPES, BenchmarkConfig
 from .common import MetaIteration, Peer

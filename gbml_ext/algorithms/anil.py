@@ -1,14 +1,17 @@
 """ANIL: adapt only the head; the body is meta-learned but frozen during adaptation."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import dataclasses
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 from torch import nn
 
 from ..data.tasks import Task
-from .base import MetaLearner
+from ..fast.form import FormOrReason
+from .base import MetaLearner, per_task_reason
 from .gbml import GBML
+from .spec import register_algorithm
 from .update import check_lr
 
 __all__ = ["ANIL", "ANILHead"]
@@ -118,3 +121,37 @@ class ANIL(MetaLearner, nn.Module):
     def clone(self, **kwargs: Any) -> ANILHead:
         """A learner over the head only (see `ANILHead`); kwargs as for `GBML.clone`."""
         return self.head.clone(**kwargs)
+
+    def batched_form(self) -> FormOrReason:
+        """The head's batched form, with the body's features as the encoding of every task."""
+        form = per_task_reason(self) or self.head.batched_form()
+        if isinstance(form, str):
+            return form
+        return dataclasses.replace(form, encode=self.encode_stacked)
+
+    def encode_stacked(self, support_x: torch.Tensor, query_x: torch.Tensor
+                       ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """`encode_task` for T tasks at once: (T, n_s, ...), (T, n_q, ...) -> body features.
+
+        Support and query of a task go through together, as in `encode_task`; vmap keeps
+        batch-norm statistics per task, while the shared body weights make every convolution
+        one ordinary batched convolution over all T·(n_s + n_q) images.
+        """
+        n_support = support_x.shape[1]
+        features = torch.vmap(self.body)(torch.cat([support_x, query_x], dim=1))
+        return features[:, :n_support], features[:, n_support:]
+
+
+def _head(model: nn.Module) -> nn.Module:
+    return getattr(model, "classifier", model)
+
+
+@register_algorithm("anil", adapted=_head,
+                    doc="ANIL (Raghu et al. 2020): the head adapts, on body features")
+def build_anil(config: Any, model: nn.Module, transform: Optional[Callable]) -> ANIL:
+    body, head = getattr(model, "features", None), getattr(model, "classifier", None)
+    if not (isinstance(body, nn.Module) and isinstance(head, nn.Module)):
+        raise ValueError(f"ANIL needs a model with `features` (body) and `classifier` "
+                         f"(head); {type(model).__name__} has not. Use a CNN4 model.")
+    return ANIL(body, head, transform=transform, lr=config.inner_lr,
+                adapt_transform=config.adapt_transform)

@@ -5,15 +5,46 @@ from typing import List, Optional, Sequence
 
 from .. import engine
 from ..data.tasks import Task
+from ..fast.form import FormOrReason
 
-__all__ = ["MetaLearner"]
+__all__ = ["MetaLearner", "per_task_reason"]
+
+
+def per_task_reason(learner: object) -> Optional[str]:
+    """Why `learner`'s inherited batched form no longer describes it, or None when it does.
+
+    A batched form reproduces the `encode_task` and `accumulate_meta_gradient` of the class that
+    defines `batched_form`; a subclass that overrides either without its own `batched_form`
+    (Reptile, iMAML) runs per task only.
+
+    Example:
+        >>> import gbml_ext, torch
+        >>> per_task_reason(gbml_ext.MAML(torch.nn.Linear(3, 1))) is None
+        True
+        >>> per_task_reason(gbml_ext.Reptile(torch.nn.Linear(3, 1)))[:22]
+        'Reptile forms its own '
+    """
+    cls = type(learner)
+    owner = next(c for c in cls.__mro__ if "batched_form" in vars(c))
+    name = cls.__name__
+    reasons = {
+        "accumulate_meta_gradient": f"{name} forms its own meta-gradient (e.g. Reptile, iMAML), "
+                                    f"which the batched path does not reproduce.",
+        "encode_task": f"{name} overrides encode_task without its own batched_form, so the "
+                       f"batched path cannot run it.",
+    }
+    for method, reason in reasons.items():
+        if getattr(cls, method) is not getattr(owner, method):
+            return reason
+    return None
 
 
 class MetaLearner:
     """Mixin giving a `clone()`/`adapt()` learner the engine's task-level methods.
 
-    Subclasses may override `encode_task` (computed once per task, before adaptation) and
-    `accumulate_meta_gradient` (how the outer gradient is formed).
+    Subclasses may override `encode_task` (computed once per task, before adaptation),
+    `accumulate_meta_gradient` (how the outer gradient is formed) and `batched_form` (how the
+    fast path runs all tasks of a meta-batch at once; `gbml_ext.fast.form`).
     """
 
     def encode_task(self, task: Task) -> Task:
@@ -27,3 +58,11 @@ class MetaLearner:
     def evaluate_task(self, task: Task, steps: int,
                       loss_fn: Optional[engine.LossFn] = None) -> engine.TaskOutcome:
         return engine.run_task(self, task, steps, loss_fn, train=False)
+
+    def batched_form(self) -> FormOrReason:
+        """The learner's inner loop for the fast path (`gbml_ext.fast.form.BatchedForm`), or
+        why it runs per task only; here: a reason, since a plain `MetaLearner` has no fast
+        weights the fast path can stack."""
+        return per_task_reason(self) or (
+            f"The batched path supports learners with a batched form (GBML: MAML, FOMAML, "
+            f"Meta-SGD, Meta-KFO; ANIL), not {type(self).__name__}.")

@@ -11,7 +11,9 @@ import learn2learn as l2l
 import torch
 from torch import nn
 
-from .base import MetaLearner
+from ..fast.form import BatchedForm, FormOrReason
+from .base import MetaLearner, per_task_reason
+from .spec import register_algorithm
 from .update import NOT_FROM_LEARNER, build_parameter_update, check_lr, reached_nodes
 
 __all__ = ["GBML", "MAML"]
@@ -99,6 +101,20 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
             compute_update=l2l.clone_module(self.compute_update),
         )
         return learner
+
+    def batched_form(self) -> FormOrReason:
+        """The fast path's form of this learner: its module adapts, each parameter's update is
+        its transform's (none: the gradient; Meta-SGD: learned rates; Meta-KFO: Kronecker
+        maps), with `lr`, `first_order` and `adapt_transform` as set (`gbml_ext.fast.form`)."""
+        reason = per_task_reason(self)
+        if reason is not None:
+            return reason
+        update = self.compute_update
+        return BatchedForm(module=self.module, lr=self.lr, first_order=bool(self.first_order),
+                           adapt_transform=bool(self.adapt_transform),
+                           allow_unused=bool(self.allow_unused),
+                           transform_of=tuple(update.transforms_indices),
+                           transforms=tuple(update.transforms_modules))
 
     def adapt(self, loss: torch.Tensor, first_order: Optional[bool] = None,
               allow_nograd: Optional[bool] = None, allow_unused: Optional[bool] = None) -> None:
@@ -207,3 +223,15 @@ class MAML(GBML):
                 "GBML(model, transform=..., lr=...) for a transformed step."
             )
         super().__init__(module, transform=None, lr=lr, first_order=first_order, **kwargs)
+
+
+@register_algorithm("maml", doc="MAML (Finn et al. 2017); with a transform, Meta-KFO")
+def build_maml(config: Any, model: nn.Module, transform: Optional[Callable]) -> GBML:
+    return GBML(model, transform=transform, lr=config.inner_lr,
+                adapt_transform=config.adapt_transform)
+
+
+@register_algorithm("fomaml", doc="first-order MAML (Finn et al. 2017)")
+def build_fomaml(config: Any, model: nn.Module, transform: Optional[Callable]) -> GBML:
+    return GBML(model, transform=transform, lr=config.inner_lr, first_order=True,
+                adapt_transform=config.adapt_transform)

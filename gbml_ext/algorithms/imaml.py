@@ -13,6 +13,7 @@ from torch import nn
 from .. import engine
 from ..data.tasks import Task
 from .gbml import GBML
+from .spec import register_algorithm
 
 __all__ = ["IMAML", "CGResult", "conjugate_gradient"]
 
@@ -211,3 +212,10 @@ class IMAML(GBML):
 def _grads(loss: torch.Tensor, params: Vectors) -> Vectors:
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+
+
+@register_algorithm("imaml", doc="iMAML (Rajeswaran et al. 2019): implicit meta-gradients",
+                    no_transform="iMAML takes plain proximal gradient steps: set "
+                                 "algorithm.transform = 'none'.")
+def build_imaml(config: Any, model: nn.Module, transform: Optional[Callable]) -> IMAML:
+    return IMAML(model, lr=config.inner_lr, lam=config.imaml_lam, cg_steps=config.cg_steps)

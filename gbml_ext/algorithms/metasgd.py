@@ -1,10 +1,13 @@
 """Meta-SGD: GBML with a learned learning rate for every weight."""
 from __future__ import annotations
 
+from typing import Any, Callable, Optional
+
 from torch import nn
 
 from ..optim.metasgd import MetaSGDTransform
 from .gbml import GBML
+from .spec import register_algorithm
 from .update import check_lr
 
 __all__ = ["MetaSGD"]
@@ -35,3 +38,10 @@ class MetaSGD(GBML):
         check_lr(lr, "MetaSGD")
         super().__init__(module, transform=MetaSGDTransform(lr), lr=1.0,
                          first_order=first_order)
+
+
+@register_algorithm("metasgd", doc="Meta-SGD (Li et al. 2017): a learned rate per weight",
+                    no_transform="Meta-SGD is itself a transform: set algorithm.transform = "
+                                 "'none'.")
+def build_metasgd(config: Any, model: nn.Module, transform: Optional[Callable]) -> MetaSGD:
+    return MetaSGD(model, lr=config.inner_lr)

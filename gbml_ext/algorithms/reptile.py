@@ -9,6 +9,7 @@ from torch import nn
 from .. import engine
 from ..data.tasks import Task
 from .gbml import GBML
+from .spec import register_algorithm
 
 __all__ = ["Reptile"]
 
@@ -65,3 +66,10 @@ class Reptile(GBML):
                     step = (theta - phi) / len(tasks)
                     theta.grad = step if theta.grad is None else theta.grad + step
         return outcomes
+
+
+@register_algorithm("reptile", doc="Reptile (Nichol et al. 2018); the outer sgd lr is its ε",
+                    no_transform="Reptile takes plain SGD inner steps: set algorithm.transform "
+                                 "= 'none'.")
+def build_reptile(config: Any, model: nn.Module, transform: Optional[Callable]) -> Reptile:
+    return Reptile(model, lr=config.inner_lr)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import torch
 from learn2learn.data import MetaDataset
 
+from ..registry import Registry
 from .cifarfs import load_cifar_fs
 from .datasets import SPLIT_NAMES
 from .fc100 import load_fc100
@@ -20,29 +21,22 @@ from .omniglot import load_omniglot
 from .sampling import FewShotTasks
 from .tensor_sampling import TensorFewShotTasks
 
-__all__ = ["DATASET_ALIASES", "SAMPLERS", "build_task_sources", "canonical_dataset_name",
+__all__ = ["DATASETS", "SAMPLERS", "build_task_sources", "canonical_dataset_name",
            "dataset_names"]
 
 # data.sampler -> the task source class of a split.
-SAMPLERS: dict[str, type[TensorFewShotTasks] | type[FewShotTasks]] = {
-    "tensor": TensorFewShotTasks,
-    "learn2learn": FewShotTasks,
-}
+SAMPLERS: Registry[type[TensorFewShotTasks] | type[FewShotTasks]] = Registry("data.sampler")
+SAMPLERS.register("tensor", TensorFewShotTasks, doc="a meta-batch in a few tensor ops")
+SAMPLERS.register("learn2learn", FewShotTasks, doc="learn2learn's Taskset, one task at a time")
 
-_LOADERS: dict[str, Callable[..., dict[str, MetaDataset]]] = {
-    "omniglot": load_omniglot,
-    "mini-imagenet": load_mini_imagenet,
-    "cifar-fs": load_cifar_fs,
-    "fc100": load_fc100,
-}
-
-# Other spellings met in configs and papers, mapped to the canonical name.
-DATASET_ALIASES = {
-    "cifar_fs": "cifar-fs",
-    "cifarfs": "cifar-fs",
-    "mini_imagenet": "mini-imagenet",
-    "miniimagenet": "mini-imagenet",
-}
+# Dataset name -> its loader, `(root, splits=..., **options) -> {split: MetaDataset}`, with
+# the other spellings met in configs and papers as aliases.
+DATASETS: Registry[Callable[..., dict[str, MetaDataset]]] = Registry("dataset")
+DATASETS.register("omniglot", load_omniglot, doc="Omniglot (Lake et al. 2015)")
+DATASETS.register("mini-imagenet", load_mini_imagenet,
+                  aliases=("mini_imagenet", "miniimagenet"), doc="mini-ImageNet")
+DATASETS.register("cifar-fs", load_cifar_fs, aliases=("cifar_fs", "cifarfs"), doc="CIFAR-FS")
+DATASETS.register("fc100", load_fc100, doc="FC100")
 
 _T = TypeVar("_T")
 
@@ -54,7 +48,7 @@ def dataset_names() -> tuple[str, ...]:
         >>> dataset_names()
         ('omniglot', 'mini-imagenet', 'cifar-fs', 'fc100')
     """
-    return tuple(_LOADERS)
+    return tuple(DATASETS.names())
 
 
 def canonical_dataset_name(name: str) -> str:
@@ -64,18 +58,14 @@ def canonical_dataset_name(name: str) -> str:
         name: a canonical name ("omniglot", "mini-imagenet", "cifar-fs", "fc100") or an alias
             ("cifarfs", "cifar_fs", "mini_imagenet", "miniimagenet").
 
-    Raises: ValueError naming the valid names, for any other name.
+    Raises: `gbml_ext.registry.UnknownName` (a ValueError) naming the valid names, for any
+        other name.
 
     Example:
         >>> canonical_dataset_name("cifarfs"), canonical_dataset_name("fc100")
         ('cifar-fs', 'fc100')
     """
-    if name in _LOADERS:
-        return name
-    if name in DATASET_ALIASES:
-        return DATASET_ALIASES[name]
-    raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(_LOADERS)} "
-                     f"(aliases: {', '.join(DATASET_ALIASES)})")
+    return DATASETS.canonical(name)
 
 
 def _split_seed(seed: int | Mapping[str, int] | None, split: str) -> int | None:
@@ -120,12 +110,11 @@ def build_task_sources(name: str, root: str | Path, ways: int, shots: int, queri
         >>> sources["train"].sample().support_x.shape  # doctest: +SKIP
         torch.Size([5, 1, 28, 28])
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
-    load = _LOADERS[canonical_dataset_name(name)]
+    sampler_class = SAMPLERS[sampler]
+    load = DATASETS[name]
     datasets = load(root, splits=tuple(splits), **loader_options)
     extra = {"device": device} if sampler == "tensor" else {}
-    return {split: SAMPLERS[sampler](datasets[split], ways, shots, queries,
+    return {split: sampler_class(datasets[split], ways, shots, queries,
                                      num_tasks=_for_split(num_tasks, split),
                                      transforms=_for_split(transforms, split),
                                      seed=_split_seed(seed, split), **extra)

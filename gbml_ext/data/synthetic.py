@@ -39,7 +39,8 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from .tasks import Task, TaskBatch, stack_samples
+from ..registry import Registry
+from .tasks import Task, TaskBatch, check_task_count, stack_samples
 
 __all__ = [
     "ill_conditioned_covariance", "SyntheticTasks", "LinearRegressionTasks",
@@ -141,6 +142,7 @@ class SyntheticTasks:
 
     def sample_batch(self, num_tasks: int) -> TaskBatch:
         """`num_tasks` tasks in one vectorised draw (see the class docstring)."""
+        num_tasks = check_task_count(num_tasks)
         if self.one_at_a_time:
             return stack_samples(self, num_tasks)
         inputs, weight = self._draw(num_tasks)
@@ -248,10 +250,12 @@ class LogisticRegressionTasks(SyntheticTasks):
         self.temperature = temperature
 
 
-SYNTHETIC_SOURCES = {
-    "linear-regression": LinearRegressionTasks,
-    "logistic-regression": LogisticRegressionTasks,
-}
+# data.source's synthetic families.
+SYNTHETIC_SOURCES: Registry[type[SyntheticTasks]] = Registry("synthetic source")
+SYNTHETIC_SOURCES.register("linear-regression", LinearRegressionTasks,
+                           doc="y = w·x + noise, x from an ill-conditioned Gaussian")
+SYNTHETIC_SOURCES.register("logistic-regression", LogisticRegressionTasks,
+                           doc="binary labels of a linear score")
 
 
 def synthetic_task_source(source: str, seed: int = 0, **options: Any) -> SyntheticTasks:
@@ -267,7 +271,4 @@ def synthetic_task_source(source: str, seed: int = 0, **options: Any) -> Synthet
         >>> source.sample().support_x.shape
         torch.Size([5, 4])
     """
-    if source not in SYNTHETIC_SOURCES:
-        raise ValueError(f"unknown synthetic source {source!r}; "
-                         f"known: {sorted(SYNTHETIC_SOURCES)}.")
     return SYNTHETIC_SOURCES[source](seed=seed, **options)

@@ -2,13 +2,16 @@
 as stacked tensors (`TaskBatch`), which is what the runner moves from a source to a path."""
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Iterator, Protocol, overload
 
+import numpy as np
 import torch
 
-__all__ = ["Task", "TaskBatch", "TaskSource", "sample_batch", "stack_samples"]
+__all__ = ["Task", "TaskBatch", "TaskSource", "check_task_count", "sample_batch",
+           "stack_samples"]
 
 _FIELDS = ("support_x", "support_y", "query_x", "query_y")
 
@@ -95,12 +98,61 @@ class TaskBatch(Sequence[Task]):
     @overload
     def __getitem__(self, index: int) -> Task: ...
     @overload
-    def __getitem__(self, index: slice) -> TaskBatch: ...
+    def __getitem__(self, index: slice | Sequence[int] | np.ndarray | torch.Tensor
+                    ) -> TaskBatch: ...
     def __getitem__(self, index):
-        """`batch[i]`: task i as a `Task` of views; `batch[a:b]`: a smaller TaskBatch."""
+        """`batch[i]`: task i as a `Task` of views; `batch[a:b]`: a smaller TaskBatch of views;
+        `batch[[0, 2]]` (a list, tuple, NumPy array or tensor of task indices, or a boolean
+        mask of length T): a TaskBatch of those tasks, one `index_select` per tensor.
+
+        Raises:
+            TypeError: any other index (a float, a string, a nested list, ...).
+            IndexError: an index outside the batch, or a mask of the wrong length.
+
+        Example:
+            >>> batch = TaskBatch(*(torch.arange(4.0).view(4, 1) for _ in range(4)))
+            >>> batch[[0, 2]].support_x.flatten().tolist(), len(batch[torch.tensor([3])])
+            ([0.0, 2.0], 1)
+        """
         if isinstance(index, slice):
             return TaskBatch(*(t[index] for t in self.tensors()))
-        return Task(*(t[index] for t in self.tensors()))
+        if isinstance(index, (list, tuple)) or (isinstance(index, (np.ndarray, torch.Tensor))
+                                                and index.ndim > 0):
+            rows = self._rows(index)
+            return TaskBatch(*(t.index_select(0, rows.to(t.device)) for t in self.tensors()))
+        try:
+            position = operator.index(index)
+        except TypeError:
+            raise TypeError(f"a TaskBatch is indexed by an int, a slice, or a list, tuple, "
+                            f"NumPy array or tensor of task indices (or a boolean mask); got "
+                            f"{type(index).__name__}.") from None
+        if not -len(self) <= position < len(self):
+            raise IndexError(f"task {position} is outside this batch of {len(self)} tasks.")
+        return Task(*(t[position] for t in self.tensors()))
+
+    def _rows(self, index) -> torch.Tensor:
+        """The task indices a list, tuple, array or tensor (of ints or a boolean mask) selects,
+        as a 1-D LongTensor on the CPU, checked against the batch's length."""
+        try:
+            rows = torch.as_tensor(np.asarray(index) if isinstance(index, (list, tuple))
+                                   else index).cpu()
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"cannot index a TaskBatch by {index!r}: {error}") from None
+        if rows.dtype == torch.bool:
+            if rows.shape != (len(self),):
+                raise IndexError(f"a boolean mask of a TaskBatch needs shape ({len(self)},), "
+                                 f"got {tuple(rows.shape)}.")
+            return rows.nonzero().flatten()
+        if rows.dim() != 1 or rows.dtype.is_floating_point or rows.dtype.is_complex:
+            if rows.numel() == 0 and rows.dim() == 1:  # [] reads as floats in NumPy
+                return torch.zeros(0, dtype=torch.long)
+            raise TypeError(f"a TaskBatch is indexed by a flat sequence of integer task indices "
+                            f"or a boolean mask; got {rows.dim()}-D {rows.dtype}.")
+        rows = rows.long()
+        if len(rows) and not bool(((rows >= -len(self)) & (rows < len(self))).all()):
+            raise IndexError(f"task indices {rows.tolist()} go outside this batch of "
+                             f"{len(self)} tasks.")
+        return torch.where(rows < 0, rows + len(self), rows)
 
     def __iter__(self) -> Iterator[Task]:
         return (self[i] for i in range(len(self)))
@@ -131,6 +183,28 @@ class TaskSource(Protocol):
     def sample(self) -> Task: ...
 
 
+def check_task_count(num_tasks: int) -> int:
+    """`num_tasks` as an int, if it is a positive whole number of tasks to draw.
+
+    Raises:
+        ValueError: zero or a negative number, naming it.
+        TypeError: not a whole number.
+
+    Example:
+        >>> check_task_count(0)
+        Traceback (most recent call last):
+        ...
+        ValueError: sample_batch needs at least one task, got 0.
+    """
+    try:
+        count = operator.index(num_tasks)
+    except TypeError:
+        raise TypeError(f"sample_batch takes a whole number of tasks, got {num_tasks!r}.") from None
+    if count < 1:
+        raise ValueError(f"sample_batch needs at least one task, got {count}.")
+    return count
+
+
 def sample_batch(source: TaskSource, num_tasks: int) -> TaskBatch:
     """`num_tasks` tasks of `source` as one `TaskBatch`: its own `sample_batch` when it has one,
     else `num_tasks` calls of `sample()`, stacked.
@@ -140,6 +214,7 @@ def sample_batch(source: TaskSource, num_tasks: int) -> TaskBatch:
         >>> sample_batch(LinearRegressionTasks(dim=4, n_support=6), 3).support_x.shape
         torch.Size([3, 6, 4])
     """
+    num_tasks = check_task_count(num_tasks)
     draw = getattr(source, "sample_batch", None)
     if draw is not None:
         return draw(num_tasks)
@@ -149,4 +224,4 @@ def sample_batch(source: TaskSource, num_tasks: int) -> TaskBatch:
 def stack_samples(source: TaskSource, num_tasks: int) -> TaskBatch:
     """`num_tasks` calls of `source.sample()`, stacked into one `TaskBatch`: the meta-batch of a
     source that draws one task at a time."""
-    return TaskBatch.stack([source.sample() for _ in range(num_tasks)])
+    return TaskBatch.stack([source.sample() for _ in range(check_task_count(num_tasks))])

@@ -28,7 +28,7 @@ import torch
 from learn2learn.data import MetaDataset
 
 from .datasets import ImageClassDataset, check_task_fits
-from .tasks import Task, TaskBatch
+from .tasks import Task, TaskBatch, check_task_count
 
 __all__ = ["TensorFewShotTasks"]
 
@@ -147,6 +147,7 @@ class TensorFewShotTasks:
 
     def sample_batch(self, num_tasks: int) -> TaskBatch:
         """`num_tasks` tasks as one `TaskBatch` on this source's device (see the class)."""
+        num_tasks = check_task_count(num_tasks)
         if self._pool is not None:
             chosen = torch.randint(len(self._pool[0]), (num_tasks,), generator=self.generator,
                                    device=self.device)

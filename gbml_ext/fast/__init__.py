@@ -6,9 +6,17 @@ small kernels task by task. Here all tasks of a chunk adapt in the same tensor o
 float rounding, for training (`batched_meta_gradient`) and evaluation
 (`batched_adaptation_curves`). `choose_path` decides which path a run takes.
 
-Modules: `support` (what can run, stacking tasks), `inner` (`StackedLearner`, one inner step
-of every task, including learn2learn's adapted transform), `meta` (the entry points),
-`select` (path selection), `compiled` (first-order steps and evaluation with an
+Supported: every learner whose `batched_form()` gives a `BatchedForm` (`form`, the protocol the
+fast path reads a learner through): MAML and FOMAML (Finn et al. 2017), Meta-SGD (Li et al.
+2017), Meta-KFO with or without an adapted transform (Arnold, Iqbal & Sha, AISTATS 2021), and
+ANIL (Raghu et al. 2020) with any of these heads. A learner without one (Reptile, iMAML) is
+refused with a `BatchedPathUnsupported` that gives its reason and names the per-task path.
+
+Modules: `form` (the batched-form protocol), `support` (what can run, stacking tasks),
+`inner` (`StackedLearner`, one inner step of every task, including learn2learn's adapted
+transform), `direct` (Linear stacks without vmap), `meta` (the entry points), `select` (path
+selection: "auto" takes this path on CUDA and, on a CPU, for models without convolutions),
+`compiled` (first-order steps and evaluation with an
 inductor-compiled loss, opt-in: `algorithm.path = "compiled"`), `chunking` (how many tasks
 adapt at once under a memory budget).
 """
@@ -18,13 +26,14 @@ from .compiled import (
     compiled_adaptation_curves,
     compiled_meta_gradient,
 )
+from .form import BatchedForm, FormOrReason
 from .inner import StackedLearner
 from .meta import batched_adaptation_curves, batched_meta_gradient
 from .select import PATHS, choose_path, has_convolutions
 from .support import BatchedPathUnsupported, check_supported, unsupported_reason
 
-__all__ = ["BatchedPathUnsupported", "ChunkPlan", "ChunkedMetaGradient",
-           "CompiledPathUnsupported", "PATHS", "StackedLearner", "batched_adaptation_curves",
-           "batched_meta_gradient", "check_supported", "choose_path",
+__all__ = ["BatchedForm", "BatchedPathUnsupported", "ChunkPlan", "ChunkedMetaGradient",
+           "CompiledPathUnsupported", "FormOrReason", "PATHS", "StackedLearner",
+           "batched_adaptation_curves", "batched_meta_gradient", "check_supported", "choose_path",
            "compiled_adaptation_curves", "compiled_meta_gradient", "has_convolutions",
            "tasks_per_chunk_for_budget", "unsupported_reason"]

@@ -14,23 +14,23 @@ paid once per module, so the path suits long runs and large evaluations, not sho
 keeps at most `torch._dynamo.config.cache_size_limit` graphs per function; many modules compiled
 in one process beyond that fall back to eager, with dynamo's warning.
 
-Supported: `GBML` with no gradient transform (MAML and FOMAML; Finn et al. 2017), every
-parameter adapting, no batch-norm running statistics. Meta-training also needs `first_order`.
+Supported: a learner whose batched form (`gbml_ext.fast.form`) has no encoding and no gradient
+transform, such as `GBML` as MAML and FOMAML (Finn et al. 2017), every parameter adapting, no
+batch-norm running statistics. Meta-training also needs `first_order`.
 """
 from __future__ import annotations
 
 import weakref
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, cast
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..algorithms.gbml import GBML, MAML
-from ..algorithms.update import ParameterUpdate
 from ..data.tasks import Task
 from ..engine import LossFn, TaskOutcome, accuracy, default_loss
-from .support import BatchedPathUnsupported, unsupported_reason
+from .form import BatchedForm
+from .support import BatchedPathUnsupported, batched_form_of, unsupported_reason
 
 __all__ = ["CompiledPathUnsupported", "check_compiled", "compiled_adaptation_curves",
            "compiled_meta_gradient", "compiled_unsupported_reason"]
@@ -55,29 +55,29 @@ def compiled_unsupported_reason(algorithm: nn.Module, training: bool) -> Optiona
         >>> compiled_unsupported_reason(gbml_ext.MAML(torch.nn.Linear(3, 1)), True)[:30]
         'torch 2.14 cannot compile MAML'
     """
-    if type(algorithm) not in (GBML, MAML):  # not ANIL, Meta-SGD, Reptile, iMAML
+    form = batched_form_of(algorithm)
+    if isinstance(form, str) or form.encode is not None:  # per task only, or an encoding
         return (f"The compiled path runs plain GBML learners (MAML, FOMAML), not "
                 f"{type(algorithm).__name__}.")
     reason = unsupported_reason(algorithm)  # batch-norm statistics, frozen parameters
     if reason is not None:
         return reason.replace("batched path", "compiled path").replace("under vmap", "")
-    update = cast(ParameterUpdate, algorithm.compute_update)
-    if any(index is not None for index in update.transforms_indices):
+    if not form.plain_sgd:
         return "The compiled path runs plain SGD inner steps; this learner has a transform."
-    if training and not algorithm.first_order:
+    if training and not form.first_order:
         return ("torch 2.14 cannot compile MAML's double backward; meta-train first-order "
                 "(algorithm.name = 'fomaml') or on the per-task path.")
     return None
 
 
-def check_compiled(algorithm: nn.Module, training: bool) -> GBML:
-    """`algorithm` as a GBML, or a `CompiledPathUnsupported` saying why not."""
+def check_compiled(algorithm: nn.Module, training: bool) -> BatchedForm:
+    """`algorithm`'s batched form, or a `CompiledPathUnsupported` saying why it cannot run."""
     reason = compiled_unsupported_reason(algorithm, training)
-    if reason is not None:
+    form = batched_form_of(algorithm)
+    if reason is not None or isinstance(form, str):
         raise CompiledPathUnsupported(
             f"{reason} Use algorithm.path = 'per-task' (or 'auto') instead.")
-    assert isinstance(algorithm, GBML)
-    return algorithm
+    return form
 
 
 def _task_loss(module: nn.Module, loss_fn: Optional[LossFn], targets: torch.Tensor) -> TaskLoss:
@@ -96,12 +96,12 @@ def _task_loss(module: nn.Module, loss_fn: Optional[LossFn], targets: torch.Tens
     return per_module[key]
 
 
-def _leaves(learner: GBML) -> Params:
+def _leaves(learner: BatchedForm) -> Params:
     """The meta-parameters' values as fresh leaves: no graph to the meta-parameters."""
     return {n: p.detach().requires_grad_() for n, p in learner.module.named_parameters()}
 
 
-def _adapt(loss: TaskLoss, learner: GBML, task: Task, steps: int) -> Params:
+def _adapt(loss: TaskLoss, learner: BatchedForm, task: Task, steps: int) -> Params:
     """Fast weights after `steps` first-order SGD steps, as fresh leaves."""
     params = _leaves(learner)
     for _ in range(steps):
@@ -109,7 +109,7 @@ def _adapt(loss: TaskLoss, learner: GBML, task: Task, steps: int) -> Params:
     return params
 
 
-def _step(loss: TaskLoss, learner: GBML, params: Params, task: Task) -> Params:
+def _step(loss: TaskLoss, learner: BatchedForm, params: Params, task: Task) -> Params:
     gradients = torch.autograd.grad(loss(params, task.support_x, task.support_y)[0],
                                     list(params.values()))
     return {n: (w + g.mul(-float(learner.lr))).detach().requires_grad_()

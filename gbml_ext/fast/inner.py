@@ -17,15 +17,16 @@ With `adapt_transform` the transform's parameters ψ are stacked per task as wel
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Tuple, Union
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..algorithms.gbml import GBML
 from ..engine import LossFn
 from .direct import direct_forward, direct_loss, supports_direct
+from .form import BatchedForm
+from .support import check_supported
 
 __all__ = ["StackedLearner"]
 
@@ -33,11 +34,12 @@ Params = Dict[str, torch.Tensor]
 
 
 class StackedLearner:
-    """The adapted state of T tasks under one GBML learner, as stacked tensors.
+    """The adapted state of T tasks under one learner's batched form, as stacked tensors.
 
     Arguments:
-        learner: the GBML whose module adapts (for ANIL, its head); its parameters (and the
-            transform's) are the meta-parameters.
+        learner: the `BatchedForm` (`gbml_ext.fast.form`), or a learner whose `batched_form()`
+            gives one; the form's module parameters (and its transforms') are the
+            meta-parameters.
         task_count: T.
         loss_fn: `(outputs, targets) -> scalar` for ONE task; it runs under `torch.vmap`.
         meta_graph: keep the graph to the meta-parameters as learn2learn does (training): model
@@ -55,23 +57,24 @@ class StackedLearner:
         torch.Size([4])
     """
 
-    def __init__(self, learner: GBML, task_count: int, loss_fn: LossFn, meta_graph: bool):
-        self.module = learner.module
-        self.lr = learner.lr
+    def __init__(self, learner: Union[BatchedForm, nn.Module], task_count: int, loss_fn: LossFn,
+                 meta_graph: bool):
+        form = learner if isinstance(learner, BatchedForm) else check_supported(learner)
+        self.module = form.module
+        self.lr = form.lr
         self.loss_fn = loss_fn
         self.meta_graph = meta_graph
-        self.adapt_transform = bool(learner.adapt_transform)
-        self.allow_unused = bool(learner.allow_unused)
-        second_order = meta_graph and not learner.first_order
+        self.adapt_transform = form.adapt_transform
+        self.allow_unused = form.allow_unused
+        second_order = meta_graph and not form.first_order
         self.model_graph = second_order or (meta_graph and self.adapt_transform)
         self.transform_graph = second_order
         self.steps_taken = 0
         self.names = [name for name, _ in self.module.named_parameters()]
         # Linear stacks skip vmap's per-call cost (gbml_ext.fast.direct).
         self.direct = supports_direct(self.module)
-        update = learner.compute_update
-        self.transform_of = list(update.transforms_indices)
-        self.transforms: List[nn.Module] = list(update.transforms_modules)
+        self.transform_of: list = list(form.transform_of)
+        self.transforms: List[nn.Module] = list(form.transforms)
         self.weights = [self._start(p, task_count, True) for p in self.module.parameters()]
         # Per transform module, its parameters: (T, *shape) when they adapt, else shared.
         self.psi: List[Params] = [

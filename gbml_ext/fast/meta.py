@@ -11,11 +11,10 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
-from ..algorithms.anil import ANIL
 from ..data.tasks import Task
 from ..engine import LossFn, TaskOutcome, accuracy, default_loss
 from .inner import StackedLearner
-from .support import check_equal_shapes, check_supported, encode_tasks, stack_tasks
+from .support import check_equal_shapes, check_supported, stack_tasks
 
 __all__ = ["batched_adaptation_curves", "batched_meta_gradient"]
 
@@ -49,8 +48,8 @@ def batched_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: in
     for Meta-KFO and its adapted transform, Raghu et al. 2020 for ANIL).
 
     Arguments:
-        algorithm: a `GBML` (MAML, FOMAML, Meta-SGD, Meta-KFO, any `adapt_transform`) or an
-            `ANIL` over such a head.
+        algorithm: a learner with a batched form (`gbml_ext.fast.form`): a `GBML` (MAML,
+            FOMAML, Meta-SGD, Meta-KFO, any `adapt_transform`) or an `ANIL` over such a head.
         tasks: a `TaskBatch` (its stacked tensors are used as they are), or T tasks of
             identical shapes: support_x (n_s, *input_shape), support_y (n_s,) or (n_s, out),
             query_x (n_q, *input_shape), query_y (n_q,) or (n_q, out).
@@ -65,7 +64,8 @@ def batched_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: in
         one `TaskOutcome(loss detached, accuracy)` per task, in order.
 
     Raises:
-        BatchedPathUnsupported: Reptile, iMAML or another custom meta-gradient, tasks of
+        BatchedPathUnsupported: a learner without a batched form (Reptile, iMAML: they form
+            their own meta-gradient; the reason is in the message), tasks of
             unequal shapes, batch-norm with running statistics, parameters that do not require
             grad.
 
@@ -80,15 +80,15 @@ def batched_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: in
     """
     if not tasks:
         return []
-    head = check_supported(algorithm)
+    form = check_supported(algorithm)
     check_equal_shapes(tasks)
     loss_fn = loss_fn or default_loss(tasks[0].support_y)
     outcomes: List[TaskOutcome] = []
     for chunk in _chunks(tasks, tasks_per_chunk):
         support_x, support_y, query_x, query_y = stack_tasks(chunk)
-        if isinstance(algorithm, ANIL):
-            support_x, query_x = encode_tasks(algorithm.body, support_x, query_x)
-        learner = StackedLearner(head, len(chunk), loss_fn, meta_graph=True)
+        if form.encode is not None:
+            support_x, query_x = form.encode(support_x, query_x)
+        learner = StackedLearner(form, len(chunk), loss_fn, meta_graph=True)
         for _ in range(steps):
             learner.step(support_x, support_y)
         losses, outputs = learner.run(query_x, query_y)
@@ -128,16 +128,16 @@ def batched_adaptation_curves(algorithm: nn.Module, tasks: Sequence[Task], steps
     """
     if not tasks:
         return []
-    head = check_supported(algorithm)
+    form = check_supported(algorithm)
     check_equal_shapes(tasks)
     loss_fn = loss_fn or default_loss(tasks[0].support_y)
     curves: List[List[TaskOutcome]] = []
     for chunk in _chunks(tasks, tasks_per_chunk):
         support_x, support_y, query_x, query_y = stack_tasks(chunk)
-        if isinstance(algorithm, ANIL):
+        if form.encode is not None:
             with torch.no_grad():
-                support_x, query_x = encode_tasks(algorithm.body, support_x, query_x)
-        learner = StackedLearner(head, len(chunk), loss_fn, meta_graph=False)
+                support_x, query_x = form.encode(support_x, query_x)
+        learner = StackedLearner(form, len(chunk), loss_fn, meta_graph=False)
         chunk_curves: List[List[TaskOutcome]] = [[] for _ in chunk]
         for step in range(steps + 1):
             if step:

@@ -1,9 +1,10 @@
 """What the fast path can run, and how it stacks a list of tasks into tensors.
 
-The fast path (`gbml_ext.fast`) adapts all tasks of a chunk in the same tensor ops. It
-reproduces the per-task engine for GBML learners (MAML, FOMAML, Meta-SGD, Meta-KFO, with or
-without `adapt_transform`) and ANIL over such a head; everything else is refused here with a
-`BatchedPathUnsupported` that names the per-task path.
+The fast path (`gbml_ext.fast`) adapts all tasks of a chunk in the same tensor ops. It runs
+any learner whose `batched_form()` gives a `BatchedForm` (`gbml_ext.fast.form`): GBML learners
+(MAML, FOMAML, Meta-SGD, Meta-KFO, with or without `adapt_transform`) and ANIL over such a
+head. Everything else is refused here with a `BatchedPathUnsupported` that names the learner's
+reason and the per-task path.
 """
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..algorithms.anil import ANIL
-from ..algorithms.base import MetaLearner
-from ..algorithms.gbml import GBML
 from ..data.tasks import Task, TaskBatch
+from .form import BatchedForm, FormOrReason
 
-__all__ = ["BatchedPathUnsupported", "PER_TASK_HINT", "check_equal_shapes", "check_supported",
-           "encode_tasks", "stack_tasks", "unsupported_reason"]
+__all__ = ["BatchedPathUnsupported", "PER_TASK_HINT", "batched_form_of", "check_equal_shapes",
+           "check_supported", "stack_tasks", "unsupported_reason"]
 
 PER_TASK_HINT = ("Use the per-task path instead: algorithm.path = 'per-task' in a config, or "
                  "gbml_ext.engine.accumulate_meta_gradient(algorithm, tasks, steps).")
@@ -28,8 +27,32 @@ class BatchedPathUnsupported(ValueError):
     """The batched path cannot reproduce the per-task path for this algorithm or these tasks."""
 
 
+def batched_form_of(algorithm: nn.Module) -> FormOrReason:
+    """`algorithm.batched_form()`, or a reason for a module that has no such method."""
+    method = getattr(algorithm, "batched_form", None)
+    if method is None:
+        return (f"The batched path supports learners with a batched form (GBML: MAML, FOMAML, "
+                f"Meta-SGD, Meta-KFO; ANIL), not {type(algorithm).__name__}.")
+    return method()
+
+
+def _reason(algorithm: nn.Module, form: FormOrReason) -> Optional[str]:
+    if isinstance(form, str):
+        return form
+    for module in algorithm.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            return ("Batch-norm with running statistics updates buffers in place, which cannot "
+                    "run per task under vmap; build it with track_running_stats=False (as CNN4 "
+                    "does).")
+    frozen = [name for name, p in algorithm.named_parameters() if not p.requires_grad]
+    if frozen:
+        return f"Parameters {frozen} do not require grad; the batched path adapts every parameter."
+    return None
+
+
 def unsupported_reason(algorithm: nn.Module) -> Optional[str]:
-    """Why the batched path cannot run `algorithm`, or None when it can.
+    """Why the batched path cannot run `algorithm`, or None when it can: the reason its
+    `batched_form()` gives, batch-norm with running statistics, or frozen parameters.
 
     Arguments:
         algorithm: any meta-learner.
@@ -41,43 +64,20 @@ def unsupported_reason(algorithm: nn.Module) -> Optional[str]:
         >>> unsupported_reason(gbml_ext.Reptile(torch.nn.Linear(3, 1)))[:22]
         'Reptile forms its own '
     """
-    name = type(algorithm).__name__
-    custom = getattr(type(algorithm), "accumulate_meta_gradient", None)
-    if custom is not None and custom is not MetaLearner.accumulate_meta_gradient:
-        return (f"{name} forms its own meta-gradient (e.g. Reptile, iMAML), which the batched "
-                f"path does not reproduce.")
-    if isinstance(algorithm, ANIL):
-        model: nn.Module = algorithm
-    elif isinstance(algorithm, GBML):
-        model = algorithm
-    else:
-        return (f"The batched path supports GBML (MAML, FOMAML, Meta-SGD, Meta-KFO) and ANIL, "
-                f"not {name}.")
-    if type(algorithm).encode_task not in (MetaLearner.encode_task, ANIL.encode_task):
-        return f"{name} overrides encode_task, which the batched path cannot run under vmap."
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
-            return ("Batch-norm with running statistics updates buffers in place, which cannot "
-                    "run per task under vmap; build it with track_running_stats=False (as CNN4 "
-                    "does).")
-    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
-    if frozen:
-        return f"Parameters {frozen} do not require grad; the batched path adapts every parameter."
-    return None
+    return _reason(algorithm, batched_form_of(algorithm))
 
 
-def check_supported(algorithm: nn.Module) -> GBML:
-    """Returns the GBML whose module adapts (ANIL: its head), or raises why it cannot.
+def check_supported(algorithm: nn.Module) -> BatchedForm:
+    """Returns the algorithm's `BatchedForm`, or raises why the batched path cannot run it.
 
     Raises:
         BatchedPathUnsupported: see `unsupported_reason`.
     """
-    reason = unsupported_reason(algorithm)
-    if reason is not None:
+    form = batched_form_of(algorithm)
+    reason = _reason(algorithm, form)
+    if reason is not None or isinstance(form, str):
         raise BatchedPathUnsupported(f"{reason} {PER_TASK_HINT}")
-    learner = algorithm.head if isinstance(algorithm, ANIL) else algorithm
-    assert isinstance(learner, GBML)  # unsupported_reason rules out everything else
-    return learner
+    return form
 
 
 def check_equal_shapes(tasks: Sequence[Task]) -> None:
@@ -104,15 +104,3 @@ def stack_tasks(tasks: Sequence[Task]) -> Tuple[torch.Tensor, ...]:
         return tasks.tensors()
     return TaskBatch.stack(tasks).tensors()
 
-
-def encode_tasks(body: nn.Module, support_x: torch.Tensor, query_x: torch.Tensor
-                 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """ANIL's body pass for all tasks at once: (T, n_s, ...), (T, n_q, ...) -> features.
-
-    Support and query of a task go through together, as in `ANIL.encode_task`; vmap keeps
-    batch-norm statistics per task, while the shared body weights make every convolution one
-    ordinary batched convolution over all T·(n_s + n_q) images.
-    """
-    n_support = support_x.shape[1]
-    features = torch.vmap(body)(torch.cat([support_x, query_x], dim=1))
-    return features[:, :n_support], features[:, n_support:]

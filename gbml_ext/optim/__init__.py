@@ -1,11 +1,13 @@
-"""Gradient transforms for the inner loop: Kronecker-factored meta-optimizers and Meta-SGD."""
+"""Gradient transforms for the inner loop: Kronecker-factored meta-optimizers and Meta-SGD;
+`TRANSFORMS`, those a config names (`algorithm.transform`)."""
 from .frozen import FrozenTransform, NoUpdate
 from .kronecker import KroneckerLinearMap, KroneckerMLPMap, KroneckerTransform, kronecker_dims
 from .metasgd import MetaSGDTransform, PerParameterLR
-from .transforms import ParameterSelection, TransformFactory
+from .transforms import TRANSFORMS, ParameterSelection, TransformBuilder, TransformFactory
 
 __all__ = [
     "FrozenTransform", "NoUpdate",
     "KroneckerTransform", "KroneckerLinearMap", "KroneckerMLPMap", "kronecker_dims",
     "MetaSGDTransform", "PerParameterLR", "TransformFactory", "ParameterSelection",
+    "TRANSFORMS", "TransformBuilder",
 ]

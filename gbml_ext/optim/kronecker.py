@@ -19,12 +19,12 @@ Every factor starts at the identity, so the first update equals plain MAML's.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Tuple
 
 import torch
 from torch import nn
 
-from .transforms import ParameterSelection, TransformFactory
+from .transforms import TRANSFORMS, ParameterSelection, TransformFactory
 
 __all__ = ["KroneckerTransform", "KroneckerLinearMap", "KroneckerMLPMap", "kronecker_dims"]
 
@@ -182,3 +182,15 @@ class KroneckerTransform(TransformFactory):
         if self.nonlinear:
             return KroneckerMLPMap(param.shape, name, self.hidden_layers, self.psd)
         return KroneckerLinearMap(param.shape, name, self.psd)
+
+
+def _from_config(config: Any, nonlinear: bool) -> KroneckerTransform:
+    return KroneckerTransform(params=config.transform_params or None, nonlinear=nonlinear,
+                              hidden_layers=config.transform_hidden_layers,
+                              psd=config.transform_psd)
+
+
+TRANSFORMS.register("kronecker", lambda config: _from_config(config, False),
+                    doc="Meta-KFO's Kronecker-factored linear map (Arnold et al. 2021)")
+TRANSFORMS.register("kronecker-mlp", lambda config: _from_config(config, True),
+                    doc="Meta-KFO's Kronecker-factored MLP")

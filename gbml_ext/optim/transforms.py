@@ -1,4 +1,4 @@
-"""How a transform factory decides which parameters it covers.
+"""How a transform factory decides which parameters it covers, and the registry of transforms.
 
 learn2learn's `ParameterUpdate` calls a factory once per parameter and expects a module, or
 `None` for "plain gradient". Our factories also receive the parameter's name, so a caller can
@@ -6,12 +6,14 @@ choose parameters by name and errors can say which parameter a factory cannot ha
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
 from torch import nn
 
-__all__ = ["TransformFactory", "ParameterSelection"]
+from ..registry import Registry
+
+__all__ = ["TRANSFORMS", "TransformBuilder", "TransformFactory", "ParameterSelection"]
 
 ParameterSelection = Union[None, Iterable[str], Callable[[str], bool]]
 
@@ -85,3 +87,11 @@ class TransformFactory:
 
     def build(self, name: str, param: torch.Tensor) -> nn.Module:
         raise NotImplementedError
+
+
+# (the config's [algorithm] section: transform_params, transform_psd, ...) -> a factory, or
+# None for plain gradient steps.
+TransformBuilder = Callable[[Any], Optional[TransformFactory]]
+# algorithm.transform's values. The learner's batched form carries what a transform builds.
+TRANSFORMS: Registry[TransformBuilder] = Registry("algorithm.transform")
+TRANSFORMS.register("none", lambda config: None, doc="plain gradient steps")

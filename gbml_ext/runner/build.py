@@ -1,4 +1,9 @@
-"""The one place that turns a config into task sources, a model, a learner and an optimizer."""
+"""The one place that turns a config into task sources, a model, a learner and an optimizer.
+
+Every name a config gives is looked up in its package's registry (`gbml_ext.registry`):
+`ALGORITHMS` (gbml_ext.algorithms), `TRANSFORMS` (gbml_ext.optim), `MODELS` (gbml_ext.nn),
+`SYNTHETIC_SOURCES` and `DATASETS` (gbml_ext.data). Nothing here names an algorithm or model.
+"""
 from __future__ import annotations
 
 import inspect
@@ -8,16 +13,20 @@ import torch
 from torch import nn
 
 from .. import nn as gnn
-from ..algorithms import ANIL, GBML, IMAML, Learn2LearnMAML, MetaSGD, Reptile
+from ..algorithms import ALGORITHMS
+from ..data.registry import DATASETS
+from ..data.registry import build_task_sources as build_dataset_sources
 from ..data.synthetic import SYNTHETIC_SOURCES, SyntheticTasks, synthetic_task_source
 from ..data.tasks import TaskSource
-from ..optim import FrozenTransform, KroneckerTransform
+from ..nn import MODELS, TaskShape
+from ..optim import TRANSFORMS, FrozenTransform
 from .config import ConfigError
 from .schema import AlgorithmConfig, Config, DataConfig, ModelConfig
 from .seeds import SPLIT_OFFSETS, stream_seed
 
-__all__ = ["MODELS", "build_algorithm", "build_learner", "build_model", "build_optimizer",
+__all__ = ["build_algorithm", "build_learner", "build_model", "build_optimizer",
            "build_sources"]
+
 
 def build_sources(data: DataConfig, seed: int, rank: int = 0,
                   device: torch.device | str = "cpu") -> Dict[str, TaskSource]:
@@ -36,14 +45,9 @@ def build_sources(data: DataConfig, seed: int, rank: int = 0,
         except TypeError as error:
             raise ConfigError(
                 f"data.options {data.options} do not fit {data.source!r}: {error}") from error
-    from ..data.registry import build_task_sources as build_dataset_sources
-    from ..data.registry import canonical_dataset_name, dataset_names
-
-    try:
-        canonical_dataset_name(data.source)
-    except ValueError:
+    if data.source not in DATASETS:
         raise ConfigError(f"data.source {data.source!r} is unknown; choose one of "
-                          f"{', '.join(tuple(SYNTHETIC_SOURCES) + dataset_names())}.") from None
+                          f"{', '.join(SYNTHETIC_SOURCES.names() + DATASETS.names())}.")
     if not data.root:
         raise ConfigError(f"data.root is empty: set it to the {data.source} folder, for example "
                           f"data.root=path/to/{data.source} (see docs/reproduction.md).")
@@ -57,8 +61,11 @@ def build_sources(data: DataConfig, seed: int, rank: int = 0,
             f"data.options {data.options} do not fit {data.source!r}: {error}") from error
 
 
-def _synthetic_shape(data: DataConfig) -> Tuple[int, int]:
-    """(input dimension, outputs) of a synthetic source's tasks, read from the config alone."""
+def _task_shape(data: DataConfig, vectors: bool) -> TaskShape:
+    """What a model builder knows of the tasks: the ways, and for a model that takes vectors
+    the input size and outputs of a synthetic source's tasks, read from the config alone."""
+    if not vectors:
+        return TaskShape(data.ways)
     if data.source not in SYNTHETIC_SOURCES:
         raise ConfigError(f"this model takes vectors: data.source must be one of "
                           f"{tuple(SYNTHETIC_SOURCES)}, not {data.source!r}.")
@@ -67,25 +74,19 @@ def _synthetic_shape(data: DataConfig) -> Tuple[int, int]:
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         raise ConfigError(f"data.options.dim must be a positive integer (the input size of "
                           f"{data.source!r} tasks), got {dim!r}.")
-    return dim, SYNTHETIC_SOURCES[data.source].out_features
-
-
-MODELS: Dict[str, Callable[..., nn.Module]] = {
-    "linear": lambda data, **o: nn.Linear(*_synthetic_shape(data), **o),
-    "deep_linear": lambda data, **o: gnn.DeepLinear(*_synthetic_shape(data), **o),
-    "omniglot_cnn4": lambda data, **o: gnn.omniglot_cnn4(data.ways, **o),
-    "mini_imagenet_cnn4": lambda data, **o: gnn.mini_imagenet_cnn4(data.ways, **o),
-    "cifarfs_cnn4": lambda data, **o: gnn.cifarfs_cnn4(data.ways, **o),
-}
+    return TaskShape(SYNTHETIC_SOURCES[data.source].out_features, dim)
 
 
 def build_model(model: ModelConfig, data: DataConfig) -> nn.Module:
-    """Builds a registered model (see `MODELS`), then swaps in a LinNet head if asked."""
+    """Builds a registered model (`gbml_ext.nn.MODELS`), then swaps in a LinNet head if
+    asked."""
     if model.name not in MODELS:
         raise ConfigError(
             f"model.name {model.name!r} is unknown; choose one of {', '.join(MODELS)}.")
+    spec = MODELS[model.name]
+    shape = _task_shape(data, spec.vectors)
     try:
-        network = MODELS[model.name](data, **model.options)
+        network = spec.build(shape, **model.options)
     except TypeError as error:
         raise ConfigError(f"model.options {model.options} do not fit model {model.name!r}: "
                           f"{error}") from error
@@ -114,40 +115,31 @@ def _frozen_transform(module: nn.Module, frozen: Tuple[int, ...]) -> Optional[Fr
 
 def build_algorithm(config: AlgorithmConfig, model: nn.Module,
                     frozen: Tuple[int, ...] = ()) -> nn.Module:
-    """Wraps `model` in the configured meta-learner (MAML, FOMAML, ANIL, Meta-SGD, Reptile),
-    with a Kronecker transform when `config.transform` asks for one (Meta-KFO). Parameters
-    whose `id` is in `frozen` are meta-learned but take no inner-loop step."""
+    """Wraps `model` in the registered meta-learner `config.name` (`gbml_ext.algorithms`),
+    with the registered gradient transform `config.transform` (Meta-KFO when not "none").
+    Parameters whose `id` is in `frozen` are meta-learned but take no inner-loop step.
+
+    Raises:
+        ConfigError: an unknown name, or a model the algorithm cannot wrap.
+    """
+    if config.name not in ALGORITHMS:
+        raise ConfigError(f"algorithm.name {config.name!r} is unknown; choose one of "
+                          f"{', '.join(ALGORITHMS)}.")
+    spec = ALGORITHMS[config.name]
     transform: Optional[Callable] = None
     if frozen:
-        head = getattr(model, "classifier", model) if config.name == "anil" else model
-        transform = _frozen_transform(head, frozen)
-    if config.transform != "none":
-        transform = KroneckerTransform(params=config.transform_params or None,
-                                       nonlinear=config.transform == "kronecker-mlp",
-                                       hidden_layers=config.transform_hidden_layers,
-                                       psd=config.transform_psd)
-    if config.name in ("maml", "fomaml"):
-        return GBML(model, transform=transform, lr=config.inner_lr,
-                    first_order=config.name == "fomaml", adapt_transform=config.adapt_transform)
-    if config.name == "anil":
-        body, head = getattr(model, "features", None), getattr(model, "classifier", None)
-        if not (isinstance(body, nn.Module) and isinstance(head, nn.Module)):
-            raise ConfigError(f"ANIL needs a model with `features` (body) and `classifier` "
-                              f"(head); {type(model).__name__} has not. Use a CNN4 model.")
-        return ANIL(body, head, transform=transform, lr=config.inner_lr,
-                    adapt_transform=config.adapt_transform)
-    if config.name == "metasgd":
-        return MetaSGD(model, lr=config.inner_lr)
-    if config.name == "imaml":
-        return IMAML(model, lr=config.inner_lr, lam=config.imaml_lam, cg_steps=config.cg_steps)
-    if config.name == "reptile":
-        return Reptile(model, lr=config.inner_lr)
-    if config.name == "l2l-maml":
-        return Learn2LearnMAML(model, lr=config.inner_lr)
-    raise ConfigError(f"algorithm.name {config.name!r} is unknown.")
+        transform = _frozen_transform(spec.adapted(model), frozen)
+    chosen = TRANSFORMS[config.transform](config)
+    if chosen is not None:
+        transform = chosen
+    try:
+        return spec.build(config, model, transform)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
 
 
 def build_optimizer(config: Config, algorithm: nn.Module) -> torch.optim.Optimizer:
+    """The outer optimizer of `train.optimizer` over every meta-parameter."""
     if config.train.optimizer == "adam":
         return torch.optim.Adam(algorithm.parameters(), lr=config.train.lr)
     return torch.optim.SGD(algorithm.parameters(), lr=config.train.lr)

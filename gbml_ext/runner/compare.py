@@ -14,176 +14,82 @@ refused up front.
 from __future__ import annotations
 
 import datetime
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..fileio import atomic_write_json, atomic_write_text
-from .config import Config, config_to_dict, describe_config, load_config
-from .errors import DamagedFileError, RunError, RunFolderError
+from ..launch import (
+    LAUNCHERS,
+    RunSpec,
+    build_plan,
+    format_status,
+    launch,
+    parse_slurm_options,
+    plan_status,
+)
+from ..launch.status import finished
+from .config import describe_config, load_config
+from .errors import RunError
 from .options import command_parser, parse_command, run_command
 from .plots import plot_comparison
 from .report import compare_table
-from .rundir import (
-    IMPLEMENTATION_KEYS,
-    config_differences,
-    flatten,
-    folder_in_use,
-    holds_run,
-    read_history,
-    read_results,
-)
+from .rundir import read_history, read_results
 from .summaries import comparable_summaries, pooled_summary
 
-__all__ = ["COMPARE_FILES", "PlannedRun", "comparable_summaries", "compare", "compare_table",
-           "main", "move_comparison_aside", "plan_runs", "pooled_summary", "run_plan",
-           "write_comparison"]
+__all__ = ["COMPARE_FILES", "collect_results", "comparable_summaries", "compare",
+           "compare_table", "main", "move_comparison_aside", "pooled_summary", "write_comparison"]
 
 COMPARE_FILES = ("compare.md", "compare.json", "compare.png")
 
 
-@dataclass
-class PlannedRun:
-    """One run of a comparison: `config_path` for `seed`, with the resolved `config` and the
-    overrides (`args`) that give it."""
+def _in_process(plan: Sequence[RunSpec], resume: bool, overwrite: bool,
+                allow_change: Sequence[str], progress: bool) -> None:
+    """Runs a plan one run after another in this process (`--in-process`)."""
+    from .loop import train
 
-    config_path: str
-    seed: int
-    config: Config
-    args: List[str]
-
-    @property
-    def run_dir(self) -> Path:
-        return self.config.run_dir()
-
-
-def _run_config(config_path: str, seed: int, overrides: Sequence[str],
-                out: Optional[str]) -> Tuple[Config, List[str]]:
-    args = [f"seed={seed}", *overrides]
-    config = load_config(config_path, args)
-    if out is not None:  # every run of a comparison lives under its --out folder
-        slug = config.run_dir().parent.name
-        args.append(f"output_dir='{Path(out) / slug / f'seed{seed}'}'")
-        config = load_config(config_path, args)
-    return config, args
+    for i, run in enumerate(plan):
+        label = f"[{i + 1}/{len(plan)}] {run.label}"
+        if resume and finished(run):
+            print(f"{label}: reused {run.run_dir} (same config)", file=sys.stderr)
+            continue
+        print(f"{label}: {'resuming' if resume else 'training'} in {run.run_dir} ...",
+              file=sys.stderr, flush=True)
+        tic = time.perf_counter()
+        train(run.config, resume=resume, progress=progress, overwrite=overwrite,
+              allow_change=allow_change, shared_process=True)
+        print(f"{label}: done in {time.perf_counter() - tic:.0f} s", file=sys.stderr)
 
 
-def plan_runs(config_paths: Sequence[str | Path], seeds: Sequence[int],
-              overrides: Sequence[str] = (), out: Optional[str | Path] = None,
-              resume: bool = False, overwrite: bool = False) -> List[PlannedRun]:
-    """Every run of a comparison, checked before any starts.
+def collect_results(plan: Sequence[RunSpec]) -> Dict[str, List[Dict[str, Any]]]:
+    """{config name: [results.json per seed]} from the plan's run folders.
 
     Raises:
-        ConfigError: a config that does not load.
-        RunFolderError: two runs that would share a folder or a name (the same config twice,
-            or two configs with the same `name`), or, without `resume` or `overwrite`,
-            folders that already hold something.
+        RunError: runs without results, with the state of the first (its log's last lines
+            for a failed one) and how to continue.
     """
-    plan = [PlannedRun(str(path), seed, *_run_config(str(path), seed, overrides,
-                                                     None if out is None else str(out)))
-            for path in config_paths for seed in seeds]
-    folders: Dict[Path, PlannedRun] = {}
-    names: Dict[str, str] = {}
-    for run in plan:
-        other = folders.get(run.run_dir.resolve())
-        if other is not None:
-            if other.config_path == run.config_path:
-                raise RunFolderError(f"{run.config_path} is listed twice (the same config twice "
-                                     f"would write {run.run_dir} twice); list it once.")
-            named = (f" (both are named {run.config.name!r})"
-                     if other.config.name == run.config.name else "")
-            raise RunFolderError(
-                f"{other.config_path} and {run.config_path} would both write "
-                f"{run.run_dir}{named}. Give each its own name = ... (or output_dir) in its "
-                f"file.")
-        folders[run.run_dir.resolve()] = run
-        first = names.setdefault(run.config.name, run.config_path)
-        if first != run.config_path:
-            raise RunFolderError(
-                f"{first} and {run.config_path} are both named {run.config.name!r}, so they "
-                f"would share a row of the table. Give each its own name = ... in its file.")
-    if not (resume or overwrite):
-        used = [run for run in plan if holds_run(run.run_dir)]
-        if used:
-            more = f" {len(used) - 1} more of its run folders are in use too." if len(
-                used) > 1 else ""
-            raise RunFolderError(folder_in_use(used[0].run_dir, "--out DIR") + more)
-    return plan
-
-
-def _reusable(run: PlannedRun) -> bool:
-    """A finished run is reused only if its stored config equals the requested one (paths,
-    logging and checkpointing aside). A damaged results.json is said so, and the run resumed."""
-    try:
-        results = read_results(run.run_dir)
-    except DamagedFileError as error:
-        print(f"gbml-compare: {error.path} is damaged; resuming {run.config.name} seed "
-              f"{run.seed} from its checkpoint to write it again (the damaged file is kept "
-              f"beside it).", file=sys.stderr)
-        return False
-    if results is None or not isinstance(results.get("config"), dict):
-        return False
-    saved = results["config"]
-    same = not config_differences(saved, config_to_dict(run.config), ignore=IMPLEMENTATION_KEYS)
-    return same and flatten(saved).get("train.iterations") == run.config.train.iterations
-
-
-def _run(run: PlannedRun, isolate: bool, resume: bool, overwrite: bool,
-         allow_change: Sequence[str], progress: bool, label: str) -> Dict[str, Any]:
-    config, run_dir = run.config, run.run_dir
-    if resume and _reusable(run):
-        print(f"{label} {config.name} seed {run.seed}: reused {run_dir} (same config)",
-              file=sys.stderr)
-        results = read_results(run_dir)
-        assert results is not None
-        return results
-    print(f"{label} {config.name} seed {run.seed}: {'resuming' if resume else 'training'} in "
-          f"{run_dir} ...", file=sys.stderr, flush=True)
-    tic = time.perf_counter()
-    if isolate:
-        command = [sys.executable, "-m", "gbml_ext.runner", run.config_path, *run.args,
-                   "--no-progress"]
-        flags = ["--resume"] if resume else ["--overwrite"] if overwrite else []
-        flags += ["--allow-change", *allow_change] if allow_change else []
-        completed = subprocess.run(command + flags)
-        if completed.returncode:
-            raise RunError(f"run {run.config_path} seed {run.seed} failed (exit "
-                           f"{completed.returncode}); its error is printed above. Fix it and "
-                           f"rerun with --resume.")
-    else:
-        from .loop import train
-
-        train(config, resume=resume, progress=progress, overwrite=overwrite,
-              allow_change=allow_change)
-    results = read_results(run_dir)
-    if results is None:
-        raise RunError(f"run {run.config_path} seed {run.seed} wrote no results in {run_dir}; "
-                       f"rerun with --resume.")
-    print(f"{label} {config.name} seed {run.seed}: done in {time.perf_counter() - tic:.0f} s",
-          file=sys.stderr)
-    return results
-
-
-def run_plan(plan: Sequence[PlannedRun], isolate: bool = True, resume: bool = False,
-             overwrite: bool = False, allow_change: Sequence[str] = (),
-             progress: bool = True) -> Dict[str, List[Dict[str, Any]]]:
-    """Runs a checked plan (`plan_runs`); returns {config name: [results.json per seed]}."""
+    states = plan_status(plan)
+    missing = [(run, state) for run, state in zip(plan, states) if state.state != "done"]
+    if missing:
+        run, state = missing[0]
+        more = f" ({len(missing) - 1} more runs have none either)" if len(missing) > 1 else ""
+        raise RunError(f"{run.label} in {run.run_dir} has no results: {state.state}"
+                       f"{': ' + state.detail if state.detail else ''}{more}. Fix it and run "
+                       f"the same command again with --resume (--status shows every run).")
     runs: Dict[str, List[Dict[str, Any]]] = {}
-    for i, run in enumerate(plan):
-        result = _run(run, isolate, resume, overwrite, allow_change, progress,
-                      f"[{i + 1}/{len(plan)}]")
-        runs.setdefault(result["name"], []).append(result)
+    for run in plan:
+        results = read_results(run.run_dir)
+        assert results is not None
+        runs.setdefault(results["name"], []).append(results)
     return runs
 
 
 def compare(config_paths: Sequence[str | Path], seeds: Sequence[int] = (0,),
             overrides: Sequence[str] = (), isolate: bool = True, resume: bool = False,
             out: Optional[str | Path] = None, overwrite: bool = False,
-            allow_change: Sequence[str] = (),
-            progress: bool = True) -> Dict[str, List[Dict[str, Any]]]:
+            allow_change: Sequence[str] = (), progress: bool = True,
+            jobs: int = 1) -> Dict[str, List[Dict[str, Any]]]:
     """Runs every config for every seed; returns {config name: [results.json per seed]}.
 
     Arguments:
@@ -198,14 +104,19 @@ def compare(config_paths: Sequence[str | Path], seeds: Sequence[int] = (0,),
         overwrite: move existing runs aside first.
         allow_change: with `resume`, keys that may differ from a checkpoint's config.
         progress: show progress bars (runs in this process only).
+        jobs: with `isolate`, how many runs at once (local worker processes).
 
-    Every run folder is checked (`plan_runs`) before the first run starts.
+    Every run folder is checked (`launch.build_plan`) before the first run starts.
 
     Example:
         >>> runs = compare(["a.toml", "b.toml"], seeds=[0, 1], out="runs/cmp")  # doctest: +SKIP
     """
-    plan = plan_runs(config_paths, seeds, overrides, out, resume, overwrite)
-    return run_plan(plan, isolate, resume, overwrite, allow_change, progress)
+    plan = build_plan(config_paths, seeds, overrides, out, resume, overwrite)
+    if isolate:
+        launch(plan, "local", jobs=jobs, overwrite=overwrite, allow_change=allow_change)
+    else:
+        _in_process(plan, resume, overwrite, allow_change, progress)
+    return collect_results(plan)
 
 
 def move_comparison_aside(out: Path) -> Optional[Path]:
@@ -238,6 +149,27 @@ def write_comparison(out: Path, runs: Dict[str, List[Dict[str, Any]]]) -> List[P
             plot_comparison(runs, histories, out / "compare.png")]
 
 
+def launcher_arguments(parser: Any) -> None:
+    """The options of every command that runs a plan: where (`--launcher`, `--jobs`,
+    `--threads`, `--slurm`), `--wait` and `--status`."""
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                        help="local: worker processes here (default); slurm: one Slurm job "
+                             "per run through submitit (pip install 'gbml_ext[cluster]')")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="local: runs at once, each in its own process (default 1)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="local: torch threads per run (default 1 when --jobs > 1)")
+    parser.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="Slurm job settings: partition=... time=MINUTES "
+                             "gpus_per_node=N cpus_per_task=N mem=16G account=... qos=... "
+                             "nodes=N tasks_per_node=N")
+    parser.add_argument("--wait", action="store_true",
+                        help="slurm: wait for every job to end, then write the table")
+    parser.add_argument("--status", action="store_true",
+                        help="show each run as done / running / queued / failed / not "
+                             "started, from the run folders and Slurm; start nothing")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`gbml-compare`: run configs side by side; table, JSON and PNG."""
     parser = command_parser(
@@ -251,6 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="run in this process (faster; peak memory is then shared)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="put every run under this folder, with compare.{md,json,png}")
+    launcher_arguments(parser)
     args, overrides = parse_command(parser, argv)
 
     def body() -> int:
@@ -258,13 +191,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for path in args.configs:
                 print(f"# {path}\n" + describe_config(load_config(path, overrides)))
             return 0
-        plan = plan_runs(args.configs, args.seeds, overrides, args.out, args.resume,
-                         args.overwrite)
+        slurm = args.launcher == "slurm"
+        plan = build_plan(args.configs, args.seeds, overrides, args.out,
+                          args.resume or args.status or slurm, args.overwrite)
+        if args.status:
+            print(format_status(plan, plan_status(plan)))
+            return 0
         if args.overwrite and args.out:
             move_comparison_aside(Path(args.out))
-        runs = run_plan(plan, isolate=not args.in_process, resume=args.resume,
-                        overwrite=args.overwrite, allow_change=args.allow_change,
-                        progress=not args.no_progress)
+        if args.in_process:
+            if slurm or args.jobs != 1:
+                raise RunError("--in-process runs one run after another here; drop "
+                               "--launcher slurm / --jobs, or drop --in-process.")
+            _in_process(plan, args.resume, args.overwrite, args.allow_change,
+                        not args.no_progress)
+        else:
+            states = launch(plan, args.launcher, args.jobs, args.threads,
+                            parse_slurm_options(args.slurm), args.wait or not slurm,
+                            args.overwrite, args.allow_change)
+            if slurm and not args.wait and any(s.state != "done" for s in states):
+                print("gbml-compare: submitted; see progress with the same command and "
+                      "--status, and the table with --wait (or once every run is done).",
+                      file=sys.stderr)
+                return 0
+        runs = collect_results(plan)
         try:
             print(compare_table(runs))
         except ValueError as error:  # a regression run among classifiers

@@ -25,10 +25,12 @@ import tomllib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..algorithms import ALGORITHMS
+from ..data.synthetic import SYNTHETIC_SOURCES
 from .schema import Config, range_text
 
 __all__ = ["Config", "ConfigError", "apply_overrides", "config_from_dict", "config_to_dict",
-           "describe_config", "load_config"]
+           "describe_config", "is_config_key", "load_config"]
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key and the fix."""
@@ -129,28 +131,46 @@ def describe_config(config: Config) -> str:
 
 
 def _check_consistency(config: Config) -> None:
-    from ..data.synthetic import SYNTHETIC_SOURCES
-
+    """Refuses combinations of valid values that cannot run together."""
     if config.data.ways < 2 and config.data.source not in SYNTHETIC_SOURCES:
         raise ConfigError(f"data.ways = {config.data.ways}: a task of one class is classified "
                           f"100% right whatever the model learns; use data.ways >= 2.")
-    if not config.model.linnet_adapt_hidden and config.algorithm.name not in ("maml", "fomaml",
-                                                                              "anil"):
-        raise ConfigError("model.linnet_adapt_hidden = false works with maml, fomaml and anil "
+    spec = ALGORITHMS[config.algorithm.name]
+    if not config.model.linnet_adapt_hidden and not spec.takes_transform:
+        takers = [name for name, entry in ALGORITHMS.items() if entry.takes_transform]
+        raise ConfigError(f"model.linnet_adapt_hidden = false works with {', '.join(takers)} "
                           f"only, not {config.algorithm.name!r}.")
     if not config.model.linnet_adapt_hidden and config.algorithm.transform != "none":
         raise ConfigError("model.linnet_adapt_hidden = false cannot be combined with a transform; "
                           "set algorithm.transform = 'none'.")
-    if config.algorithm.name == "reptile" and config.algorithm.transform != "none":
-        raise ConfigError("Reptile takes plain SGD inner steps: set algorithm.transform = 'none'.")
-    if config.algorithm.name == "imaml" and config.algorithm.transform != "none":
-        raise ConfigError("iMAML takes plain proximal gradient steps: set algorithm.transform = "
-                          "'none'.")
-    if config.algorithm.name == "metasgd" and config.algorithm.transform != "none":
-        raise ConfigError("Meta-SGD is itself a transform: set algorithm.transform = 'none'.")
-    if config.algorithm.name == "l2l-maml" and config.algorithm.transform != "none":
-        raise ConfigError("learn2learn's MAML takes no transform: "
-                          "set algorithm.transform = 'none'.")
+    if config.algorithm.transform != "none" and not spec.takes_transform:
+        raise ConfigError(spec.no_transform)
+
+
+def is_config_key(key: str) -> bool:
+    """Whether `key` names a config key: a dotted path through the sections to a key, or
+    inside a table key such as `data.options` (whose own keys the source checks).
+
+    Example:
+        >>> is_config_key("train.lr"), is_config_key("data.options.dim"), is_config_key("runs/a")
+        (True, True, False)
+    """
+    node: Any = Config
+    for part in key.strip().split("."):
+        if not dataclasses.is_dataclass(node):
+            return False
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields:
+            return False
+        f = fields[part]
+        factory = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(factory):
+            node = factory
+        elif str(f.type).startswith("Dict"):
+            return True
+        else:
+            node = None
+    return not dataclasses.is_dataclass(node)
 
 
 def _parse_override_value(text: str) -> Any:

@@ -11,7 +11,7 @@ from typing import Any, Dict
 from .config import ConfigError
 
 __all__ = ["CheckpointError", "ConfigMismatchError", "DamagedFileError", "DeviceError",
-           "MetaLossDiverged", "NonFiniteLossError", "ResultNotSaved", "RunError",
+           "MetaLossDiverged", "NonFiniteLossError", "OutOfMemory", "ResultNotSaved", "RunError",
            "RunFolderError", "RunInterrupted", "UnwritableError"]
 
 
@@ -77,6 +77,11 @@ class MetaLossDiverged(NonFiniteLossError):
         super().__init__(message)
         self.loss = loss
         self.iteration = iteration
+
+
+class OutOfMemory(RunError, MemoryError):
+    """The CPU's or the GPU's memory ran out: the message says at which settings, what to lower,
+    and which checkpoint is kept."""
 
 
 class RunInterrupted(RunError):

@@ -13,10 +13,28 @@ import torch
 
 from .. import engine
 from .config import Config
-from .errors import MetaLossDiverged, NonFiniteLossError
+from .errors import MetaLossDiverged, NonFiniteLossError, OutOfMemory
 
-__all__ = ["StopSignals", "check_evaluation", "check_meta_loss", "divergence_message",
-           "explain_divergence", "unadapted_loss"]
+__all__ = ["OUT_OF_MEMORY", "StopSignals", "check_evaluation", "check_meta_loss",
+           "divergence_message", "explain_divergence", "is_out_of_memory", "out_of_memory",
+           "unadapted_loss"]
+
+# What running out of memory raises: Python's MemoryError (the CPU) and torch's
+# OutOfMemoryError (a GPU); torch's CPU allocator raises a RuntimeError (`is_out_of_memory`).
+OUT_OF_MEMORY = (MemoryError, torch.OutOfMemoryError)
+_CPU_ALLOCATOR_FAILED = "DefaultCPUAllocator: can't allocate memory"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says that memory ran out: one of `OUT_OF_MEMORY`, or the RuntimeError of
+    torch's CPU allocator.
+
+    Example:
+        >>> is_out_of_memory(MemoryError()), is_out_of_memory(RuntimeError("shape mismatch"))
+        (True, False)
+    """
+    return isinstance(error, OUT_OF_MEMORY) or (
+        isinstance(error, RuntimeError) and _CPU_ALLOCATOR_FAILED in str(error))
 
 
 class StopSignals:
@@ -156,3 +174,34 @@ def check_evaluation(evaluation: Dict[str, Any], factor: float, where: str) -> N
         print(f"gbml_ext: warning: {where}: the query loss grows from {before:.4g} before "
               f"adapting to {after:.4g} after {evaluation['steps']} steps (the inner loop "
               f"diverges at test time).", file=sys.stderr)
+
+
+def out_of_memory(error: BaseException, config: Config, device: torch.device, stage: str,
+                  last_checkpoint: int) -> OutOfMemory:
+    """The one-line error for memory that ran out during `stage` ("meta-training" or "the final
+    evaluation"): which memory, at which settings, what to lower, and the checkpoint kept.
+
+    Example:
+        >>> from gbml_ext.runner.config import load_config
+        >>> str(out_of_memory(MemoryError(), load_config(None), torch.device("cpu"),
+        ...                   "meta-training", 0))[:57]
+        'out of CPU memory in meta-training at train.meta_batch=16'
+    """
+    what = "GPU" if isinstance(error, torch.OutOfMemoryError) or device.type == "cuda" else "CPU"
+    data, algorithm = config.data, config.algorithm
+    at = (f"train.meta_batch={config.train.meta_batch}, model.name={config.model.name}, "
+          f"data.ways={data.ways}, data.shots={data.shots}, data.queries={data.queries}")
+    if stage == "meta-training":
+        at += f", algorithm.train_steps={algorithm.train_steps}"
+        fix = ("lower train.meta_batch, or set algorithm.tasks_per_chunk (e.g. "
+               f"{max(1, config.train.meta_batch // 4)}) or train.memory_budget_mb")
+    else:
+        at = f"algorithm.test_steps={algorithm.test_steps}, model.name={config.model.name}"
+        fix = "lower algorithm.test_steps (gbml-eval RUN_DIR --steps K re-evaluates a trained run)"
+        if device.type == "cuda":
+            fix += ", or evaluate on the CPU with gbml-eval RUN_DIR --device cpu"
+    kept = (f"the checkpoint of iteration {last_checkpoint} is kept; continue with the same "
+            f"command, the change and --resume" if last_checkpoint
+            else "no checkpoint was written yet; start again with the change and --overwrite")
+    return OutOfMemory(f"out of {what} memory in {stage} at {at}: {fix}; {kept}.")
+

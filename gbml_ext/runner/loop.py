@@ -10,9 +10,7 @@ outer optimizer.
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ import torch
 
 from ..data.tasks import sample_batch
 from ..fileio import atomic_write_json
-from ..measure import peak_increase_since, start_peak_watch
+from ..measure import start_peak_watch
 from ..precision import precision_context
 from .checkpoint import save_checkpoint
 from .config import Config, config_to_dict, load_config
@@ -34,28 +32,30 @@ from .distributed import (
     init_distributed,
 )
 from .errors import (
-    DamagedFileError,
     MetaLossDiverged,
     NonFiniteLossError,
     RunFolderError,
     RunInterrupted,
 )
-from .evaluate import evaluate, run_path
+from .evaluate import run_path
 from .guards import (
+    OUT_OF_MEMORY,
     StopSignals,
     check_evaluation,
     check_meta_loss,
     explain_divergence,
+    is_out_of_memory,
+    out_of_memory,
     unadapted_loss,
 )
 from .plots import plot_training_curves
-from .report import environment_info, write_metrics, write_results
+from .records import final_results, log_record, validate
+from .report import write_metrics, write_results
 from .rundir import (
     ALLOWED_CHANGES,
     CONFIG_FILE,
     claim_folder,
     keep_previous_results,
-    read_results,
     refuse_shortening,
     run_lock,
 )
@@ -86,7 +86,7 @@ class RunResult:
 
 def train(config: Config | str | Path | None, overrides: Sequence[str] = (), resume: bool = False,
           progress: bool = True, overwrite: bool = False,
-          allow_change: Sequence[str] = ()) -> RunResult:
+          allow_change: Sequence[str] = (), shared_process: bool = False) -> RunResult:
     """Meta-trains, evaluates and writes results for one config.
 
     Arguments:
@@ -99,6 +99,9 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         overwrite: move an existing run in the folder aside (`<folder>.old-<time>`) first.
         allow_change: keys among `ALLOWED_CHANGES` that may differ from the checkpoint's config
             on resume; each change is recorded in results.json.
+        shared_process: other runs share this process (gbml-compare --in-process), so on the
+            CPU its resident memory is not this run's: the peak is then recorded as None with
+            the reason (`report.training_memory`).
 
     Writes to `config.run_dir()`: `config.json`, `metrics.jsonl` (one line per logged
     iteration and per evaluation), `checkpoint.pt` (+ the previous one), `results.json`,
@@ -151,10 +154,21 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
                 error, state.algorithm,
                 lambda: sample_batch(train_tasks, min(4, config.train.meta_batch)).to(device),
                 state.reference_loss, state.last_checkpoint, config) from None
+        except (*OUT_OF_MEMORY, RuntimeError) as error:
+            if not is_out_of_memory(error):
+                raise
+            raise out_of_memory(error, config, device, "meta-training",
+                                state.last_checkpoint) from None
         results: Dict[str, Any] = {}
         if dist.is_main:
-            results = _final_results(state, config, device, dist, memory_baseline, progress,
-                                     first_iteration)
+            try:
+                results = final_results(state, config, device, dist, memory_baseline,
+                                         progress, first_iteration, shared_process)
+            except (*OUT_OF_MEMORY, RuntimeError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                raise out_of_memory(error, config, device, "the final evaluation",
+                                    state.last_checkpoint) from None
             results["chunking"] = chunking
             keep_previous_results(run_dir)
             write_results(run_dir, results)
@@ -172,7 +186,7 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
         return ChunkedMetaGradient(algorithm, config.algorithm.tasks_per_chunk,
                                    config.train.memory_budget_mb)
     if path == "batched":
-        from ..batched import batched_meta_gradient
+        from ..fast import batched_meta_gradient
 
         return lambda tasks, steps: batched_meta_gradient(algorithm, tasks, steps)
     if path == "compiled":
@@ -231,9 +245,9 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
                 continue
             if train_cfg.log_every and (done % train_cfg.log_every == 0
                                         or done == train_cfg.iterations):
-                _log(run_dir, state.history, record)
+                log_record(run_dir, state.history, record)
             if train_cfg.eval_every and done % train_cfg.eval_every == 0:
-                _validate(state, config, device, run_dir, done)
+                validate(state, config, device, run_dir, done)
             minutes = (time.monotonic() - last_save) / 60
             if (done == train_cfg.iterations or stop.received is not None or out_of_time
                     or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)
@@ -248,7 +262,7 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
                     f"{run_dir}. Continue with the same command and --resume.", stop.received)
             if out_of_time:
                 if train_cfg.log_every and done % train_cfg.log_every:
-                    _log(run_dir, state.history, record)  # the last iteration's loss
+                    log_record(run_dir, state.history, record)  # the last iteration's loss
                 break
     bar.close()
     plan = getattr(meta_gradient, "plan", None)
@@ -269,72 +283,3 @@ def _out_of_time(state: TrainingState, config: Config, dist: DistributedContext)
         torch.distributed.broadcast(flag, src=0)
         out = bool(flag.item())
     return out
-
-
-def _validate(state: TrainingState, config: Config, device: torch.device, run_dir: Path,
-              done: int) -> None:
-    evaluation = evaluate(state.algorithm, state.sources["validation"], config.train.eval_tasks,
-                          config.algorithm.test_steps, device,
-                          path=run_path(config.algorithm, state.algorithm))
-    check_evaluation(evaluation, config.train.explode_factor, f"validation at iteration {done}")
-    _log(run_dir, state.history, {
-        "iteration": done, "split": "validation", "loss": evaluation["loss"]["mean"],
-        "accuracy": (evaluation["accuracy"] or {}).get("mean"),
-        "loss_by_step": [s["mean"] for s in evaluation["loss_by_step"]]})
-
-
-def _training_peak(run_dir: Path, kind: str, measured: float,
-                   trained_here: bool) -> Optional[float]:
-    """Training's peak memory (MB) over the run: this process's `measured` peak, and the peak
-    an earlier results.json of the run recorded (a re-evaluation trains nothing, so that one
-    is kept as it is). None when no training happened here and no earlier peak is readable."""
-    try:
-        previous = read_results(run_dir)
-    except DamagedFileError:
-        previous = None
-    earlier = None
-    if previous is not None and previous.get("peak_memory_kind") == kind:
-        earlier = previous.get("peak_memory_mb")
-    if not trained_here:
-        return earlier
-    return measured if earlier is None else max(measured, earlier)
-
-
-def _final_results(state: TrainingState, config: Config, device: torch.device,
-                   dist: DistributedContext, memory_baseline: int,
-                   progress: bool, first_iteration: int = 0) -> Dict[str, Any]:
-    kind = "cuda_max_allocated_increase" if device.type == "cuda" else "peak_rss_increase"
-    peak = _training_peak(config.run_dir(), kind,
-                          peak_increase_since(device, memory_baseline) / 2**20,
-                          trained_here=state.iteration > first_iteration)
-    path = run_path(config.algorithm, state.algorithm)
-    evaluation_baseline = start_peak_watch(device)
-    final = evaluate(state.algorithm, state.sources[config.evaluation.split],
-                     config.evaluation.tasks, config.algorithm.test_steps, device,
-                     progress=progress, path=path)
-    evaluation_peak = peak_increase_since(device, evaluation_baseline) / 2**20
-    check_evaluation(final, config.train.explode_factor, f"final evaluation of {config.name}")
-    seconds = state.iteration_seconds
-    return {
-        "name": config.name, "seed": config.seed, "config": config_to_dict(config),
-        "run_dir": str(config.run_dir()), "environment": environment_info(device),
-        "world_size": dist.world_size, "iterations_done": state.iteration, "evaluation": final,
-        "final_train_loss": next((h["loss"] for h in reversed(state.history)
-                                  if h["split"] == "train"), None),
-        "train_seconds": state.train_seconds,
-        "seconds_per_iteration": statistics.median(seconds) if seconds else None,
-        "peak_memory_mb": peak,
-        "evaluation_peak_memory_mb": evaluation_peak,
-        "peak_memory_kind": kind,
-        "changes": state.changes,
-        "path": path,
-        "precision": config.precision,
-        # train.max_minutes ended meta-training before train.iterations.
-        "stopped_by_time_limit": state.iteration < config.train.iterations,
-    }
-
-
-def _log(run_dir: Path, history: List[Dict[str, Any]], record: Dict[str, Any]) -> None:
-    history.append(record)
-    with open(run_dir / "metrics.jsonl", "a") as stream:
-        stream.write(json.dumps(record) + "\n")

@@ -18,16 +18,22 @@ import argparse
 import errno
 import re
 import sys
+from dataclasses import fields
+from pathlib import Path
 from typing import Callable, List, NoReturn, Optional, Sequence, Tuple
 
-from ..batched import BatchedPathUnsupported
-from ..data.errors import DatasetError
-from .config import ConfigError
-from .errors import RunError, RunInterrupted
-from .rundir import ALLOWED_CHANGES, WRITABLE_FIX
+import torch
 
-__all__ = ["OVERRIDES_HELP", "USER_ERRORS", "command_parser", "parse_command", "run_command",
-           "split_overrides"]
+from ..data.errors import DatasetError
+from ..fast import BatchedPathUnsupported
+from .config import ConfigError, is_config_key
+from .errors import RunError, RunInterrupted
+from .guards import OUT_OF_MEMORY, is_out_of_memory
+from .rundir import ALLOWED_CHANGES, WRITABLE_FIX
+from .schema import Config
+
+__all__ = ["OVERRIDES_HELP", "USER_ERRORS", "command_parser", "is_override", "parse_command",
+           "run_command", "split_overrides"]
 
 USER_ERRORS = (ConfigError, DatasetError, RunError, BatchedPathUnsupported)
 OVERRIDES_HELP = ("Config changes are key=value words anywhere on the line, values in TOML "
@@ -47,18 +53,40 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}. See {self.prog} --help.\n")
 
 
-def split_overrides(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
-    """Separates bare `key=value` words (overrides) from everything else.
+def is_override(word: str) -> bool:
+    """Whether a command-line word is a `key=value` override. A word whose part before the
+    first "=" is a config key is one; otherwise a word naming an existing file or folder
+    (`runs/lr=0.5/run`) is a path; a word that still reads as `key=value` is an override, whose
+    unknown key the config then names in its error.
 
     Example:
-        >>> split_overrides(["a.toml", "--resume", "train.lr=0.1", "--out=x"])
-        (['a.toml', '--resume', '--out=x'], ['train.lr=0.1'])
+        >>> is_override("train.lr=0.1"), is_override("runs/lr=0.5/run"), is_override("--out=x")
+        (True, False, False)
+    """
+    if "=" not in word or word.startswith("-"):
+        return False
+    key = word.split("=", 1)[0]
+    if is_config_key(key):
+        return True
+    if Path(word).exists():
+        return False
+    return bool(_KEY.fullmatch(key))
+
+
+def split_overrides(argv: Sequence[str],
+                    value_options: Sequence[str] = ("--set",)) -> Tuple[List[str], List[str]]:
+    """Separates bare `key=value` words (overrides, see `is_override`) from everything else.
+    The word after an option in `value_options` is that option's value, whatever it holds.
+
+    Example:
+        >>> split_overrides(["a.toml", "--resume", "train.lr=0.1", "--out=x", "--set", "seed=1"])
+        (['a.toml', '--resume', '--out=x', '--set', 'seed=1'], ['train.lr=0.1'])
     """
     rest: List[str] = []
     overrides: List[str] = []
-    for word in argv:
-        is_override = "=" in word and not word.startswith("-") and not word.endswith(".toml")
-        (overrides if is_override else rest).append(word)
+    for i, word in enumerate(argv):
+        is_value = i > 0 and argv[i - 1] in value_options
+        (overrides if is_override(word) and not is_value else rest).append(word)
     return rest, overrides
 
 
@@ -90,6 +118,31 @@ def _take_allow_change(words: Sequence[str]) -> Tuple[List[str], List[str], Opti
             rest.append(word)
         i += 1
     return rest, keys, None
+
+
+def _take_slurm(words: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """(the other words, the `KEY=VALUE` words after each --slurm). A word after --slurm is a
+    Slurm setting while its key is a plain word that is not a config key (`time=60`, not
+    `seed=1` or `train.lr=0.1`), so overrides may follow the settings.
+
+    Example:
+        >>> _take_slurm(["--slurm", "partition=gpu", "time=60", "seed=1", "cfg.toml"])
+        (['seed=1', 'cfg.toml'], ['partition=gpu', 'time=60'])
+    """
+    top_level = {f.name for f in fields(Config)}
+    rest: List[str] = []
+    settings: List[str] = []
+    i = 0
+    while i < len(words):
+        if words[i] == "--slurm":
+            while i + 1 < len(words) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[i + 1]) \
+                    and words[i + 1].split("=", 1)[0] not in top_level:
+                settings.append(words[i + 1])
+                i += 1
+        else:
+            rest.append(words[i])
+        i += 1
+    return rest, settings
 
 
 def command_parser(prog: str, description: str, example: str,
@@ -145,14 +198,27 @@ def parse_command(parser: argparse.ArgumentParser,
         >>> args.config, args.allow_change, overrides
         ('cfg.toml', ['train.lr'], ['train.lr=0.1'])
     """
-    rest, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    takes_slurm = any("--slurm" in action.option_strings for action in parser._actions)
+    slurm: List[str] = []
+    if takes_slurm:
+        words, slurm = _take_slurm(words)
+    value_options = [option for action in parser._actions if action.nargs is None
+                     for option in action.option_strings]
+    rest, overrides = split_overrides(words, value_options)
     takes_keys = any("--allow-change" in action.option_strings for action in parser._actions)
     keys: List[str] = []
     if takes_keys:
         rest, keys, problem = _take_allow_change(rest)
         if problem:
             parser.error(problem)
+    bare = [word for word in rest if "." in word and is_config_key(word)
+            and not Path(word).exists()]
+    if bare:
+        parser.error(f"{bare[0]} is a config key without a value; write {bare[0]}=VALUE")
     args = parser.parse_args(rest)
+    if takes_slurm:
+        args.slurm = slurm
     if takes_keys:
         bad = sorted(set(keys) - set(ALLOWED_CHANGES))
         if bad:
@@ -190,6 +256,15 @@ def run_command(prog: str, body: Callable[[], int], debug: bool) -> int:
             raise
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, ConfigError) else 1
+    except (*OUT_OF_MEMORY, RuntimeError) as error:  # one a run did not word itself
+        if debug or not is_out_of_memory(error):
+            raise
+        what = "GPU" if isinstance(error, torch.OutOfMemoryError) else "CPU"
+        print(f"{prog}: error: out of {what} memory ({error or 'no detail'}). Lower "
+              f"train.meta_batch, algorithm.tasks_per_chunk or train.memory_budget_mb, or "
+              f"algorithm.test_steps to evaluate; nothing was written after the last checkpoint.",
+              file=sys.stderr)
+        return 1
     except OSError as error:
         message = _file_system_message(error)
         if debug or message is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .rundir import read_history
-from .summaries import comparable_summaries, pooled_summary
+from .summaries import comparable_summaries, evaluation_split, pooled_summary
 
 __all__ = ["plot_comparison", "plot_training_curves", "pyplot", "read_history"]
 
@@ -47,8 +47,8 @@ def plot_training_curves(histories: Dict[str, List[Dict[str, Any]]], path: Path,
 
 def plot_comparison(runs: Dict[str, List[Dict[str, Any]]],
                     histories: Dict[str, List[List[Dict[str, Any]]]], path: Path) -> Path:
-    """Two panels: each run's test accuracy (or loss) pooled over seeds with 95% CI bars, and
-    its training curve (post-adaptation query loss, mean over seeds).
+    """Two panels: each run's accuracy (or loss) on its evaluation split pooled over seeds with
+    95% CI bars, and its training curve (post-adaptation query loss, mean over seeds).
 
     Arguments:
         runs: {config name: [results.json dict per seed]}.
@@ -67,7 +67,8 @@ def plot_comparison(runs: Dict[str, List[Dict[str, Any]]],
     left.bar(positions, [s["mean"] * scale for s in summaries],
              yerr=[s["ci95"] * scale for s in summaries], capsize=4, color="tab:blue", alpha=0.8)
     left.set_xticks(list(positions), names, rotation=30, ha="right", fontsize="small")
-    left.set_ylabel("test accuracy % (95% CI)" if classification else "test loss (95% CI)")
+    split = evaluation_split(runs[names[0]][0])
+    left.set_ylabel(f"{split} accuracy % (95% CI)" if classification else f"{split} loss (95% CI)")
     if classification:
         low = min(s["mean"] - s["ci95"] for s in summaries) * scale
         left.set_ylim(max(0.0, low - 5), min(100.0, max(s["mean"] for s in summaries) * scale + 5))

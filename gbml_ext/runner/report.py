@@ -1,5 +1,5 @@
 """Results as text and files: results.json, one-row and comparison markdown tables, and the
-provenance (versions, hardware, date) that lets a table be traced back.
+provenance (versions, source commit, hardware, date) that lets a table be traced back.
 
 Tables take data (results dicts and `summaries`); the figures are in `plots`, and the command
 lines that call both sit above them.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -16,14 +17,49 @@ import torch
 
 from ..fileio import atomic_write_json, atomic_write_text
 from ..measure import hardware_description
-from .summaries import comparable_summaries, median_of, pooled_summary
+from .summaries import comparable_summaries, evaluation_split, median_of, pooled_summary
 
-__all__ = ["compare_table", "environment_info", "format_metric", "markdown_table",
-           "results_markdown", "write_metrics", "write_results"]
+__all__ = ["compare_table", "environment_info", "evaluation_split", "format_metric",
+           "markdown_table", "results_markdown", "source_commit", "write_metrics",
+           "write_results"]
+
+
+
+def source_commit(folder: Optional[Path] = None) -> Optional[str]:
+    """The git commit of the checkout gbml_ext runs from ('<12 hex digits>', with '+changes'
+    when tracked files differ from it), or None when it is not run from a git checkout.
+
+    Arguments:
+        folder: the checkout's root (default: the folder above the gbml_ext package).
+
+    Returns:
+        The commit, or None outside a git checkout or without a `git` command.
+
+    Example:
+        >>> source_commit(Path("/")) is None
+        True
+    """
+    folder = folder or Path(__file__).resolve().parents[2]
+    if not (folder / ".git").exists():
+        return None
+
+    def git(*args: str) -> Optional[str]:
+        try:
+            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
+                                  text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    head = git("rev-parse", "--short=12", "HEAD")
+    if not head:
+        return None
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def environment_info(device: torch.device) -> Dict[str, Any]:
-    """Package versions, hardware and date: what a table in docs/ needs to be traced back."""
+    """Package versions, source commit, hardware and date: what a table in docs/ needs to be
+    traced back."""
     import learn2learn
 
     import gbml_ext
@@ -32,7 +68,7 @@ def environment_info(device: torch.device) -> Dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "torch": torch.__version__,
         "learn2learn": learn2learn.__version__, "gbml_ext": gbml_ext.__version__,
-        "device": str(device),
+        "commit": source_commit(), "device": str(device),
         "hardware": hardware_description(device), "threads": torch.get_num_threads(),
     }
 
@@ -69,19 +105,43 @@ def results_markdown(results: Dict[str, Any]) -> str:
     """A one-row markdown table of a results dict (results.json or a gbml-eval result)."""
     evaluation = results["evaluation"]
     is_classification = evaluation["accuracy"] is not None
-    header = ["run", "seed", f"test loss ({evaluation['steps']} steps)"]
+    split = evaluation_split(results)
+    header = ["run", "seed", f"{split} loss ({evaluation['steps']} steps)"]
     row = [results["name"], results["seed"], format_metric(evaluation["loss"], digits=4)]
     if is_classification:
-        header.append("test accuracy %")
+        header.append(f"{split} accuracy %")
         row.append(format_metric(evaluation["accuracy"], 100, 2))
+    notes = []
     if "train_seconds" in results:
-        header += ["train time s", "s / iteration", "peak memory MB"]
-        row += [f"{results['train_seconds']:.1f}", f"{results['seconds_per_iteration'] or 0:.4f}",
+        asked = results["config"]["train"]["iterations"]
+        header += ["iterations", "train time s", "s / iteration", "peak memory MB"]
+        row += [f"{results.get('iterations_done', asked)} of {asked}",
+                f"{results['train_seconds']:.1f}", f"{results['seconds_per_iteration'] or 0:.4f}",
                 f"{_number(results.get('peak_memory_mb'), 0)} ({results['peak_memory_kind']})"]
+        notes = _run_notes(results, asked)
     env = results["environment"]
     return (markdown_table(header, [row]) +
-            f"\n{evaluation['loss']['n']} held-out tasks, 95% CI. {env['hardware']}, "
-            f"torch {env['torch']}, {env['date']}.\n")
+            f"\n{evaluation['loss']['n']} held-out {split} tasks, 95% CI. {env['hardware']}, "
+            f"torch {env['torch']}, {env['date']}.\n" + "".join(f"{n}\n" for n in notes))
+
+
+def _run_notes(results: Dict[str, Any], asked: int) -> List[str]:
+    """The lines under a run's table: why training stopped early, and what its memory figures
+    are (or why there are none)."""
+    notes = []
+    done = results.get("iterations_done", asked)
+    if results.get("stopped_by_time_limit"):
+        limit = results["config"]["train"]["max_minutes"]
+        notes.append(f"Stopped by train.max_minutes = {limit:g} after {done} of {asked} "
+                     f"meta-iterations; `--resume train.max_minutes=...` continues it.")
+    if results.get("peak_memory_note"):
+        notes.append(f"Peak memory {results['peak_memory_note']}.")
+    elif results.get("process_peak_memory_mb") is not None:
+        notes.append(f"Peak memory: {results['peak_memory_mb']:.0f} MB above the start of "
+                     f"training ({results['peak_memory_kind']}); the process's peak during "
+                     f"training: {results['process_peak_memory_mb']:.0f} MB "
+                     f"({results['process_peak_memory_kind']}).")
+    return notes
 
 
 def write_results(run_dir: Path, results: Dict[str, Any]) -> None:
@@ -109,8 +169,9 @@ def compare_table(runs: Dict[str, List[Dict[str, Any]]]) -> str:
     base = runs[names[0]]
     classification = pooled_summary(base, "accuracy") is not None
     summaries = comparable_summaries(runs, "accuracy" if classification else "loss")
+    split = evaluation_split(base[0])
     header = ["run", "seeds", "train time s", "s / iteration", "peak memory MB",
-              "test accuracy %" if classification else "test loss", "final train loss",
+              f"{split} accuracy %" if classification else f"{split} loss", "final train loss",
               "speed-up", "memory saved", "accuracy Δ" if classification else "loss Δ"]
     rows = []
     base_quality = summaries[names[0]]["mean"]
@@ -131,8 +192,12 @@ def compare_table(runs: Dict[str, List[Dict[str, Any]]]) -> str:
             _memory_saved(peak, base_peak),
             f"{(quality['mean'] - base_quality) * scale:+.2f}",
         ])
-    kind = base[0]["peak_memory_kind"]
+    kinds = sorted({r["peak_memory_kind"] for results in runs.values() for r in results})
+    notes = sorted({r["peak_memory_note"] for results in runs.values() for r in results
+                    if r.get("peak_memory_mb") is None and r.get("peak_memory_note")})
+    memory = f"Peak memory: {' / '.join(kinds)}, during training"
+    memory += "".join(f"; – where {note}" for note in notes)
     env = base[0]["environment"]
     return (markdown_table(header, rows) +
-            f"\nRatios against {names[0]}. Peak memory: {kind}, during training. Times are "
-            f"medians over seeds. {env['hardware']}, torch {env['torch']}, {env['date']}.\n")
+            f"\nRatios against {names[0]}. {memory}. Times are medians over seeds. "
+            f"{env['hardware']}, torch {env['torch']}, {env['date']}.\n")

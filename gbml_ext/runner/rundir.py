@@ -5,107 +5,48 @@
   `<folder>.old-<time>`, never deletes them) or another `output_dir`.
 - `run.lock` holds the writing process's pid and host. A second live run in the same folder is
   refused; a lock left by a process that no longer exists is detected and replaced.
-- On resume only the keys that change the trained numbers must match the checkpoint's config;
-  logging, evaluation and paths may change, and `algorithm.inner_lr`, `train.lr` and `device`
-  may be changed deliberately with `--allow-change KEY`.
+- On resume only the keys that change the trained numbers must match the checkpoint's config
+  (which keys those are, and how a stored config is read by a newer version, is
+  `gbml_ext.runner.compat`'s to say).
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import json
 import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional
 
 from .checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT, load_latest_checkpoint
+from .compat import (  # re-exported: the names resume and the command grammar use
+    ALLOWED_CHANGES,
+    IMPLEMENTATION_KEYS,
+    config_differences,
+    flatten,
+    upgrade_stored,
+    with_defaults,
+)
 from .errors import ConfigMismatchError, DamagedFileError, RunFolderError, UnwritableError
 
-__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LOCK_FILE", "METRICS_FILE",
-           "RESULTS_FILE", "RUN_FILES", "WRITABLE_FIX", "cannot_write", "claim_folder",
-           "config_differences", "flatten", "folder_in_use", "holds_run", "keep_previous_results",
-           "move_aside", "read_history", "read_json", "read_results", "refuse_shortening",
-           "run_lock", "stored_config", "upgrade_stored", "with_defaults"]
+__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LAUNCHER_FILES", "LOCK_FILE",
+           "METRICS_FILE", "RESULTS_FILE", "RUN_FILES", "WRITABLE_FIX", "cannot_write",
+           "claim_folder", "config_differences", "flatten", "folder_in_use", "holds_run",
+           "keep_previous_results", "move_aside", "read_history", "read_json", "read_results",
+           "refuse_shortening", "run_lock", "stored_config", "upgrade_stored", "with_defaults"]
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "run.lock"
+# What a launcher keeps in a run folder (gbml_ext.launch): its record of the run, the run's log
+# and Slurm's files. They belong to the folder, not to one attempt: never moved aside.
+LAUNCHER_FILES = ("job.json", "launch.log", "slurm")
+_KEPT = (LOCK_FILE, *LAUNCHER_FILES)
 # The files that make a folder a run folder (anything else in it is the user's).
 RUN_FILES = (CONFIG_FILE, RESULTS_FILE, METRICS_FILE, CHECKPOINT, PREVIOUS_CHECKPOINT)
-
-# Keys that change neither a run's numbers (beyond ~1e-6 of float rounding) nor its results:
-# where files go, logging, checkpointing, how each step is computed (path, threads, memory
-# format, chunks of the meta-batch) and whether training.png is drawn.
-IMPLEMENTATION_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "train.log_every",
-                       "train.checkpoint_every", "train.checkpoint_minutes", "algorithm.path",
-                       "algorithm.batched", "threads", "model.channels_last", "train.plot",
-                       "algorithm.tasks_per_chunk", "train.memory_budget_mb")
-# Keys that never change the trained numbers: the above, the name, and evaluation settings;
-# and the time limit, which like train.iterations only says where training stops.
-FREE_KEYS = IMPLEMENTATION_KEYS + (
-    "name", "train.eval_every", "train.eval_tasks", "train.explode_factor",
-    "algorithm.test_steps", "evaluation.tasks", "evaluation.split", "train.max_minutes")
-# Keys a user may change on purpose when resuming (`--allow-change KEY`).
-ALLOWED_CHANGES = ("algorithm.inner_lr", "train.lr", "device")
-
-
-def flatten(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists and scalars are leaves."""
-    flat: Dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
-def upgrade_stored(saved: Dict[str, Any]) -> Dict[str, Any]:
-    """A stored run config with the keys whose default changed since it was written set to what
-    that run used: runs stored before `data.sampler` existed drew their tasks one at a time
-    ("learn2learn").
-
-    Example:
-        >>> upgrade_stored({"data": {"source": "omniglot"}})["data"]["sampler"]
-        'learn2learn'
-    """
-    saved = copy.deepcopy(saved)
-    if isinstance(saved.get("data"), dict):
-        saved["data"].setdefault("sampler", "learn2learn")
-    return saved
-
-
-def with_defaults(saved: Dict[str, Any]) -> Dict[str, Any]:
-    """A stored config with the keys added since it was written filled in with their defaults
-    (after `upgrade_stored`), so that a newer gbml_ext still resumes and reuses older runs."""
-    from .config import ConfigError, config_from_dict, config_to_dict
-
-    saved = upgrade_stored(saved)
-    try:
-        return config_to_dict(config_from_dict(copy.deepcopy(saved)))
-    except ConfigError:  # a key that no longer exists: compare as stored
-        return saved
-
-
-def config_differences(saved: Dict[str, Any], current: Dict[str, Any],
-                       ignore: Sequence[str] = FREE_KEYS) -> List[str]:
-    """Sorted flat keys whose values differ between two config dicts, ignoring `ignore` and,
-    since a run may be extended, `train.iterations`.
-
-    Example:
-        >>> config_differences({"train": {"lr": 1.0, "log_every": 1}},
-        ...                    {"train": {"lr": 2.0, "log_every": 5}})
-        ['train.lr']
-    """
-    saved_flat, current_flat = flatten(with_defaults(saved)), flatten(with_defaults(current))
-    skip = set(ignore) | {"train.iterations"}
-    return sorted(k for k in saved_flat.keys() | current_flat.keys()
-                  if k not in skip and saved_flat.get(k) != current_flat.get(k))
-
 
 def read_json(path: Path, fix: str) -> Dict[str, Any]:
     """The JSON object in `path`; a file that does not parse (truncated, edited by hand) is a
@@ -185,13 +126,14 @@ def cannot_write(path: Path, error: OSError, fix: str) -> UnwritableError:
 
 
 def holds_run(run_dir: Path) -> bool:
-    """True if the folder has anything in it besides a lock."""
+    """True if the folder has anything in it besides a lock and a launcher's files."""
     run_dir = Path(run_dir)
-    return run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
+    return run_dir.is_dir() and any(p.name not in _KEPT for p in run_dir.iterdir())
 
 
 def move_aside(run_dir: Path) -> Path:
-    """Moves everything in `run_dir` except the lock into `<run_dir>.old-<UTC time>`."""
+    """Moves everything in `run_dir` except the lock and a launcher's files into
+    `<run_dir>.old-<UTC time>`."""
     run_dir = Path(run_dir)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     aside = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
@@ -200,7 +142,7 @@ def move_aside(run_dir: Path) -> Path:
         aside, suffix = aside.with_name(f"{run_dir.name}.old-{stamp}-{suffix}"), suffix + 1
     aside.mkdir(parents=True)
     for entry in run_dir.iterdir():
-        if entry.name != LOCK_FILE:
+        if entry.name not in _KEPT:
             entry.rename(aside / entry.name)
     print(f"gbml_ext: moved the previous contents of {run_dir} aside to {aside}", file=sys.stderr)
     return aside
@@ -266,13 +208,19 @@ def _take_lock(path: Path, me: Dict[str, Any]) -> None:
             except (OSError, json.JSONDecodeError):
                 owner = {}
             pid, host = owner.get("pid"), owner.get("host")
-            if isinstance(pid, int) and (host != me["host"] or _process_alive(pid)):
+            since = f", started {owner['started']}" if owner.get("started") else ""
+            if isinstance(pid, int) and host != me["host"]:
                 raise RunFolderError(
-                    f"another run (pid {pid} on {host}, started {owner.get('started')}) is "
-                    f"writing {run_dir}. Wait for it, stop it, or choose another output_dir=..."
-                ) from None
-            print(f"gbml_ext: removing a stale lock in {run_dir} (its process {pid} is gone)",
-                  file=sys.stderr)
+                    f"another run (pid {pid} on host {host}{since}) holds {path}, and a process "
+                    f"of another host cannot be checked from here. Wait for it, or remove the "
+                    f"lock if no run is active there, or choose another output_dir=...") from None
+            if isinstance(pid, int) and _process_alive(pid):
+                raise RunFolderError(
+                    f"another run (pid {pid}{since}) is writing {run_dir}. Wait for it, stop "
+                    f"it, or choose another output_dir=...") from None
+            why = (f"its process {pid} is gone" if isinstance(pid, int)
+                   else "it names no process: damaged")
+            print(f"gbml_ext: removing a stale lock in {run_dir} ({why})", file=sys.stderr)
             path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as stream:
@@ -330,7 +278,7 @@ def refuse_shortening(checkpoint: Optional[Dict[str, Any]], iterations: int,
 def folder_in_use(run_dir: Path, elsewhere: str = "output_dir=...") -> str:
     """Why a new run cannot start in `run_dir`, which holds something, and the choices
     (`elsewhere`: how to choose another folder)."""
-    names = sorted(p.name for p in Path(run_dir).iterdir() if p.name != LOCK_FILE)
+    names = sorted(p.name for p in Path(run_dir).iterdir() if p.name not in _KEPT)
     if not set(names) & set(RUN_FILES):
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         return (f"{run_dir} is not empty ({shown}) and holds no run. Choose a new folder with "

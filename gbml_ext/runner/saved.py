@@ -9,7 +9,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import datetime
+import hashlib
+import json
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +31,13 @@ from .errors import CheckpointError, DamagedFileError, DeviceError, ResultNotSav
 from .evaluate import evaluate, run_path
 from .guards import check_evaluation
 from .report import environment_info, results_markdown
-from .rundir import CONFIG_FILE, stored_config
+from .rundir import CONFIG_FILE, flatten, stored_config
 
 __all__ = ["LoadedRun", "load_run", "read_run_config", "reevaluate"]
 
 # The devices a saved run can be put on: those a config's `device` key allows.
+# The settings an evaluation's file name states as they are: split, steps and tasks.
+_NAMED = ("evaluation.split", "algorithm.test_steps", "evaluation.tasks")
 DEVICES: Tuple[str, ...] = next(
     f.metadata["choices"] for f in dataclasses.fields(Config) if f.name == "device")
 
@@ -96,8 +102,12 @@ def read_run_config(run_dir: str | Path, overrides: Sequence[str] = (),
         >>> read_run_config("runs/experiment/seed0", tasks=1)  # doctest: +SKIP
         ConfigError: --tasks 1: config key 'evaluation.tasks' must be >= 2, got 1.
     """
-    run_dir = Path(run_dir)
-    data = _saved_config(run_dir)
+    return _config_of(Path(run_dir), _saved_config(Path(run_dir)), overrides, tasks, steps, split)
+
+
+def _config_of(run_dir: Path, data: Dict[str, Any], overrides: Sequence[str],
+               tasks: Optional[int], steps: Optional[int], split: Optional[str]) -> Config:
+    """`read_run_config` on the saved config `data` already read from `run_dir`."""
     try:
         config_from_dict(copy.deepcopy(data))
     except ConfigError as error:
@@ -163,12 +173,55 @@ def _load(run_dir: Path, config: Config, device: torch.device) -> LoadedRun:
                      checkpoint["history"])
 
 
+def _changed_settings(saved: Dict[str, Any], config: Config) -> Dict[str, Any]:
+    """{key: value} of the settings an evaluation changed from the run's saved config, other
+    than those its file name already says (split, steps, tasks)."""
+    try:
+        before = flatten(config_to_dict(config_from_dict(copy.deepcopy(saved))))
+    except ConfigError:
+        before = flatten(saved)
+    after = flatten(config_to_dict(config))
+    return {key: after[key] for key in sorted(after)
+            if key not in _NAMED and before.get(key) != after[key]}
+
+
+def _suffix(changed: Dict[str, Any]) -> str:
+    """The part of an evaluation's file name that says what it changed: '' for none,
+    '-algorithm.inner_lr=0.05' for a few, a short digest of them when they would be long."""
+    if not changed:
+        return ""
+    words = "-".join(f"{key}={value}" for key, value in changed.items())
+    words = re.sub(r"[^A-Za-z0-9._=+-]+", "_", words).strip("_")
+    if len(words) <= 80:
+        return f"-{words}"
+    digest = hashlib.sha1(json.dumps(changed, sort_keys=True, default=str).encode()).hexdigest()
+    return f"-changed-{digest[:10]}"
+
+
+def _keep_earlier(folder: Path, stem: str) -> None:
+    """An earlier evaluation of the same name (the same settings) is kept beside the new one
+    as `<stem>-<UTC time>.{json,md}`, never replaced."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    for ext in ("json", "md"):
+        old = folder / f"{stem}.{ext}"
+        if old.is_file():
+            aside, n = folder / f"{stem}-{stamp}.{ext}", 1
+            while aside.exists():
+                aside, n = folder / f"{stem}-{stamp}-{n}.{ext}", n + 1
+            old.rename(aside)
+
+
 def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional[int] = None,
                split: Optional[str] = None, overrides: Sequence[str] = (),
                device: str = "cpu", progress: bool = False,
                out: Optional[str | Path] = None) -> Dict[str, Any]:
     """Evaluates a saved run again and writes `eval-<split>-<steps>steps-<tasks>tasks.{json,md}`
     beside its results (or in `out`); returns the written dict, its path under "path".
+
+    Evaluations never replace each other: one that changes other settings of the run's config
+    (`overrides`) adds them to its name (`...-5tasks-algorithm.inner_lr=0.05.json`, or a short
+    digest when they are many) and records them under "changed"; an earlier evaluation of the
+    same name is kept as `<name>-<UTC time>.json` (and .md).
 
     Defaults come from the run's config. The test tasks depend on the run's seed only, so the
     first N are those the run's own final evaluation saw. The dict records the evaluation's
@@ -183,7 +236,8 @@ def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional
     """
     run_dir = Path(run_dir)
     torch_device = _device(str(device))
-    config = read_run_config(run_dir, overrides, tasks, steps, split)
+    saved = _saved_config(run_dir)
+    config = _config_of(run_dir, saved, overrides, tasks, steps, split)
     run = _load(run_dir, config, torch_device)
     with _private_random_state():
         sources = build_sources(config.data, config.seed)
@@ -201,12 +255,15 @@ def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional
               "evaluation_peak_memory_mb": peak,
               "peak_memory_kind": ("cuda_max_allocated_increase" if torch_device.type == "cuda"
                                    else "peak_rss_increase")}
+    changed = _changed_settings(saved, config)
+    result["changed"] = changed
     stem = (f"eval-{config.evaluation.split}-{config.algorithm.test_steps}steps-"
-            f"{config.evaluation.tasks}tasks")
+            f"{config.evaluation.tasks}tasks{_suffix(changed)}")
     folder = run_dir if out is None else Path(out)
     path = folder / f"{stem}.json"
     result["path"] = str(path)
     try:
+        _keep_earlier(folder, stem)
         atomic_write_json(path, {k: v for k, v in result.items() if k != "path"})
         atomic_write_text(folder / f"{stem}.md", results_markdown(result))
     except OSError as error:

@@ -1,6 +1,11 @@
 """What a config may hold: one dataclass per section, each key with its type, default and
 allowed values (`choices` or a numeric `range`). `gbml_ext.runner.config` reads, overrides
-and validates configs against these."""
+and validates configs against these.
+
+The keys that name an extension take their allowed values from its package's registry
+(`gbml_ext.registry`), read when a config is checked: `algorithm.name` from
+`gbml_ext.algorithms.ALGORITHMS`, `algorithm.transform` from `gbml_ext.optim.TRANSFORMS`,
+`model.name` from `gbml_ext.nn.MODELS`, `data.sampler` from `gbml_ext.data.registry.SAMPLERS`."""
 from __future__ import annotations
 
 import re
@@ -8,15 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
+from ..algorithms import ALGORITHMS
+from ..data.registry import SAMPLERS
+from ..nn import MODELS
+from ..optim import TRANSFORMS
+from ..registry import Registry
+
 __all__ = ["ALGORITHMS", "TRANSFORMS", "AlgorithmConfig", "Config", "DataConfig", "EvalConfig",
            "ModelConfig", "TrainConfig", "range_text"]
-
-ALGORITHMS = ("maml", "fomaml", "anil", "metasgd", "reptile", "imaml", "l2l-maml")
-TRANSFORMS = ("none", "kronecker", "kronecker-mlp")
 
 
 def _choices(*values):
     return field(default=values[0], metadata={"choices": values})
+
+
+def _registered(registry: Registry, default: str):
+    """A string field whose allowed values are the registry's names when a config is read."""
+    return field(default=default, metadata={"choices": registry})
 
 
 def _ranged(default, low=None, high=None, low_open: bool = False):
@@ -55,12 +68,13 @@ class DataConfig:
     shots: int = _ranged(1, 1)
     queries: int = _ranged(15, 1)
     options: Dict[str, Any] = field(default_factory=dict)
-    sampler: str = _choices("tensor", "learn2learn")
+    sampler: str = _registered(SAMPLERS, "tensor")
 
 
 @dataclass
 class ModelConfig:
-    """The network: a registered `name`, its `options`, and an optional deep-linear head.
+    """The network: a registered `name` (`gbml_ext.nn.MODELS`), its `options`, and an optional
+    deep-linear head.
 
     linnet_depth: if > 1, the final Linear is replaced by that many linear layers ("LinNet").
     linnet_width: hidden width of the LinNet head (default: its input size).
@@ -71,7 +85,7 @@ class ModelConfig:
         convolutions and batch-norm take their NHWC kernels. Same numbers up to float rounding.
     """
 
-    name: str = "linear"
+    name: str = _registered(MODELS, "linear")
     options: Dict[str, Any] = field(default_factory=dict)
     linnet_depth: int = _ranged(0, 0, 16)
     linnet_width: int = _ranged(0, 0)
@@ -84,9 +98,10 @@ class ModelConfig:
 class AlgorithmConfig:
     """How tasks are adapted to.
 
-    name: maml | fomaml | anil | metasgd | reptile | imaml | l2l-maml (learn2learn's own MAML
-        wrapper, the reference in comparisons).
-    transform: none | kronecker | kronecker-mlp (Meta-KFO when not "none").
+    name: a registered algorithm (`gbml_ext.algorithms.ALGORITHMS`: maml, fomaml, anil, ...;
+        `--print-config` lists them all).
+    transform: a registered gradient transform (`gbml_ext.optim.TRANSFORMS`): "none", or a
+        Kronecker-factored one (Meta-KFO).
     transform_psd: use MᵀM Kronecker factors.
     transform_params: parameter names that get a transform (empty: all; ANIL: all of the head).
     inner_lr: the inner-loop learning rate α (Meta-SGD: the starting rate).
@@ -107,8 +122,8 @@ class AlgorithmConfig:
         to float rounding; peak memory grows with the chunk.
     """
 
-    name: str = _choices(*ALGORITHMS)
-    transform: str = _choices(*TRANSFORMS)
+    name: str = _registered(ALGORITHMS, "maml")
+    transform: str = _registered(TRANSFORMS, "none")
     transform_psd: bool = False
     transform_hidden_layers: int = _ranged(2, 1, 16)
     transform_params: List[str] = field(default_factory=list)

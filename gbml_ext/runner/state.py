@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
 
+from ..fast import unsupported_reason
 from .build import build_learner, build_optimizer, build_sources
 from .checkpoint import restore_rng_state
+from .compat import ALLOWED_CHANGES, config_differences, flatten, upgrade_stored
 from .config import Config, config_to_dict
 from .errors import CheckpointError, ConfigMismatchError, DeviceError
-from .rundir import ALLOWED_CHANGES, config_differences, flatten, upgrade_stored
 
 __all__ = ["TrainingState", "build_run", "cpu_threads", "resolve_device", "restore_state",
            "seed_everything"]
@@ -76,9 +78,16 @@ def seed_everything(seed: int) -> None:
 
 
 def build_run(config: Config, device: torch.device, rank: int = 0) -> TrainingState:
-    """Model, learner, optimizer and task sources for `config`, seeded as a fresh run."""
+    """Model, learner, optimizer and task sources for `config`, seeded as a fresh run.
+
+    With `algorithm.path = "auto"`, a learner that has no batched form (`gbml_ext.fast.form`)
+    runs per task, and the main process says why on stderr."""
     seed_everything(config.seed)
     algorithm = build_learner(config).to(device)
+    if rank == 0 and config.algorithm.path == "auto" and not config.algorithm.batched:
+        reason = unsupported_reason(algorithm)
+        if reason is not None:
+            print(f"gbml_ext: {config.algorithm.name} runs per task: {reason}", file=sys.stderr)
     optimizer = build_optimizer(config, algorithm)
     sources = build_sources(config.data, config.seed, rank=rank, device=device)
     return TrainingState(algorithm, optimizer, sources)
@@ -98,7 +107,8 @@ def restore_state(state: TrainingState, checkpoint: Dict[str, Any], config: Conf
         raise ConfigMismatchError(
             f"the checkpoint in {config.run_dir()} was written by a different config ({details}). "
             + (f"To change it on purpose, add --allow-change {' '.join(hint)}. " if hint else "")
-            + "Otherwise resume with the same settings, or start over with --overwrite.")
+            + ("Otherwise resume" if hint else "Resume")
+            + " with the same settings, or start over with --overwrite.")
     try:
         state.algorithm.load_state_dict(checkpoint["algorithm"])
         state.optimizer.load_state_dict(checkpoint["optimizer"])

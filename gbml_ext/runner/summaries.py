@@ -13,8 +13,8 @@ import math
 import statistics
 from typing import Any, Dict, List, Literal, Optional, Sequence, overload
 
-__all__ = ["comparable_summaries", "confidence_interval", "median_of", "pooled_summary",
-           "summarize"]
+__all__ = ["comparable_summaries", "confidence_interval", "evaluation_split", "median_of",
+           "pooled_summary", "summarize"]
 
 
 def confidence_interval(values: Sequence[float], z: float = 1.96) -> float:
@@ -106,3 +106,15 @@ def median_of(results: Sequence[Dict[str, Any]], key: str) -> Optional[float]:
     """
     values = [r[key] for r in results if r.get(key) is not None]
     return statistics.median(values) if values else None
+
+
+def evaluation_split(results: Dict[str, Any]) -> str:
+    """The split a results dict's evaluation drew its tasks from ("test" or "validation"):
+    its `split`, else its config's `evaluation.split` (results written before `split` was).
+
+    Example:
+        >>> evaluation_split({"config": {"evaluation": {"split": "validation"}}})
+        'validation'
+    """
+    return results.get("split") or results.get("config", {}).get("evaluation", {}).get(
+        "split", "test")

@@ -1,0 +1,89 @@
+"""Config compatibility: how a config stored by an older version reads today, which keys
+differ between two configs, and which may differ when a run resumes.
+
+- `upgrade_stored`: keys whose default changed since a config was written are set to what
+  that run used; `with_defaults` then fills keys added since with today's defaults.
+- `config_differences(old, new)`: the keys whose values differ, ignoring those that never
+  change the trained numbers (`FREE_KEYS`: `IMPLEMENTATION_KEYS`, the name, evaluation).
+- `ALLOWED_CHANGES`: keys a user may change on purpose when resuming (`--allow-change KEY`).
+
+A new config key goes into `schema.py`; it goes here too when it changes nothing that a run
+computes (add it to `IMPLEMENTATION_KEYS` or `FREE_KEYS`), or when runs stored before it
+existed behaved differently from its default (set the old behaviour in `upgrade_stored`).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, List, Sequence
+
+from .config import ConfigError, config_from_dict, config_to_dict
+
+__all__ = ["ALLOWED_CHANGES", "FREE_KEYS", "IMPLEMENTATION_KEYS", "config_differences",
+           "flatten", "upgrade_stored", "with_defaults"]
+
+# Keys that change neither a run's numbers (beyond ~1e-6 of float rounding) nor its results:
+# where files go, logging, checkpointing, how each step is computed (path, threads, memory
+# format, chunks of the meta-batch) and whether training.png is drawn.
+IMPLEMENTATION_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "train.log_every",
+                       "train.checkpoint_every", "train.checkpoint_minutes", "algorithm.path",
+                       "algorithm.batched", "threads", "model.channels_last", "train.plot",
+                       "algorithm.tasks_per_chunk", "train.memory_budget_mb")
+# Keys that never change the trained numbers: the above, the name, and evaluation settings;
+# and the time limit, which like train.iterations only says where training stops.
+FREE_KEYS = IMPLEMENTATION_KEYS + (
+    "name", "train.eval_every", "train.eval_tasks", "train.explode_factor",
+    "algorithm.test_steps", "evaluation.tasks", "evaluation.split", "train.max_minutes")
+# Keys a user may change on purpose when resuming (`--allow-change KEY`).
+ALLOWED_CHANGES = ("algorithm.inner_lr", "train.lr", "device")
+
+
+def flatten(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and scalars are leaves."""
+    flat: Dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def upgrade_stored(saved: Dict[str, Any]) -> Dict[str, Any]:
+    """A stored run config with the keys whose default changed since it was written set to what
+    that run used: runs stored before `data.sampler` existed drew their tasks one at a time
+    ("learn2learn").
+
+    Example:
+        >>> upgrade_stored({"data": {"source": "omniglot"}})["data"]["sampler"]
+        'learn2learn'
+    """
+    saved = copy.deepcopy(saved)
+    if isinstance(saved.get("data"), dict):
+        saved["data"].setdefault("sampler", "learn2learn")
+    return saved
+
+
+def with_defaults(saved: Dict[str, Any]) -> Dict[str, Any]:
+    """A stored config with the keys added since it was written filled in with their defaults
+    (after `upgrade_stored`), so that a newer gbml_ext still resumes and reuses older runs."""
+    saved = upgrade_stored(saved)
+    try:
+        return config_to_dict(config_from_dict(copy.deepcopy(saved)))
+    except ConfigError:  # a key that no longer exists: compare as stored
+        return saved
+
+
+def config_differences(saved: Dict[str, Any], current: Dict[str, Any],
+                       ignore: Sequence[str] = FREE_KEYS) -> List[str]:
+    """Sorted flat keys whose values differ between two config dicts, ignoring `ignore` and,
+    since a run may be extended, `train.iterations`.
+
+    Example:
+        >>> config_differences({"train": {"lr": 1.0, "log_every": 1}},
+        ...                    {"train": {"lr": 2.0, "log_every": 5}})
+        ['train.lr']
+    """
+    saved_flat, current_flat = flatten(with_defaults(saved)), flatten(with_defaults(current))
+    skip = set(ignore) | {"train.iterations"}
+    return sorted(k for k in saved_flat.keys() | current_flat.keys()
+                  if k not in skip and saved_flat.get(k) != current_flat.get(k))

@@ -1,0 +1,142 @@
+"""The launcher: a plan checked before anything starts, local worker processes that give the
+same numbers as one process, run states read from the folders, and idempotent re-runs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gbml_ext.launch import build_plan, format_status, launch, plan_status
+from gbml_ext.launch.status import write_job
+from gbml_ext.runner.compare import main as compare_main
+from gbml_ext.runner.errors import RunError, RunFolderError
+
+REPO = Path(__file__).resolve().parents[1]
+SHALLOW = REPO / "experiments/configs/synthetic/linreg_shallow.toml"
+KFO = REPO / "experiments/configs/synthetic/linreg_kfo.toml"
+GRID = ["train.iterations=12", "train.meta_batch=4", "evaluation.tasks=16", "train.eval_every=0",
+        "train.log_every=4"]
+
+
+def per_task_losses(out: Path) -> dict:
+    """{run folder: every test task's loss after every step}, from results.json files."""
+    found = {}
+    for path in sorted(out.rglob("seed*/results.json")):
+        results = json.loads(path.read_text())
+        found[str(path.parent.relative_to(out))] = results["evaluation"]["per_task"]
+    return found
+
+
+def compare(capsys, *args) -> tuple:
+    code = compare_main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_two_local_jobs_give_the_numbers_of_one_bit_for_bit(tmp_path, capsys):
+    grid = [SHALLOW, KFO, "--seeds", "0", "1", "--no-progress", *GRID]
+    assert compare(capsys, *grid, "--out", tmp_path / "one", "--jobs", "1")[0] == 0
+    code, _, err = compare(capsys, *grid, "--out", tmp_path / "two", "--jobs", "2")
+    assert code == 0, err
+    one, two = per_task_losses(tmp_path / "one"), per_task_losses(tmp_path / "two")
+    assert len(one) == 4 and one == two  # exact equality of every float
+    assert (tmp_path / "two" / "Shallow" / "seed1" / "launch.log").is_file()
+    # The same command again starts nothing and leaves every result as it was.
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "two").rglob("results.json")}
+    code, _, err = compare(capsys, *grid, "--out", tmp_path / "two", "--jobs", "2", "--resume")
+    assert code == 0 and "4 of 4 runs need nothing (4 done); starting 0" in err, err
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "two").rglob("results.json")}
+
+
+def test_status_reads_every_state_from_the_run_folders(tmp_path, capsys):
+    plan = build_plan([SHALLOW], [0, 1, 2, 3], GRID, tmp_path)
+    launch(plan[:1])                                       # seed 0: done
+    running = plan[1].run_dir                              # seed 1: a live process holds it
+    running.mkdir(parents=True)
+    (running / "run.lock").write_text(json.dumps({"pid": os.getpid(),
+                                                  "host": os.uname().nodename}))
+    failed = plan[2].run_dir                               # seed 2: exited 1, with its log
+    failed.mkdir(parents=True)
+    (failed / "launch.log").write_text("loading\ngbml-train: error: out of memory\n")
+    write_job(failed, {"launcher": "local", "pid": 1, "exit_code": 1,
+                       "log": str(failed / "launch.log")})
+    states = plan_status(plan)
+    assert [s.state for s in states] == ["done", "running", "failed", "not started"]
+    assert "out of memory" in states[2].detail and str(os.getpid()) in states[1].detail
+    table = format_status(plan, states)
+    assert "1 done, 1 running, 1 failed, 1 not started" in table
+    # --status on the command line shows the same and starts nothing.
+    code, out, _ = compare(capsys, SHALLOW, "--seeds", "0", "1", "2", "3", "--out", tmp_path,
+                           "--status", *GRID)
+    assert code == 0 and "failed" in out and not (plan[3].run_dir / "results.json").exists()
+
+
+def test_a_seed_override_beside_seeds_is_refused_before_anything_runs(tmp_path, capsys):
+    code, _, err = compare(capsys, SHALLOW, "--seeds", "0", "1", "seed=5", "--out", tmp_path,
+                           *GRID)
+    assert code != 0 and "seed=5 beside --seeds" in err and "--seeds 5" in err
+    assert len(err.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
+
+
+def test_two_runs_of_one_folder_are_refused_before_anything_runs(tmp_path):
+    with pytest.raises(RunFolderError, match="listed twice"):
+        build_plan([SHALLOW, SHALLOW], [0], GRID, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1"])
+def test_jobs_below_one_is_a_clear_error(tmp_path, capsys, jobs):
+    code, _, err = compare(capsys, SHALLOW, "--out", tmp_path, "--jobs", jobs, *GRID)
+    assert code == 1 and f"--jobs {jobs}: give 1 or more" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_more_jobs_than_runs_is_clamped_and_said(tmp_path):
+    plan = build_plan([SHALLOW], [0], GRID, tmp_path)
+    with pytest.raises(RunError, match="give 1 or more"):
+        launch(plan, jobs=0)
+    states = launch(plan, jobs=3)
+    assert [s.state for s in states] == ["done"]
+
+
+def test_slurm_without_sbatch_is_one_line_and_submits_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    code, _, err = compare(capsys, SHALLOW, "--out", tmp_path / "out", "--launcher", "slurm",
+                           *GRID)
+    assert code == 2 and ("needs Slurm's sbatch" in err or "needs submitit" in err)
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_checkpoints_every_running_run_and_a_rerun_resumes(tmp_path):
+    out = tmp_path / "cmp"
+    long = ["train.iterations=4000", "train.meta_batch=4", "evaluation.tasks=8",
+            "train.eval_every=0", "train.log_every=50", "train.checkpoint_every=0"]
+    command = [sys.executable, "-m", "gbml_ext.runner.compare", str(SHALLOW), "--seeds", "0",
+               "1", "--jobs", "2", "--out", str(out), "--no-progress", *long]
+    parent = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    logs = [out / "Shallow" / f"seed{s}" / "metrics.jsonl" for s in (0, 1)]
+    deadline = time.monotonic() + 120
+    while not all(p.is_file() and p.stat().st_size for p in logs):  # both runs are training
+        assert parent.poll() is None and time.monotonic() < deadline, parent.stderr.read()
+        time.sleep(0.2)
+    parent.send_signal(signal.SIGINT)
+    _, err = parent.communicate(timeout=120)
+    assert parent.returncode == 130, err
+    assert "checkpointed and stopped" in err and "--resume" in err and "Traceback" not in err
+    for seed in (0, 1):  # each run wrote its checkpoint on the way out
+        assert (out / "Shallow" / f"seed{seed}" / "checkpoint.pt").is_file()
+        assert not (out / "Shallow" / f"seed{seed}" / "results.json").exists()
+
+
+def test_slurm_without_submitit_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
+    code, _, err = compare(capsys, SHALLOW, "--out", tmp_path / "out", "--launcher", "slurm",
+                           *GRID)
+    assert code == 2 and "pip install 'gbml_ext[cluster]'" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -1,0 +1,111 @@
+"""Running out of memory, on the CPU (MemoryError) or a GPU (torch.OutOfMemoryError), is one
+line that says what ran out, at which settings and what to lower, with a non-zero exit; the
+last checkpoint and the run's other files are kept as they were."""
+import json
+
+import pytest
+import torch
+
+import gbml_ext.runner.loop as loop
+from gbml_ext.runner import train
+from gbml_ext.runner.cli import eval_main, main
+from gbml_ext.runner.options import run_command
+from run_fixtures import TINY6, checksums, clean_error, cli, tiny6
+
+KEPT = ("checkpoint.pt", "results.json", "results.md")
+
+
+def _raise_at(monkeypatch, iteration: int, error: BaseException) -> None:
+    """Makes meta-iteration `iteration` run out of memory (where its loss is checked)."""
+    real = loop.check_meta_loss
+
+    def check(loss, done, *args, **kwargs):
+        if done == iteration:
+            raise error
+        return real(loss, done, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "check_meta_loss", check)
+
+
+@pytest.mark.parametrize("error,what", [
+    (MemoryError(), "CPU"),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "GPU"),
+], ids=["cpu", "cuda"])
+def test_out_of_memory_in_training_is_one_line_and_keeps_the_checkpoint(
+        error, what, tmp_path, monkeypatch, capsys):
+    train(tiny6(tmp_path, "train.iterations=3"), progress=False)
+    before = {name: digest for name, digest in checksums(tmp_path).items() if name in KEPT}
+    assert set(before) == set(KEPT)
+    _raise_at(monkeypatch, 5, error)
+    code, out, err = cli(capsys, main, *TINY6, f"output_dir='{tmp_path}'", "--resume",
+                         "--no-progress")
+    assert code == 1 and clean_error(err, 1), err
+    assert f"out of {what} memory in meta-training" in err
+    assert "train.meta_batch=2" in err and "model.name=linear" in err
+    assert "lower train.meta_batch" in err and "algorithm.tasks_per_chunk" in err
+    assert "train.memory_budget_mb" in err
+    assert "checkpoint of iteration 3 is kept" in err and "--resume" in err
+    after = checksums(tmp_path)
+    assert {name: after[name] for name in KEPT} == before
+    assert not (tmp_path / "run.lock").exists()
+    # the kept checkpoint continues the run once the memory is there
+    monkeypatch.undo()
+    result = train(tiny6(tmp_path), resume=True, progress=False)
+    assert result.results["iterations_done"] == 6
+
+
+def test_out_of_memory_before_any_checkpoint_says_start_again(tmp_path, monkeypatch, capsys):
+    _raise_at(monkeypatch, 2, MemoryError())
+    code, _, err = cli(capsys, main, *TINY6, f"output_dir='{tmp_path}/run'", "--no-progress")
+    assert code == 1 and clean_error(err, 1), err
+    assert "out of CPU memory" in err and "no checkpoint was written yet" in err
+    assert "--overwrite" in err
+
+
+def test_out_of_memory_in_the_final_evaluation_names_its_settings(tmp_path, monkeypatch,
+                                                                    capsys):
+    def evaluate(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    code, _, err = cli(capsys, main, *TINY6, f"output_dir='{tmp_path}'", "--no-progress")
+    assert code == 1 and clean_error(err, 1), err
+    assert "in the final evaluation at algorithm.test_steps=2" in err
+    assert "checkpoint of iteration 6 is kept" in err and not (tmp_path / "results.json").exists()
+
+
+def test_out_of_memory_anywhere_else_is_one_line(tmp_path, monkeypatch, capsys):
+    train(tiny6(tmp_path), progress=False)
+    before = checksums(tmp_path)
+    import gbml_ext.runner.saved as saved
+
+    def evaluate(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(saved, "evaluate", evaluate)
+    code, _, err = cli(capsys, eval_main, tmp_path, "--no-progress")
+    assert code == 1 and clean_error(err, 1) and "out of GPU memory" in err, err
+    assert "algorithm.test_steps" in err and checksums(tmp_path) == before
+
+    def build():
+        raise MemoryError()
+
+    assert run_command("gbml-train", build, debug=False) == 1
+    assert "out of CPU memory" in capsys.readouterr().err
+    with pytest.raises(MemoryError):  # --debug shows the traceback
+        run_command("gbml-train", build, debug=True)
+    assert json.loads((tmp_path / "results.json").read_text())["iterations_done"] == 6
+
+
+def test_the_cpu_allocators_failure_is_out_of_memory_too(tmp_path, monkeypatch, capsys):
+    """torch's CPU allocator raises a RuntimeError, not a MemoryError (a huge train.meta_batch
+    asks it for hundreds of GB)."""
+    _raise_at(monkeypatch, 2, RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 409600000000 bytes. Error code 12"))
+    code, _, err = cli(capsys, main, *TINY6, f"output_dir='{tmp_path}/run'", "--no-progress")
+    assert code == 1 and clean_error(err, 1), err
+    assert "out of CPU memory in meta-training at train.meta_batch=2" in err
+    _raise_at(monkeypatch, 2, RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    with pytest.raises(RuntimeError, match="shapes"):  # any other RuntimeError is a bug to see
+        main([*TINY6, f"output_dir='{tmp_path}/other'", "--no-progress"])
