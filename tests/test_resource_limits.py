@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import gbml_ext.runner.loop as loop
+import gbml_ext.runner.records as records
 from gbml_ext.runner import train
 from gbml_ext.runner.cli import eval_main, main
 from gbml_ext.runner.options import run_command
@@ -67,7 +68,7 @@ def test_out_of_memory_in_the_final_evaluation_names_its_settings(tmp_path, monk
     def evaluate(*args, **kwargs):
         raise MemoryError()
 
-    monkeypatch.setattr(loop, "evaluate", evaluate)
+    monkeypatch.setattr(records, "evaluate", evaluate)
     code, _, err = cli(capsys, main, *TINY6, f"output_dir='{tmp_path}'", "--no-progress")
     assert code == 1 and clean_error(err, 1), err
     assert "in the final evaluation at algorithm.test_steps=2" in err

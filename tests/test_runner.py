@@ -91,18 +91,18 @@ class _Interrupt(Exception):
 def test_resume_is_bit_identical_to_uninterrupted_run(tmp_path, monkeypatch):
     straight = train(tiny_config(tmp_path / "a", "algorithm.transform=kronecker"), progress=False)
 
-    real_log = loop_module._log
+    real_log = loop_module.log_record
 
     def log_then_crash(run_dir, history, record):
         real_log(run_dir, history, record)
         if record["iteration"] == 13:  # past the checkpoint at 10: iterations 11-13 are redone
             raise _Interrupt
 
-    monkeypatch.setattr(loop_module, "_log", log_then_crash)
+    monkeypatch.setattr(loop_module, "log_record", log_then_crash)
     config = tiny_config(tmp_path / "b", "algorithm.transform=kronecker")
     with pytest.raises(_Interrupt):
         train(config, progress=False)
-    monkeypatch.setattr(loop_module, "_log", real_log)
+    monkeypatch.setattr(loop_module, "log_record", real_log)
     resumed = train(config, resume=True, progress=False)
 
     for a, b in zip(straight.algorithm.state_dict().values(),

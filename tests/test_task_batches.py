@@ -276,17 +276,17 @@ def test_a_resumed_vision_run_on_task_batches_is_bit_identical(cifar_root, tmp_p
 
     straight = train(vision_config(cifar_root, tmp_path / "a"), progress=False)
     assert straight.config.data.sampler == "tensor"
-    real_log = loop_module._log
+    real_log = loop_module.log_record
 
     def log_then_crash(run_dir, history, record):
         real_log(run_dir, history, record)
         if record["iteration"] == 5:  # past the checkpoint at 3
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop_module, "_log", log_then_crash)
+    monkeypatch.setattr(loop_module, "log_record", log_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train(vision_config(cifar_root, tmp_path / "b"), progress=False)
-    monkeypatch.setattr(loop_module, "_log", real_log)
+    monkeypatch.setattr(loop_module, "log_record", real_log)
     resumed = train(vision_config(cifar_root, tmp_path / "b"), resume=True, progress=False)
     for a, b in zip(straight.algorithm.state_dict().values(),
                     resumed.algorithm.state_dict().values()):
