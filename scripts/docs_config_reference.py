@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gbml_ext.runner import rundir, schema  # noqa: E402
+from gbml_ext.runner import compat, schema  # noqa: E402
 
 MARKER = "<!-- config-reference -->"
 SECTIONS = (("", schema.Config), ("data", schema.DataConfig), ("model", schema.ModelConfig),
@@ -55,11 +55,11 @@ def resume_rule(key: str) -> str:
     """What a resumed run may do with `key`."""
     if key == "train.iterations":
         return "may grow"
-    if key in rundir.ALLOWED_CHANGES:
+    if key in compat.ALLOWED_CHANGES:
         return "with `--allow-change`"
-    if key in rundir.FREE_KEYS:
+    if key in compat.FREE_KEYS:
         return "yes"
-    inner = [k for k in rundir.FREE_KEYS if k.startswith(key + ".")]
+    inner = [k for k in compat.FREE_KEYS if k.startswith(key + ".")]
     return "no, except " + ", ".join(f"`{k}`" for k in inner) if inner else "no"
 
 

@@ -58,8 +58,9 @@ def canonical_dataset_name(name: str) -> str:
         name: a canonical name ("omniglot", "mini-imagenet", "cifar-fs", "fc100") or an alias
             ("cifarfs", "cifar_fs", "mini_imagenet", "miniimagenet").
 
-    Raises: `gbml_ext.registry.UnknownName` (a ValueError) naming the valid names, for any
-        other name.
+    Raises:
+        gbml_ext.registry.UnknownName: (a ValueError) naming the valid names, for any other
+            name.
 
     Example:
         >>> canonical_dataset_name("cifarfs"), canonical_dataset_name("fc100")
