@@ -1,4 +1,4 @@
-"""`make demo`, timed back to back against an older commit (the target of issue #10).
+"""`make demo`, timed back to back against an older commit.
 
 Checks out `--baseline` into a temporary git worktree and runs `python -m experiments.synthetic`
 there and here, alternately, each into an empty folder, for `--rounds` rounds; every `--set`

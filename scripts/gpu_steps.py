@@ -89,7 +89,7 @@ def cuda_tests(repo: Path, timeout: float) -> Dict[str, Any]:
     return step
 
 
-# The check's benchmark: the peers that answer the questions (gbml_ext per task and
+# The check's benchmark: the peers that answer the GPU questions (gbml_ext per task and
 # batched, learn2learn and JAX), the configs with targets first. FLOPs are counted once per
 # config (every peer does the same arithmetic; counting is slow).
 CHECK_PEERS = "gbml_ext,batched,batched/4,learn2learn,jax"

@@ -110,12 +110,12 @@ def test_resume_with_fewer_iterations_is_refused_and_nothing_changes(tmp_path, c
     assert json.loads((tmp_path / "results.json").read_text())["iterations_done"] == 5
 
 
-def test_readme_says_a_short_run_writes_one_checkpoint(tmp_path):
+def test_the_runs_guide_says_a_short_run_writes_one_checkpoint(tmp_path):
     train(tiny(tmp_path), progress=False)  # checkpoints only at the end
     assert sorted(p.name for p in tmp_path.glob("checkpoint*")) == ["checkpoint.pt"]
-    readme = " ".join((REPO / "README.md").read_text().split())
-    assert "two checkpoints" not in readme
-    assert "`checkpoint.pt` (and `checkpoint.prev.pt`, once a second one is written)" in readme
+    guide = " ".join((REPO / "docs" / "runs.md").read_text().split())
+    assert "two checkpoints" not in guide
+    assert "`checkpoint.pt` (and `checkpoint.prev.pt`" in guide
 
 
 def test_a_mismatch_without_an_allowed_key_reads_as_one_sentence(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """The runner's modules import one way: no module reaches, directly or through others, back to
-one that imports it (issue: cli, compare, loop, plots, report and saved formed a cycle).
+one that imports it (cli, compare, loop, plots, report and saved once formed a cycle).
 
 Imports inside functions count too: they are cycles that only wait for the call.
 """

@@ -28,7 +28,7 @@ from .status import SLURM_FOLDER, write_job
 
 __all__ = ["RunJob", "SlurmUnavailable", "parse_slurm_options", "require_slurm", "submit_slurm"]
 
-# The names the users write, as submitit's SlurmExecutor spells them.
+# The option names users write (submitit's AutoExecutor spellings), as SlurmExecutor spells them.
 _ALIASES = {"tasks_per_node": "ntasks_per_node", "timeout_min": "time", "job_name": "job_name"}
 
 
