@@ -42,21 +42,53 @@ def per_task_reason(learner: object) -> Optional[str]:
 class MetaLearner:
     """Mixin giving a `clone()`/`adapt()` learner the engine's task-level methods.
 
+    Every learner of `gbml_ext.algorithms` (GBML, MAML, ANIL, MetaSGD, Reptile, iMAML) is one.
     Subclasses may override `encode_task` (computed once per task, before adaptation),
     `accumulate_meta_gradient` (how the outer gradient is formed) and `batched_form` (how the
     fast path runs all tasks of a meta-batch at once; `gbml_ext.fast.form`).
+
+    Example:
+        >>> import gbml_ext, torch
+        >>> maml = gbml_ext.MAML(torch.nn.Linear(4, 3), lr=0.5)
+        >>> task = Task(torch.randn(6, 4), torch.arange(6) % 3,
+        ...             torch.randn(9, 4), torch.arange(9) % 3)
+        >>> outcomes = maml.accumulate_meta_gradient([task, task], steps=1)
+        >>> len(outcomes), maml.module.weight.grad.shape
+        (2, torch.Size([3, 4]))
+        >>> maml.evaluate_task(task, steps=1).accuracy.shape
+        torch.Size([])
     """
 
     def encode_task(self, task: Task) -> Task:
+        """The task the inner loop sees; here `task` itself (ANIL: the body's features,
+        computed once per task so the inner steps run the head only)."""
         return task
 
     def accumulate_meta_gradient(self, tasks: Sequence[Task], steps: int,
                                  loss_fn: Optional[engine.LossFn] = None
                                  ) -> List[engine.TaskOutcome]:
+        """Adds the meta-gradient of the mean query loss over `tasks` to the parameters'
+        `.grad` (`gbml_ext.engine.accumulate_meta_gradient`).
+
+        Arguments:
+            tasks: tasks with support (n_s, ...) and query (n_q, ...) tensors, or a `TaskBatch`.
+            steps: inner-loop steps per task.
+            loss_fn: `(outputs, targets) -> scalar`; cross-entropy or MSE by target dtype if
+                None.
+
+        Returns:
+            one detached `TaskOutcome` per task.
+        """
         return engine.accumulate_meta_gradient(self, tasks, steps, loss_fn)
 
     def evaluate_task(self, task: Task, steps: int,
                       loss_fn: Optional[engine.LossFn] = None) -> engine.TaskOutcome:
+        """Adapts a first-order clone on `task`'s support set for `steps` steps and scores its
+        query set without a graph (`gbml_ext.engine.run_task` with `train=False`).
+
+        Returns:
+            the detached query loss (a scalar) and accuracy (a scalar; None for regression).
+        """
         return engine.run_task(self, task, steps, loss_fn, train=False)
 
     def batched_form(self) -> FormOrReason:

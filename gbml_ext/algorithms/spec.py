@@ -37,6 +37,18 @@ class AlgorithmSpec:
             refused with this line), or "" when it takes one.
         adapted: the part of the model whose parameters adapt in the inner loop (ANIL: the
             classifier), where the runner looks up the parameters it freezes.
+
+    Example:
+        >>> import torch, gbml_ext
+        >>> from gbml_ext.runner.schema import AlgorithmConfig
+        >>> spec = ALGORITHMS["metasgd"]
+        >>> learner = spec.build(AlgorithmConfig(name="metasgd", inner_lr=0.1),
+        ...                      torch.nn.Linear(3, 2), None)
+        >>> type(learner).__name__, spec.takes_transform
+        ('MetaSGD', False)
+        >>> model = gbml_ext.nn.omniglot_cnn4(ways=5, hidden=4)
+        >>> ALGORITHMS["anil"].adapted(model) is model.classifier
+        True
     """
 
     build: Builder
@@ -45,6 +57,7 @@ class AlgorithmSpec:
 
     @property
     def takes_transform(self) -> bool:
+        """Whether a config may give this algorithm a gradient transform."""
         return not self.no_transform
 
 
