@@ -15,7 +15,15 @@ __all__ = ["FrozenTransform", "NoUpdate"]
 
 
 class NoUpdate(nn.Module):
-    """update = 0: the parameter keeps its meta-learned value during adaptation."""
+    """update = 0: the parameter keeps its meta-learned value during adaptation.
+
+    The module `FrozenTransform` builds for each parameter it selects. Called on a gradient of
+    any shape, it returns zeros of that shape (and dtype and device).
+
+    Example:
+        >>> NoUpdate()(torch.ones(2, 3)).eq(0).all().item()
+        True
+    """
 
     def forward(self, grad: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(grad)

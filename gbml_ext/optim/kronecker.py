@@ -95,10 +95,24 @@ class _ReshapedMap(nn.Module):
 class KroneckerLinearMap(_ReshapedMap):
     """The linear KFO for one parameter: update = L G R (see the module docstring for shapes).
 
+    Called on a gradient G of the parameter's shape, it returns the update, same shape. The
+    factors start at the identity, so the first update is G itself (Arnold et al. 2021).
+
     Arguments:
-        shape: the parameter's shape.
+        shape: the parameter's shape: 1-D (bias), 2-D (Linear weight) or 4-D (Conv2d weight).
         name: the parameter's name, for error messages.
         psd: store each factor as M and use MᵀM, so it stays positive semi-definite.
+
+    Raises:
+        ValueError: any other number of dimensions (`kronecker_dims`).
+
+    Example:
+        >>> kfo = KroneckerLinearMap(torch.Size([8, 3, 3, 3]), "conv.weight")
+        >>> [tuple(p.shape) for p in kfo.parameters()]   # L: in x in, R: kh*kw x kh*kw
+        [(3, 3), (9, 9)]
+        >>> grad = torch.randn(8, 3, 3, 3)
+        >>> torch.equal(kfo(grad), grad)
+        True
     """
 
     def __init__(self, shape: torch.Size, name: str = "<unnamed>", psd: bool = False):
@@ -131,12 +145,23 @@ class KroneckerMLPMap(_ReshapedMap):
     layer X -> A X B started at the identity, σ is the activation and `gate` starts at 0, so
     the map starts as the identity and the first update equals MAML's.
 
+    Called on a gradient G of the parameter's shape, it returns the update, same shape.
+
     Arguments:
-        shape: the parameter's shape.
+        shape: the parameter's shape: 1-D, 2-D or 4-D, as for `KroneckerLinearMap`.
         name: the parameter's name, for error messages.
         hidden_layers: number of hidden Kronecker layers (the paper typically uses 2).
         psd: use MᵀM factors.
         activation: the non-linearity (default ReLU).
+
+    Raises:
+        ValueError: a parameter of any other number of dimensions (`kronecker_dims`).
+
+    Example:
+        >>> mlp = KroneckerMLPMap(torch.Size([4, 3]), "fc.weight", hidden_layers=1)
+        >>> grad = torch.randn(4, 3)
+        >>> mlp(grad).shape, torch.equal(mlp(grad), grad)   # the gate starts at 0
+        (torch.Size([4, 3]), True)
     """
 
     def __init__(self, shape: torch.Size, name: str = "<unnamed>", hidden_layers: int = 2,

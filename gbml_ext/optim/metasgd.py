@@ -10,7 +10,20 @@ __all__ = ["PerParameterLR", "MetaSGDTransform"]
 
 
 class PerParameterLR(nn.Module):
-    """update = alpha ⊙ grad, with `alpha` a learned tensor of the parameter's shape."""
+    """update = alpha ⊙ grad, with `alpha` a learned tensor of the parameter's shape.
+
+    The module `MetaSGDTransform` builds for each parameter it selects (Meta-SGD, Li et al.
+    2017). Called on a gradient of the parameter's shape, it returns the update, same shape.
+
+    Arguments:
+        shape: the parameter's shape, hence `alpha`'s.
+        init_lr: the starting value of every entry of `alpha`.
+
+    Example:
+        >>> rate = PerParameterLR(torch.Size([2, 3]), init_lr=0.1)
+        >>> rate.alpha.shape, torch.allclose(rate(torch.ones(2, 3)), torch.full((2, 3), 0.1))
+        (torch.Size([2, 3]), True)
+    """
 
     def __init__(self, shape: torch.Size, init_lr: float):
         super().__init__()

@@ -27,7 +27,22 @@ class TransformFactory:
             by predicate. Unselected parameters take the plain gradient step.
 
     Subclasses implement `build(name, param) -> nn.Module`, a module mapping a gradient of
-    `param.shape` to an update of the same shape.
+    `param.shape` to an update of the same shape. Calling the factory, `factory(param, name)`,
+    returns that module on `param`'s device and dtype, or None for an unselected parameter;
+    `GBML(model, transform=factory)` calls it once per parameter.
+
+    Example:
+        >>> import gbml_ext
+        >>> class Halve(nn.Module):
+        ...     def forward(self, grad):
+        ...         return grad / 2
+        >>> class HalfStep(TransformFactory):
+        ...     def build(self, name, param):
+        ...         return Halve()
+        >>> factory = HalfStep(params=["weight"])
+        >>> factory(torch.zeros(2, 3), "weight"), factory(torch.zeros(2), "bias")
+        (Halve(), None)
+        >>> learner = gbml_ext.GBML(nn.Linear(3, 2), transform=factory, lr=0.1)
     """
 
     def __init__(self, params: ParameterSelection = None):
@@ -41,6 +56,7 @@ class TransformFactory:
             self._predicate = None
 
     def selects(self, name: str) -> bool:
+        """Whether the parameter called `name` gets a transform."""
         if self.param_names is not None:
             return name in self.param_names
         return self._predicate is None or bool(self._predicate(name))
@@ -86,6 +102,13 @@ class TransformFactory:
         return self.build(name, param).to(device=param.device, dtype=param.dtype)
 
     def build(self, name: str, param: torch.Tensor) -> nn.Module:
+        """The transform of one selected parameter; subclasses implement it.
+
+        Arguments:
+            name: the parameter's name in `module.named_parameters()`.
+            param: the parameter; the module maps a gradient of `param.shape` to an update of
+                the same shape.
+        """
         raise NotImplementedError
 
 
