@@ -68,7 +68,22 @@ class _GlobalMean(nn.Module):
 
 def omniglot_cnn4(ways: int, hidden: int = 64, layers: int = 4,
                   max_pool_factor: float = 1.0) -> CNN4:
-    """Omniglot CNN (Finn et al. 2017): 28×28×1 inputs, 64 filters, stride-2 convs, mean pool."""
+    """Omniglot CNN (Finn et al. 2017): 28×28×1 inputs, 64 filters, stride-2 convs, mean pool.
+
+    Arguments:
+        ways: number of output classes.
+        hidden: filters per conv layer.
+        layers: number of conv blocks.
+        max_pool_factor: conv stride int(2 * max_pool_factor) (`CNN4`).
+
+    Returns:
+        a `CNN4` mapping images (batch, 1, 28, 28) to logits (batch, ways).
+
+    Example:
+        >>> net = omniglot_cnn4(ways=5, hidden=4)
+        >>> net(torch.randn(2, 1, 28, 28)).shape
+        torch.Size([2, 5])
+    """
     return CNN4(ways, in_channels=1, hidden=hidden, layers=layers, max_pool=False, pool="mean",
                 image_size=28, max_pool_factor=max_pool_factor)
 
@@ -77,7 +92,22 @@ def mini_imagenet_cnn4(ways: int, hidden: int = 32, layers: int = 4,
                        max_pool_factor: Optional[float] = None) -> CNN4:
     """mini-ImageNet CNN (Ravi & Larochelle 2017; Finn et al. 2017): 84×84×3, 32 filters,
     max-pooling, flattened features. As in learn2learn's CNN4, the pooling window defaults to
-    `4 // layers` halvings (2×2 with 4 layers: 32·5·5 features; 4×4 with 2 layers: 32·5·5)."""
+    `4 // layers` halvings (2×2 with 4 layers: 32·5·5 features; 4×4 with 2 layers: 32·5·5).
+
+    Arguments:
+        ways: number of output classes.
+        hidden: filters per conv layer.
+        layers: number of conv blocks.
+        max_pool_factor: pooling window int(2 * max_pool_factor); None: `4 // layers`.
+
+    Returns:
+        a `CNN4` mapping images (batch, 3, 84, 84) to logits (batch, ways).
+
+    Example:
+        >>> net = mini_imagenet_cnn4(ways=5, hidden=4)
+        >>> net(torch.randn(2, 3, 84, 84)).shape, net.classifier.in_features   # 4·5·5
+        (torch.Size([2, 5]), 100)
+    """
     factor = 4 // layers if max_pool_factor is None else max_pool_factor
     return CNN4(ways, in_channels=3, hidden=hidden, layers=layers, max_pool=True, pool="flatten",
                 image_size=84, max_pool_factor=factor)
@@ -86,6 +116,21 @@ def mini_imagenet_cnn4(ways: int, hidden: int = 32, layers: int = 4,
 def cifarfs_cnn4(ways: int, hidden: int = 32, layers: int = 4,
                  max_pool_factor: float = 1.0) -> CNN4:
     """CIFAR-FS CNN: 32×32×3, 32 filters, no max-pooling, global average pooling. The default
-    strides by 2; the KFO code (Arnold et al. 2021) uses stride 1 (`max_pool_factor=0.5`)."""
+    strides by 2; the KFO code (Arnold et al. 2021) uses stride 1 (`max_pool_factor=0.5`).
+
+    Arguments:
+        ways: number of output classes.
+        hidden: filters per conv layer.
+        layers: number of conv blocks.
+        max_pool_factor: conv stride int(2 * max_pool_factor) (`CNN4`).
+
+    Returns:
+        a `CNN4` mapping images (batch, 3, 32, 32) to logits (batch, ways).
+
+    Example:
+        >>> net = cifarfs_cnn4(ways=5, hidden=4, max_pool_factor=0.5)
+        >>> net(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 5])
+    """
     return CNN4(ways, in_channels=3, hidden=hidden, layers=layers, max_pool=False, pool="mean",
                 image_size=32, max_pool_factor=max_pool_factor)

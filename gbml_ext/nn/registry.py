@@ -20,9 +20,16 @@ __all__ = ["MODELS", "ModelSpec", "TaskShape"]
 
 
 class TaskShape(NamedTuple):
-    """What a model builder knows of the tasks: `outputs` (the ways of a classification task,
-    or a regression task's output size) and `inputs` (the size of a vector input; None for
-    images)."""
+    """What a model builder knows of the tasks.
+
+    Attributes:
+        outputs: the ways of a classification task, or a regression task's output size.
+        inputs: the size of a vector input (inputs of shape (batch, inputs)); None for images.
+
+    Example:
+        >>> TaskShape(outputs=1, inputs=4)
+        TaskShape(outputs=1, inputs=4)
+    """
 
     outputs: int
     inputs: Optional[int] = None
@@ -30,8 +37,21 @@ class TaskShape(NamedTuple):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One registered model: `build(shape, **options)`, and whether it takes vectors (then
-    `shape.inputs` is set)."""
+    """One registered model, as `MODELS[model.name]` holds it.
+
+    Attributes:
+        build: `(TaskShape, **options) -> nn.Module`; the options are the config's
+            `model.options`. A vector model given a shape without `inputs` raises `ValueError`.
+        vectors: the model takes vectors (batch, shape.inputs), so `shape.inputs` must be set;
+            else images.
+
+    Example:
+        >>> MODELS["linear"].build(TaskShape(outputs=1, inputs=4))
+        Linear(in_features=4, out_features=1, bias=True)
+        >>> spec = MODELS["omniglot_cnn4"]
+        >>> spec.vectors, spec.build(TaskShape(outputs=5), hidden=4).classifier.out_features
+        (False, 5)
+    """
 
     build: Callable[..., nn.Module]
     vectors: bool = False
