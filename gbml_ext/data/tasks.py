@@ -178,6 +178,18 @@ class TaskSource(Protocol):
     Sources that can draw a whole meta-batch in a few tensor ops also define
     `sample_batch(T) -> TaskBatch` (see `sample_batch` below for the fallback). Sources take a
     `torch.Generator` or seed so that a run, and a resumed run, see the same tasks.
+
+    Example:
+        >>> class SignOfSum:  # is a 4-vector's sum positive? 2 classes, 4 + 6 examples
+        ...     def __init__(self, seed=0):
+        ...         self.generator = torch.Generator().manual_seed(seed)
+        ...     def sample(self):
+        ...         x = torch.randn(10, 4, generator=self.generator)
+        ...         y = (x.sum(dim=1) > 0).long()
+        ...         return Task(x[:4], y[:4], x[4:], y[4:])
+        >>> batch = sample_batch(SignOfSum(), 3)
+        >>> batch.support_x.shape, batch.query_y.shape
+        (torch.Size([3, 4, 4]), torch.Size([3, 6]))
     """
 
     def sample(self) -> Task: ...
