@@ -23,8 +23,17 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class TaskOutcome:
     """The query-set result of one adapted task.
 
-    loss: scalar query loss; differentiable w.r.t. the meta-parameters when `train=True`.
-    accuracy: scalar query accuracy (classification), or None for regression.
+    Attributes:
+        loss: scalar query loss; differentiable w.r.t. the meta-parameters when `train=True`.
+        accuracy: scalar query accuracy (classification), or None for regression.
+
+    Example:
+        >>> import gbml_ext
+        >>> task = Task(torch.randn(6, 4), torch.arange(6) % 3,
+        ...             torch.randn(9, 4), torch.arange(9) % 3)
+        >>> outcome = run_task(gbml_ext.MAML(torch.nn.Linear(4, 3), lr=0.5), task, steps=1)
+        >>> outcome.loss.shape, outcome.loss.requires_grad, outcome.accuracy.shape
+        (torch.Size([]), True, torch.Size([]))
     """
 
     loss: torch.Tensor
@@ -99,13 +108,49 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> Optional[torch.Ten
 
 def adapt_learner(learner, inputs: torch.Tensor, targets: torch.Tensor, steps: int,
                   loss_fn: LossFn) -> None:
-    """Takes `steps` inner-loop steps of `learner.adapt` on (inputs, targets)."""
+    """Takes `steps` inner-loop steps of `learner.adapt` on (inputs, targets).
+
+    Arguments:
+        learner: a clone (`algorithm.clone()`); its fast weights change in place.
+        inputs: support inputs (n, *input_shape).
+        targets: support targets (n,) class indices or (n, out) regression targets.
+        steps: number of inner-loop steps.
+        loss_fn: `(outputs, targets) -> scalar`, e.g. `default_loss(targets)`.
+
+    Example:
+        >>> import gbml_ext
+        >>> learner = gbml_ext.MAML(torch.nn.Linear(4, 1), lr=0.1).clone()
+        >>> x, y = torch.randn(8, 4), torch.randn(8, 1)
+        >>> before = learner.module.weight.clone()
+        >>> adapt_learner(learner, x, y, steps=2, loss_fn=default_loss(y))
+        >>> torch.equal(before, learner.module.weight)
+        False
+    """
     for _ in range(steps):
         learner.adapt(loss_fn(learner(inputs), targets))
 
 
 def score_query(learner, task: Task, loss_fn: LossFn, train: bool = False) -> TaskOutcome:
-    """The (adapted) learner's query loss and accuracy; detached unless `train`."""
+    """The (adapted) learner's query loss and accuracy; detached unless `train`.
+
+    Arguments:
+        learner: a clone, usually adapted with `adapt_learner`.
+        task: its query inputs (n_q, *input_shape) and targets (n_q,) or (n_q, out) are used.
+        loss_fn: `(outputs, targets) -> scalar`.
+        train: keep the graph to the meta-parameters (else no graph is built).
+
+    Returns:
+        a `TaskOutcome`: the scalar query loss and accuracy (None for regression targets).
+
+    Example:
+        >>> import gbml_ext
+        >>> learner = gbml_ext.MAML(torch.nn.Linear(4, 3), lr=0.5).clone()
+        >>> task = Task(torch.randn(6, 4), torch.arange(6) % 3,
+        ...             torch.randn(9, 4), torch.arange(9) % 3)
+        >>> outcome = score_query(learner, task, default_loss(task.query_y))
+        >>> outcome.loss.requires_grad, outcome.accuracy.shape
+        (False, torch.Size([]))
+    """
     with torch.set_grad_enabled(train):
         outputs = learner(task.query_x)
         loss = loss_fn(outputs, task.query_y)
@@ -143,8 +188,27 @@ def accumulate_meta_gradient(algorithm, tasks: Sequence[Task], steps: int,
                              loss_fn: Optional[LossFn] = None) -> List[TaskOutcome]:
     """Adds the meta-gradient of the mean query loss over `tasks` to the parameters' `.grad`.
 
-    One backward per task frees that task's graph before the next is built, so peak memory is
-    one task's graph, not the meta-batch's.
+    This is MAML's meta-gradient (Finn et al. 2017) for whatever `clone()` returns. One
+    backward per task frees that task's graph before the next is built, so peak memory is one
+    task's graph, not the meta-batch's.
+
+    Arguments:
+        algorithm: a meta-learner with `clone()` and `encode_task(task)` (GBML, ANIL, ...).
+        tasks: tasks with support (n_s, ...) and query (n_q, ...) tensors, or a `TaskBatch`.
+        steps: inner-loop steps per task.
+        loss_fn: `(outputs, targets) -> scalar`; cross-entropy or MSE by target dtype if None.
+
+    Returns:
+        one `TaskOutcome` per task, its loss detached.
+
+    Example:
+        >>> import gbml_ext
+        >>> maml = gbml_ext.MAML(torch.nn.Linear(4, 3), lr=0.5)
+        >>> tasks = [Task(torch.randn(6, 4), torch.arange(6) % 3, torch.randn(9, 4),
+        ...               torch.arange(9) % 3) for _ in range(2)]
+        >>> outcomes = accumulate_meta_gradient(maml, tasks, steps=1)
+        >>> len(outcomes), maml.module.weight.grad.shape
+        (2, torch.Size([3, 4]))
     """
     outcomes = []
     for task in tasks:
@@ -158,7 +222,22 @@ def adaptation_curve(algorithm, task: Task, steps: int,
                      loss_fn: Optional[LossFn] = None) -> List[TaskOutcome]:
     """Query loss and accuracy after 0, 1, ..., `steps` inner steps on one task (no meta-graph).
 
-    Returns `steps + 1` detached outcomes; entry k is the learner after k steps.
+    Arguments:
+        algorithm: a meta-learner with `clone()` and `encode_task(task)`.
+        task: support (n_s, ...) and query (n_q, ...) tensors.
+        steps: the largest number of inner steps scored.
+        loss_fn: `(outputs, targets) -> scalar`; cross-entropy or MSE by target dtype if None.
+
+    Returns:
+        `steps + 1` detached `TaskOutcome`s; entry k is the learner after k steps.
+
+    Example:
+        >>> import gbml_ext
+        >>> task = Task(torch.randn(6, 4), torch.randn(6, 1), torch.randn(9, 4),
+        ...             torch.randn(9, 1))
+        >>> curve = adaptation_curve(gbml_ext.MAML(torch.nn.Linear(4, 1), lr=0.1), task, 3)
+        >>> len(curve), curve[0].loss.requires_grad, curve[-1].accuracy
+        (4, False, None)
     """
     loss_fn = loss_fn or default_loss(task.support_y)
     with torch.no_grad():
