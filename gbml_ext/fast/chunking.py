@@ -67,13 +67,22 @@ def measure_peak_bytes(function: Callable[[], Any], device: torch.device) -> int
 
 @dataclass
 class ChunkPlan:
-    """How a run's meta-batches are chunked.
+    """How a run's meta-batches are chunked: `ChunkedMetaGradient.plan`, and results.json's
+    "chunking".
 
-    tasks_per_chunk: tasks adapted at once (None: the whole meta-batch).
-    source: "config" (algorithm.tasks_per_chunk), "budget" (measured against
-        train.memory_budget_mb) or "none".
-    budget_mb: the budget (0: none); one_task_peak_mb: the measured peak of a one-task chunk.
-    over_budget: one task alone needs more than the budget (chunks of 1 are used).
+    Attributes:
+        tasks_per_chunk: tasks adapted at once (None: the whole meta-batch).
+        source: "config" (algorithm.tasks_per_chunk), "budget" (measured against
+            train.memory_budget_mb) or "none".
+        budget_mb: the budget (0: none).
+        one_task_peak_mb: the measured peak of a one-task chunk (None: not measured).
+        over_budget: one task alone needs more than the budget (chunks of 1 are used).
+
+    Example:
+        >>> import gbml_ext
+        >>> step = ChunkedMetaGradient(gbml_ext.MAML(torch.nn.Linear(3, 1)), tasks_per_chunk=4)
+        >>> step.plan.source, step.plan.to_dict()["tasks_per_chunk"]
+        ('config', 4)
     """
 
     tasks_per_chunk: Optional[int]

@@ -42,7 +42,13 @@ _COMPILED: weakref.WeakKeyDictionary[nn.Module, Dict[object, TaskLoss]] = (
 
 
 class CompiledPathUnsupported(BatchedPathUnsupported):
-    """The compiled path cannot run this algorithm (or cannot train it: second order)."""
+    """The compiled path cannot run this algorithm (or cannot train it: second order).
+
+    Raised by `compiled_meta_gradient`, `compiled_adaptation_curves` and
+    `choose_path("compiled", ...)`; the message says why (not a plain MAML/FOMAML, a
+    transform, MAML's double backward) and to use `algorithm.path = 'per-task'` or 'auto'. A
+    `BatchedPathUnsupported`, hence a `ValueError`.
+    """
 
 
 def compiled_unsupported_reason(algorithm: nn.Module, training: bool) -> Optional[str]:
@@ -161,11 +167,26 @@ def compiled_adaptation_curves(algorithm: nn.Module, tasks: Sequence[Task], step
     scored under no_grad.
 
     Arguments:
-        algorithm: a `GBML` without transform (MAML or FOMAML).
-        tasks, loss_fn: as for `compiled_meta_gradient`; steps: the largest step scored.
+        algorithm: a `GBML` without transform (MAML or FOMAML, Finn et al. 2017).
+        tasks: support (n_s, ...) and query (n_q, ...) tensors per task, or a `TaskBatch`.
+        steps: the largest number of inner steps scored.
+        loss_fn: `(outputs, targets) -> scalar`; cross-entropy or MSE by target dtype if None.
 
     Returns:
-        one list of `steps + 1` detached outcomes per task.
+        one list of `steps + 1` detached outcomes per task; entry k is after k steps.
+
+    Raises:
+        CompiledPathUnsupported: a learner the compiled path cannot run
+            (`compiled_unsupported_reason`).
+
+    Example:
+        >>> import gbml_ext
+        >>> maml = gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.1)
+        >>> tasks = [Task(torch.randn(6, 3), torch.randn(6, 1), torch.randn(4, 3),
+        ...               torch.randn(4, 1))]
+        >>> curves = compiled_adaptation_curves(maml, tasks, 2)  # doctest: +SKIP
+        >>> len(curves), len(curves[0])                          # doctest: +SKIP
+        (1, 3)
     """
     learner = check_compiled(algorithm, training=False)
     curves: List[List[TaskOutcome]] = []

@@ -25,7 +25,18 @@ _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def has_convolutions(module: nn.Module) -> bool:
-    """Whether any submodule is a convolution (what runs slower batched on a CPU)."""
+    """Whether any submodule is a convolution (what runs slower batched on a CPU).
+
+    Arguments:
+        module: a model or a meta-learner wrapping one.
+
+    Example:
+        >>> import gbml_ext
+        >>> has_convolutions(gbml_ext.nn.omniglot_cnn4(ways=5, hidden=4))
+        True
+        >>> has_convolutions(gbml_ext.MAML(torch.nn.Linear(8, 1)))
+        False
+    """
     return any(isinstance(m, _CONVOLUTIONS) for m in module.modules())
 
 

@@ -24,7 +24,14 @@ PER_TASK_HINT = ("Use the per-task path instead: algorithm.path = 'per-task' in 
 
 
 class BatchedPathUnsupported(ValueError):
-    """The batched path cannot reproduce the per-task path for this algorithm or these tasks."""
+    """The batched path cannot reproduce the per-task path for this algorithm or these tasks.
+
+    Raised by `check_supported`, `choose_path("batched", ...)` and the batched entry points
+    (`batched_meta_gradient`, `batched_adaptation_curves`) before anything runs. The message
+    gives the reason (a learner without a batched form such as Reptile or iMAML, batch-norm
+    with running statistics, frozen parameters, tasks of unequal shapes) and how to take the
+    per-task path instead. A `ValueError`.
+    """
 
 
 def batched_form_of(algorithm: nn.Module) -> FormOrReason:
@@ -70,8 +77,24 @@ def unsupported_reason(algorithm: nn.Module) -> Optional[str]:
 def check_supported(algorithm: nn.Module) -> BatchedForm:
     """Returns the algorithm's `BatchedForm`, or raises why the batched path cannot run it.
 
+    Arguments:
+        algorithm: any meta-learner.
+
+    Returns:
+        the `BatchedForm` the fast path runs the learner through (`gbml_ext.fast.form`).
+
     Raises:
-        BatchedPathUnsupported: see `unsupported_reason`.
+        BatchedPathUnsupported: the reason `unsupported_reason` gives, followed by how to take
+            the per-task path instead.
+
+    Example:
+        >>> import gbml_ext
+        >>> check_supported(gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.1)).lr
+        0.1
+        >>> check_supported(gbml_ext.Reptile(torch.nn.Linear(3, 1)))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gbml_ext.fast.support.BatchedPathUnsupported: Reptile forms its own meta-gradient ...
     """
     form = batched_form_of(algorithm)
     reason = _reason(algorithm, form)
