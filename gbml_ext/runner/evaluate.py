@@ -59,17 +59,35 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
     """Adapts to `num_tasks` tasks from `source` and summarizes the query results.
 
     Arguments:
-        algorithm: the meta-learner; source: where tasks are drawn, in order.
-        num_tasks, steps: how many tasks, and the inner steps scored (0..steps).
-        device: where tasks are moved; loss_fn: as for `engine.adaptation_curve`.
+        algorithm: the meta-learner (its parameters are not changed).
+        source: where tasks are drawn, in order (`gbml_ext.data.TaskSource`).
+        num_tasks: how many tasks.
+        steps: the inner steps scored (0..steps).
+        device: where tasks are moved (the algorithm must be there already).
+        loss_fn: as for `engine.adaptation_curve`.
         progress: show a progress bar.
         path: "per-task", "batched" (`EVAL_TASKS_PER_CHUNK` tasks at a time), "compiled"
             or "auto" (`gbml_ext.fast.choose_path`). Every path sees the same tasks in the
             same order: they are drawn `EVAL_TASKS_PER_CHUNK` at a time whatever the path.
 
-    Returns a dict with, for the final step, `loss` and `accuracy` summaries ({mean, ci95, n};
-    accuracy is None for regression), `loss_by_step`: the summary after 0..steps steps, and
-    `per_task`: the raw per-task values behind them.
+    Returns:
+        a dict with `steps`; for the final step, `loss` and `accuracy` summaries ({mean, ci95,
+        n}: the 95% confidence interval's half-width; accuracy is None for regression);
+        `loss_by_step`: the summary after 0..steps steps; and `per_task`: the raw per-task
+        values behind them.
+
+    Raises:
+        ValueError: an unknown `path`.
+        BatchedPathUnsupported: `path` "batched" or "compiled" for a learner it cannot run.
+
+    Example:
+        >>> import gbml_ext
+        >>> from gbml_ext.data import LinearRegressionTasks
+        >>> maml = gbml_ext.MAML(torch.nn.Linear(4, 1), lr=0.1)
+        >>> tasks = LinearRegressionTasks(dim=4, n_support=8, n_query=8)
+        >>> result = evaluate(maml, tasks, num_tasks=2, steps=1)
+        >>> sorted(result["loss"]), result["loss"]["n"], len(result["loss_by_step"])
+        (['ci95', 'mean', 'n'], 2, 2)
     """
     from tqdm.auto import tqdm
 

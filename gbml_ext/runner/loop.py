@@ -75,7 +75,19 @@ __all__ = ["NonFiniteLossError", "RunResult", "TrainingState", "build_run", "che
 
 @dataclass
 class RunResult:
-    """What `train` returns: the trained learner, the logged history and the final results."""
+    """What `train` returns: the trained learner, the logged history and the final results.
+
+    Attributes:
+        algorithm: the meta-trained learner (GBML, ANIL, ...), on the run's device.
+        history: the logged records, as in metrics.jsonl: `iteration`, `split`, `loss`, ...
+        results: the results.json record: `evaluation` (as `evaluate` returns it), `config`, ...
+        run_dir: the run folder the files were written to.
+        config: the run's resolved config.
+
+    Example:
+        >>> result = train("experiments/configs/synthetic/linreg_shallow.toml")  # doctest: +SKIP
+        >>> result.results["evaluation"]["loss"]["mean"], result.run_dir  # doctest: +SKIP
+    """
 
     algorithm: torch.nn.Module
     history: List[Dict[str, Any]]

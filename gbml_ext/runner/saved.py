@@ -44,13 +44,24 @@ DEVICES: Tuple[str, ...] = next(
 
 @dataclass
 class LoadedRun:
-    """A trained run read back from its folder.
+    """A trained run read back from its folder: what `load_run` returns.
 
-    learner: the meta-learner (GBML, ANIL, ...) with the checkpoint's weights, in eval-ready
-        state on `device`; `learner.clone()` / `adapt()` work as after training.
-    config: the run's config (with any overrides given to `load_run`).
-    iteration: the meta-iteration the checkpoint was written at.
-    history: the logged training and validation records up to that iteration.
+    Attributes:
+        learner: the meta-learner (GBML, ANIL, ...) with the checkpoint's weights, in
+            eval-ready state on `device`; `learner.clone()` / `adapt()` work as after training.
+        config: the run's config (with any overrides given to `load_run`).
+        iteration: the meta-iteration the checkpoint was written at.
+        history: the logged training and validation records up to that iteration.
+
+    Example:
+        >>> run = load_run("runs/experiment/seed0")  # doctest: +SKIP
+        >>> import gbml_ext   # here one built by hand, of the kind load_run returns
+        >>> run = LoadedRun(gbml_ext.MAML(torch.nn.Linear(4, 1)), Config(), 100, [])
+        >>> task = gbml_ext.Task(torch.randn(8, 4), torch.randn(8, 1), torch.randn(8, 4),
+        ...                      torch.randn(8, 1))
+        >>> steps = run.config.algorithm.test_steps
+        >>> gbml_ext.run_task(run.learner, task, steps, train=False).loss.shape
+        torch.Size([])
     """
 
     learner: torch.nn.Module
