@@ -67,9 +67,25 @@ def launch(plan: Sequence[RunSpec], launcher: str = "local", jobs: int = 1,
         overwrite: move what each run folder holds aside first (never deleted).
         allow_change: keys that may differ from a checkpoint's config.
 
+    Returns:
+        one `RunStatus` per run of `plan`, in its order (`format_status` tabulates them).
+
     Raises:
-        RunError: bad `jobs`, a launcher that is not available (`SlurmUnavailable`), or a
-            run started by another process still writing a folder that `overwrite` would move.
+        RunError: an unknown `launcher`, or `jobs` below 1.
+        SlurmUnavailable: "slurm" where submitit or Slurm's sbatch is missing (the message
+            says which, and how to install it).
+        RunFolderError: `overwrite` while a run of the plan is still running or queued.
+
+    Example:
+        >>> plan = build_plan(["experiments/configs/synthetic/linreg_shallow.toml"], [0, 1],
+        ...                   out="runs/example")        # doctest: +SKIP
+        >>> states = launch(plan, "local", jobs=2)      # doctest: +SKIP
+        >>> launch(plan, "slurm", slurm=parse_slurm_options(["partition=gpu"]),
+        ...        wait=False)                          # doctest: +SKIP
+        >>> launch([], "ssh")
+        Traceback (most recent call last):
+        ...
+        gbml_ext.runner.errors.RunError: --launcher ssh: choose one of local, slurm.
     """
     if launcher not in LAUNCHERS:
         raise RunError(f"--launcher {launcher}: choose one of {', '.join(LAUNCHERS)}.")

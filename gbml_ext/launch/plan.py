@@ -44,7 +44,21 @@ class RunSpec:
 
 def refuse_seed_override(overrides: Sequence[str]) -> None:
     """A `seed=` override beside a list of seeds would train that seed under every seed's
-    name: refused with the fix."""
+    name: refused with the fix.
+
+    Arguments:
+        overrides: the `key=value` changes given for every run of a plan.
+
+    Raises:
+        RunFolderError: a `seed=` override; the message says to give the seeds with --seeds.
+
+    Example:
+        >>> refuse_seed_override(["train.iterations=5"])
+        >>> refuse_seed_override(["seed=3"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gbml_ext.runner.errors.RunFolderError: seed=3 beside --seeds would train one seed ...
+    """
     for word in overrides:
         key = word.split("=", 1)[0].strip()
         if key == "seed":
@@ -65,7 +79,23 @@ def _run_config(config_path: str, seed: int, overrides: Sequence[str],
 
 
 def check_plan(plan: Sequence[RunSpec]) -> None:
-    """Refuses two runs that would share a folder or a table row, before anything starts."""
+    """Refuses two runs that would share a folder or a table row, before anything starts.
+
+    Arguments:
+        plan: the runs (`build_plan` checks its plans with this already).
+
+    Raises:
+        RunFolderError: a config listed twice, two configs that would write the same folder,
+            or two configs of the same `name`; the message names both and the fix.
+
+    Example:
+        >>> plan = [RunSpec("a.toml", 0, Config(name="a", output_dir="out/a")),
+        ...         RunSpec("b.toml", 0, Config(name="a", output_dir="out/b"))]
+        >>> check_plan(plan)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gbml_ext.runner.errors.RunFolderError: a.toml and b.toml are both named 'a', so ...
+    """
     folders: Dict[Path, RunSpec] = {}
     names: Dict[str, str] = {}
     for run in plan:

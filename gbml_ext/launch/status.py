@@ -46,8 +46,18 @@ LIVE_STATES = _SLURM_QUEUED | _SLURM_RUNNING
 
 @dataclass
 class RunStatus:
-    """A run's state (`done`, `running`, `queued`, `failed`, `not started`) and a detail: the
-    job id, the checkpoint reached, or a failed run's last log lines."""
+    """A run's state, as `plan_status` and `launch` report it.
+
+    Attributes:
+        state: `DONE`, `RUNNING`, `QUEUED`, `FAILED` or `NOT_STARTED` ("done", "running",
+            "queued", "failed", "not started").
+        detail: the job id or pid, whether a checkpoint is kept, or a failed run's last log
+            lines ("" when there is nothing to add).
+
+    Example:
+        >>> RunStatus(RUNNING, "pid 4242").settled, RunStatus(FAILED, "exit 1").settled
+        (True, False)
+    """
 
     state: str
     detail: str = ""
@@ -171,7 +181,24 @@ def run_status(spec: RunSpec, queue: Dict[str, str], quiet: bool = True) -> RunS
 
 
 def plan_status(plan: Sequence[RunSpec], quiet: bool = True) -> List[RunStatus]:
-    """Every run's state, with one squeue call for the whole plan."""
+    """Every run's state, with one squeue call for the whole plan (none without Slurm jobs).
+
+    Reads each run's folder (results.json, job.json, run.lock) and writes nothing.
+
+    Arguments:
+        plan: the runs (`build_plan`).
+        quiet: do not say so on stderr when a run's results.json is damaged.
+
+    Returns:
+        one `RunStatus` per run, in the plan's order.
+
+    Example:
+        >>> import tempfile
+        >>> from gbml_ext.runner import Config
+        >>> config = Config(name="a", output_dir=tempfile.mkdtemp() + "/a/seed0")
+        >>> plan_status([RunSpec("a.toml", 0, config)])
+        [RunStatus(state='not started', detail='')]
+    """
     jobs = [str(job["job_id"]) for job in (read_job(spec.run_dir) for spec in plan)
             if job and job.get("launcher") == "slurm" and job.get("job_id")]
     queue = slurm_states(jobs)
@@ -179,7 +206,21 @@ def plan_status(plan: Sequence[RunSpec], quiet: bool = True) -> List[RunStatus]:
 
 
 def format_status(plan: Sequence[RunSpec], states: Sequence[RunStatus]) -> str:
-    """A table of the plan's runs, their state and detail, and a count per state."""
+    """A table of the plan's runs, their state and detail, and a count per state.
+
+    Arguments:
+        plan: the runs, labelled `name seed N`.
+        states: their states, in the same order (`plan_status`).
+
+    Example:
+        >>> from gbml_ext.runner import Config
+        >>> plan = [RunSpec("a.toml", seed, Config(name="a", seed=seed)) for seed in (0, 1)]
+        >>> print(format_status(plan, [RunStatus(DONE), RunStatus(RUNNING, "pid 4242")]))
+        run       state        detail
+        a seed 0  done
+        a seed 1  running      pid 4242
+        1 done, 1 running
+    """
     width = max([len(spec.label) for spec in plan] + [3])
     lines = [f"{'run'.ljust(width)}  {'state'.ljust(11)}  detail"]
     for spec, status in zip(plan, states):
