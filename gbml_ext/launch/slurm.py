@@ -34,7 +34,8 @@ _ALIASES = {"tasks_per_node": "ntasks_per_node", "timeout_min": "time", "job_nam
 
 class SlurmUnavailable(ConfigError):
     """`--launcher slurm` where submitit or Slurm's commands are missing, or a bad --slurm
-    option: a usage error (exit 2)."""
+    option: a usage error (exit 2). The message names what is missing and how to get it (pip
+    install submitit; run on a login node), or how to write the option (KEY=VALUE)."""
 
 
 def require_slurm() -> Any:

@@ -16,15 +16,24 @@ __all__ = ["CheckpointError", "ConfigMismatchError", "DamagedFileError", "Device
 
 
 class RunError(RuntimeError):
-    """Base class of the runner's errors that a user can act on."""
+    """Base class of the runner's errors that a user can act on; raised as itself for bad
+    launcher settings (`--jobs 0`, an unknown `--launcher`), a comparison run that left no
+    results, or Slurm jobs still running after `--wait`. The message names the setting or run
+    and what to do."""
 
 
 class RunFolderError(RunError):
-    """The run folder holds another run, or a live run holds its lock."""
+    """A run cannot start in its folder: the folder holds another run (the message offers
+    `--resume`, `--overwrite` or another output_dir), a live run holds its lock (it names the
+    pid and host), or a plan has two runs that would share a folder or a name, or a `seed=`
+    override beside `--seeds` (`gbml_ext.launch.check_plan`)."""
 
 
 class CheckpointError(RunError):
-    """A checkpoint cannot be read, or does not belong to the requested run."""
+    """A checkpoint cannot be read, or does not belong to the requested run: raised on resume
+    and by `load_run` / `reevaluate` when a folder holds no run or no checkpoint, or when the
+    checkpoint does not fit the config's model. The message names the folder or file and says
+    to finish or resume the run, or to start over with `--overwrite`."""
 
 
 class ConfigMismatchError(CheckpointError, ConfigError):
@@ -60,7 +69,8 @@ class ResultNotSaved(UnwritableError):
 
 
 class DeviceError(RunError):
-    """The requested device is not available here."""
+    """The requested device is not available here: `device = 'cuda'` (or `--device cuda`)
+    where torch sees no GPU. The message says to use cpu or auto."""
 
 
 class NonFiniteLossError(RunError, FloatingPointError):
@@ -85,7 +95,9 @@ class OutOfMemory(RunError, MemoryError):
 
 
 class RunInterrupted(RunError):
-    """SIGINT or SIGTERM stopped the run after a checkpoint was written."""
+    """SIGINT or SIGTERM stopped the run after a checkpoint was written. The message names the
+    signal, the iteration and the folder, and says to continue with the same command and
+    `--resume`; `exit_code` is 128 + the signal's number, what the command exits with."""
 
     def __init__(self, message: str, signal_number: int):
         super().__init__(message)
