@@ -244,3 +244,24 @@ def test_pip_refuses_an_unsupported_python(dist_dir, tmp_path):
                     "--find-links", dist_dir, "--target", tmp_path / "t", "gbml_ext"])
     assert refused.returncode != 0
     assert "requires a different Python" in refused.stderr, refused.stderr
+
+
+def test_dist_without_a_compiler_or_cython_says_what_is_missing(tmp_path):
+    """`make dist` stops with one line naming the missing tool, and builds nothing."""
+    out = tmp_path / "dist"
+    no_cc = subprocess.run(["bash", "scripts/dist.sh", str(out)], cwd=REPO, text=True,
+                           capture_output=True, env={**os.environ, "CC": "no-such-cc"})
+    assert no_cc.returncode == 1
+    assert no_cc.stderr.strip().splitlines() == [
+        "build_learn2learn: no C compiler ('no-such-cc' not found): install one "
+        "(Debian: apt-get install gcc)"]
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    python = bare / "bin" / "python"
+    no_cython = subprocess.run(["bash", "scripts/build_learn2learn.sh", str(python), str(out)],
+                               cwd=REPO, text=True, capture_output=True)
+    assert no_cython.returncode == 1
+    assert no_cython.stderr.strip().splitlines() == [
+        f"build_learn2learn: Cython 3 is missing: {python} -m pip install "
+        "'cython>=3'"]
+    assert not list(out.glob("*.whl"))
