@@ -129,3 +129,13 @@ def test_command_line_report_and_figure(tree: Path) -> None:
     assert png.is_file()
     with pytest.raises(SystemExit, match="no validation accuracy"):
         algorithms.main(["figure", "--out", str(tree / "empty"), "--png", str(png)])
+
+
+def test_the_committed_page_rebuilds_unchanged_from_the_committed_results() -> None:
+    """docs/omniglot-algorithms.md's tables are what `report` writes from
+    experiments/results/algorithms and docs/data, not typed."""
+    page = algorithms_report.DOC.read_text()
+    tables = algorithms_report.report_text(algorithms.RESULTS, (0, 1), algorithms_report.TIMING)
+    begin, end = algorithms_report.BEGIN, algorithms_report.END
+    committed = page.split(begin, 1)[1].split(end, 1)[0]
+    assert committed.startswith(f"\n\n{tables}\n")
