@@ -60,8 +60,9 @@ def check_row(config_path: str, overrides: Sequence[str] = (), tasks: int = 2,
     steps = config.algorithm.train_steps
     params = [p for p in algorithm.parameters() if p.requires_grad]
 
-    def loss() -> float:
-        return sum(run_task(algorithm, t, steps).loss.item() for t in task_list) / tasks
+    def loss() -> float:  # the value only: no graph to the meta-parameters
+        return sum(run_task(algorithm, t, steps, train=False).loss.item()
+                   for t in task_list) / tasks
 
     algorithm.zero_grad(set_to_none=True)
     outcomes = algorithm.accumulate_meta_gradient(task_list, steps)  # type: ignore[operator]

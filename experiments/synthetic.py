@@ -18,7 +18,6 @@ figure made from them, are moved aside, never deleted, and every run trains agai
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import statistics
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from gbml_ext.fileio import move_files_aside
 from gbml_ext.runner.compare import compare, pooled_summary
 from gbml_ext.runner.plots import read_history
 from gbml_ext.runner.report import format_metric, markdown_table
@@ -57,18 +57,10 @@ def run_rows(rows: Sequence[str], seeds: Sequence[int], out: Path, overrides: Se
 def move_outputs_aside(out: Path) -> Optional[Path]:
     """Moves the tables and figure of an earlier invocation (`OUTPUTS` under `out`) into
     `out/synthetic.old-<UTC time>/`, never deleting them; returns that folder, or None."""
-    present = [out / name for name in OUTPUTS if (out / name).is_file()]
-    if not present:
-        return None
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    aside, suffix = out / f"synthetic.old-{stamp}", 1
-    while aside.exists():
-        aside, suffix = out / f"synthetic.old-{stamp}-{suffix}", suffix + 1
-    aside.mkdir()
-    for path in present:
-        path.rename(aside / path.name)
-    print(f"moved the previous {', '.join(p.name for p in present)} aside to {aside}",
-          file=sys.stderr)
+    aside = move_files_aside(out, OUTPUTS, "synthetic")
+    if aside is not None:
+        moved = ", ".join(n for n in OUTPUTS if (aside / n).exists())
+        print(f"moved the previous {moved} aside to {aside}", file=sys.stderr)
     return aside
 
 

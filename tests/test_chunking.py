@@ -101,7 +101,7 @@ def test_runner_chunks_by_config_or_budget_with_the_same_training(tmp_path):
 
 
 def test_chunk_keys_are_implementation_keys():
-    from gbml_ext.runner.rundir import IMPLEMENTATION_KEYS, config_differences
+    from gbml_ext.runner.compat import IMPLEMENTATION_KEYS, config_differences
 
     plain = {"algorithm": {"tasks_per_chunk": 0}, "train": {"memory_budget_mb": 0.0}}
     other = {"algorithm": {"tasks_per_chunk": 4}, "train": {"memory_budget_mb": 500.0}}

@@ -19,16 +19,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from ..fileio import atomic_write_json
+from ..runner.compat import IMPLEMENTATION_KEYS, config_differences, flatten
 from ..runner.config import config_to_dict
 from ..runner.errors import DamagedFileError
-from ..runner.rundir import (
-    IMPLEMENTATION_KEYS,
-    LAUNCHER_FILES,
-    LOCK_FILE,
-    config_differences,
-    flatten,
-    read_results,
-)
+from ..runner.rundir import LAUNCHER_FILES, LOCK_FILE, read_results
 from .plan import RunSpec
 
 __all__ = ["DONE", "FAILED", "JOB_FILE", "LIVE_STATES", "LOG_FILE", "NOT_STARTED", "QUEUED",

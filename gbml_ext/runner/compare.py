@@ -13,13 +13,12 @@ refused up front.
 """
 from __future__ import annotations
 
-import datetime
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..fileio import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text, move_files_aside
 from ..launch import (
     LAUNCHERS,
     RunSpec,
@@ -122,19 +121,10 @@ def compare(config_paths: Sequence[str | Path], seeds: Sequence[int] = (0,),
 def move_comparison_aside(out: Path) -> Optional[Path]:
     """Moves `out`'s compare.md, compare.json and compare.png (those that exist) into
     `out/compare.old-<UTC time>/`, never deleting them; returns that folder, or None."""
-    out = Path(out)
-    present = [out / name for name in COMPARE_FILES if (out / name).exists()]
-    if not present:
-        return None
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    aside, suffix = out / f"compare.old-{stamp}", 1
-    while aside.exists():
-        aside, suffix = out / f"compare.old-{stamp}-{suffix}", suffix + 1
-    aside.mkdir()
-    for path in present:
-        path.rename(aside / path.name)
-    print(f"gbml_ext: moved the previous {', '.join(p.name for p in present)} aside to {aside}",
-          file=sys.stderr)
+    aside = move_files_aside(Path(out), COMPARE_FILES, "compare")
+    if aside is not None:
+        moved = ", ".join(n for n in COMPARE_FILES if (aside / n).exists())
+        print(f"gbml_ext: moved the previous {moved} aside to {aside}", file=sys.stderr)
     return aside
 
 

@@ -24,6 +24,7 @@ from ..fileio import atomic_write_json
 from ..measure import start_peak_watch
 from ..precision import precision_context
 from .checkpoint import save_checkpoint
+from .compat import ALLOWED_CHANGES
 from .config import Config, config_to_dict, load_config
 from .distributed import (
     DistributedContext,
@@ -52,7 +53,6 @@ from .plots import plot_training_curves
 from .records import final_results, log_record, validate
 from .report import write_metrics, write_results
 from .rundir import (
-    ALLOWED_CHANGES,
     CONFIG_FILE,
     claim_folder,
     keep_previous_results,

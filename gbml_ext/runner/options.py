@@ -26,10 +26,11 @@ import torch
 
 from ..data.errors import DatasetError
 from ..fast import BatchedPathUnsupported
+from .compat import ALLOWED_CHANGES
 from .config import ConfigError, is_config_key
 from .errors import RunError, RunInterrupted
 from .guards import OUT_OF_MEMORY, is_out_of_memory
-from .rundir import ALLOWED_CHANGES, WRITABLE_FIX
+from .rundir import WRITABLE_FIX
 from .schema import Config
 
 __all__ = ["OVERRIDES_HELP", "USER_ERRORS", "command_parser", "is_override", "parse_command",
@@ -186,7 +187,7 @@ def parse_command(parser: argparse.ArgumentParser,
     """Parses a command line (`sys.argv[1:]` when None) into (options, overrides).
 
     Bare `key=value` words and `--set` values become the overrides, in that order; the keys
-    after `--allow-change` are checked against `rundir.ALLOWED_CHANGES`. A usage error prints
+    after `--allow-change` are checked against `compat.ALLOWED_CHANGES`. A usage error prints
     one line and exits 2.
 
     Example:

@@ -20,22 +20,15 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
+from ..fileio import timestamped_path
 from .checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT, load_latest_checkpoint
-from .compat import (  # re-exported: the names resume and the command grammar use
-    ALLOWED_CHANGES,
-    IMPLEMENTATION_KEYS,
-    config_differences,
-    flatten,
-    upgrade_stored,
-    with_defaults,
-)
+from .compat import upgrade_stored
 from .errors import ConfigMismatchError, DamagedFileError, RunFolderError, UnwritableError
 
-__all__ = ["ALLOWED_CHANGES", "CONFIG_FILE", "IMPLEMENTATION_KEYS", "LAUNCHER_FILES", "LOCK_FILE",
-           "METRICS_FILE", "RESULTS_FILE", "RUN_FILES", "WRITABLE_FIX", "cannot_write",
-           "claim_folder", "config_differences", "flatten", "folder_in_use", "holds_run",
-           "keep_previous_results", "move_aside", "read_history", "read_json", "read_results",
-           "refuse_shortening", "run_lock", "stored_config", "upgrade_stored", "with_defaults"]
+__all__ = ["CONFIG_FILE", "LAUNCHER_FILES", "LOCK_FILE", "METRICS_FILE", "RESULTS_FILE",
+           "RUN_FILES", "WRITABLE_FIX", "cannot_write", "claim_folder", "folder_in_use",
+           "holds_run", "keep_previous_results", "move_aside", "read_history", "read_json",
+           "read_results", "refuse_shortening", "run_lock", "stored_config"]
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -135,11 +128,7 @@ def move_aside(run_dir: Path) -> Path:
     """Moves everything in `run_dir` except the lock and a launcher's files into
     `<run_dir>.old-<UTC time>`."""
     run_dir = Path(run_dir)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    aside = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
-    suffix = 1
-    while aside.exists():
-        aside, suffix = aside.with_name(f"{run_dir.name}.old-{stamp}-{suffix}"), suffix + 1
+    aside = timestamped_path(run_dir.parent, f"{run_dir.name}.old-")
     aside.mkdir(parents=True)
     for entry in run_dir.iterdir():
         if entry.name not in _KEPT:
@@ -233,8 +222,7 @@ def keep_previous_results(run_dir: Path) -> None:
     """A resumed finished run re-evaluates: the results it replaces are kept beside it."""
     old = run_dir / RESULTS_FILE
     if old.is_file():
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        old.rename(run_dir / f"results-{stamp}.json")
+        old.rename(timestamped_path(run_dir, "results-", ".json"))
 
 
 def claim_folder(run_dir: Path, resume: bool, overwrite: bool,

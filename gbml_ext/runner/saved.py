@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import datetime
 import hashlib
 import json
 import random
@@ -22,16 +21,17 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..fileio import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text, timestamped_path
 from ..measure import peak_increase_since, start_peak_watch
 from .build import build_learner, build_sources
 from .checkpoint import load_latest_checkpoint
+from .compat import flatten
 from .config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
 from .errors import CheckpointError, DamagedFileError, DeviceError, ResultNotSaved
 from .evaluate import evaluate, run_path
 from .guards import check_evaluation
 from .report import environment_info, results_markdown
-from .rundir import CONFIG_FILE, flatten, stored_config
+from .rundir import CONFIG_FILE, stored_config
 
 __all__ = ["LoadedRun", "load_run", "read_run_config", "reevaluate"]
 
@@ -212,14 +212,10 @@ def _suffix(changed: Dict[str, Any]) -> str:
 def _keep_earlier(folder: Path, stem: str) -> None:
     """An earlier evaluation of the same name (the same settings) is kept beside the new one
     as `<stem>-<UTC time>.{json,md}`, never replaced."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     for ext in ("json", "md"):
         old = folder / f"{stem}.{ext}"
         if old.is_file():
-            aside, n = folder / f"{stem}-{stamp}.{ext}", 1
-            while aside.exists():
-                aside, n = folder / f"{stem}-{stamp}-{n}.{ext}", n + 1
-            old.rename(aside)
+            old.rename(timestamped_path(folder, f"{stem}-", f".{ext}"))
 
 
 def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional[int] = None,
