@@ -34,7 +34,7 @@ def test_sigint_writes_a_checkpoint_and_resume_finishes(tmp_path):
     assert process.returncode == 130, err
     assert "SIGINT" in err and "--resume" in err and "Traceback" not in err
     assert (out / "checkpoint.pt").is_file()
-    stopped_at = torch.load(out / "checkpoint.pt", weights_only=False)["iteration"]
+    stopped_at = torch.load(out / "checkpoint.pt", weights_only=True)["iteration"]
     assert stopped_at > 3
     resumed = train(load_config(None, overrides + [f"train.iterations={stopped_at + 2}",
                                                    f"output_dir='{out}'"]),
@@ -91,7 +91,7 @@ def test_runs_written_before_a_new_key_still_resume(tmp_path):
     """A key added to the config later (here algorithm.path) takes its default on resume."""
     train(tiny6(tmp_path, "train.iterations=3"), progress=False)
     for path in tmp_path.glob("checkpoint*.pt"):
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=True)
         del state["config"]["algorithm"]["path"]
         torch.save(state, path)
     assert train(tiny6(tmp_path), resume=True, progress=False).results["iterations_done"] == 6

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gbml_ext.runner import CheckpointError, load_run, train
+from gbml_ext.runner import CheckpointError, ConfigError, load_run, train
 from gbml_ext.runner.cli import eval_main
 from run_fixtures import checksums, clean_error, cli, tiny, tiny6
 
@@ -134,3 +134,60 @@ def test_evaluations_with_other_settings_are_all_kept(tmp_path, capsys):
     assert code == 0, err
     digest = [p.name for p in out.glob("eval-test-1steps-4tasks-changed-*.json")]
     assert len(digest) == 1 and len(digest[0]) < 80
+
+
+def test_gbml_eval_of_an_unfinished_run_says_which_checkpoint(tmp_path, capsys):
+    """A run stopped after its checkpoint of iteration 3 of 6 (here: its later files removed)
+    is evaluated as such, on the console and in the .md, with the settings it changed."""
+    train(tiny6(tmp_path), progress=False)
+    for name in ("checkpoint.pt", "results.json", "results.md"):
+        (tmp_path / name).unlink()
+    code, out, err = cli(capsys, eval_main, tmp_path, "--no-progress", "algorithm.inner_lr=0.05")
+    assert code == 0, err
+    md = (tmp_path / "eval-test-2steps-5tasks-algorithm.inner_lr=0.05.md").read_text()
+    for text in (out, md):
+        assert text.startswith("Evaluation of the checkpoint of iteration 3 of 6: meta-training "
+                               "had not finished"), text
+        assert "Changed from the run's config: `algorithm.inner_lr=0.05`." in text
+    train(tiny6(tmp_path, "train.iterations=6"), resume=True, progress=False)
+    code, out, err = cli(capsys, eval_main, tmp_path, "--no-progress")
+    assert code == 0, err
+    assert "had not finished" not in out and "Checkpoint of iteration 6 of 6." in out
+    assert "Changed from the run's config: nothing" in out
+
+
+def test_gbml_eval_blames_an_override_that_changes_the_model(tmp_path, capsys):
+    train(tiny(tmp_path), progress=False)
+    before = checksums(tmp_path)
+    code, _, err = cli(capsys, eval_main, tmp_path, "model.name=deep_linear", "--no-progress")
+    assert code == 2 and clean_error(err, 1), err
+    assert "model.name=deep_linear changes the model" in err
+    assert "trained with model.name='linear'" in err and "without that change" in err
+    assert "of its config" not in err and "Missing key" not in err
+    with pytest.raises(ConfigError, match="model.name=deep_linear changes the model"):
+        load_run(tmp_path, ["model.name=deep_linear"])
+    assert checksums(tmp_path) == before
+
+
+def test_gbml_eval_refuses_keys_an_evaluation_never_reads(tmp_path, capsys):
+    train(tiny(tmp_path), progress=False)
+    before = checksums(tmp_path)
+    for words, expected in ((["train.lr=0.5"], "train.lr=0.5 cannot change an evaluation"),
+                            (["train.iterations=9", "train.meta_batch=4"],
+                             "train.iterations=9, train.meta_batch=4 cannot change"),
+                            (["device=cpu"], "--device cpu"),
+                            ([f"output_dir='{tmp_path}/x'"], "--out DIR")):
+        code, _, err = cli(capsys, eval_main, tmp_path, *words, "--no-progress")
+        assert code == 2 and clean_error(err, 1) and expected in err, err
+    assert checksums(tmp_path) == before
+    # the divergence threshold is checked in an evaluation too, so it may change
+    code, _, err = cli(capsys, eval_main, tmp_path, "train.explode_factor=50", "--no-progress")
+    assert code == 0, err
+
+
+def test_gbml_eval_runs_at_the_runs_precision(tmp_path, capsys):
+    trained = train(tiny(tmp_path, "precision=bf16"), progress=False)
+    code, _, err = cli(capsys, eval_main, tmp_path, "--no-progress")
+    assert code == 0, err
+    again = json.loads((tmp_path / "eval-test-1steps-4tasks.json").read_text())
+    assert again["evaluation"]["loss"] == trained.results["evaluation"]["loss"]

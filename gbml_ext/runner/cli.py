@@ -1,24 +1,31 @@
 """The front ends of `gbml-train` and `gbml-eval` (`gbml-compare`'s is in `compare`); their
 shared grammar and error handling are in `options`:
 
-    gbml-train   [CONFIG] [--resume | --overwrite] [--allow-change KEY ...] [key=value ...]
+    gbml-train   [CONFIG] [--resume | --overwrite] [--allow-change KEY ...]
+                 [--trust-checkpoint] [key=value ...]
     gbml-eval    RUN_DIR [--tasks N] [--steps K] [--split test|validation] [--device D]
-                 [--out DIR] [key=value ...]
+                 [--out DIR] [--trust-checkpoint] [key=value ...]
 
 Overrides are bare `key=value` words anywhere on the line. `--print-config` shows the resolved
 config with every key's type and range. Every user-facing error prints one or two lines that
 name the problem and the fix and exits non-zero; `--debug` shows the traceback instead.
+A checkpoint that would run code when read is refused unless `--trust-checkpoint` is given
+(`checkpoint.read_checkpoint`).
 """
 from __future__ import annotations
 
 import sys
 from typing import Optional, Sequence
 
+from .checkpoint import trust_checkpoints
 from .config import describe_config, load_config
 from .errors import ResultNotSaved
 from .options import command_parser, parse_command, run_command, split_overrides
 
 __all__ = ["eval_main", "main", "run_command", "split_overrides"]
+
+_TRUST_HELP = ("read the run's checkpoint even if it holds objects that run code when loaded "
+               "(only for a checkpoint from someone you trust)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -35,6 +42,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "gbml-train experiments/configs/synthetic/linreg_shallow.toml train.iterations=200 "
         "seed=1", runs=True)
     parser.add_argument("config", nargs="?", help="TOML config file (default: built-in defaults)")
+    parser.add_argument("--trust-checkpoint", action="store_true", help="with --resume: "
+                        + _TRUST_HELP)
     args, overrides = parse_command(parser, argv)
 
     def body() -> int:
@@ -44,8 +53,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         from .loop import train
 
-        result = train(config, resume=args.resume, progress=not args.no_progress,
-                       overwrite=args.overwrite, allow_change=args.allow_change)
+        with trust_checkpoints(args.trust_checkpoint):
+            result = train(config, resume=args.resume, progress=not args.no_progress,
+                           overwrite=args.overwrite, allow_change=args.allow_change)
         if result.results:
             print((result.run_dir / "results.md").read_text())
             written = [name for name in ("results.json", "results.md", "metrics.jsonl",
@@ -72,6 +82,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="write the eval files here instead of beside the run's results")
+    parser.add_argument("--trust-checkpoint", action="store_true", help=_TRUST_HELP)
     args, overrides = parse_command(parser, argv)
 
     def body() -> int:
@@ -79,13 +90,15 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         from .saved import read_run_config, reevaluate
 
         if args.print_config:
-            config = read_run_config(args.run_dir, overrides, args.tasks, args.steps,
-                                     args.split)
+            with trust_checkpoints(args.trust_checkpoint):
+                config = read_run_config(args.run_dir, overrides, args.tasks, args.steps,
+                                         args.split)
             print(describe_config(config), end="")
             return 0
         try:
             result = reevaluate(args.run_dir, args.tasks, args.steps, args.split, overrides,
-                                device=args.device, progress=not args.no_progress, out=args.out)
+                                device=args.device, progress=not args.no_progress, out=args.out,
+                                trust=args.trust_checkpoint)
         except ResultNotSaved as error:
             print(results_markdown(error.result))
             raise

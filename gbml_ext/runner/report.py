@@ -111,7 +111,6 @@ def results_markdown(results: Dict[str, Any]) -> str:
     if is_classification:
         header.append(f"{split} accuracy %")
         row.append(format_metric(evaluation["accuracy"], 100, 2))
-    notes = []
     if "train_seconds" in results:
         asked = results["config"]["train"]["iterations"]
         header += ["iterations", "train time s", "s / iteration", "peak memory MB"]
@@ -119,10 +118,38 @@ def results_markdown(results: Dict[str, Any]) -> str:
                 f"{results['train_seconds']:.1f}", f"{results['seconds_per_iteration'] or 0:.4f}",
                 f"{_number(results.get('peak_memory_mb'), 0)} ({results['peak_memory_kind']})"]
         notes = _run_notes(results, asked)
+    else:
+        notes = _evaluation_notes(results)
     env = results["environment"]
-    return (markdown_table(header, [row]) +
+    return (_checkpoint_line(results) + markdown_table(header, [row]) +
             f"\n{evaluation['loss']['n']} held-out {split} tasks, 95% CI. {env['hardware']}, "
             f"torch {env['torch']}, {env['date']}.\n" + "".join(f"{n}\n" for n in notes))
+
+
+def _checkpoint_line(results: Dict[str, Any]) -> str:
+    """Above a re-evaluation of a run that had not finished (its checkpoint is of an earlier
+    iteration than train.iterations), the line that says so; '' otherwise."""
+    if "train_seconds" in results or "iteration" not in results:
+        return ""
+    done, asked = results["iteration"], results["config"]["train"]["iterations"]
+    if done >= asked:
+        return ""
+    return (f"Evaluation of the checkpoint of iteration {done} of {asked}: meta-training had "
+            f"not finished, so this is not the result of the finished run.\n\n")
+
+
+def _evaluation_notes(results: Dict[str, Any]) -> List[str]:
+    """The lines under a re-evaluation's table: which checkpoint, and the settings it changed
+    from the run's config."""
+    notes = []
+    if "iteration" in results and not _checkpoint_line(results):  # else said above the table
+        asked = results["config"]["train"]["iterations"]
+        notes.append(f"Checkpoint of iteration {results['iteration']} of {asked}.")
+    changed = results.get("changed") or {}
+    notes.append("Changed from the run's config: " + (
+        ", ".join(f"`{key}={value}`" for key, value in changed.items()) + "."
+        if changed else "nothing (the run's own settings)."))
+    return notes
 
 
 def _run_notes(results: Dict[str, Any], asked: int) -> List[str]:

@@ -7,13 +7,11 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import hashlib
 import json
 import random
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -23,21 +21,27 @@ import torch
 
 from ..fileio import atomic_write_json, atomic_write_text, timestamped_path
 from ..measure import peak_increase_since, start_peak_watch
+from ..precision import precision_context
 from .build import build_learner, build_sources
 from .checkpoint import load_latest_checkpoint
-from .compat import flatten
-from .config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
-from .errors import CheckpointError, DamagedFileError, DeviceError, ResultNotSaved
+from .compat import FREE_KEYS
+from .config import Config, ConfigError, config_to_dict
+from .errors import CheckpointError, DeviceError, ResultNotSaved
 from .evaluate import evaluate, run_path
 from .guards import check_evaluation
 from .report import environment_info, results_markdown
-from .rundir import CONFIG_FILE, stored_config
+from .runconfig import (
+    changed_settings,
+    read_run_config,
+    refuse_unread_overrides,
+    saved_config,
+    saved_values,
+)
+from .state import cpu_threads
 
 __all__ = ["LoadedRun", "load_run", "read_run_config", "reevaluate"]
 
 # The devices a saved run can be put on: those a config's `device` key allows.
-# The settings an evaluation's file name states as they are: split, steps and tasks.
-_NAMED = ("evaluation.split", "algorithm.test_steps", "evaluation.tasks")
 DEVICES: Tuple[str, ...] = next(
     f.metadata["choices"] for f in dataclasses.fields(Config) if f.name == "device")
 
@@ -82,61 +86,6 @@ def _private_random_state() -> Iterator[None]:
             np.random.set_state(numpy_state)
 
 
-def _saved_config(run_dir: Path) -> Dict[str, Any]:
-    """The config a run folder holds: its config.json, or, if that file is damaged, the copy
-    in its newest checkpoint (saying so)."""
-    try:
-        data = stored_config(run_dir)
-    except DamagedFileError as error:
-        found = load_latest_checkpoint(run_dir)
-        if found is None or not isinstance(found[0].get("config"), dict):
-            raise
-        print(f"gbml_ext: {error.path} is damaged; using the config saved in {found[1]} "
-              f"instead. `gbml-train CONFIG --resume` with the run's config writes it again.",
-              file=sys.stderr)
-        return found[0]["config"]
-    if data is None:
-        raise CheckpointError(f"{run_dir} holds no gbml_ext run ({CONFIG_FILE} is missing); "
-                              f"give the folder a training run wrote, e.g. runs/<name>/seed0.")
-    return data
-
-
-def read_run_config(run_dir: str | Path, overrides: Sequence[str] = (),
-                    tasks: Optional[int] = None, steps: Optional[int] = None,
-                    split: Optional[str] = None) -> Config:
-    """A run folder's config with `overrides` and the evaluation settings applied.
-
-    A config error names its source: the saved config, an override, or an argument (`tasks`:
-    gbml-eval's --tasks, `steps`: --steps, `split`: --split).
-
-    Example:
-        >>> read_run_config("runs/experiment/seed0", tasks=1)  # doctest: +SKIP
-        ConfigError: --tasks 1: config key 'evaluation.tasks' must be >= 2, got 1.
-    """
-    return _config_of(Path(run_dir), _saved_config(Path(run_dir)), overrides, tasks, steps, split)
-
-
-def _config_of(run_dir: Path, data: Dict[str, Any], overrides: Sequence[str],
-               tasks: Optional[int], steps: Optional[int], split: Optional[str]) -> Config:
-    """`read_run_config` on the saved config `data` already read from `run_dir`."""
-    try:
-        config_from_dict(copy.deepcopy(data))
-    except ConfigError as error:
-        raise ConfigError(f"{error} (in {run_dir / CONFIG_FILE}, the config the run was "
-                          f"trained with)") from error
-    config = config_from_dict(apply_overrides(copy.deepcopy(data), overrides))
-    flags = {"--tasks": ("evaluation.tasks", tasks), "--steps": ("algorithm.test_steps", steps),
-             "--split": ("evaluation.split", None if split is None else repr(split))}
-    for flag, (key, value) in flags.items():
-        if value is None:
-            continue
-        try:
-            config = config_from_dict(apply_overrides(config_to_dict(config), [f"{key}={value}"]))
-        except ConfigError as error:
-            raise ConfigError(f"{flag} {value}: {error}") from error
-    return config
-
-
 def _device(name: str) -> torch.device:
     """The torch device for gbml-eval's --device / `load_run(device=...)`: one of `DEVICES`,
     and "cuda" only where torch sees a GPU."""
@@ -151,7 +100,8 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_run(run_dir: str | Path, overrides: Sequence[str] = (), device: str = "cpu") -> LoadedRun:
+def load_run(run_dir: str | Path, overrides: Sequence[str] = (), device: str = "cpu",
+             trust: bool = False) -> LoadedRun:
     """Returns the trained learner and config of a run folder, without touching the global
     random state.
 
@@ -160,16 +110,36 @@ def load_run(run_dir: str | Path, overrides: Sequence[str] = (), device: str = "
         overrides: `key=value` changes to the saved config, e.g. `data.root=...` if the data
             moved. Changes that alter the model make the checkpoint not fit, which is an error.
         device: where to put the learner.
+        trust: read the checkpoint with full unpickling, which runs any code it holds; only
+            for a checkpoint refused as unsafe (`UnsafeCheckpoint`) that you know who wrote.
 
     Example:
         >>> run = load_run("runs/experiment/seed0")   # doctest: +SKIP
         >>> learner = run.learner.clone()              # doctest: +SKIP
     """
-    return _load(Path(run_dir), read_run_config(run_dir, overrides), _device(str(device)))
+    run_dir = Path(run_dir)
+    saved = saved_config(run_dir, trust)
+    config = read_run_config(run_dir, overrides, data=saved)
+    return _load(run_dir, config, _device(str(device)), saved, trust)
 
 
-def _load(run_dir: Path, config: Config, device: torch.device) -> LoadedRun:
-    found = load_latest_checkpoint(run_dir)
+def _misfit(model: Dict[str, torch.Tensor], stored: Dict[str, Any]) -> str:
+    """How a checkpoint's weights `stored` differ from the state dict `model`, in a few words."""
+    for key, tensor in model.items():
+        if key in stored and torch.is_tensor(stored[key]) and stored[key].shape != tensor.shape:
+            return (f"{key} is {tuple(stored[key].shape)} in the checkpoint, "
+                    f"{tuple(tensor.shape)} in the model")
+    missing = [key for key in model if key not in stored]
+    extra = [key for key in stored if key not in model]
+    words = [f"the model has {len(missing)} tensor(s) the checkpoint lacks, e.g. {missing[0]}"
+             if missing else "",
+             f"the checkpoint has {len(extra)} the model lacks, e.g. {extra[0]}" if extra else ""]
+    return "; ".join(w for w in words if w) or "its tensors do not load into the model"
+
+
+def _load(run_dir: Path, config: Config, device: torch.device, saved: Dict[str, Any],
+          trust: bool) -> LoadedRun:
+    found = load_latest_checkpoint(run_dir, trust)
     if found is None:
         raise CheckpointError(f"{run_dir} has no checkpoint to load; finish or resume the run "
                               f"first (gbml-train CONFIG --resume).")
@@ -179,21 +149,19 @@ def _load(run_dir: Path, config: Config, device: torch.device) -> LoadedRun:
     try:
         learner.load_state_dict(checkpoint["algorithm"])
     except RuntimeError as error:
-        raise CheckpointError(f"{path} does not fit the model of its config ({error}).") from error
+        detail = _misfit(learner.state_dict(), checkpoint["algorithm"])
+        changed = {k: v for k, v in changed_settings(saved, config).items()
+                   if k not in FREE_KEYS}
+        if not changed:
+            raise CheckpointError(f"{path} does not fit the model of its config ({detail}); "
+                                  f"it was written by another config or version.") from None
+        own = ", ".join(f"{k}={v!r}" for k, v in saved_values(saved, list(changed)).items())
+        words = ", ".join(f"{k}={v}" for k, v in changed.items())
+        raise ConfigError(f"{words} changes the model, so the run's checkpoint {path} does not "
+                          f"fit it ({detail}); the run was trained with {own}. Evaluate it "
+                          f"without that change.") from error
     return LoadedRun(learner.to(device), config, checkpoint["iteration"],
                      checkpoint["history"])
-
-
-def _changed_settings(saved: Dict[str, Any], config: Config) -> Dict[str, Any]:
-    """{key: value} of the settings an evaluation changed from the run's saved config, other
-    than those its file name already says (split, steps, tasks)."""
-    try:
-        before = flatten(config_to_dict(config_from_dict(copy.deepcopy(saved))))
-    except ConfigError:
-        before = flatten(saved)
-    after = flatten(config_to_dict(config))
-    return {key: after[key] for key in sorted(after)
-            if key not in _NAMED and before.get(key) != after[key]}
 
 
 def _suffix(changed: Dict[str, Any]) -> str:
@@ -221,18 +189,23 @@ def _keep_earlier(folder: Path, stem: str) -> None:
 def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional[int] = None,
                split: Optional[str] = None, overrides: Sequence[str] = (),
                device: str = "cpu", progress: bool = False,
-               out: Optional[str | Path] = None) -> Dict[str, Any]:
+               out: Optional[str | Path] = None, trust: bool = False) -> Dict[str, Any]:
     """Evaluates a saved run again and writes `eval-<split>-<steps>steps-<tasks>tasks.{json,md}`
     beside its results (or in `out`); returns the written dict, its path under "path".
 
     Evaluations never replace each other: one that changes other settings of the run's config
     (`overrides`) adds them to its name (`...-5tasks-algorithm.inner_lr=0.05.json`, or a short
     digest when they are many) and records them under "changed"; an earlier evaluation of the
-    same name is kept as `<name>-<UTC time>.json` (and .md).
+    same name is kept as `<name>-<UTC time>.json` (and .md). Overrides of keys an evaluation
+    never reads (meta-training's, `output_dir`, `device`) are refused, and so are those that
+    change the model so that the checkpoint no longer fits it.
 
-    Defaults come from the run's config. The test tasks depend on the run's seed only, so the
-    first N are those the run's own final evaluation saw. The dict records the evaluation's
-    own peak memory as `evaluation_peak_memory_mb`.
+    Defaults come from the run's config; the evaluation runs at the run's `precision` and
+    `threads`, as its own final evaluation did. The test tasks depend on the run's seed only,
+    so the first N are those the run's own final evaluation saw. The dict records the
+    checkpoint's "iteration" (the .md says "checkpoint of iteration N of M" when the run had
+    not finished) and the evaluation's own peak memory as `evaluation_peak_memory_mb`.
+    `trust`: as in `load_run`.
 
     Raises:
         ResultNotSaved: the evaluation finished but its files could not be written (a
@@ -243,10 +216,12 @@ def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional
     """
     run_dir = Path(run_dir)
     torch_device = _device(str(device))
-    saved = _saved_config(run_dir)
-    config = _config_of(run_dir, saved, overrides, tasks, steps, split)
-    run = _load(run_dir, config, torch_device)
-    with _private_random_state():
+    saved = saved_config(run_dir, trust)
+    config = read_run_config(run_dir, overrides, tasks, steps, split, data=saved)
+    refuse_unread_overrides(saved, config)
+    run = _load(run_dir, config, torch_device, saved, trust)
+    with _private_random_state(), cpu_threads(config.threads), \
+            precision_context(config.precision, torch_device):
         sources = build_sources(config.data, config.seed)
         baseline = start_peak_watch(torch_device)
         evaluation = evaluate(run.learner, sources[config.evaluation.split],
@@ -262,7 +237,7 @@ def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional
               "evaluation_peak_memory_mb": peak,
               "peak_memory_kind": ("cuda_max_allocated_increase" if torch_device.type == "cuda"
                                    else "peak_rss_increase")}
-    changed = _changed_settings(saved, config)
+    changed = changed_settings(saved, config)
     result["changed"] = changed
     stem = (f"eval-{config.evaluation.split}-{config.algorithm.test_steps}steps-"
             f"{config.evaluation.tasks}tasks{_suffix(changed)}")
