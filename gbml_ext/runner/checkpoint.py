@@ -65,7 +65,10 @@ class UnsafeCheckpoint(CheckpointError):
 def trust_checkpoints(trust: bool = True) -> Iterator[None]:
     """Within the block, checkpoints are read with full unpickling, which runs whatever code a
     file holds: use it only for files from someone you trust (`UnsafeCheckpoint` says when a
-    file needs it).
+    file needs it). `train(..., resume=True)` reads its checkpoint under this setting.
+
+    Arguments:
+        trust: whether to trust them (False: back to the safe reading, e.g. for one block).
 
     Example:
         >>> from gbml_ext.runner import train
