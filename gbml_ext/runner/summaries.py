@@ -16,8 +16,8 @@ import statistics
 from typing import Any, Dict, List, Literal, Optional, Sequence, overload
 
 __all__ = ["at_step", "best_step", "comparable_summaries", "confidence_interval",
-           "evaluation_split", "median_of", "pooled_summary", "reported_steps", "step_summaries",
-           "summarize"]
+           "evaluation_split", "median_of", "pooled_curve", "pooled_summary", "reported_steps",
+           "step_summaries", "summarize"]
 
 
 def confidence_interval(values: Sequence[float], z: float = 1.96) -> float:
@@ -88,6 +88,27 @@ def pooled_summary(results: Sequence[Dict[str, Any]], metric: str,
         else:
             return None
     return summarize(values)
+
+
+def pooled_curve(results: Sequence[Dict[str, Any]], metric: str) -> Optional[List[float]]:
+    """The mean of `metric` over every task of every seed after 0, 1, ..., K inner steps (K:
+    the fewest steps any seed scored); None when a run did not keep it after every step.
+
+    Example:
+        >>> run = {"evaluation": {"steps": 1, "per_task": {
+        ...     "loss_by_step": [[2.0, 4.0], [1.0, 3.0]],
+        ...     "accuracy_by_step": [[0.0, 0.5], [1.0, 0.5]], "accuracy": [1.0, 0.5]}}}
+        >>> pooled_curve([run, run], "accuracy"), pooled_curve([run], "loss")
+        ([0.25, 0.75], [3.0, 2.0])
+    """
+    steps = min(len(r["evaluation"]["per_task"]["loss_by_step"]) for r in results)
+    curve = []
+    for k in range(steps):
+        summary = pooled_summary(results, metric, k)
+        if summary is None:
+            return None
+        curve.append(summary["mean"])
+    return curve
 
 
 def reported_steps(evaluation: Dict[str, Any]) -> int:
