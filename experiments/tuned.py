@@ -25,6 +25,7 @@ final runs in `<setting>/<config name>/seed<N>`, the headline runs in
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tomllib
@@ -89,6 +90,20 @@ def study_folder(runs: Path, setting: str, row: str) -> Path:
     return runs / setting / "studies" / row
 
 
+def best_config(study: Path, trials: Optional[int] = None) -> Optional[Path]:
+    """The study's best config once the study has ended (`trials`, default `TRIALS`, trials
+    complete, pruned or failed, as its trials.json says), else None: gbml-tune writes best.toml
+    after every batch, and a final run must not start from a study half done."""
+    trials = TRIALS if trials is None else trials
+    best, table = study / BEST_FILE, study / "trials.json"
+    if not best.is_file() or not table.is_file():
+        return None
+    data = json.loads(table.read_text())
+    ended = [t for t in (data.get("trials", []) if isinstance(data, dict) else [])
+             if isinstance(t, dict) and t.get("state") in ("complete", "pruned", "fail")]
+    return best if len(ended) >= trials else None
+
+
 def tune_space(setting: str, row: str) -> Dict[str, Any]:
     """The row's `[tune]` table as its file holds it (read as data, never run)."""
     return dict(tomllib.loads(row_config(setting, row).read_text()).get("tune", {}))
@@ -112,14 +127,15 @@ def tune_study(config: Path, trials: int, out: Path, overrides: Sequence[str] = 
 
 
 def tune_all(settings: Sequence[str], root: str | Path, runs: Path,
-             args: argparse.Namespace) -> int:
+             args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
     """Every row's study, one after another (each with `--jobs` trials at once), settings in
     the order given and the cheapest rows first; 1 if any study did not finish."""
     failed = []
     for setting in settings:
         for row in (r for r in ROWS if r in rows(setting)):
             code = tune_study(row_config(setting, row), TRIALS,
-                              study_folder(runs, setting, row), [f"data.root='{root}'"],
+                              study_folder(runs, setting, row),
+                              [f"data.root='{root}'", *overrides],
                               args.launcher, args.jobs, args.threads, args.slurm, args.status)
             if code:
                 failed.append(f"{setting}/{row}")
@@ -132,44 +148,46 @@ def tune_all(settings: Sequence[str], root: str | Path, runs: Path,
 # ---- The final and headline runs -----------------------------------------------------------
 
 def final_plan(settings: Sequence[str], seeds: Sequence[int], root: str | Path,
-               runs: Path = RUNS) -> List[Entry]:
-    """Each tuned row's best config (its study's best.toml) for every seed, on the test split,
-    in `<runs>/<setting>/<config name>/seed<N>`; rows whose study has no best config yet are
-    left out (and named on stderr)."""
+               runs: Path = RUNS, overrides: Sequence[str] = ()) -> List[Entry]:
+    """Each tuned row's best config (its ended study's best.toml) for every seed, on the test
+    split, in `<runs>/<setting>/<config name>/seed<N>`; rows whose study has not ended are left
+    out (and named on stderr)."""
     entries, untuned = [], []
     for seed in seeds:
         for setting in settings:
             for row in (r for r in ROWS if r in rows(setting)):
-                best = study_folder(runs, setting, row) / BEST_FILE
-                if not best.is_file():
+                best = best_config(study_folder(runs, setting, row))
+                if best is None:
                     untuned.append(f"{setting}/{row}")
                     continue
                 entries.append(Entry(best, seed, [f"data.root='{root}'",
                                                   f"name='{run_name(setting, row)}'",
-                                                  "evaluation.split='test'"], runs / setting))
+                                                  "evaluation.split='test'", *overrides],
+                                     runs / setting))
     if untuned:
         shown = sorted(set(untuned))
-        print(f"tuned: no best config yet for {', '.join(shown)} (run `tune` first); "
-              f"planned the others.", file=sys.stderr)
+        print(f"tuned: the studies of {', '.join(shown)} have not ended (run `tune` "
+              f"first); planned the others.", file=sys.stderr)
     return entries
 
 
-def headline_plan(seeds: Sequence[int], root: str | Path, runs: Path = RUNS) -> List[Entry]:
+def headline_plan(seeds: Sequence[int], root: str | Path, runs: Path = RUNS,
+                  overrides: Sequence[str] = ()) -> List[Entry]:
     """The headline rows with their tuned 5w1s settings at `HEADLINE_FACTOR` times the grid's
     meta-iterations (the same tasks per meta-iteration), every seed."""
     entries = []
     for seed in seeds:
         for row in HEADLINE:
-            best = study_folder(runs, HEADLINE_SETTING, row) / BEST_FILE
-            if not best.is_file():
-                print(f"tuned: no best config yet for {HEADLINE_SETTING}/{row} (run `tune` "
+            best = best_config(study_folder(runs, HEADLINE_SETTING, row))
+            if best is None:
+                print(f"tuned: the study of {HEADLINE_SETTING}/{row} has not ended (run `tune` "
                       f"first); planned the others.", file=sys.stderr)
                 continue
             iterations = load_config(row_config(HEADLINE_SETTING, row)).train.iterations
             entries.append(Entry(best, seed, [
                 f"data.root='{root}'", f"name='{headline_name(row)}'", "evaluation.split='test'",
                 f"train.iterations={HEADLINE_FACTOR * iterations}",
-                f"train.eval_every={HEADLINE_EVAL_EVERY}"], runs / "headline"))
+                f"train.eval_every={HEADLINE_EVAL_EVERY}", *overrides], runs / "headline"))
     return entries
 
 
@@ -226,6 +244,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
                         help="tune, final: the settings")
     parser.add_argument("--runs", type=Path, default=RUNS, help="archive: the runs folder")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="tune, final, headline: a config change for "
+                        "every run (after the row's own settings)")
     parser.add_argument("--doc", type=Path, default=report.DOC, help="report: the page")
     parser.add_argument("--png", type=Path, default=report.FIGURE, help="report: the figure")
     args = parser.parse_args(argv)
@@ -235,20 +256,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.exit(f"tuned: Omniglot not found at {args.root}; pass --root with the "
                      f"omniglot-py folder or its .tar.gz.")
         if args.command == "tune":
-            return tune_all(args.settings, args.root, runs, args)
-        entries = (final_plan(args.settings, args.seeds, args.root, runs)
-                   if args.command == "final" else headline_plan(args.seeds, args.root, runs))
+            return tune_all(args.settings, args.root, runs, args, args.overrides)
+        entries = (final_plan(args.settings, args.seeds, args.root, runs, args.overrides)
+                   if args.command == "final"
+                   else headline_plan(args.seeds, args.root, runs, args.overrides))
         if not entries:
-            sys.exit(f"tuned: nothing to run: no study under {runs} has a best config yet; "
-                     f"run `python -m experiments.tuned tune` first.")
+            sys.exit(f"tuned: nothing to run: no study under {runs} has ended yet; run "
+                     f"`python -m experiments.tuned tune` first.")
         return launch_sweep(sweep_plan(entries), args, "tuned")
     if args.command == "archive":
         archive(args.runs, args.out or RESULTS)
     elif args.command == "restore":
         restore_all(runs, RESULTS)
     else:
-        report.write_report(args.out or RESULTS, args.doc, args.png, args.seeds)
-        print(f"tuned: wrote {args.doc} and {args.png}")
+        drawn = report.write_report(args.out or RESULTS, args.doc, args.png, args.seeds)
+        print(f"tuned: wrote {args.doc}" + (f" and {args.png}" if drawn else
+                                            " (no final run yet: no figure)"))
     return 0
 
 

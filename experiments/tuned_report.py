@@ -233,10 +233,10 @@ def figure(results_dir: Path, path: Path = FIGURE) -> bool:
 
 
 def write_report(results_dir: Path, doc: Path = DOC, png: Path = FIGURE,
-                 seeds: Sequence[int] = (0, 1), untuned_dir: Path = UNTUNED) -> None:
+                 seeds: Sequence[int] = (0, 1), untuned_dir: Path = UNTUNED) -> bool:
     """Replaces the text between `BEGIN` and `END` in `doc` with `report_text` (and a link to
-    the figure, when there is one to draw); the rest of the page is kept. A page without the
-    two markers is left as it is: SystemExit says so."""
+    the figure, when there is one to draw); the rest of the page is kept. Returns whether the
+    figure was drawn. A page without the two markers is left as it is: SystemExit says so."""
     empty = f"# Every algorithm on Omniglot, tuned\n\n{BEGIN}\n{END}\n"
     text = doc.read_text() if doc.is_file() else empty
     if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
@@ -245,10 +245,12 @@ def write_report(results_dir: Path, doc: Path = DOC, png: Path = FIGURE,
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     tables = report_text(results_dir, seeds, untuned_dir)
-    if figure(results_dir, png):
+    drawn = figure(results_dir, png)
+    if drawn:
         folder = doc.resolve().parent
         shown = (png.resolve().relative_to(folder) if png.resolve().is_relative_to(folder)
                  else png.resolve())
         tables += f"\n![test accuracy against inner steps]({shown})\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(doc, f"{head}{BEGIN}\n\n{tables}\n{END}{tail}")
+    return drawn
