@@ -73,12 +73,22 @@ def row_config(setting: str, row: str) -> Path:
 
 
 def rows(setting: str) -> List[str]:
-    """The setting's tuned rows in table order (`experiments.algorithms.ROWS`)."""
+    """The setting's tuned rows in table order (`experiments.algorithms.ROWS`).
+
+    Example:
+        >>> rows("20w1s")[:3]
+        ['maml', 'fomaml', 'anil']
+    """
     return [row for row in TABLE_ORDER if row in ROWS and row_config(setting, row).is_file()]
 
 
 def run_name(setting: str, row: str) -> str:
-    """The name (and folder) of a tuned row's final runs: its config's `name`."""
+    """The name (and folder) of a tuned row's final runs: its config's `name`.
+
+    Example:
+        >>> run_name("5w1s", "maml_kfo")
+        'omniglot-5w1s-tuned-maml_kfo'
+    """
     return str(tomllib.loads(row_config(setting, row).read_text())["name"])
 
 
@@ -93,7 +103,12 @@ def study_folder(runs: Path, setting: str, row: str) -> Path:
 def best_config(study: Path, trials: Optional[int] = None) -> Optional[Path]:
     """The study's best config once the study has ended (`trials`, default `TRIALS`, trials
     complete, pruned or failed, as its trials.json says), else None: gbml-tune writes best.toml
-    after every batch, and a final run must not start from a study half done."""
+    after every batch, and a final run must not start from a study half done.
+
+    Example:
+        >>> best_config(Path("runs/tuned/5w1s/studies/no-such-row")) is None
+        True
+    """
     trials = TRIALS if trials is None else trials
     best, table = study / BEST_FILE, study / "trials.json"
     if not best.is_file() or not table.is_file():
@@ -105,7 +120,12 @@ def best_config(study: Path, trials: Optional[int] = None) -> Optional[Path]:
 
 
 def tune_space(setting: str, row: str) -> Dict[str, Any]:
-    """The row's `[tune]` table as its file holds it (read as data, never run)."""
+    """The row's `[tune]` table as its file holds it (read as data, never run).
+
+    Example:
+        >>> list(tune_space("5w1s", "reptile")["space"])
+        ['algorithm.inner_lr', 'train.lr']
+    """
     return dict(tomllib.loads(row_config(setting, row).read_text()).get("tune", {}))
 
 

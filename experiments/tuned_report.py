@@ -55,7 +55,12 @@ def seed_results(folder: Path) -> List[Dict[str, Any]]:
 
 def read_trials(study: Path) -> List[Dict[str, Any]]:
     """A study's trials as gbml-tune's trials.json holds them: one dict per trial with
-    `trial`, `state`, the metric and each tuned key ([] when there is none)."""
+    `trial`, `state`, the metric and each tuned key ([] when there is none).
+
+    Example:
+        >>> read_trials(Path("no-such-study"))
+        []
+    """
     data = _read(study / "trials.json")
     if data is None:
         return []
@@ -100,7 +105,13 @@ def _best_validation(trials: List[Dict[str, Any]]) -> str:
 
 
 def steps_cell(results: List[Dict[str, Any]]) -> str:
-    """The steps each seed reports, '3' when they agree, '3, 5' when not."""
+    """The steps each seed reports, '3' when they agree, '3, 5' when not.
+
+    Example:
+        >>> steps_cell([{"evaluation": {"steps": 3, "per_task": {}}},
+        ...             {"evaluation": {"steps": 5, "per_task": {}}}])
+        '3, 5'
+    """
     cells = [str(reported_steps(r["evaluation"])) for r in results]
     return "–" if not cells else cells[0] if len(set(cells)) == 1 else ", ".join(cells)
 
