@@ -26,6 +26,8 @@ EXTRAS = {
     "docs": ["mkdocs>=1.5", "mkdocs-material>=9", "mkdocstrings[python]>=0.24"],
     # Submitting runs to a Slurm cluster.
     "cluster": ["submitit>=1.5"],
+    # gbml-tune: hyperparameter search with Optuna.
+    "tune": ["optuna>=3.4"],
     # The benchmark's optional peers (benchmarks/peers/), imported only if present.
     "bench": ["higher==0.2.1", "torchopt==0.7.3"],
     "jax": ["jax"],
@@ -60,5 +62,6 @@ setup(
         "gbml-train=gbml_ext.runner.cli:main",
         "gbml-compare=gbml_ext.runner.compare:main",
         "gbml-eval=gbml_ext.runner.cli:eval_main",
+        "gbml-tune=gbml_ext.tune.cli:main",
     ]},
 )

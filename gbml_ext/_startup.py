@@ -1,6 +1,6 @@
 """A quiet Ctrl-C while a gbml_ext command starts.
 
-`gbml-train`, `gbml-eval` and `gbml-compare` spend their first seconds importing torch and
+`gbml-train`, `gbml-eval`, `gbml-compare` and `gbml-tune` spend their first seconds importing torch and
 learn2learn, before their own code runs and can catch anything. A Ctrl-C then would end in a
 KeyboardInterrupt traceback; in a process started as one of these commands (or as
 `python -m gbml_ext.runner`), `install` makes it one line instead. Other programs that import
@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Type
 
 __all__ = ["COMMANDS", "command_name", "install", "quiet_interrupt_hook", "running_command"]
 
-COMMANDS = ("gbml-train", "gbml-eval", "gbml-compare")
+COMMANDS = ("gbml-train", "gbml-eval", "gbml-compare", "gbml-tune")
 
 
 def command_name(argv: Sequence[str], orig_argv: Sequence[str]) -> Optional[str]:
@@ -37,6 +37,8 @@ def command_name(argv: Sequence[str], orig_argv: Sequence[str]) -> Optional[str]
             return "gbml-train"
         if flag == "-m" and module == "gbml_ext.runner.compare":
             return "gbml-compare"
+        if flag == "-m" and module in ("gbml_ext.tune", "gbml_ext.tune.cli"):
+            return "gbml-tune"
     return None
 
 

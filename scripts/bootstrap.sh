@@ -65,7 +65,7 @@ fi
 log "installing gbml_ext (editable, with the dev, docs and cluster extras)"
 # learn2learn is already installed, so the requirement is satisfied and pip does not rebuild it;
 # the exact torch pins installed above satisfy setup.py's ranges, so pip keeps them.
-PIP install --no-build-isolation -e ".[dev,docs,cluster]"
+PIP install --no-build-isolation -e ".[dev,docs,cluster,tune]"
 has "import gbml_ext" || { echo "gbml_ext failed to import" >&2; exit 1; }
 
 stamp_key > "$STAMP"

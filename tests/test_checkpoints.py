@@ -134,3 +134,23 @@ def test_a_damaged_metrics_file_is_rewritten_from_the_checkpoint_on_resume(tmp_p
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in lines if r["split"] == "train"] == [1, 2, 3, 4, 5]
     assert result.results["iterations_done"] == 5
+
+
+def test_the_stop_file_stops_a_run_with_a_checkpoint_and_resume_finishes_it_unchanged(
+        tmp_path, capsys):
+    stopped, whole = tmp_path / "stopped", tmp_path / "whole"
+    train(tiny6(stopped, "train.iterations=3"), progress=False)
+    (stopped / "stop").write_text("pruned: validation loss above the median\n")
+    args = [*TINY6, f"output_dir='{stopped}'", "--resume", "--no-progress"]
+    code, _, err = cli(capsys, main, *args)
+    assert code == 3 and clean_error(err, 1), err
+    assert "(pruned: validation loss above the median); stopped at iteration 4 of 6" in err
+    assert not (stopped / "stop").exists()  # taken: --resume goes on
+    assert torch.load(stopped / "checkpoint.pt", weights_only=False)["iteration"] == 4
+    # No evaluation: the results are still those of the first three iterations.
+    assert json.loads((stopped / "results.json").read_text())["iterations_done"] == 3
+    assert cli(capsys, main, *args)[0] == 0
+    train(tiny6(whole), progress=False)
+    per_task = [json.loads((folder / "results.json").read_text())["evaluation"]["per_task"]
+                for folder in (stopped, whole)]
+    assert per_task[0] == per_task[1]  # the same numbers as the run never stopped

@@ -32,7 +32,8 @@ IMPLEMENTATION_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "tra
 # and the time limit, which like train.iterations only says where training stops.
 FREE_KEYS = IMPLEMENTATION_KEYS + (
     "name", "train.eval_every", "train.eval_tasks", "train.explode_factor",
-    "algorithm.test_steps", "evaluation.tasks", "evaluation.split", "train.max_minutes")
+    "algorithm.test_steps", "evaluation.tasks", "evaluation.split", "train.max_minutes",
+    "evaluation.max_steps", "evaluation.choose_steps", "evaluation.choice_tasks")
 # Keys a user may change on purpose when resuming (`--allow-change KEY`).
 ALLOWED_CHANGES = ("algorithm.inner_lr", "train.lr", "device")
 

@@ -29,8 +29,12 @@ from ..algorithms import ALGORITHMS
 from ..data.synthetic import SYNTHETIC_SOURCES
 from .schema import Config, range_text
 
-__all__ = ["Config", "ConfigError", "apply_overrides", "config_from_dict", "config_to_dict",
-           "describe_config", "is_config_key", "load_config"]
+__all__ = ["TUNE_TABLE", "Config", "ConfigError", "apply_overrides", "config_from_dict",
+           "config_to_dict", "describe_config", "is_config_key", "load_config",
+           "read_config_data"]
+
+# A config's search space for gbml-tune (`gbml_ext.tune`); every other command ignores it.
+TUNE_TABLE = "tune"
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key and the fix."""
@@ -198,14 +202,27 @@ def apply_overrides(data: Dict[str, Any], overrides: Sequence[str]) -> Dict[str,
 
 
 def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()) -> Config:
-    """Reads a TOML config (or starts from the defaults), applies overrides, validates.
+    """Reads a TOML config (or starts from the defaults), applies overrides, validates. A
+    `[tune]` table (gbml-tune's search space) is ignored here.
 
     Example:
         >>> load_config(None, ["algorithm.name=anil", "train.iterations=5"]).algorithm.name
         'anil'
     """
-    data = _read_toml(Path(path)) if path is not None else {}
-    return config_from_dict(apply_overrides(data, overrides))
+    data = apply_overrides(read_config_data(path), overrides)
+    data.pop(TUNE_TABLE, None)
+    return config_from_dict(data)
+
+
+def read_config_data(path: Optional[str | Path]) -> Dict[str, Any]:
+    """A config file's plain data as TOML reads it, `extends` resolved and nothing checked
+    ({} for None): what `load_config` validates, and the `[tune]` table that gbml-tune reads.
+
+    Example:
+        >>> read_config_data("experiments/configs/synthetic/linreg_shallow.toml")["name"]
+        'Shallow'
+    """
+    return _read_toml(Path(path)) if path is not None else {}
 
 
 def _deep_merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:

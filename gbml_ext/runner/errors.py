@@ -12,7 +12,7 @@ from .config import ConfigError
 
 __all__ = ["CheckpointError", "ConfigMismatchError", "DamagedFileError", "DeviceError",
            "MetaLossDiverged", "NonFiniteLossError", "OutOfMemory", "ResultNotSaved", "RunError",
-           "RunFolderError", "RunInterrupted", "UnwritableError"]
+           "RunFolderError", "RunInterrupted", "RunStopped", "UnwritableError"]
 
 
 class RunError(RuntimeError):
@@ -102,3 +102,14 @@ class RunInterrupted(RunError):
     def __init__(self, message: str, signal_number: int):
         super().__init__(message)
         self.exit_code = 128 + signal_number
+
+
+class RunStopped(RunInterrupted):
+    """The run folder's stop file (`guards.STOP_FILE`, written by whoever wants the run to
+    end, e.g. gbml-tune pruning a trial) stopped the run after a checkpoint was written. The
+    message names the iteration, the folder and the reason the file gave; the file is removed,
+    so the same command with `--resume` continues the run. `exit_code` is 3."""
+
+    def __init__(self, message: str) -> None:
+        RunError.__init__(self, message)
+        self.exit_code = 3

@@ -4,7 +4,9 @@ Tasks are drawn as `TaskBatch`es of `EVAL_TASKS_PER_CHUNK` from the split's seed
 same tasks for every algorithm and path, and adapted one by one (the per-task engine, over the
 batch's task views) or a batch at a time (the fast path, `gbml_ext.fast`), so both paths give
 the same numbers up to float rounding. `run_path` turns a config's `algorithm.path` into the
-path a run takes.
+path a run takes. `final_evaluation` is a run's final evaluation as its config asks: every step
+up to `evaluation_steps(config)` scored, and the steps reported fixed or chosen on validation
+tasks (`evaluation.choose_steps`).
 """
 from __future__ import annotations
 
@@ -17,15 +19,18 @@ from .. import engine
 from ..data.tasks import TaskSource, sample_batch
 from ..fast import batched_adaptation_curves, choose_path, compiled_adaptation_curves
 from .config import ConfigError
-from .schema import AlgorithmConfig
-from .summaries import confidence_interval, summarize
+from .schema import AlgorithmConfig, Config
+from .summaries import at_step, best_step, confidence_interval, step_summaries, summarize
 
-__all__ = ["EVAL_TASKS_PER_CHUNK", "confidence_interval", "evaluate",
-           "run_path", "summarize"]
+__all__ = ["CHOICE_RULE", "EVAL_TASKS_PER_CHUNK", "confidence_interval", "evaluate",
+           "evaluation_steps", "final_evaluation", "run_path", "summarize"]
 
 # Tasks drawn at a time, and adapted together by the fast path's evaluation (which bounds its
 # memory to one chunk's step). Every path draws the same chunks, hence the same tasks.
 EVAL_TASKS_PER_CHUNK = 64
+# How `evaluation.choose_steps = "validation"` chooses, as results.json records it.
+CHOICE_RULE = ("the step among 1..K with the best mean validation accuracy (lowest loss for "
+               "regression), the fewest steps on a tie")
 
 
 def run_path(config: AlgorithmConfig, algorithm: nn.Module, training: bool = False) -> str:
@@ -71,10 +76,12 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
             same order: they are drawn `EVAL_TASKS_PER_CHUNK` at a time whatever the path.
 
     Returns:
-        a dict with `steps`; for the final step, `loss` and `accuracy` summaries ({mean, ci95,
-        n}: the 95% confidence interval's half-width; accuracy is None for regression);
-        `loss_by_step`: the summary after 0..steps steps; and `per_task`: the raw per-task
-        values behind them.
+        a dict with `steps` and `max_steps` (both `steps`); for the final step, `loss` and
+        `accuracy` summaries ({mean, ci95, n}: the 95% confidence interval's half-width;
+        accuracy is None for regression); `loss_by_step` and `accuracy_by_step`: the summaries
+        after 0..steps steps (`accuracy_by_step` None for regression); and `per_task`: the raw
+        per-task values behind them (`loss_by_step`, `accuracy_by_step`, and `accuracy` after
+        the final step). `summaries.at_step` reads the same dict after fewer steps.
 
     Raises:
         ValueError: an unknown `path`.
@@ -88,6 +95,8 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
         >>> result = evaluate(maml, tasks, num_tasks=2, steps=1)
         >>> sorted(result["loss"]), result["loss"]["n"], len(result["loss_by_step"])
         (['ci95', 'mean', 'n'], 2, 2)
+        >>> result["accuracy_by_step"] is None   # regression: no accuracy
+        True
     """
     from tqdm.auto import tqdm
 
@@ -106,13 +115,78 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
                               for task in batch)
             bar.update(len(batch))
     per_step_losses = [[c[k].loss.item() for c in curves] for k in range(steps + 1)]
-    accuracies = [c[-1].accuracy.item() for c in curves if c[-1].accuracy is not None]
-    loss_by_step = [summarize(losses) for losses in per_step_losses]
-    return {
-        "steps": steps,
-        "loss": loss_by_step[-1],
-        "accuracy": summarize(accuracies) if accuracies else None,
-        "loss_by_step": loss_by_step,
-        # Kept so that several seeds can be pooled into one CI (gbml_ext.runner.compare).
-        "per_task": {"loss_by_step": per_step_losses, "accuracy": accuracies or None},
-    }
+    classification = all(c[-1].accuracy is not None for c in curves)
+    per_step_accuracies = ([[a.item() for c in curves if (a := c[k].accuracy) is not None]
+                            for k in range(steps + 1)] if classification else None)
+    return step_summaries(per_step_losses, per_step_accuracies, steps)
+
+
+def evaluation_steps(config: Config) -> int:
+    """K, the most inner steps a run's evaluations score: max(algorithm.test_steps,
+    evaluation.max_steps).
+
+    Example:
+        >>> from gbml_ext.runner.config import load_config
+        >>> evaluation_steps(load_config(None, ["algorithm.test_steps=3"]))
+        3
+        >>> evaluation_steps(load_config(None, ["evaluation.max_steps=10"]))
+        10
+    """
+    return max(config.algorithm.test_steps, config.evaluation.max_steps)
+
+
+def final_evaluation(algorithm: nn.Module, sources: Dict[str, TaskSource], config: Config,
+                     device: torch.device | str = "cpu", progress: bool = False,
+                     path: str = "auto") -> Dict[str, Any]:
+    """`evaluate` on `config.evaluation.tasks` tasks of its `evaluation.split` after 0..K steps
+    (`evaluation_steps`), reporting `loss` and `accuracy` after the steps the config says
+    (`evaluation.choose_steps`): `algorithm.test_steps`, or the steps chosen on
+    `evaluation.choice_tasks` validation tasks (`CHOICE_RULE`). The choice reads the validation
+    curve only; with `split = "test"` the test tasks are drawn after it and never enter it.
+
+    Arguments:
+        algorithm: the meta-learner (its parameters are not changed).
+        sources: the run's task sources by split ("validation" and the evaluation's split).
+        config: the run's config.
+        device, progress, path: as for `evaluate`.
+
+    Returns:
+        `evaluate`'s dict, reporting the chosen steps, with `steps_chosen` (None when fixed)
+        and `chosen_on` (None when fixed): {split, tasks, metric, candidates, rule,
+        loss_by_step, accuracy_by_step} of the validation curve the steps were chosen on.
+
+    Example:
+        >>> import gbml_ext
+        >>> from gbml_ext.data import LogisticRegressionTasks
+        >>> from gbml_ext.runner.config import load_config
+        >>> config = load_config(None, ["evaluation.choose_steps=validation",
+        ...                             "evaluation.max_steps=4", "evaluation.tasks=3",
+        ...                             "evaluation.choice_tasks=3"])
+        >>> sources = {s: LogisticRegressionTasks(dim=4, n_support=8, n_query=8, seed=i)
+        ...            for i, s in enumerate(("validation", "test"))}
+        >>> result = final_evaluation(gbml_ext.MAML(torch.nn.Linear(4, 2)), sources, config)
+        >>> result["max_steps"], result["steps"] == result["steps_chosen"]
+        (4, True)
+    """
+    evaluation, steps = config.evaluation, evaluation_steps(config)
+    choose = evaluation.choose_steps == "validation"
+    chosen_on = None
+    if choose and evaluation.split != "validation":  # first: the test tasks come after it
+        chosen_on = evaluate(algorithm, sources["validation"], evaluation.choice_tasks, steps,
+                             device, path=path)
+    final = evaluate(algorithm, sources[evaluation.split], evaluation.tasks, steps, device,
+                     progress=progress, path=path)
+    if not choose:
+        return {**at_step(final, config.algorithm.test_steps), "steps_chosen": None,
+                "chosen_on": None}
+    chosen_on = chosen_on or final
+    try:
+        chosen = best_step(chosen_on, range(1, steps + 1))
+    except ValueError:  # no finite validation loss: report the configured steps (it says why)
+        chosen = config.algorithm.test_steps
+    return {**at_step(final, chosen), "steps_chosen": chosen, "chosen_on": {
+        "split": "validation", "tasks": chosen_on["loss"]["n"],
+        "metric": "loss" if chosen_on["accuracy_by_step"] is None else "accuracy",
+        "candidates": [1, steps], "rule": CHOICE_RULE,
+        "loss_by_step": chosen_on["loss_by_step"],
+        "accuracy_by_step": chosen_on["accuracy_by_step"]}}

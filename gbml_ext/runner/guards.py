@@ -7,15 +7,23 @@ import math
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 import torch
 
 from .. import engine
 from .config import Config
-from .errors import MetaLossDiverged, NonFiniteLossError, OutOfMemory
+from .distributed import DistributedContext
+from .errors import (
+    MetaLossDiverged,
+    NonFiniteLossError,
+    OutOfMemory,
+    RunInterrupted,
+    RunStopped,
+)
 
-__all__ = ["OUT_OF_MEMORY", "StopSignals", "check_evaluation", "check_meta_loss",
+__all__ = ["OUT_OF_MEMORY", "STOP_FILE", "StopSignals", "check_evaluation", "check_meta_loss",
            "divergence_message", "explain_divergence", "is_out_of_memory", "out_of_memory",
            "unadapted_loss"]
 
@@ -23,6 +31,9 @@ __all__ = ["OUT_OF_MEMORY", "StopSignals", "check_evaluation", "check_meta_loss"
 # OutOfMemoryError (a GPU); torch's CPU allocator raises a RuntimeError (`is_out_of_memory`).
 OUT_OF_MEMORY = (MemoryError, torch.OutOfMemoryError)
 _CPU_ALLOCATOR_FAILED = "DefaultCPUAllocator: can't allocate memory"
+# A file in a run folder that asks the run to checkpoint and stop at the end of its current
+# meta-iteration, as SIGTERM does; its first line is the reason (gbml-tune prunes a trial so).
+STOP_FILE = "stop"
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -38,12 +49,63 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 class StopSignals:
-    """Turns SIGINT / SIGTERM into a request to checkpoint and stop at the end of the current
-    meta-iteration; a second signal stops at once."""
+    """Turns SIGINT / SIGTERM, or the run folder's `STOP_FILE`, into a request to checkpoint
+    and stop at the end of the current meta-iteration; a second signal stops at once.
+
+    `received` is the signal's number, `STOP_FILE` for the file, or None.
+
+    Example:
+        >>> import tempfile
+        >>> folder, stop = Path(tempfile.mkdtemp()), StopSignals()
+        >>> stop.check_file(folder, DistributedContext(), torch.device("cpu")), stop.received
+        (False, None)
+        >>> _ = (folder / STOP_FILE).write_text("pruned by the tuner")
+        >>> stop.check_file(folder, DistributedContext(), torch.device("cpu"))
+        True
+        >>> error = stop.error(folder, 7, 10)
+        >>> "(pruned by the tuner); stopped at iteration 7 of 10" in str(error), error.exit_code
+        (True, 3)
+        >>> (folder / STOP_FILE).exists()
+        False
+    """
 
     def __init__(self) -> None:
-        self.received: Optional[int] = None
+        self.received: Optional[int | str] = None
         self._previous: Dict[signal.Signals, Any] = {}
+
+    def check_file(self, run_dir: Path, dist: DistributedContext, device: torch.device) -> bool:
+        """Whether `run_dir/STOP_FILE` asks the run to stop (then `received` is `STOP_FILE`).
+        The main process looks; with several processes its answer is broadcast, so that every
+        rank stops at the same iteration."""
+        asked = dist.is_main and (Path(run_dir) / STOP_FILE).exists()
+        if dist.enabled:
+            import torch.distributed
+
+            flag = torch.tensor([float(asked)], device=device)
+            torch.distributed.broadcast(flag, src=0)
+            asked = bool(flag.item())
+        if asked and self.received is None:
+            self.received = STOP_FILE
+        return asked
+
+    def error(self, run_dir: Path, done: int, iterations: int) -> RunInterrupted:
+        """The error of a run stopped at iteration `done` once its checkpoint is written:
+        `RunInterrupted` naming the signal, or `RunStopped` giving the stop file's reason (the
+        file is removed, so that `--resume` continues the run)."""
+        if self.received != STOP_FILE:
+            name = signal.Signals(int(self.received or 0)).name
+            return RunInterrupted(
+                f"{name} at iteration {done} of {iterations}; a checkpoint is in {run_dir}. "
+                f"Continue with the same command and --resume.", int(self.received or 0))
+        path = Path(run_dir) / STOP_FILE
+        try:
+            reason = (path.read_text(errors="replace").strip().splitlines() or [""])[0]
+        except OSError:
+            reason = ""
+        path.unlink(missing_ok=True)
+        return RunStopped(f"{path} asked the run to stop{f' ({reason})' if reason else ''}; "
+                          f"stopped at iteration {done} of {iterations} with a checkpoint in "
+                          f"{run_dir}. Continue with the same command and --resume.")
 
     def _handle(self, number: int, frame: Any) -> None:
         if self.received is not None:

@@ -10,7 +10,6 @@ outer optimizer.
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,6 @@ from .errors import (
     MetaLossDiverged,
     NonFiniteLossError,
     RunFolderError,
-    RunInterrupted,
 )
 from .evaluate import run_path
 from .guards import (
@@ -251,8 +249,9 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
                             **({"acc": f"{accuracy:.3f}"} if accuracy is not None else {}))
             out_of_time = _out_of_time(state, config, dist)
+            asked = stop.check_file(run_dir, dist, device)  # guards.STOP_FILE
             if not dist.is_main:
-                if out_of_time:
+                if out_of_time or asked:
                     break
                 continue
             if train_cfg.log_every and (done % train_cfg.log_every == 0
@@ -268,10 +267,7 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
                 state.last_checkpoint, last_save = done, time.monotonic()
             if stop.received is not None:
                 bar.close()
-                name = signal.Signals(stop.received).name
-                raise RunInterrupted(
-                    f"{name} at iteration {done} of {train_cfg.iterations}; a checkpoint is in "
-                    f"{run_dir}. Continue with the same command and --resume.", stop.received)
+                raise stop.error(run_dir, done, train_cfg.iterations)
             if out_of_time:
                 if train_cfg.log_every and done % train_cfg.log_every:
                     log_record(run_dir, state.history, record)  # the last iteration's loss

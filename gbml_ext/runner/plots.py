@@ -1,4 +1,5 @@
-"""Plots written next to results: training curves of a run, and a comparison of runs.
+"""Plots written next to results: training curves of a run, and a comparison of runs (with
+each run's accuracy against inner steps, `draw_steps`).
 
 The plots take data (histories, results dicts and `summaries`) and read no files; the command
 lines that gather the data sit above them.
@@ -9,9 +10,15 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .rundir import read_history
-from .summaries import comparable_summaries, evaluation_split, pooled_summary
+from .summaries import (
+    comparable_summaries,
+    evaluation_split,
+    pooled_curve,
+    pooled_summary,
+    reported_steps,
+)
 
-__all__ = ["plot_comparison", "plot_training_curves", "pyplot", "read_history"]
+__all__ = ["draw_steps", "plot_comparison", "plot_training_curves", "pyplot", "read_history"]
 
 
 def pyplot():
@@ -45,10 +52,53 @@ def plot_training_curves(histories: Dict[str, List[Dict[str, Any]]], path: Path,
     return Path(path)
 
 
+def draw_steps(ax: Any, runs: Dict[str, List[Dict[str, Any]]], metric: str = "accuracy",
+               labels: Optional[Dict[str, str]] = None) -> bool:
+    """Draws on `ax` each run's `metric` on its evaluation split after 0..K inner steps, pooled
+    over seeds (`summaries.pooled_curve`), with a ring at the steps each seed reports (chosen on
+    validation or fixed): a curve that falls after its peak shows an overshoot.
+
+    Arguments:
+        ax: a matplotlib Axes.
+        runs: {config name: [results.json dict per seed]}.
+        metric: "accuracy" (drawn in %) or "loss".
+        labels: the legend's name of a config (default: the config name).
+
+    Returns:
+        whether any run had the metric after every step (runs recorded before accuracy was
+        kept per step draw nothing).
+
+    Example:
+        >>> fig, ax = pyplot().subplots()
+        >>> draw_steps(ax, {"run": [{"evaluation": {"steps": 0, "per_task": {
+        ...     "loss_by_step": [[1.0]], "accuracy_by_step": None, "accuracy": [0.5]}}}]})
+        False
+    """
+    scale = 100.0 if metric == "accuracy" else 1.0
+    drawn = False
+    for name, results in runs.items():
+        curve = pooled_curve(results, metric)
+        if not curve or len(curve) < 2:
+            continue
+        drawn = True
+        (line,) = ax.plot(range(len(curve)), [v * scale for v in curve], marker=".",
+                          label=(labels or {}).get(name, name))
+        for k in sorted({reported_steps(r["evaluation"]) for r in results}):
+            ax.plot([k], [curve[k] * scale], "o", markersize=9, markerfacecolor="none",
+                    color=line.get_color())
+    ax.set_xlabel("inner steps at evaluation (ring: the steps reported)")
+    split = evaluation_split(next(iter(runs.values()))[0]) if runs else "test"
+    ax.set_ylabel(f"{split} accuracy %" if metric == "accuracy" else f"{split} loss")
+    if drawn:
+        ax.legend(fontsize="small")
+    return drawn
+
+
 def plot_comparison(runs: Dict[str, List[Dict[str, Any]]],
                     histories: Dict[str, List[List[Dict[str, Any]]]], path: Path) -> Path:
-    """Two panels: each run's accuracy (or loss) on its evaluation split pooled over seeds with
-    95% CI bars, and its training curve (post-adaptation query loss, mean over seeds).
+    """Three panels: each run's accuracy (or loss) on its evaluation split pooled over seeds
+    with 95% CI bars, its training curve (post-adaptation query loss, mean over seeds), and its
+    accuracy (or loss) against inner steps at evaluation (`draw_steps`).
 
     Arguments:
         runs: {config name: [results.json dict per seed]}.
@@ -62,7 +112,7 @@ def plot_comparison(runs: Dict[str, List[Dict[str, Any]]],
     metric = "accuracy" if classification else "loss"
     scale = 100.0 if classification else 1.0
     summaries = list(comparable_summaries(runs, metric).values())
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right, steps) = plt.subplots(1, 3, figsize=(16, 4.2))
     positions = range(len(names))
     left.bar(positions, [s["mean"] * scale for s in summaries],
              yerr=[s["ci95"] * scale for s in summaries], capsize=4, color="tab:blue", alpha=0.8)
@@ -83,7 +133,11 @@ def plot_comparison(runs: Dict[str, List[Dict[str, Any]]],
             right.plot(xs, [sum(curves[x]) / len(curves[x]) for x in xs], label=name)
     right.set_xlabel("meta-iteration")
     right.set_ylabel("training query loss (mean over seeds)")
-    right.legend(fontsize="small")
+    if right.get_legend_handles_labels()[0]:
+        right.legend(fontsize="small")
+    if not draw_steps(steps, runs, metric):
+        steps.text(0.5, 0.5, "no score after every inner step recorded", ha="center",
+                   va="center", transform=steps.transAxes)
     seeds = max(len(r) for r in runs.values())
     fig.suptitle(f"{len(names)} runs, {seeds} seed(s) each")
     fig.tight_layout()

@@ -13,42 +13,46 @@ import torch
 from ..measure import peak_increase_since, start_peak_watch
 from .config import Config, config_to_dict
 from .distributed import DistributedContext
-from .evaluate import evaluate, run_path
+from .evaluate import evaluate, evaluation_steps, final_evaluation, run_path
 from .guards import check_evaluation
 from .memory import training_memory
 from .report import environment_info
 from .state import TrainingState
+from .summaries import at_step
 
 __all__ = ["final_results", "log_record", "validate"]
 
 
 def validate(state: TrainingState, config: Config, device: torch.device, run_dir: Path,
              done: int) -> None:
-    """Evaluates `config.train.eval_tasks` validation tasks and logs them as one record."""
-    evaluation = evaluate(state.algorithm, state.sources["validation"], config.train.eval_tasks,
-                          config.algorithm.test_steps, device,
-                          path=run_path(config.algorithm, state.algorithm))
+    """Evaluates `config.train.eval_tasks` validation tasks and logs them as one record: loss
+    and accuracy after `algorithm.test_steps`, and after every step up to `evaluation_steps`."""
+    evaluation = at_step(evaluate(state.algorithm, state.sources["validation"],
+                                  config.train.eval_tasks, evaluation_steps(config), device,
+                                  path=run_path(config.algorithm, state.algorithm)),
+                         config.algorithm.test_steps)
     check_evaluation(evaluation, config.train.explode_factor, f"validation at iteration {done}")
+    by_step = evaluation["accuracy_by_step"]
     log_record(run_dir, state.history, {
         "iteration": done, "split": "validation", "loss": evaluation["loss"]["mean"],
         "accuracy": (evaluation["accuracy"] or {}).get("mean"),
-        "loss_by_step": [s["mean"] for s in evaluation["loss_by_step"]]})
+        "loss_by_step": [s["mean"] for s in evaluation["loss_by_step"]],
+        "accuracy_by_step": by_step and [s["mean"] for s in by_step]})
 
 
 def final_results(state: TrainingState, config: Config, device: torch.device,
                   dist: DistributedContext, memory_baseline: int, progress: bool,
                   first_iteration: int = 0, shared_process: bool = False) -> Dict[str, Any]:
     """The results.json record of a finished run: the final evaluation on
-    `config.evaluation.split`, training's time and peak memory, the environment and the config.
+    `config.evaluation.split` (`evaluate.final_evaluation`), training's time and peak memory,
+    the environment and the config.
     `shared_process`: other runs share this process, so on the CPU the peaks are not this run's
     and are recorded as None."""
     memory = training_memory(config.run_dir(), device, memory_baseline,
                              state.iteration > first_iteration, shared_process)
     path = run_path(config.algorithm, state.algorithm)
     evaluation_baseline = start_peak_watch(device)
-    final = evaluate(state.algorithm, state.sources[config.evaluation.split],
-                     config.evaluation.tasks, config.algorithm.test_steps, device,
-                     progress=progress, path=path)
+    final = final_evaluation(state.algorithm, state.sources, config, device, progress, path)
     evaluation_peak = peak_increase_since(device, evaluation_baseline) / 2**20
     check_evaluation(final, config.train.explode_factor, f"final evaluation of {config.name}")
     seconds = state.iteration_seconds

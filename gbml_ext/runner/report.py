@@ -17,11 +17,17 @@ import torch
 
 from ..fileio import atomic_write_json, atomic_write_text
 from ..measure import hardware_description
-from .summaries import comparable_summaries, evaluation_split, median_of, pooled_summary
+from .summaries import (
+    comparable_summaries,
+    evaluation_split,
+    median_of,
+    pooled_summary,
+    reported_steps,
+)
 
 __all__ = ["compare_table", "environment_info", "evaluation_split", "format_metric",
-           "markdown_table", "results_markdown", "source_commit", "write_metrics",
-           "write_results"]
+           "markdown_table", "results_markdown", "source_commit", "steps_cell", "steps_note",
+           "write_metrics", "write_results"]
 
 
 
@@ -106,7 +112,8 @@ def results_markdown(results: Dict[str, Any]) -> str:
     evaluation = results["evaluation"]
     is_classification = evaluation["accuracy"] is not None
     split = evaluation_split(results)
-    header = ["run", "seed", f"{split} loss ({evaluation['steps']} steps)"]
+    chosen = ", chosen on validation" if evaluation.get("steps_chosen") is not None else ""
+    header = ["run", "seed", f"{split} loss ({evaluation['steps']} steps{chosen})"]
     row = [results["name"], results["seed"], format_metric(evaluation["loss"], digits=4)]
     if is_classification:
         header.append(f"{split} accuracy %")
@@ -123,7 +130,44 @@ def results_markdown(results: Dict[str, Any]) -> str:
     env = results["environment"]
     return (_checkpoint_line(results) + markdown_table(header, [row]) +
             f"\n{evaluation['loss']['n']} held-out {split} tasks, 95% CI. {env['hardware']}, "
-            f"torch {env['torch']}, {env['date']}.\n" + "".join(f"{n}\n" for n in notes))
+            f"torch {env['torch']}, {env['date']}.\n" + "".join(f"{n}\n" for n in notes)
+            + steps_note(results))
+
+
+def _curve(summaries: List[Dict[str, float]], scale: float, digits: int, first: int = 0) -> str:
+    return ", ".join(f"{s['mean'] * scale:.{digits}f}" for s in summaries[first:])
+
+
+def steps_note(results: Dict[str, Any]) -> str:
+    """The lines under a run's table on its inner steps: the steps chosen on validation and the
+    curve they were chosen on, and the evaluation's accuracy (or loss) after 0..K steps, when it
+    scored more steps than it reports or chose them; '' otherwise.
+
+    Example:
+        >>> from gbml_ext.runner.summaries import step_summaries
+        >>> evaluation = step_summaries([[1.0], [0.5], [0.7]], [[0.2], [0.8], [0.6]], 1)
+        >>> print(steps_note({"evaluation": evaluation, "split": "test"}), end="")
+        Test accuracy % after 0..2 inner steps: 20.0, 80.0, 60.0.
+    """
+    evaluation, split = results["evaluation"], evaluation_split(results)
+    chosen_on = evaluation.get("chosen_on")
+    if chosen_on is None and len(evaluation["loss_by_step"]) - 1 == evaluation["steps"]:
+        return ""
+    lines = []
+    if chosen_on is not None:
+        low, high = chosen_on["candidates"]
+        metric = chosen_on["metric"]
+        curve = (_curve(chosen_on["accuracy_by_step"], 100, 1, low) if metric == "accuracy"
+                 else _curve(chosen_on["loss_by_step"], 1, 4, low))
+        lines.append(f"Inner steps {evaluation['steps_chosen']}, chosen among {low}..{high} on "
+                     f"{chosen_on['tasks']} validation tasks by {metric} "
+                     f"({'% ' if metric == 'accuracy' else ''}after {low}..{high} steps: "
+                     f"{curve}).")
+    by_step = evaluation.get("accuracy_by_step")
+    what, curve = ((f"{split.capitalize()} accuracy %", _curve(by_step, 100, 1)) if by_step
+                   else (f"{split.capitalize()} loss", _curve(evaluation["loss_by_step"], 1, 4)))
+    lines.append(f"{what} after 0..{len(evaluation['loss_by_step']) - 1} inner steps: {curve}.")
+    return "".join(f"{line}\n" for line in lines)
 
 
 def _checkpoint_line(results: Dict[str, Any]) -> str:
@@ -188,6 +232,20 @@ def _number(value: Optional[float], digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def steps_cell(results: Sequence[Dict[str, Any]]) -> str:
+    """The inner steps a config's runs report, one per seed ('3' when they agree), with '*'
+    after steps chosen on validation.
+
+    Example:
+        >>> steps_cell([{"evaluation": {"steps": 3, "steps_chosen": 3}},
+        ...             {"evaluation": {"steps": 5, "steps_chosen": 5}}])
+        '3*, 5*'
+    """
+    cells = [f"{reported_steps(r['evaluation'])}"
+             f"{'*' if r['evaluation'].get('steps_chosen') is not None else ''}" for r in results]
+    return cells[0] if len(set(cells)) == 1 else ", ".join(cells)
+
+
 def compare_table(runs: Dict[str, List[Dict[str, Any]]]) -> str:
     """Markdown table of several configs' runs (results.json dicts per seed), with ratios
     against the first one: time, time per iteration, training's peak memory, the test metric
@@ -199,7 +257,8 @@ def compare_table(runs: Dict[str, List[Dict[str, Any]]]) -> str:
     split = evaluation_split(base[0])
     header = ["run", "seeds", "train time s", "s / iteration", "peak memory MB",
               f"{split} accuracy %" if classification else f"{split} loss", "final train loss",
-              "speed-up", "memory saved", "accuracy Δ" if classification else "loss Δ"]
+              "speed-up", "memory saved", "accuracy Δ" if classification else "loss Δ",
+              "inner steps"]
     rows = []
     base_quality = summaries[names[0]]["mean"]
     base_speed = median_of(base, "seconds_per_iteration")
@@ -217,7 +276,7 @@ def compare_table(runs: Dict[str, List[Dict[str, Any]]]) -> str:
             _number(median_of(results, "final_train_loss"), 4),
             f"{base_speed / speed:.2f}x" if base_speed and speed else "–",
             _memory_saved(peak, base_peak),
-            f"{(quality['mean'] - base_quality) * scale:+.2f}",
+            f"{(quality['mean'] - base_quality) * scale:+.2f}", steps_cell(results),
         ])
     kinds = sorted({r["peak_memory_kind"] for results in runs.values() for r in results})
     notes = sorted({r["peak_memory_note"] for results in runs.values() for r in results
@@ -225,6 +284,10 @@ def compare_table(runs: Dict[str, List[Dict[str, Any]]]) -> str:
     memory = f"Peak memory: {' / '.join(kinds)}, during training"
     memory += "".join(f"; – where {note}" for note in notes)
     env = base[0]["environment"]
+    if any(r["evaluation"].get("steps_chosen") is not None
+           for results in runs.values() for r in results):
+        memory += (". Inner steps: those the metric is read after, per seed; * chosen on "
+                   "validation tasks (evaluation.choose_steps)")
     return (markdown_table(header, rows) +
             f"\nRatios against {names[0]}. {memory}. Times are medians over seeds. "
             f"{env['hardware']}, torch {env['torch']}, {env['date']}.\n")

@@ -27,7 +27,7 @@ from .checkpoint import load_latest_checkpoint
 from .compat import FREE_KEYS
 from .config import Config, ConfigError, config_to_dict
 from .errors import CheckpointError, DeviceError, ResultNotSaved
-from .evaluate import evaluate, run_path
+from .evaluate import final_evaluation, run_path
 from .guards import check_evaluation
 from .report import environment_info, results_markdown
 from .runconfig import (
@@ -224,10 +224,8 @@ def reevaluate(run_dir: str | Path, tasks: Optional[int] = None, steps: Optional
             precision_context(config.precision, torch_device):
         sources = build_sources(config.data, config.seed)
         baseline = start_peak_watch(torch_device)
-        evaluation = evaluate(run.learner, sources[config.evaluation.split],
-                              config.evaluation.tasks, config.algorithm.test_steps,
-                              torch_device, progress=progress,
-                              path=run_path(config.algorithm, run.learner))
+        evaluation = final_evaluation(run.learner, sources, config, torch_device, progress,
+                                      path=run_path(config.algorithm, run.learner))
         peak = peak_increase_since(torch_device, baseline) / 2**20
     check_evaluation(evaluation, config.train.explode_factor, f"evaluation of {run_dir}")
     result = {"name": config.name, "seed": config.seed, "run_dir": str(run_dir),

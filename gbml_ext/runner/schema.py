@@ -179,10 +179,26 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """The final evaluation: `tasks` held-out tasks, mean and 95% confidence interval."""
+    """The final evaluation: `tasks` held-out tasks, mean and 95% confidence interval.
+
+    split: the tasks it draws: "test", or "validation" (for choosing settings).
+    max_steps: every evaluation (the final one and the `train.eval_every` ones) scores the
+        learner after 0, 1, ..., K inner steps, K = max(algorithm.test_steps, max_steps), and
+        records loss and accuracy after each; 0: K = algorithm.test_steps.
+    choose_steps: the steps the final evaluation reports. "fixed": algorithm.test_steps.
+        "validation": the step among 1..K with the best mean accuracy (the lowest loss for
+        regression; the fewest steps on a tie) on `choice_tasks` validation tasks drawn after
+        training; the test tasks never enter the choice. With split = "validation" the
+        choice is made on the final evaluation's own tasks. results.json records the step
+        (`evaluation.steps_chosen`) and the validation curve (`evaluation.chosen_on`).
+    choice_tasks: validation tasks the steps are chosen on.
+    """
 
     tasks: int = _ranged(600, 2)
     split: str = _choices("test", "validation")
+    max_steps: int = _ranged(0, 0, 1000)
+    choose_steps: str = _choices("fixed", "validation")
+    choice_tasks: int = _ranged(200, 2)
 
 
 @dataclass

@@ -1,0 +1,267 @@
+"""The tables and the figure of `python -m experiments.tuned report`, rebuilt from the archived
+results only.
+
+Under the results folder (experiments/results/tuned): a row's study in
+`<setting>/studies/<row>/` (gbml-tune's best.toml and trials.json), its final runs in
+`<setting>/<config name>/seed<N>/` and the headline runs in `headline/<name>/seed<N>/`
+(results.json, metrics.jsonl, config.json). The untuned rows come from the every-algorithm
+grid's results (experiments/results/algorithms).
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from experiments import algorithms
+from experiments.algorithms import LABELS, SETTINGS
+from experiments.algorithms_report import TITLES
+from experiments.tuned import (
+    BEST_FILE,
+    HEADLINE,
+    HEADLINE_FACTOR,
+    HEADLINE_SETTING,
+    TRIALS,
+    headline_name,
+    rows,
+    run_name,
+    tune_space,
+)
+from gbml_ext.fileio import atomic_write_text
+from gbml_ext.runner.compat import flatten
+from gbml_ext.runner.plots import draw_steps, pyplot
+from gbml_ext.runner.report import format_metric, markdown_table
+from gbml_ext.runner.summaries import pooled_curve, pooled_summary, reported_steps
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "omniglot-tuned.md"
+FIGURE = REPO / "docs" / "img" / "omniglot-tuned-steps.png"
+UNTUNED = algorithms.RESULTS
+BEGIN = "<!-- begin: tables by `python -m experiments.tuned report`; do not edit -->"
+END = "<!-- end: tables -->"
+
+
+def _read(path: Path) -> Optional[Dict[str, Any]]:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def seed_results(folder: Path) -> List[Dict[str, Any]]:
+    """The results.json of each seed under a run's folder, by seed."""
+    found = [(int(p.parent.name.removeprefix("seed")), r)
+             for p in folder.glob("seed*/results.json") if (r := _read(p)) is not None]
+    return [r for _, r in sorted(found, key=lambda pair: pair[0])]
+
+
+def read_trials(study: Path) -> List[Dict[str, Any]]:
+    """A study's trials as gbml-tune's trials.json holds them: one dict per trial with
+    `trial`, `state`, the metric and each tuned key ([] when there is none).
+
+    Example:
+        >>> read_trials(Path("no-such-study"))
+        []
+    """
+    data = _read(study / "trials.json")
+    if data is None:
+        return []
+    trials = data.get("trials", []) if isinstance(data, dict) else data
+    return [t for t in trials if isinstance(t, dict)]
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _short(key: str) -> str:
+    return key.split(".")[-1]
+
+
+def tuned_settings(study: Path, setting: str, row: str) -> str:
+    """The best config's value of every tuned key, e.g. 'inner_lr 0.231, imaml_lam 1.5'."""
+    best = study / BEST_FILE
+    if not best.is_file():
+        return "–"
+    values = flatten(tomllib.loads(best.read_text()))
+    return ", ".join(f"{_short(k)} {_value(values.get(k))}"
+                     for k in tune_space(setting, row).get("space", {}))
+
+
+def _trial_counts(trials: List[Dict[str, Any]]) -> str:
+    if not trials:
+        return "–"
+    count = {state: sum(t.get("state") == state for t in trials)
+             for state in ("complete", "pruned", "fail")}
+    return f"{count['complete']} / {count['pruned']} / {count['fail']}"
+
+
+def _best_validation(trials: List[Dict[str, Any]]) -> str:
+    values = [t["accuracy"] for t in trials
+              if t.get("state") == "complete" and isinstance(t.get("accuracy"), (int, float))]
+    return f"{100 * max(values):.1f}" if values else "–"
+
+
+def steps_cell(results: List[Dict[str, Any]]) -> str:
+    """The steps each seed reports, '3' when they agree, '3, 5' when not.
+
+    Example:
+        >>> steps_cell([{"evaluation": {"steps": 3, "per_task": {}}},
+        ...             {"evaluation": {"steps": 5, "per_task": {}}}])
+        '3, 5'
+    """
+    cells = [str(reported_steps(r["evaluation"])) for r in results]
+    return "–" if not cells else cells[0] if len(set(cells)) == 1 else ", ".join(cells)
+
+
+def _accuracy(results: List[Dict[str, Any]]) -> str:
+    return format_metric(pooled_summary(results, "accuracy"), 100, 1) if results else "–"
+
+
+def _delta(a: List[Dict[str, Any]], b: List[Dict[str, Any]]) -> str:
+    if not a or not b:
+        return "–"
+    first, second = pooled_summary(a, "accuracy"), pooled_summary(b, "accuracy")
+    return "–" if first is None or second is None else (
+        f"{100 * (first['mean'] - second['mean']):+.1f}")
+
+
+def _missing(results: List[Dict[str, Any]], seeds: Sequence[int], what: str) -> List[str]:
+    done = {r["seed"] for r in results}
+    absent = [str(s) for s in seeds if s not in done]
+    return [f"{what} seed{'s' if len(absent) > 1 else ''} {', '.join(absent)} not run"] if (
+        absent) else []
+
+
+def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
+                    untuned_dir: Path = UNTUNED) -> str:
+    """One setting's table (tuned next to untuned), its accuracy after 0..K steps, and its
+    trials."""
+    body, curves, trial_lines = [], [], []
+    for row in rows(setting):
+        study = results_dir / setting / "studies" / row
+        trials = read_trials(study)
+        tuned = seed_results(results_dir / setting / run_name(setting, row))
+        untuned = seed_results(untuned_dir / setting / algorithms.run_name(setting, row))
+        notes = ([] if trials else ["not tuned yet"]) + _missing(tuned, seeds, "final")
+        body.append([LABELS[row], tuned_settings(study, setting, row), _trial_counts(trials),
+                     _best_validation(trials), _accuracy(tuned), steps_cell(tuned),
+                     _accuracy(untuned), steps_cell(untuned), _delta(tuned, untuned),
+                     "; ".join(notes) or "–"])
+        curve = pooled_curve(tuned, "accuracy") if tuned else None
+        if curve:
+            chosen = {reported_steps(r["evaluation"]) for r in tuned}
+            curves.append([LABELS[row], *(f"**{100 * v:.1f}**" if k in chosen else f"{100 * v:.1f}"
+                                          for k, v in enumerate(curve))])
+        space = list(tune_space(setting, row).get("space", {}))
+        for trial in trials:
+            accuracy = trial.get("accuracy")
+            trial_lines.append([LABELS[row], trial.get("trial", "?"), trial.get("state", "?"),
+                                "–" if not isinstance(accuracy, (int, float))
+                                else f"{100 * accuracy:.1f}",
+                                ", ".join(f"{_short(k)} {_value(trial.get(k))}" for k in space)])
+    header = ["row", "tuned settings (best trial)", "trials complete / pruned / failed",
+              "best validation accuracy %", "test accuracy %, tuned", "inner steps, tuned",
+              "test accuracy %, untuned", "inner steps, untuned", "Δ tuned − untuned",
+              "missing"]
+    text = [f"### {TITLES[setting]}", "",
+            f"Rows: `experiments/configs/omniglot/{setting}-tuned/<row>.toml`; {TRIALS} trials "
+            f"each (`python -m experiments.tuned tune`), then the best trial's config with "
+            f"seeds {', '.join(map(str, seeds))} on 600 test tasks (`final`). Untuned: "
+            f"the every-algorithm grid's rows (docs/omniglot-algorithms.md).", "",
+            markdown_table(header, body),
+            "Test accuracy: mean ± 95% CI over every test task of every seed. Inner steps: "
+            "those the accuracy is read after, per seed; tuned rows choose them among 1..10 on "
+            "200 validation tasks, untuned rows use their config's. Best validation accuracy: "
+            "the best complete trial's, after the steps chosen on its own validation tasks."]
+    if curves:
+        width = max(len(c) for c in curves) - 1
+        text += ["", f"Test accuracy % after 0..{width - 1} inner steps, tuned, pooled over "
+                 f"seeds (bold: the steps a seed reports):", "",
+                 markdown_table(["row", *map(str, range(width))],
+                                [c + [""] * (width + 1 - len(c)) for c in curves]).rstrip()]
+    if trial_lines:
+        text += ["", "Trials (validation accuracy after the steps chosen on the trial's own "
+                 "validation tasks; a pruned trial's last validation record):", "",
+                 markdown_table(["row", "trial", "state", "validation accuracy %", "settings"],
+                                trial_lines).rstrip()]
+    return "\n".join(text) + "\n"
+
+
+def headline_section(results_dir: Path, seeds: Sequence[int]) -> str:
+    """The headline rows at `HEADLINE_FACTOR` times the grid's meta-iterations against the same
+    rows tuned at the grid's budget."""
+    body = []
+    for row in HEADLINE:
+        long = seed_results(results_dir / "headline" / headline_name(row))
+        grid = seed_results(results_dir / HEADLINE_SETTING / run_name(HEADLINE_SETTING, row))
+        iterations = ", ".join(sorted({f"{r['iterations_done']}/"
+                                       f"{r['config']['train']['iterations']}" for r in long}))
+        body.append([LABELS[row], iterations or "–", _accuracy(long), steps_cell(long),
+                     _accuracy(grid), _delta(long, grid),
+                     "; ".join(_missing(long, seeds, "headline")) or "–"])
+    header = ["row", "meta-iterations done/asked", f"test accuracy %, {HEADLINE_FACTOR}x",
+              "inner steps", "test accuracy %, grid budget (tuned)", "Δ", "missing"]
+    return "\n".join([
+        f"### {TITLES[HEADLINE_SETTING]} at {HEADLINE_FACTOR}x the budget", "",
+        f"The tuned {HEADLINE_SETTING} settings of each row (its study's best config) trained "
+        f"for {HEADLINE_FACTOR}x the grid's meta-iterations with the same tasks per "
+        f"meta-iteration (`python -m experiments.tuned headline`).", "",
+        markdown_table(header, body).rstrip()]) + "\n"
+
+
+def report_text(results_dir: Path, seeds: Sequence[int], untuned_dir: Path = UNTUNED) -> str:
+    """Every setting's section, then the headline rows."""
+    return "\n".join([*(setting_section(results_dir, s, seeds, untuned_dir) for s in SETTINGS),
+                      headline_section(results_dir, seeds)])
+
+
+def figure(results_dir: Path, path: Path = FIGURE) -> bool:
+    """Test accuracy against inner steps, one panel per setting and one for the headline rows,
+    one line per row (pooled over seeds, a ring at the steps reported); False (and no file)
+    when no final run has it."""
+    plt = pyplot()
+    panels = [(TITLES[s], {LABELS[r]: seed_results(results_dir / s / run_name(s, r))
+                           for r in rows(s)}) for s in SETTINGS]
+    panels.append((f"{TITLES[HEADLINE_SETTING]}, {HEADLINE_FACTOR}x budget",
+                   {LABELS[r]: seed_results(results_dir / "headline" / headline_name(r))
+                    for r in HEADLINE}))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5))
+    drawn = False
+    for ax, (title, runs) in zip(axes, panels):
+        present = {name: results for name, results in runs.items() if results}
+        drawn |= bool(present) and draw_steps(ax, present)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    if drawn:
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def write_report(results_dir: Path, doc: Path = DOC, png: Path = FIGURE,
+                 seeds: Sequence[int] = (0, 1), untuned_dir: Path = UNTUNED) -> bool:
+    """Replaces the text between `BEGIN` and `END` in `doc` with `report_text` (and a link to
+    the figure, when there is one to draw); the rest of the page is kept. Returns whether the
+    figure was drawn. A page without the two markers is left as it is: SystemExit says so."""
+    empty = f"# Every algorithm on Omniglot, tuned\n\n{BEGIN}\n{END}\n"
+    text = doc.read_text() if doc.is_file() else empty
+    if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
+        raise SystemExit(f"tuned: {doc} lacks the lines {BEGIN!r} and {END!r} (in that "
+                         f"order); put them where the tables go.")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    tables = report_text(results_dir, seeds, untuned_dir)
+    drawn = figure(results_dir, png)
+    if drawn:
+        folder = doc.resolve().parent
+        shown = (png.resolve().relative_to(folder) if png.resolve().is_relative_to(folder)
+                 else png.resolve())
+        tables += f"\n![test accuracy against inner steps]({shown})\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(doc, f"{head}{BEGIN}\n\n{tables}\n{END}{tail}")
+    return drawn

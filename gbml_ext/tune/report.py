@@ -1,0 +1,178 @@
+"""What a study leaves: a table of every trial (trials.md, trials.csv, trials.json), a figure
+of the metric against each tuned key (trials.png), and the best trial's config as a plain TOML
+file (best.toml) that `gbml-train` and `gbml-compare` run as they run any config.
+
+best.toml is the config with the best trial's values and the config's own evaluation settings
+(the trials evaluated on validation tasks; the final run reports its test split), named
+`<name>-tuned` so that its runs do not share the untuned config's folders.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..fileio import atomic_write_json, atomic_write_text
+from ..runner.config import config_to_dict, load_config
+from ..runner.plots import pyplot
+from .space import TuneSetup, toml_value
+from .trials import PRUNED_AT, trial_folder
+
+__all__ = ["BEST_FILE", "REPORT_FILES", "best_config", "config_toml", "trial_rows",
+           "trials_markdown", "write_report"]
+
+BEST_FILE = "best.toml"
+REPORT_FILES = ("trials.md", "trials.csv", "trials.json", "trials.png")
+
+
+def config_toml(data: Dict[str, Any], header: str = "") -> str:
+    """A config's plain data (`config_to_dict`) as a TOML file: top-level keys, then one table
+    per section; `header` lines become comments.
+
+    Example:
+        >>> print(config_toml({"name": "a", "train": {"lr": 0.01, "iterations": 5}}, "tuned"))
+        # tuned
+        name = "a"
+        <BLANKLINE>
+        [train]
+        lr = 0.01
+        iterations = 5
+        <BLANKLINE>
+    """
+    lines = [f"# {line}" for line in header.splitlines()]
+    lines += [f"{k} = {toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for key, section in data.items():
+        if isinstance(section, dict):
+            lines += ["", f"[{key}]"]
+            lines += [f"{k} = {toml_value(v)}" for k, v in section.items()]
+    return "\n".join(lines) + "\n"
+
+
+def trial_rows(study: Any, setup: TuneSetup, out: Path) -> List[Dict[str, Any]]:
+    """One row per trial: number, state, the metric's value (a pruned trial's last reported
+    one), the meta-iteration it was pruned at, its params, its run folder and why it failed."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        reported = trial.intermediate_values
+        last = reported[max(reported)] if reported else None
+        value = trial.value if trial.value is not None else (
+            last if trial.state.name == "PRUNED" else None)
+        rows.append({"trial": trial.number, "state": trial.state.name.lower(),
+                     setup.metric: value, "pruned_at": trial.user_attrs.get(PRUNED_AT),
+                     **{key: trial.params.get(key) for key in setup.space},
+                     "run_dir": str(trial_folder(out, trial.number)),
+                     "error": trial.user_attrs.get("error", "")})
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def trials_markdown(rows: List[Dict[str, Any]], setup: TuneSetup,
+                    best: Optional[int]) -> str:
+    """The trials as a markdown table, the best one marked.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> setup = SimpleNamespace(metric="loss", space={"train.lr": None}, direction="minimize")
+        >>> rows = [{"trial": 0, "state": "complete", "loss": 0.5, "pruned_at": None,
+        ...          "train.lr": 0.01, "run_dir": "t/trial-0000", "error": ""}]
+        >>> print(trials_markdown(rows, setup, 0).splitlines()[2])
+        | **0** | complete | 0.5 |  | 0.01 | t/trial-0000 |
+    """
+    keys = list(setup.space)
+    head = ["trial", "state", f"validation {setup.metric}", "pruned at", *keys, "run folder"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        number = f"**{row['trial']}**" if row["trial"] == best else str(row["trial"])
+        cells = [number, row["state"] + (f": {row['error'][:80]}" if row["error"] else ""),
+                 _cell(row[setup.metric]), _cell(row["pruned_at"]),
+                 *(_cell(row[k]) for k in keys), row["run_dir"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(rows: List[Dict[str, Any]]) -> str:
+    stream = io.StringIO()
+    writer = csv.DictWriter(stream, fieldnames=list(rows[0]) if rows else ["trial"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return stream.getvalue()
+
+
+def _plot(rows: List[Dict[str, Any]], setup: TuneSetup, best: Optional[int], path: Path) -> Path:
+    """The metric against each tuned key: complete trials as dots, pruned ones (their last
+    reported value) as crosses, the best ringed."""
+    plt = pyplot()
+    keys = list(setup.space)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        distribution = setup.space[key]
+        choices = list(getattr(distribution, "choices", []))
+        for state, marker, color in (("complete", "o", "C0"), ("pruned", "x", "0.5")):
+            points = [(row[key], row[setup.metric]) for row in rows if row["state"] == state
+                      and row[setup.metric] is not None and math.isfinite(row[setup.metric])]
+            if points:
+                xs = [choices.index(x) if choices else x for x, _ in points]
+                ax.scatter(xs, [y for _, y in points], marker=marker, color=color, label=state)
+        chosen = [row for row in rows if row["trial"] == best]
+        if chosen:
+            x = chosen[0][key]
+            ax.scatter([choices.index(x) if choices else x], [chosen[0][setup.metric]], s=160,
+                       facecolors="none", edgecolors="C3", label="best")
+        if choices:
+            ax.set_xticks(range(len(choices)), [str(c) for c in choices])
+        elif getattr(distribution, "log", False):
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel(f"validation {setup.metric}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{setup.config.name}: {len(rows)} trials")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def best_config(setup: TuneSetup, params: Dict[str, Any]) -> Dict[str, Any]:
+    """The config with `params`, its own evaluation settings, named `<name>-tuned`, with its
+    output folder left to the default (runs/<name>-tuned/seed<N>)."""
+    overrides = [*setup.overrides, *(f"{k}={toml_value(v)}" for k, v in params.items()),
+                 f"name={toml_value(setup.config.name + '-tuned')}", "output_dir=''"]
+    return config_to_dict(load_config(setup.config_path, overrides))
+
+
+def write_report(study: Any, setup: TuneSetup, out: Path) -> List[Path]:
+    """Writes the table, the figure and (once a trial has completed) best.toml under `out`;
+    returns the files written."""
+    out = Path(out)
+    rows = trial_rows(study, setup, out)
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    best = study.best_trial if complete else None
+    number = None if best is None else best.number
+    written = [atomic_write_text(out / "trials.md", trials_markdown(rows, setup, number)),
+               atomic_write_text(out / "trials.csv", _csv(rows)),
+               atomic_write_json(out / "trials.json", {
+                   "config": setup.config_path, "overrides": setup.overrides,
+                   "metric": setup.metric, "direction": setup.direction,
+                   "split": "validation", "best_trial": number, "trials": rows}),
+               _plot(rows, setup, number, out / "trials.png")]
+    if best is not None:
+        values = ", ".join(f"{k} = {toml_value(v)}" for k, v in best.params.items())
+        header = (f"Tuned by gbml-tune from {setup.config_path}"
+                  f"{' ' + ' '.join(setup.overrides) if setup.overrides else ''}:\n"
+                  f"trial {best.number} of {len(rows)}, validation {setup.metric} "
+                  f"{best.value:.6g}: {values}.\n"
+                  f"Final run on the test split: gbml-train {out / BEST_FILE}")
+        text = config_toml(best_config(setup, best.params), header)
+        written.append(atomic_write_text(out / BEST_FILE, text))
+    return written

@@ -1,0 +1,271 @@
+"""The tuned every-algorithm grid: one config per row over the grid's row with the same search
+(8 trials) and the evaluation steps chosen on validation; the driver's plans, its archive, its
+pipeline through gbml-tune on the Omniglot fixture, and the page rebuilt from results."""
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from experiments import algorithms, tuned, tuned_report
+from gbml_ext.runner import load_config, train
+from gbml_ext.runner.build import build_learner
+from gbml_ext.runner.compat import flatten
+from gbml_ext.runner.config import config_to_dict
+from gbml_ext.tune import read_setup
+from vision_fixtures import write_omniglot_tree
+
+TEN = ["maml", "fomaml", "anil", "metasgd", "reptile", "imaml", "maml_kfo", "anil_kfo",
+       "maml_linnet", "anil_linnet"]
+GRID = [(s, r) for s in ("5w1s", "20w1s") for r in TEN]
+RATE = "algorithm.inner_lr"
+# Each row's tuned keys: the inner rate and what its paper tunes.
+SPACE = {"maml": [RATE], "fomaml": [RATE], "anil": [RATE], "metasgd": [RATE],
+         "reptile": [RATE, "train.lr"], "imaml": [RATE, "algorithm.imaml_lam"],
+         "maml_kfo": [RATE, "algorithm.adapt_transform", "algorithm.transform_psd"],
+         "anil_kfo": [RATE, "algorithm.adapt_transform", "algorithm.transform_psd"],
+         "maml_linnet": [RATE, "model.linnet_depth"], "anil_linnet": [RATE, "model.linnet_depth"]}
+EVALUATION_KEYS = {"evaluation.max_steps": 10, "evaluation.choose_steps": "validation",
+                   "evaluation.choice_tasks": 200}
+
+
+def test_each_setting_has_every_row_but_the_reference() -> None:
+    for setting in ("5w1s", "20w1s"):
+        files = sorted(p.stem for p in tuned.config_folder(setting).glob("*.toml"))
+        assert files == sorted(TEN)
+        assert tuned.rows(setting) == [r for r in algorithms.ROWS if r in TEN]
+
+
+@pytest.mark.parametrize("setting,row", GRID, ids=lambda v: str(v))
+def test_a_tuned_row_is_its_grid_row_with_the_same_search(setting: str, row: str) -> None:
+    path = tuned.row_config(setting, row)
+    config = load_config(path)
+    grid = load_config(algorithms.config_folder(setting) / f"{row}.toml")
+    ours, theirs = flatten(config_to_dict(config)), flatten(config_to_dict(grid))
+    changed = {k for k in ours if ours[k] != theirs[k]}
+    assert changed == {"name", "evaluation.max_steps", "evaluation.choose_steps"}
+    assert {k: ours[k] for k in EVALUATION_KEYS} == EVALUATION_KEYS
+    assert config.name == f"omniglot-{setting}-tuned-{row}" == tuned.run_name(setting, row)
+    setup = read_setup(str(path), [], None)  # gbml-tune's own checks of the table
+    assert (setup.trials, setup.metric, setup.direction) == (8, "accuracy", "maximize")
+    assert list(setup.space) == SPACE[row]
+    rate = setup.space[RATE]
+    assert rate.log and rate.low < config.algorithm.inner_lr < rate.high  # the grid's α inside
+
+
+@pytest.fixture(scope="module")
+def omniglot(tmp_path_factory) -> Path:
+    alphabets = {"images_background": {"Alpha": 5, "Beta": 5}, "images_evaluation": {"Gamma": 5}}
+    return write_omniglot_tree(tmp_path_factory.mktemp("omniglot"), alphabets, drawings=2)
+
+
+def tiny(root: Path) -> List[str]:
+    return [f"data.root='{root}'", "data.queries=1", "data.options={split_sizes=[5, 5, 5]}",
+            "model.options={hidden=8}", "train.iterations=2", "train.meta_batch=2",
+            "train.log_every=1", "train.eval_every=2", "train.eval_tasks=2", "train.plot=false",
+            "evaluation.tasks=2", "evaluation.choice_tasks=3", "device=cpu"]
+
+
+@pytest.mark.parametrize("setting,row", GRID, ids=lambda v: str(v))
+def test_a_tuned_row_trains_two_iterations_and_chooses_its_steps(setting: str, row: str,
+                                                                 omniglot: Path,
+                                                                 tmp_path: Path) -> None:
+    config = load_config(tuned.row_config(setting, row),
+                         [*tiny(omniglot), f"output_dir='{tmp_path}'"])
+    build_learner(config)
+    evaluation = train(config, progress=False).results["evaluation"]
+    assert evaluation["steps_chosen"] in range(1, 11) and evaluation["max_steps"] == 10
+    assert evaluation["chosen_on"]["tasks"] == 3 and len(evaluation["accuracy_by_step"]) == 11
+
+
+# ---- the driver ---------------------------------------------------------------------------
+
+def ended_study(folder: Path, states: List[str], best: bool = True) -> None:
+    folder.mkdir(parents=True)
+    (folder / "trials.json").write_text(json.dumps({"trials": [
+        {"trial": i, "state": s, "accuracy": 0.5} for i, s in enumerate(states)]}))
+    if best:
+        (folder / "best.toml").write_text('name = "x"\n')
+
+
+def test_final_runs_start_only_from_ended_studies(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    ended_study(tuned.study_folder(runs, "5w1s", "maml"), ["complete"] * 6 + ["pruned", "fail"])
+    ended_study(tuned.study_folder(runs, "5w1s", "anil"), ["complete"] * 7 + ["running"])
+    ended_study(tuned.study_folder(runs, "20w1s", "maml"), ["complete"] * 8, best=False)
+    entries = tuned.final_plan(["5w1s", "20w1s"], [0, 1], "DATA", runs)
+    assert [(e.config, e.seed, e.out) for e in entries] == [
+        (tuned.study_folder(runs, "5w1s", "maml") / "best.toml", s, runs / "5w1s") for s in (0, 1)]
+    assert entries[0].overrides == ["data.root='DATA'", "name='omniglot-5w1s-tuned-maml'",
+                                    "evaluation.split='test'"]
+    assert "5w1s/anil" in capsys.readouterr().err
+
+
+def test_headline_runs_take_ten_times_the_grids_iterations(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for row in tuned.HEADLINE:
+        ended_study(tuned.study_folder(runs, "5w1s", row), ["complete"] * 8)
+    entries = tuned.headline_plan([0, 1], "DATA", runs, ["train.eval_tasks=5"])
+    assert [e.config.parent.name for e in entries] == ["maml", "anil", "maml_kfo",
+                                                       "anil_kfo"] * 2
+    assert all("train.iterations=3000" in e.overrides and "train.eval_tasks=5" in e.overrides
+               for e in entries)  # 10 x the grid's 300 meta-iterations of 8 tasks
+    assert entries[0].overrides[1] == "name='omniglot-5w1s-headline-maml'"
+    assert {e.out for e in entries} == {runs / "headline"}
+
+
+def test_tune_calls_gbml_tune_for_every_row_cheapest_first(tmp_path: Path, monkeypatch) -> None:
+    calls: List[Dict[str, Any]] = []
+    monkeypatch.setattr(tuned, "tune_study", lambda config, trials, out, overrides, *rest:
+                        calls.append({"config": config, "trials": trials, "out": out,
+                                      "overrides": overrides}) or 0)
+    assert tuned.main(["tune", "--root", str(tmp_path), "--out", str(tmp_path / "runs"),
+                       "--settings", "20w1s", "--set", "train.iterations=2"]) == 0
+    assert [c["config"].stem for c in calls] == [r for r in algorithms.CHEAPEST_FIRST
+                                                 if r in TEN]
+    assert all(c["trials"] == 8 for c in calls)
+    assert calls[0]["out"] == tmp_path / "runs" / "20w1s" / "studies" / "anil"
+    assert calls[0]["overrides"] == [f"data.root='{tmp_path}'", "train.iterations=2"]
+
+
+@pytest.mark.slow
+def test_a_row_is_tuned_run_archived_and_reported(omniglot: Path, tmp_path: Path,
+                                                  monkeypatch) -> None:
+    """One row through gbml-tune (one trial), its final run, the archive and the page."""
+    monkeypatch.setattr(tuned, "TRIALS", 1)
+    monkeypatch.setattr(tuned, "ROWS", ("anil",))
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    sets = [word for o in tiny(omniglot)[1:] for word in ("--set", o)]
+    common = ["--root", str(omniglot), "--out", str(runs), "--settings", "5w1s", *sets]
+    assert tuned.main(["tune", *common]) == 0
+    study = tuned.study_folder(runs, "5w1s", "anil")
+    assert tuned.best_config(study) == study / "best.toml"
+    assert tuned.main(["final", *common, "--seeds", "0"]) == 0
+    run = runs / "5w1s" / "omniglot-5w1s-tuned-anil" / "seed0"
+    final = json.loads((run / "results.json").read_text())
+    assert final["split"] == "test" and final["evaluation"]["steps_chosen"] in range(1, 11)
+    tuned.archive(runs, results)
+    archived = {p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file()}
+    assert "5w1s/studies/anil/best.toml" in archived and "5w1s/studies/anil/trials.json" in archived
+    assert "5w1s/omniglot-5w1s-tuned-anil/seed0/results.json" in archived
+    assert not any("checkpoint" in p or "/trials/" in p or p.endswith(".db") for p in archived)
+    text = tuned_report.setting_section(results, "5w1s", [0])
+    assert row(text, "ANIL")[2] == "1 / 0 / 0"
+
+
+# ---- the page -----------------------------------------------------------------------------
+
+def row(text: str, label: str, nth: int = 0) -> List[str]:
+    lines = [x for x in text.splitlines() if x.startswith(f"| {label} |")]
+    return [cell.strip() for cell in lines[nth].strip("|").split("|")]
+
+
+def fake_run(folder: Path, seed: int, curves: List[List[float]], steps: int,
+             chosen: bool = True, iterations: int = 300) -> None:
+    """A results.json whose task i scores curves[i][k] after k steps, reporting `steps`."""
+    by_step = [list(values) for values in zip(*curves)]
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({
+        "seed": seed, "iterations_done": iterations, "split": "test",
+        "config": {"train": {"iterations": iterations}}, "evaluation": {
+            "steps": steps, "steps_chosen": steps if chosen else None,
+            "per_task": {"loss_by_step": [[1.0] * len(curves)] * len(by_step),
+                         "accuracy_by_step": by_step if chosen else None,
+                         "accuracy": by_step[steps]}}}))
+
+
+def cell(values: List[float]) -> str:
+    ci = 1.96 * statistics.stdev(values) / math.sqrt(len(values))
+    return f"{100 * statistics.mean(values):.1f} ± {100 * ci:.1f}"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Dict[str, Path]:
+    results, untuned = tmp_path / "tuned", tmp_path / "algorithms"
+    study = results / "5w1s" / "studies" / "imaml"
+    study.mkdir(parents=True)
+    (study / "trials.json").write_text(json.dumps({"trials": [
+        {"trial": 0, "state": "complete", "accuracy": 0.61, RATE: 0.3,
+         "algorithm.imaml_lam": 2.5},
+        {"trial": 1, "state": "pruned", "accuracy": 0.2, RATE: 0.9, "algorithm.imaml_lam": 0.2},
+        {"trial": 2, "state": "complete", "accuracy": 0.7, RATE: 0.123,
+         "algorithm.imaml_lam": 1.5}]}))
+    (study / "best.toml").write_text('[algorithm]\ninner_lr = 0.123\nimaml_lam = 1.5\n')
+    final = results / "5w1s" / "omniglot-5w1s-tuned-imaml"
+    fake_run(final / "seed0", 0, [[0.2, 0.6, 0.8, 0.7], [0.2, 0.4, 0.6, 0.5]], 2)
+    fake_run(final / "seed1", 1, [[0.2, 0.5, 0.6, 0.9], [0.2, 0.5, 0.7, 0.9]], 3)
+    fake_run(untuned / "5w1s" / algorithms.run_name("5w1s", "imaml") / "seed0", 0,
+             [[0.1, 0.3, 0.5, 0.4], [0.1, 0.3, 0.3, 0.4]], 3, chosen=False)
+    fake_run(results / "headline" / "omniglot-5w1s-headline-maml" / "seed0", 0,
+             [[0.2, 0.9, 1.0], [0.2, 0.8, 0.9]], 1, iterations=3000)
+    return {"results": results, "untuned": untuned, "root": tmp_path}
+
+
+def test_the_table_puts_the_tuned_row_next_to_the_untuned_one(tree: Dict[str, Path]) -> None:
+    text = tuned_report.setting_section(tree["results"], "5w1s", [0, 1], tree["untuned"])
+    imaml = row(text, "iMAML")
+    assert imaml[1] == "inner_lr 0.123, imaml_lam 1.5"
+    assert imaml[2:4] == ["2 / 1 / 0", "70.0"]
+    assert imaml[4] == cell([0.8, 0.6, 0.9, 0.9])  # seed 0 after 2 steps, seed 1 after 3
+    assert imaml[5] == "2, 3"
+    assert imaml[6:8] == [cell([0.4, 0.4]), "3"]
+    assert imaml[8] == f"{100 * (0.8 - 0.4):+.1f}" and imaml[9] == "–"
+    assert row(text, "MAML")[9] == "not tuned yet; final seeds 0, 1 not run"
+    steps = row(text, "iMAML", 1)  # accuracy after 0..3 steps, pooled over both seeds
+    assert steps[1:] == ["20.0", "50.0", "**67.5**", "**75.0**"]
+    trials = [row(text, "iMAML", 2 + i) for i in range(3)]
+    assert [t[1:4] for t in trials] == [["0", "complete", "61.0"], ["1", "pruned", "20.0"],
+                                        ["2", "complete", "70.0"]]
+
+
+def test_the_headline_table_compares_the_longer_budget(tree: Dict[str, Path]) -> None:
+    text = tuned_report.headline_section(tree["results"], [0, 1])
+    maml = row(text, "MAML")
+    assert maml[1:4] == ["3000/3000", cell([0.9, 0.8]), "1"]
+    assert maml[6] == "headline seed 1 not run" and row(text, "ANIL")[2] == "–"
+
+
+def test_the_page_and_its_figure(tree: Dict[str, Path]) -> None:
+    doc, png = tree["root"] / "doc" / "page.md", tree["root"] / "doc" / "img" / "steps.png"
+    doc.parent.mkdir()
+    doc.write_text(f"# Page\n\n{tuned_report.BEGIN}\nstale\n{tuned_report.END}\n\nreading\n")
+    assert tuned_report.write_report(tree["results"], doc, png, (0, 1), tree["untuned"])
+    text = doc.read_text()
+    assert text.startswith("# Page\n") and text.endswith("\n\nreading\n") and "stale" not in text
+    assert "![test accuracy against inner steps](img/steps.png)" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc.write_text("# hand-written\n")
+    with pytest.raises(SystemExit, match="lacks the lines"):
+        tuned_report.write_report(tree["results"], doc, png, (0, 1), tree["untuned"])
+    assert doc.read_text() == "# hand-written\n"
+
+
+def test_archive_then_restore_gives_back_the_studies_and_runs(tmp_path: Path) -> None:
+    runs, results, again = tmp_path / "runs", tmp_path / "results", tmp_path / "again"
+    study = tuned.study_folder(runs, "5w1s", "maml")
+    ended_study(study, ["complete"] * 8)
+    (study / "study.db").write_text("store")
+    (study / "trials" / "trial-0000").mkdir(parents=True)
+    (study / "trials" / "trial-0000" / "results.json").write_text("{}")
+    run = runs / "5w1s" / "omniglot-5w1s-tuned-maml" / "seed0"
+    run.mkdir(parents=True)
+    for name in ("results.json", "metrics.jsonl", "checkpoint.pt"):
+        (run / name).write_text("{}")
+    assert tuned.archive(runs, results) == 3  # trials.json, best.toml and the run
+    kept = sorted(p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file())
+    assert kept == ["5w1s/omniglot-5w1s-tuned-maml/seed0/metrics.jsonl",
+                    "5w1s/omniglot-5w1s-tuned-maml/seed0/results.json",
+                    "5w1s/studies/maml/best.toml", "5w1s/studies/maml/trials.json"]
+    tuned.restore_all(again, results)
+    assert tuned.best_config(tuned.study_folder(again, "5w1s", "maml")) is not None
+    assert (again / "5w1s" / "omniglot-5w1s-tuned-maml" / "seed0" / "results.json").is_file()
+
+
+def test_the_committed_page_rebuilds_unchanged_from_the_committed_results() -> None:
+    """docs/omniglot-tuned.md's tables are what `report` writes from experiments/results."""
+    page = tuned_report.DOC.read_text()
+    tables = tuned_report.report_text(tuned.RESULTS, (0, 1))
+    committed = page.split(tuned_report.BEGIN, 1)[1].split(tuned_report.END, 1)[0]
+    assert committed.startswith(f"\n\n{tables}\n")
