@@ -6,6 +6,7 @@ resume: the key reads as its default, which is what the run computed with."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Dict
@@ -165,3 +166,30 @@ def test_upgrade_keeps_read_keys_and_leaves_unknown_algorithms_alone() -> None:
     gone = {"algorithm": {"name": "retired", "imaml_lam": 7.0}}
     assert upgrade_stored(gone)["algorithm"] == gone["algorithm"]
     assert with_defaults(gone) == gone
+
+
+def _docs_reference() -> Any:
+    path = Path(__file__).resolve().parents[1] / "scripts" / "docs_config_reference.py"
+    spec = importlib.util.spec_from_file_location("docs_config_reference", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_config_reference_lists_each_algorithms_keys_from_the_registry() -> None:
+    register_algorithm("lam-maml", reads=("imaml_lam",), doc="MAML with a lambda",
+                       no_transform="no transform here")(ALGORITHMS["maml"].build)
+    try:
+        page = _docs_reference().render()
+    finally:
+        ALGORITHMS.unregister("lam-maml")
+    section = page.split("### The keys each algorithm reads", 1)[1].split("\n## ", 1)[0]
+    assert "| `lam-maml` | MAML with a lambda | `imaml_lam` | takes no transform |" in section
+    imaml = next(line for line in section.splitlines() if line.startswith("| `imaml` |"))
+    assert imaml.endswith("| `imaml_lam`, `cg_steps` | takes no transform |")
+    maml = next(line for line in section.splitlines() if line.startswith("| `maml` |"))
+    assert maml.endswith("| the general keys only | `adapt_transform`, `transform_psd`, "
+                         "`transform_hidden_layers`, `transform_params` |")
+    rows = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
+    assert rows == ["algorithm.name", *ALGORITHMS.names(), "lam-maml"]

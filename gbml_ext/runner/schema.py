@@ -98,11 +98,15 @@ class ModelConfig:
 class AlgorithmConfig:
     """How tasks are adapted to.
 
+    Each algorithm reads only some of these keys (`AlgorithmSpec.keys_read`); a config that sets
+    another is refused.
+
     name: a registered algorithm (`gbml_ext.algorithms.ALGORITHMS`: maml, fomaml, anil, ...;
         `--print-config` lists them all).
     transform: a registered gradient transform (`gbml_ext.optim.TRANSFORMS`): "none", or a
         Kronecker-factored one (Meta-KFO).
-    transform_psd: use MᵀM Kronecker factors.
+    transform_psd: use MᵀM Kronecker factors (with a transform only, as every transform_* key).
+    transform_hidden_layers: hidden layers of the "kronecker-mlp" transform's MLP.
     transform_params: parameter names that get a transform (empty: all; ANIL: all of the head).
     inner_lr: the inner-loop learning rate α (Meta-SGD: the starting rate).
     train_steps / test_steps: inner steps during meta-training / evaluation.
@@ -116,6 +120,8 @@ class AlgorithmConfig:
         second-order meta-training stays per-task. The evaluation path is recorded as
         results.json's "path".
     batched: true is a synonym of path = "batched" (kept for older configs).
+    adapt_transform: the transform's own parameters also take an inner step, from the second
+        step on (with a transform only).
     imaml_lam, cg_steps: iMAML's proximal strength λ and conjugate-gradient iterations.
     tasks_per_chunk: on the batched path, adapt at most this many tasks of a meta-batch at once
         (0: all of them, or as many as `train.memory_budget_mb` allows). Same meta-gradient up
