@@ -4,8 +4,9 @@ mkdocs loads this file as a hook (mkdocs.yml, `hooks:`): in docs/config.md the l
 `<!-- config-reference -->` is replaced by one table per config section, with every key, its
 type, default, allowed values or range, what it means and whether it may change on resume,
 and, after the `[algorithm]` table, which of its keys each registered algorithm reads (from
-`gbml_ext.algorithms.ALGORITHMS`). Nothing is written by hand, so the page cannot fall behind
-the schema or the registry.
+`gbml_ext.algorithms.ALGORITHMS`). In docs/guides/algorithms.md the line
+`<!-- registered-algorithms -->` is replaced by that table of the registered algorithms.
+Nothing is written by hand, so the pages cannot fall behind the schema or the registry.
 
 Example:
     .venv/bin/python scripts/docs_config_reference.py    # prints the generated markdown
@@ -26,6 +27,7 @@ from gbml_ext.optim import TRANSFORMS  # noqa: E402
 from gbml_ext.runner import compat, schema  # noqa: E402
 
 MARKER = "<!-- config-reference -->"
+ALGORITHMS_MARKER = "<!-- registered-algorithms -->"
 SECTIONS = (("", schema.Config), ("data", schema.DataConfig), ("model", schema.ModelConfig),
             ("algorithm", schema.AlgorithmConfig), ("train", schema.TrainConfig),
             ("evaluation", schema.EvalConfig))
@@ -96,24 +98,30 @@ def _cell(text: str) -> str:
 
 
 def _keys(keys: List[str]) -> str:
-    return ", ".join(f"`{key}`" for key in keys) or "the general keys only"
+    return ", ".join(f"`{key}`" for key in keys) or "–"
 
 
 def algorithm_keys() -> List[str]:
     """Markdown: which `[algorithm]` keys each registered algorithm reads, from its
-    `AlgorithmSpec` (`keys_read`), one row per algorithm."""
+    `AlgorithmSpec` (`keys_read`): `algorithm_table()`, then a paragraph on the rule."""
+    named = " \\| ".join(f"`{name}`" for name in TRANSFORMS.names() if name != "none")
+    rule = ("A config file (or a file it extends) or a `key=value` override that sets an "
+            "`[algorithm]` key its algorithm does not read, even to its default, is refused "
+            "with one line that names the algorithm and the keys it reads. The transform's keys "
+            f"are read only with a transform, `algorithm.transform` = {named}. A stored run whose "
+            "config.json holds a key its algorithm does not read, at another value than its "
+            "default (written before such keys were refused), loads and resumes with that key "
+            "at its default, which is what the run computed with.")
+    return ["### The keys each algorithm reads", "", *algorithm_table(), "", rule, ""]
+
+
+def algorithm_table() -> List[str]:
+    """Markdown: the general `[algorithm]` keys, then one row per registered algorithm
+    (`gbml_ext.algorithms.ALGORITHMS`), in registration order: its config name, its one-line
+    doc, the keys it reads beyond the general ones, and those it reads with a transform."""
     transforms = [name for name in TRANSFORMS.names() if name != "none"]
     general = ", ".join(f"`{key}`" for key in GENERAL_KEYS)
-    named = " \\| ".join(f"`{name}`" for name in transforms)
-    lines = ["### The keys each algorithm reads", "",
-             f"Every algorithm reads {general}. Beyond those, each reads only the keys below; a "
-             f"config file (or a file it extends) or a `key=value` override that sets another "
-             f"`[algorithm]` key, even to its default, is refused with one line that names the "
-             f"algorithm and the keys it reads. The transform's keys are read only with a "
-             f"transform, `algorithm.transform` = {named}. "
-             f"A stored run whose config.json holds a key its algorithm does not read, at "
-             f"another value than its default (written before such keys were refused), loads and "
-             f"resumes with that key at its default, which is what the run computed with.", "",
+    lines = [f"Every algorithm reads the general keys {general}; beyond those, each reads:", "",
              "| `algorithm.name` | what it is | reads | with a transform, also reads |",
              "|---|---|---|---|"]
     for name, spec in ALGORITHMS.items():
@@ -126,7 +134,7 @@ def algorithm_keys() -> List[str]:
             with_transform = "takes no transform"
         lines.append(f"| `{name}` | {_cell(ALGORITHMS.doc(name))} | {_keys(own)} | "
                      f"{with_transform} |")
-    return lines + [""]
+    return lines
 
 
 def render() -> str:
@@ -153,8 +161,13 @@ def render() -> str:
 
 
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
-    """mkdocs hook: fills the config reference into the page that holds the marker."""
-    return markdown.replace(MARKER, render()) if MARKER in markdown else markdown
+    """mkdocs hook: fills the config reference, and the table of registered algorithms, into
+    the pages that hold their markers."""
+    if MARKER in markdown:
+        markdown = markdown.replace(MARKER, render())
+    if ALGORITHMS_MARKER in markdown:
+        markdown = markdown.replace(ALGORITHMS_MARKER, "\n".join(algorithm_table()))
+    return markdown
 
 
 if __name__ == "__main__":
