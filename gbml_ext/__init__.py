@@ -1,7 +1,8 @@
 """gbml_ext: gradient-based meta-learning on learn2learn.
 
-MAML, FOMAML, ANIL, Meta-SGD, Reptile and Kronecker-factored meta-optimizers (Meta-KFO) behind
-one `clone()` / `adapt(loss)` interface, with deep-linear ("LinNet") heads, for reproducing
+MAML and its relatives (`gbml_ext.algorithms.ALGORITHMS` holds every algorithm by its config
+name), among them Kronecker-factored meta-optimizers (Meta-KFO), behind one
+`clone()` / `adapt(loss)` interface, with deep-linear ("LinNet") heads, for reproducing
 Arnold, Iqbal & Sha, "When MAML Can Adapt Fast and How to Assist When It Cannot" (AISTATS 2021).
 """
 import contextlib as _contextlib

@@ -2,8 +2,11 @@
 
 mkdocs loads this file as a hook (mkdocs.yml, `hooks:`): in docs/config.md the line
 `<!-- config-reference -->` is replaced by one table per config section, with every key, its
-type, default, allowed values or range, what it means and whether it may change on resume.
-Nothing is written by hand, so the page cannot fall behind the schema.
+type, default, allowed values or range, what it means and whether it may change on resume,
+and, after the `[algorithm]` table, which of its keys each registered algorithm reads (from
+`gbml_ext.algorithms.ALGORITHMS`). In docs/guides/algorithms.md the line
+`<!-- registered-algorithms -->` is replaced by that table of the registered algorithms.
+Nothing is written by hand, so the pages cannot fall behind the schema or the registry.
 
 Example:
     .venv/bin/python scripts/docs_config_reference.py    # prints the generated markdown
@@ -18,9 +21,13 @@ from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gbml_ext.algorithms import ALGORITHMS  # noqa: E402
+from gbml_ext.algorithms.spec import GENERAL_KEYS  # noqa: E402
+from gbml_ext.optim import TRANSFORMS  # noqa: E402
 from gbml_ext.runner import compat, schema  # noqa: E402
 
 MARKER = "<!-- config-reference -->"
+ALGORITHMS_MARKER = "<!-- registered-algorithms -->"
 SECTIONS = (("", schema.Config), ("data", schema.DataConfig), ("model", schema.ModelConfig),
             ("algorithm", schema.AlgorithmConfig), ("train", schema.TrainConfig),
             ("evaluation", schema.EvalConfig))
@@ -68,8 +75,8 @@ def _type_name(field: dataclasses.Field) -> str:
 
 
 def _default(field: dataclasses.Field) -> str:
-    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        value: Any = field.default_factory()  # type: ignore[misc]
+    if field.default_factory is not dataclasses.MISSING:
+        value: Any = field.default_factory()
     else:
         value = field.default
     return f"`{value!r}`".replace("|", "\\|")
@@ -90,6 +97,46 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _keys(keys: List[str]) -> str:
+    return ", ".join(f"`{key}`" for key in keys) or "–"
+
+
+def algorithm_keys() -> List[str]:
+    """Markdown: which `[algorithm]` keys each registered algorithm reads, from its
+    `AlgorithmSpec` (`keys_read`): `algorithm_table()`, then a paragraph on the rule."""
+    named = " \\| ".join(f"`{name}`" for name in TRANSFORMS.names() if name != "none")
+    rule = ("A config file (or a file it extends) or a `key=value` override that sets an "
+            "`[algorithm]` key its algorithm does not read, even to its default, is refused "
+            "with one line that names the algorithm and the keys it reads. The transform's keys "
+            f"are read only with a transform, `algorithm.transform` = {named}. A stored run whose "
+            "config.json holds a key its algorithm does not read, at another value than its "
+            "default (written before such keys were refused), loads and resumes with that key "
+            "at its default, which is what the run computed with.")
+    return ["### The keys each algorithm reads", "", *algorithm_table(), "", rule, ""]
+
+
+def algorithm_table() -> List[str]:
+    """Markdown: the general `[algorithm]` keys, then one row per registered algorithm
+    (`gbml_ext.algorithms.ALGORITHMS`), in registration order: its config name, its one-line
+    doc, the keys it reads beyond the general ones, and those it reads with a transform."""
+    transforms = [name for name in TRANSFORMS.names() if name != "none"]
+    general = ", ".join(f"`{key}`" for key in GENERAL_KEYS)
+    lines = [f"Every algorithm reads the general keys {general}; beyond those, each reads:", "",
+             "| `algorithm.name` | what it is | reads | with a transform, also reads |",
+             "|---|---|---|---|"]
+    for name, spec in ALGORITHMS.items():
+        own = [key for key in spec.keys_read("none") if key not in GENERAL_KEYS]
+        if spec.takes_transform and transforms:
+            extra = [key for key in spec.keys_read(transforms[0])
+                     if key not in GENERAL_KEYS and key not in own]
+            with_transform = _keys(extra)
+        else:
+            with_transform = "takes no transform"
+        lines.append(f"| `{name}` | {_cell(ALGORITHMS.doc(name))} | {_keys(own)} | "
+                     f"{with_transform} |")
+    return lines
+
+
 def render() -> str:
     """Markdown tables for every section and key of `schema.Config`."""
     parts: List[str] = []
@@ -108,12 +155,19 @@ def render() -> str:
                          f"{_allowed(field)} | {resume_rule(key)} | "
                          f"{_cell(notes.get(field.name, ''))} |")
         parts.append("")
+        if cls is schema.AlgorithmConfig:
+            parts += algorithm_keys()
     return "\n".join(parts)
 
 
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
-    """mkdocs hook: fills the config reference into the page that holds the marker."""
-    return markdown.replace(MARKER, render()) if MARKER in markdown else markdown
+    """mkdocs hook: fills the config reference, and the table of registered algorithms, into
+    the pages that hold their markers."""
+    if MARKER in markdown:
+        markdown = markdown.replace(MARKER, render())
+    if ALGORITHMS_MARKER in markdown:
+        markdown = markdown.replace(ALGORITHMS_MARKER, "\n".join(algorithm_table()))
+    return markdown
 
 
 if __name__ == "__main__":

@@ -146,7 +146,7 @@ def _head(model: nn.Module) -> nn.Module:
     return getattr(model, "classifier", model)
 
 
-@register_algorithm("anil", adapted=_head,
+@register_algorithm("anil", adapted=_head, reads=("adapt_transform",),
                     doc="ANIL (Raghu et al. 2020): the head adapts, on body features")
 def build_anil(config: Any, model: nn.Module, transform: Optional[Callable]) -> ANIL:
     body, head = getattr(model, "features", None), getattr(model, "classifier", None)

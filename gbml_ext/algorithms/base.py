@@ -42,7 +42,7 @@ def per_task_reason(learner: object) -> Optional[str]:
 class MetaLearner:
     """Mixin giving a `clone()`/`adapt()` learner the engine's task-level methods.
 
-    Every learner of `gbml_ext.algorithms` (GBML, MAML, ANIL, MetaSGD, Reptile, iMAML) is one.
+    Every learner a registered algorithm builds (`gbml_ext.algorithms.ALGORITHMS`) is one.
     Subclasses may override `encode_task` (computed once per task, before adaptation),
     `accumulate_meta_gradient` (how the outer gradient is formed) and `batched_form` (how the
     fast path runs all tasks of a meta-batch at once; `gbml_ext.fast.form`).
@@ -96,5 +96,5 @@ class MetaLearner:
         why it runs per task only; here: a reason, since a plain `MetaLearner` has no fast
         weights the fast path can stack."""
         return per_task_reason(self) or (
-            f"The batched path supports learners with a batched form (GBML: MAML, FOMAML, "
-            f"Meta-SGD, Meta-KFO; ANIL), not {type(self).__name__}.")
+            f"The batched path runs learners that describe their inner loop with "
+            f"batched_form() (gbml_ext.fast.form); {type(self).__name__} does not.")

@@ -225,13 +225,15 @@ class MAML(GBML):
         super().__init__(module, transform=None, lr=lr, first_order=first_order, **kwargs)
 
 
-@register_algorithm("maml", doc="MAML (Finn et al. 2017); with a transform, Meta-KFO")
+@register_algorithm("maml", reads=("adapt_transform",),
+                    doc="MAML (Finn et al. 2017); with a transform, Meta-KFO")
 def build_maml(config: Any, model: nn.Module, transform: Optional[Callable]) -> GBML:
     return GBML(model, transform=transform, lr=config.inner_lr,
                 adapt_transform=config.adapt_transform)
 
 
-@register_algorithm("fomaml", doc="first-order MAML (Finn et al. 2017)")
+@register_algorithm("fomaml", reads=("adapt_transform",),
+                    doc="first-order MAML (Finn et al. 2017)")
 def build_fomaml(config: Any, model: nn.Module, transform: Optional[Callable]) -> GBML:
     return GBML(model, transform=transform, lr=config.inner_lr, first_order=True,
                 adapt_transform=config.adapt_transform)

@@ -214,7 +214,8 @@ def _grads(loss: torch.Tensor, params: Vectors) -> Vectors:
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
 
 
-@register_algorithm("imaml", doc="iMAML (Rajeswaran et al. 2019): implicit meta-gradients",
+@register_algorithm("imaml", reads=("imaml_lam", "cg_steps"),
+                    doc="iMAML (Rajeswaran et al. 2019): implicit meta-gradients",
                     no_transform="iMAML takes plain proximal gradient steps: set "
                                  "algorithm.transform = 'none'.")
 def build_imaml(config: Any, model: nn.Module, transform: Optional[Callable]) -> IMAML:

@@ -1,8 +1,8 @@
 """What the fast path can run, and how it stacks a list of tasks into tensors.
 
 The fast path (`gbml_ext.fast`) adapts all tasks of a chunk in the same tensor ops. It runs
-any learner whose `batched_form()` gives a `BatchedForm` (`gbml_ext.fast.form`): GBML learners
-(MAML, FOMAML, Meta-SGD, Meta-KFO, with or without `adapt_transform`) and ANIL over such a
+any learner whose `batched_form()` gives a `BatchedForm` (`gbml_ext.fast.form`): `GBML` and its
+subclasses, with any transform and with or without `adapt_transform`, and ANIL over such a
 head. Everything else is refused here with a `BatchedPathUnsupported` that names the learner's
 reason and the per-task path.
 """
@@ -38,8 +38,8 @@ def batched_form_of(algorithm: nn.Module) -> FormOrReason:
     """`algorithm.batched_form()`, or a reason for a module that has no such method."""
     method = getattr(algorithm, "batched_form", None)
     if method is None:
-        return (f"The batched path supports learners with a batched form (GBML: MAML, FOMAML, "
-                f"Meta-SGD, Meta-KFO; ANIL), not {type(algorithm).__name__}.")
+        return (f"The batched path runs learners that describe their inner loop with "
+                f"batched_form() (gbml_ext.fast.form); {type(algorithm).__name__} does not.")
     return method()
 
 

@@ -2,7 +2,9 @@
 differ between two configs, and which may differ when a run resumes.
 
 - `upgrade_stored`: keys whose default changed since a config was written are set to what
-  that run used; `with_defaults` then fills keys added since with today's defaults.
+  that run used, and `[algorithm]` keys its algorithm does not read (stored before such keys
+  were refused) read as their defaults, since the run never used them; `with_defaults` then
+  fills keys added since with today's defaults.
 - `config_differences(old, new)`: the keys whose values differ, ignoring those that never
   change the trained numbers (`FREE_KEYS`: `IMPLEMENTATION_KEYS`, the name, evaluation).
 - `ALLOWED_CHANGES`: keys a user may change on purpose when resuming (`--allow-change KEY`).
@@ -14,9 +16,12 @@ existed behaved differently from its default (set the old behaviour in `upgrade_
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any, Dict, List, Sequence
 
+from ..algorithms import ALGORITHMS
 from .config import ConfigError, config_from_dict, config_to_dict
+from .schema import AlgorithmConfig
 
 __all__ = ["ALLOWED_CHANGES", "FREE_KEYS", "IMPLEMENTATION_KEYS", "config_differences",
            "flatten", "upgrade_stored", "with_defaults"]
@@ -52,16 +57,42 @@ def flatten(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 def upgrade_stored(saved: Dict[str, Any]) -> Dict[str, Any]:
     """A stored run config with the keys whose default changed since it was written set to what
     that run used: runs stored before `data.sampler` existed drew their tasks one at a time
-    ("learn2learn").
+    ("learn2learn"). An `[algorithm]` key the run's algorithm does not read
+    (`AlgorithmSpec.keys_read`), stored with a value other than its default before such keys
+    were refused, is set to its default: the run computed without it, and a config that gives
+    it is refused today, so resuming and comparing read it as absent.
+
+    Arguments:
+        saved: a config as a run folder stores it (config.json, or a checkpoint's copy).
+
+    Returns:
+        A copy, upgraded; `saved` is left as it is.
 
     Example:
         >>> upgrade_stored({"data": {"source": "omniglot"}})["data"]["sampler"]
         'learn2learn'
+        >>> upgrade_stored({"algorithm": {"name": "maml", "transform_psd": True}})
+        {'algorithm': {'name': 'maml', 'transform_psd': False}}
     """
     saved = copy.deepcopy(saved)
     if isinstance(saved.get("data"), dict):
         saved["data"].setdefault("sampler", "learn2learn")
+    if isinstance(saved.get("algorithm"), dict):
+        _reset_unread(saved["algorithm"])
     return saved
+
+
+def _reset_unread(section: Dict[str, Any]) -> None:
+    """Sets the keys of a stored `[algorithm]` section that its algorithm does not read to
+    their defaults; a section naming an algorithm no longer registered is left as it is."""
+    defaults = dataclasses.asdict(AlgorithmConfig())
+    name, transform = section.get("name", defaults["name"]), section.get("transform", "none")
+    if not isinstance(name, str) or name not in ALGORITHMS or not isinstance(transform, str):
+        return
+    read = ALGORITHMS[name].keys_read(transform)
+    for key in list(section):
+        if key in defaults and key not in read:
+            section[key] = defaults[key]
 
 
 def with_defaults(saved: Dict[str, Any]) -> Dict[str, Any]:

@@ -7,6 +7,12 @@ key and lists what is allowed.
 Every numeric key has a valid range (`describe_config` lists them; `gbml-train --print-config`
 prints them), so nonsense such as `inner_lr=inf` or `shots=0` is refused before anything runs.
 
+An `[algorithm]` key the chosen algorithm does not read (`AlgorithmSpec.keys_read`: iMAML's
+`imaml_lam` for MAML, a transform's keys without a transform) is refused, naming the algorithm
+and the keys it reads: by `load_config` when the file, a file it extends or an override gives
+it at all, by `config_from_dict` (a complete config such as a run's config.json, where every
+key is present) when its value is not the default.
+
 Example (experiments/configs/omniglot/5w1s/maml.toml, which extends base.toml files):
 
     extends = "base.toml"
@@ -23,11 +29,12 @@ import dataclasses
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Collection, Dict, List, Optional, Sequence
 
 from ..algorithms import ALGORITHMS
 from ..data.synthetic import SYNTHETIC_SOURCES
-from .schema import Config, range_text
+from ..optim import TRANSFORMS
+from .schema import AlgorithmConfig, Config, range_text
 
 __all__ = ["TUNE_TABLE", "Config", "ConfigError", "apply_overrides", "config_from_dict",
            "config_to_dict", "describe_config", "is_config_key", "load_config",
@@ -95,10 +102,55 @@ def _build(cls, data: Dict[str, Any], prefix: str = ""):
 
 
 def config_from_dict(data: Dict[str, Any]) -> Config:
-    """Builds and validates a `Config` from nested plain data (as read from TOML)."""
+    """Builds and validates a `Config` from nested plain data (as read from TOML).
+
+    An `[algorithm]` key the algorithm does not read is refused when its value is not the
+    default (`data` may be a complete config, which holds every key).
+
+    Arguments:
+        data: {section: {key: value}} and top-level keys; keys left out take their defaults.
+
+    Returns:
+        The checked `Config`.
+
+    Example:
+        >>> config_from_dict({"algorithm": {"name": "imaml", "imaml_lam": 2.0}}).algorithm.imaml_lam
+        2.0
+    """
+    return _from_dict(data, strict=False)
+
+
+def _from_dict(data: Dict[str, Any], strict: bool) -> Config:
+    """`config_from_dict`; with `strict`, every `[algorithm]` key `data` gives counts as set."""
     config = _build(Config, data)
     _check_consistency(config)
+    section = data.get("algorithm", {})
+    defaults = AlgorithmConfig()
+    given = [key for key in section
+             if strict or getattr(config.algorithm, key) != getattr(defaults, key)]
+    _check_algorithm_keys(config.algorithm, given)
     return config
+
+
+def _check_algorithm_keys(section: AlgorithmConfig, given: Collection[str]) -> None:
+    """Refuses the keys of `given` that the algorithm of `section` does not read."""
+    spec = ALGORITHMS[section.name]
+    read = spec.keys_read(section.transform)
+    unread = sorted(key for key in given if key not in read)
+    if not unread:
+        return
+    hint = ""
+    transforms = [name for name in TRANSFORMS.names() if name != "none"]
+    if section.transform == "none" and transforms:
+        later = [key for key in unread if key in spec.keys_read(transforms[0])]
+        if later:
+            hint = (f" ({', '.join(later)} only with a transform: algorithm.transform = "
+                    f"{' | '.join(transforms)})")
+    raise ConfigError(f"{section.name} does not read "
+                      f"{', '.join(f'algorithm.{key}' for key in unread)}; remove "
+                      f"{'it' if len(unread) == 1 else 'them'}. The [algorithm] keys "
+                      f"{section.name} reads: "
+                      f"{', '.join(f'algorithm.{key}' for key in read)}{hint}.")
 
 
 def config_to_dict(config: Config) -> Dict[str, Any]:
@@ -211,7 +263,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()
     """
     data = apply_overrides(read_config_data(path), overrides)
     data.pop(TUNE_TABLE, None)
-    return config_from_dict(data)
+    return _from_dict(data, strict=True)
 
 
 def read_config_data(path: Optional[str | Path]) -> Dict[str, Any]:

@@ -98,24 +98,31 @@ class ModelConfig:
 class AlgorithmConfig:
     """How tasks are adapted to.
 
-    name: a registered algorithm (`gbml_ext.algorithms.ALGORITHMS`: maml, fomaml, anil, ...;
-        `--print-config` lists them all).
+    Each algorithm reads only some of these keys (`AlgorithmSpec.keys_read`); a config that sets
+    another is refused.
+
+    name: a registered algorithm (`gbml_ext.algorithms.ALGORITHMS`; `--print-config` lists
+        them, and the table below gives the keys each reads).
     transform: a registered gradient transform (`gbml_ext.optim.TRANSFORMS`): "none", or a
         Kronecker-factored one (Meta-KFO).
-    transform_psd: use MᵀM Kronecker factors.
+    transform_psd: use MᵀM Kronecker factors (with a transform only, as every transform_* key).
+    transform_hidden_layers: hidden layers of the "kronecker-mlp" transform's MLP.
     transform_params: parameter names that get a transform (empty: all; ANIL: all of the head).
     inner_lr: the inner-loop learning rate α (Meta-SGD: the starting rate).
     train_steps / test_steps: inner steps during meta-training / evaluation.
     path: auto | per-task | batched | compiled: how tasks are adapted, in training,
         validation and the final evaluation. "batched" adapts a chunk of tasks together
         (gbml_ext.fast, the per-task numbers up to float rounding); "per-task" clones the
-        model once per task; "auto" takes "batched" where it supports the algorithm (not
-        reptile, imaml, l2l-maml) and the device is CUDA or the model has no convolutions
-        (gbml_ext.fast.select). "compiled" (maml, fomaml without transform) compiles the task
-        loss with torch.compile for evaluation and for first-order meta-training; MAML's
-        second-order meta-training stays per-task. The evaluation path is recorded as
+        model once per task; "auto" takes "batched" where the algorithm's learner has a
+        batched form (`gbml_ext.fast.form`; the run says why when it has none) and the device
+        is CUDA or the model has no convolutions (gbml_ext.fast.select). "compiled" (a plain
+        GBML learner, without transform) compiles the task loss with torch.compile for
+        evaluation and for first-order meta-training; second-order meta-training stays
+        per-task. The evaluation path is recorded as
         results.json's "path".
     batched: true is a synonym of path = "batched" (kept for older configs).
+    adapt_transform: the transform's own parameters also take an inner step, from the second
+        step on (with a transform only).
     imaml_lam, cg_steps: iMAML's proximal strength λ and conjugate-gradient iterations.
     tasks_per_chunk: on the batched path, adapt at most this many tasks of a meta-batch at once
         (0: all of them, or as many as `train.memory_budget_mb` allows). Same meta-gradient up
