@@ -122,8 +122,12 @@ class IMAML(GBML):
             raise ValueError("IMAML takes plain gradient inner steps: drop the transform argument.")
         kwargs.pop("first_order", None)
         for name, value, example in (("lr", lr, 0.1), ("lam", lam, 1.0)):
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"IMAML got {name}={value}: pass a finite {name} > 0, "
+            try:  # a string such as "0.1" or a bool is refused, not read as a number
+                valid = not isinstance(value, (str, bool)) and math.isfinite(value) and value > 0
+            except TypeError:
+                valid = False
+            if not valid:
+                raise ValueError(f"IMAML got {name}={value!r}: pass a finite {name} > 0, "
                                  f"e.g. {name}={example}.")
         if int(cg_steps) != cg_steps or cg_steps < 1:
             raise ValueError(f"IMAML got cg_steps={cg_steps}: pass an integer cg_steps >= 1, "
@@ -142,17 +146,22 @@ class IMAML(GBML):
               adapt_transform: Optional[bool] = None) -> "IMAML":
         """A learner whose `adapt` takes proximal steps on its own fast weights (always first
         order: `first_order` and `adapt_transform` are accepted for the engine and ignored)."""
-        return type(self)(l2l.clone_module(self.module), lr=self.lr, lam=self.lam,
-                     cg_steps=self.cg_steps, cg_tol=self.cg_tol, cg_atol=self.cg_atol,
-                     allow_unused=self.allow_unused if allow_unused is None else allow_unused,
-                     allow_nograd=self.allow_nograd if allow_nograd is None else allow_nograd)
+        learner = type(self)(
+            l2l.clone_module(self.module), lr=self.lr, lam=self.lam, cg_steps=self.cg_steps,
+            cg_tol=self.cg_tol, cg_atol=self.cg_atol,
+            allow_unused=self.allow_unused if allow_unused is None else allow_unused,
+            allow_nograd=self.allow_nograd if allow_nograd is None else allow_nograd)
+        learner._is_clone = True
+        return learner
 
     def adapt(self, loss: torch.Tensor, first_order: Optional[bool] = None,
               allow_nograd: Optional[bool] = None, allow_unused: Optional[bool] = None) -> None:
         """One step on `loss` + (λ/2)‖φ − φ₀‖², φ₀ the parameters at the first `adapt`.
 
-        The step is φ ← φ − α (∇loss(φ) + λ (φ − φ₀)); `loss` is checked as by `GBML.adapt`.
+        The step is φ ← φ − α (∇loss(φ) + λ (φ − φ₀)); `loss` is checked as by `GBML.adapt`,
+        and, as there, only a clone adapts.
         """
+        self._refuse_unless_clone()
         before = [p.detach() for p in self.module.parameters()]
         if self._anchor is None:
             self._anchor = [p.clone() for p in before]
