@@ -43,12 +43,20 @@ def test_anil_learner_rejects_features_of_the_wrong_size():
 
 def test_anil_learner_on_encoded_features_and_run_task_still_work():
     anil, task = conv_anil(), image_task()
+    parameters = list(anil.parameters())
     features = anil.encode_task(task)
     learner = anil.clone()
-    learner.adapt(F.cross_entropy(learner(features.support_x), features.support_y))
-    F.cross_entropy(learner(features.query_x), features.query_y).backward()
-    assert anil.body[0].weight.grad is not None
-    gbml_ext.run_task(anil, task, steps=2).loss.backward()
+    for _ in range(2):
+        learner.adapt(F.cross_entropy(learner(features.support_x), features.support_y))
+    by_hand = F.cross_entropy(learner(features.query_x), features.query_y)
+    by_hand_grads = torch.autograd.grad(by_hand, parameters)
+    assert all(g.abs().sum() > 0 for g in by_hand_grads)  # the body gets a meta-gradient too
+    outcome = gbml_ext.run_task(anil, task, steps=2)
+    torch.testing.assert_close(outcome.loss, by_hand)
+    grads = torch.autograd.grad(outcome.loss, parameters)
+    assert len(grads) == len(by_hand_grads) == 4  # body conv and head, weights and biases
+    for got, want in zip(grads, by_hand_grads, strict=True):
+        torch.testing.assert_close(got, want)
     assert anil(task.query_x).shape == (6, 3)
 
 
@@ -90,8 +98,14 @@ def test_adapt_names_unused_and_frozen_parameters():
     learner = GBML(PartlyUsed(), lr=0.1).clone()
     with pytest.raises(ValueError, match=r"\['spare.weight', 'spare.bias'\].*allow_unused=True"):
         learner.adapt(learner(torch.randn(4, 3)).pow(2).mean())
-    learner = GBML(PartlyUsed(), lr=0.1, allow_unused=True).clone()
-    learner.adapt(learner(torch.randn(4, 3)).pow(2).mean())
+    model = PartlyUsed()
+    learner = GBML(model, lr=0.1, allow_unused=True).clone()
+    x = torch.randn(4, 3)
+    learner.adapt(learner(x).sum())  # ∂/∂W = Σx, ∂/∂b = 4 for the used layer, none for spare
+    torch.testing.assert_close(learner.module.used.weight, model.used.weight - 0.1 * x.sum(0))
+    torch.testing.assert_close(learner.module.used.bias, model.used.bias - 0.1 * 4)
+    assert torch.equal(learner.module.spare.weight, model.spare.weight)
+    assert torch.equal(learner.module.spare.bias, model.spare.bias)
 
     model = torch.nn.Linear(3, 1)
     model.bias.requires_grad_(False)
@@ -99,7 +113,9 @@ def test_adapt_names_unused_and_frozen_parameters():
     with pytest.raises(ValueError, match=r"\['bias'\].*allow_nograd=True"):
         learner.adapt(learner(torch.randn(4, 3)).pow(2).mean())
     learner = GBML(model, lr=0.1, allow_nograd=True).clone()
-    learner.adapt(learner(torch.randn(4, 3)).pow(2).mean())
+    learner.adapt(learner(x).sum())
+    torch.testing.assert_close(learner.module.weight, model.weight - 0.1 * x.sum(0))
+    assert torch.equal(learner.module.bias, model.bias)  # frozen: no step
 
 
 # adapt() on the meta-learner itself (not a clone) is refused before it changes anything.
@@ -157,10 +173,18 @@ def test_run_task_and_batched_path_take_any_integer_labels(dtype):
     outcome = gbml_ext.run_task(GBML(torch.nn.Linear(4, 3), lr=0.5), narrow, steps=2)
     torch.testing.assert_close(outcome.loss, reference.loss)
     assert outcome.accuracy is not None and outcome.accuracy == reference.accuracy
-    anil = conv_anil()
-    assert gbml_ext.run_task(anil, image_task(dtype), steps=1).accuracy is not None
-    [batched] = batched_meta_gradient(MAML(torch.nn.Linear(4, 3), lr=0.5), [narrow], steps=1)
-    assert batched.accuracy is not None
+    anil, images = conv_anil(), image_task()
+    wide = gbml_ext.run_task(anil, images, steps=1)
+    narrow_images = Task(images.support_x, images.support_y.to(dtype), images.query_x,
+                         images.query_y.to(dtype))
+    outcome = gbml_ext.run_task(anil, narrow_images, steps=1)
+    torch.testing.assert_close(outcome.loss, wide.loss)
+    assert outcome.accuracy is not None and outcome.accuracy == wide.accuracy
+    maml = MAML(torch.nn.Linear(4, 3), lr=0.5)
+    per_task = gbml_ext.run_task(maml, task, steps=1)
+    [batched] = batched_meta_gradient(maml, [narrow], steps=1)
+    torch.testing.assert_close(batched.loss, per_task.loss.detach())
+    assert batched.accuracy is not None and batched.accuracy == per_task.accuracy
 
 
 def test_float_class_labels_are_a_clear_error_not_broadcast_mse():
@@ -202,10 +226,15 @@ def test_metasgd_is_a_gbml_class_whose_clone_learns_the_rates():
     assert isinstance(meta_sgd, MetaSGD) and isinstance(meta_sgd, GBML)
     assert meta_sgd.lr == 1.0
     rates = list(meta_sgd.compute_update.parameters())
+    weights = list(meta_sgd.module.parameters())
+    assert [r.shape for r in rates] == [w.shape for w in weights] == [(2, 3), (2,)]
     assert all(torch.all(r == 0.05) for r in rates)
     learner = meta_sgd.clone()
     assert isinstance(learner, MetaSGD)
     x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    gradients = torch.autograd.grad(F.cross_entropy(meta_sgd(x), y), weights)
     learner.adapt(F.cross_entropy(learner(x), y))
+    for adapted, w, g in zip(learner.module.parameters(), weights, gradients, strict=True):
+        torch.testing.assert_close(adapted, w - 0.05 * g)  # θ' = θ − α ⊙ ∇L, α = 0.05
     F.cross_entropy(learner(x), y).backward()
     assert all(r.grad is not None and r.grad.abs().sum() > 0 for r in rates)

@@ -3,6 +3,7 @@ meta-gradient chunked or not, and the runner's `algorithm.tasks_per_chunk` and
 `train.memory_budget_mb`."""
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -83,19 +84,30 @@ def _run(tmp_path: Path, name: str, *extra: str):
     return train(config, progress=False)
 
 
-def test_runner_chunks_by_config_or_budget_with_the_same_training(tmp_path):
+def test_runner_chunks_by_config_or_budget_with_the_same_training(tmp_path, monkeypatch):
+    def one_task_costs_a_fifth_of_a_mb(function, device):
+        function()
+        return 0.2 * 2**20
+
+    # The runner's chunking measures one task's peak; a stand-in with a known cost makes the
+    # chunk size the budget allows known: 0.5 MB fits 2 tasks of 0.2 MB, so 7 run as 2+2+2+1.
+    monkeypatch.setattr(gbml_ext.fast, "ChunkedMetaGradient", functools.partial(
+        ChunkedMetaGradient, measure=one_task_costs_a_fifth_of_a_mb))
     whole = _run(tmp_path, "whole")
     chunked = _run(tmp_path, "chunked", "algorithm.tasks_per_chunk=2")
     budget = _run(tmp_path, "budget", "train.memory_budget_mb=0.5")
+    over = _run(tmp_path, "over", "train.memory_budget_mb=0.1")
     assert whole.results["chunking"] is None
     assert chunked.results["chunking"] == {"tasks_per_chunk": 2, "source": "config",
                                            "budget_mb": 0.0, "one_task_peak_mb": None,
                                            "over_budget": False}
-    plan = budget.results["chunking"]
-    assert plan["source"] == "budget" and 1 <= plan["tasks_per_chunk"] <= 7
-    assert plan["tasks_per_chunk"] == 1 or (
-        plan["tasks_per_chunk"] * plan["one_task_peak_mb"] <= 0.5)
-    for run in (chunked, budget):
+    assert budget.results["chunking"] == {"tasks_per_chunk": 2, "source": "budget",
+                                          "budget_mb": 0.5, "one_task_peak_mb": 0.2,
+                                          "over_budget": False}
+    assert over.results["chunking"] == {"tasks_per_chunk": 1, "source": "budget",
+                                        "budget_mb": 0.1, "one_task_peak_mb": 0.2,
+                                        "over_budget": True}
+    for run in (chunked, budget, over):
         for a, b in zip(whole.algorithm.parameters(), run.algorithm.parameters()):
             assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
 

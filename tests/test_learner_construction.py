@@ -3,6 +3,7 @@ cannot honour, a learning rate that is not a positive finite number, a model wit
 parameters, and a transform selection that matches none of the model's parameters."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,11 +22,27 @@ def test_reptile_refuses_second_order():
         Reptile(torch.nn.Linear(3, 2), first_order=False)
 
 
-def test_reptile_accepts_first_order_true_or_omitted_and_clones():
-    Reptile(torch.nn.Linear(3, 2), lr=0.1, first_order=True)
-    reptile = Reptile(torch.nn.Linear(3, 2), lr=0.1, transform=None)
+def sum_loss_step(learner: GBML, x: torch.Tensor, rate: float) -> list:
+    """Takes one `adapt` of a Linear learner on sum(W x + b) over the batch and returns the
+    (W, b) one step of size `rate` gives in closed form: ∂/∂W = 1 ⊗ Σx and ∂/∂b = n, so
+    W − rate · 1 ⊗ Σx and b − rate · n."""
+    weight, bias = (p.detach().clone() for p in (learner.module.weight, learner.module.bias))
+    learner.adapt(learner(x).sum())
+    return [weight - rate * x.sum(0).expand_as(weight), bias - rate * len(x)]
+
+
+@pytest.mark.parametrize("first_order", [True, None], ids=["first_order=True", "omitted"])
+def test_reptile_accepts_first_order_true_or_omitted_and_takes_plain_sgd_steps(first_order):
+    options = {} if first_order is None else {"first_order": first_order}
+    reptile = Reptile(torch.nn.Linear(3, 2), lr=0.1, transform=None, **options)
+    assert reptile.first_order and reptile.transform is None and reptile.lr == 0.1
+    meta = [p.detach().clone() for p in reptile.parameters()]
     learner = reptile.clone()
     assert isinstance(learner, Reptile) and learner.first_order
+    expected = sum_loss_step(learner, torch.randn(5, 3), 0.1)
+    for got, want in zip(learner.module.parameters(), expected, strict=True):
+        torch.testing.assert_close(got, want)
+    assert all(torch.equal(p, m) for p, m in zip(reptile.parameters(), meta, strict=True))
 
 
 # The inner learning rate must be a positive finite number, given as a number.
@@ -56,8 +73,14 @@ def test_a_learning_rate_given_as_text_names_its_type():
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
-def test_positive_learning_rate_is_fine(name):
-    BUILDERS[name](1e-3).clone()
+@pytest.mark.parametrize("lr", [1e-3, 2, np.float32(0.25), torch.tensor(0.5)],
+                         ids=["float", "int", "numpy", "tensor"])
+def test_a_positive_learning_rate_is_the_first_step_size(name, lr):
+    learner = BUILDERS[name](lr).clone()  # ANIL's clone is its head, on 4 features
+    x = torch.randn(5, learner.module.in_features)
+    expected = sum_loss_step(learner, x, float(lr))  # MetaSGD's rates start at lr
+    for got, want in zip(learner.module.parameters(), expected, strict=True):
+        torch.testing.assert_close(got, want)
 
 
 # A model with no parameters has nothing to adapt.
