@@ -66,7 +66,7 @@ def test_chunked_and_unchunked_meta_gradients_agree():
     budgeted = ChunkedMetaGradient(_maml(), budget_mb=10, measure=one_task_costs_3_mb)
     for call in range(2):  # the first call measures (chunks of 1), the second uses the plan
         chunked, outcomes = _meta_gradient(budgeted, tasks)
-        for a, b in zip(whole, chunked):
+        for a, b in zip(whole, chunked, strict=True):
             assert torch.allclose(a, b, rtol=1e-6, atol=1e-9), call
         assert ([o.loss.item() for o in outcomes]
                 == pytest.approx([o.loss.item() for o in whole_outcomes]))
@@ -75,7 +75,7 @@ def test_chunked_and_unchunked_meta_gradients_agree():
     assert plan is not None and plan.source == "budget" and plan.one_task_peak_mb == 3
     assert plan.tasks_per_chunk == 3 and plan.tasks_per_chunk * 3 <= 10  # 7 tasks: 3 + 3 + 1
     fixed, _ = _meta_gradient(ChunkedMetaGradient(_maml(), tasks_per_chunk=2), tasks)
-    for a, b in zip(whole, fixed):
+    for a, b in zip(whole, fixed, strict=True):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-9)
 
 
@@ -108,7 +108,7 @@ def test_runner_chunks_by_config_or_budget_with_the_same_training(tmp_path, monk
                                         "budget_mb": 0.1, "one_task_peak_mb": 0.2,
                                         "over_budget": True}
     for run in (chunked, budget, over):
-        for a, b in zip(whole.algorithm.parameters(), run.algorithm.parameters()):
+        for a, b in zip(whole.algorithm.parameters(), run.algorithm.parameters(), strict=True):
             assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
 
 

@@ -38,7 +38,7 @@ class CGResult(NamedTuple):
 
 
 def _dot(a: Vectors, b: Vectors) -> torch.Tensor:
-    return functools.reduce(operator.add, [(x * y).sum() for x, y in zip(a, b)])
+    return functools.reduce(operator.add, [(x * y).sum() for x, y in zip(a, b, strict=True)])
 
 
 def conjugate_gradient(apply: Callable[[Vectors], Vectors], b: Vectors, max_steps: int,
@@ -73,10 +73,10 @@ def conjugate_gradient(apply: Callable[[Vectors], Vectors], b: Vectors, max_step
         if curvature <= 0:
             break
         alpha = rr / curvature
-        x = [xi + alpha * pi for xi, pi in zip(x, p)]
-        r = [ri - alpha * api for ri, api in zip(r, ap)]
+        x = [xi + alpha * pi for xi, pi in zip(x, p, strict=True)]
+        r = [ri - alpha * api for ri, api in zip(r, ap, strict=True)]
         rr_new = _dot(r, r)
-        p = [ri + (rr_new / rr) * pi for ri, pi in zip(r, p)]
+        p = [ri + (rr_new / rr) * pi for ri, pi in zip(r, p, strict=True)]
         rr = rr_new
     return x, CGResult(math.sqrt(float(rr)), tolerance, steps)
 
@@ -168,7 +168,8 @@ class IMAML(GBML):
         super().adapt(loss, first_order=True, allow_nograd=allow_nograd,
                       allow_unused=allow_unused)
         pulls = [-self.lr * self.lam * (old - anchor) if p.requires_grad else None
-                 for p, old, anchor in zip(self.module.parameters(), before, self._anchor)]
+                 for p, old, anchor in zip(self.module.parameters(), before, self._anchor,
+                                           strict=True)]
         l2l.update_module(self.module, updates=pulls)
 
     def accumulate_meta_gradient(self, tasks: Sequence[Task], steps: int,
@@ -183,7 +184,7 @@ class IMAML(GBML):
             outcome, grads = self._task_meta_gradient(self.encode_task(task), steps, task_loss_fn)
             outcomes.append(outcome)
             with torch.no_grad():
-                for theta, g in zip(meta_params, grads):
+                for theta, g in zip(meta_params, grads, strict=True):
                     step = g / len(tasks)
                     theta.grad = step if theta.grad is None else theta.grad + step
         return outcomes
@@ -211,7 +212,7 @@ class IMAML(GBML):
                 return [t.clone() for t in v]
             hv = torch.autograd.grad([g for _, g in pairs], phi, [v[i] for i, _ in pairs],
                                      retain_graph=True, allow_unused=True)
-            return [t if h is None else t + h / self.lam for t, h in zip(v, hv)]
+            return [t if h is None else t + h / self.lam for t, h in zip(v, hv, strict=True)]
 
         grads, result = conjugate_gradient(apply, b, self.cg_steps, self.cg_tol, self.cg_atol)
         self.last_cg_results.append(result)
@@ -220,7 +221,7 @@ class IMAML(GBML):
 
 def _grads(loss: torch.Tensor, params: Vectors) -> Vectors:
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
 
 
 @register_algorithm("imaml", doc="iMAML (Rajeswaran et al. 2019): implicit meta-gradients",

@@ -107,7 +107,7 @@ class ParameterUpdate(l2l.optim.ParameterUpdate):
         else:
             gradients = list(found)
         updates = []
-        for gradient, index in zip(gradients, self.transforms_indices):
+        for gradient, index in zip(gradients, self.transforms_indices, strict=True):
             if index is None or gradient is None:
                 updates.append(gradient)
             else:
