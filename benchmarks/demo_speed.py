@@ -101,7 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "command": "python -m benchmarks.demo_speed " + " ".join(sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "seconds": times, "same_table": same_table,
-            "median_ratio": {n: statistics.median(b / t for b, t in zip(base, v))
+            "median_ratio": {n: statistics.median(b / t for b, t in zip(base, v, strict=True))
                              for n, v in times.items() if n != args.baseline}}, indent=1))
     return 0
 

@@ -171,7 +171,7 @@ def _measure(args: argparse.Namespace, baseline: Optional[Path],
     report["rounds"] = tables
     synthetic = tables.get("synthetic runner (ms per iteration)")
     if synthetic:
-        ratios = [a / b for a, b in zip(synthetic["l2l-maml"], synthetic["maml"])]
+        ratios = [a / b for a, b in zip(synthetic["l2l-maml"], synthetic["maml"], strict=True)]
         report["synthetic_ratio_median"] = statistics.median(ratios)
         print("\nsynthetic runner, l2l-maml / maml per round: "
               + ", ".join(f"{r:.2f}x" for r in ratios))

@@ -193,7 +193,7 @@ def figure(results_dir: Path, path: Path = FIGURE) -> bool:
     fig, axes = plt.subplots(1, len(SETTINGS), figsize=(12, 4.5))
     colors = plt.get_cmap("tab20").colors
     drawn = False
-    for ax, setting in zip(axes, SETTINGS):
+    for ax, setting in zip(axes, SETTINGS, strict=True):
         for i, row in enumerate(rows(setting)):
             curve = validation_curve(results_dir / setting / run_name(setting, row))
             if curve:

@@ -135,8 +135,8 @@ def _figure(out: Path, path: Path) -> bool:
     fig, grid = plt.subplots(1, len(BUDGETS), figsize=(11, 4.3), sharey=True, squeeze=False)
     axes = list(grid[0])
     drawn = False
-    for ax, (point, budgets) in zip(axes, BUDGETS.items()):
-        for row, colour in zip(ROWS, ("tab:blue", "tab:red")):
+    for ax, (point, budgets) in zip(axes, BUDGETS.items(), strict=True):
+        for row, colour in zip(ROWS, ("tab:blue", "tab:red"), strict=True):
             for seed in (0, 1):
                 curve: Dict[int, float] = {}
                 for budget in budgets:  # each longer run's history holds the shorter one's

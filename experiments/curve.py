@@ -141,7 +141,8 @@ def report(out: Path) -> None:
 def _figure(data: Dict[str, Dict[Tuple[int, int], List[dict]]], path: Path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), sharey=True)
-    for ax, (axis, values, fixed) in zip(axes, [("depth", DEPTHS, 64), ("width", WIDTHS, 4)]):
+    for ax, (axis, values, fixed) in zip(axes, [("depth", DEPTHS, 64), ("width", WIDTHS, 4)],
+                                         strict=True):
         for row in ROWS:
             xs, means, cis = [], [], []
             for v in values:
@@ -155,8 +156,8 @@ def _figure(data: Dict[str, Dict[Tuple[int, int], List[dict]]], path: Path) -> N
             if xs:
                 style = "--" if row.startswith("anil") else "-"
                 line, = ax.plot(xs, means, style, marker="o", label=row)
-                ax.fill_between(xs, [m - c for m, c in zip(means, cis)],
-                                [m + c for m, c in zip(means, cis)], alpha=0.2,
+                ax.fill_between(xs, [m - c for m, c in zip(means, cis, strict=True)],
+                                [m + c for m, c in zip(means, cis, strict=True)], alpha=0.2,
                                 color=line.get_color())
         ax.set_xlabel("conv layers (64 filters)" if axis == "depth" else "filters (4 layers)")
         if axis == "width":

@@ -75,17 +75,17 @@ def check_row(config_path: str, overrides: Sequence[str] = (), tasks: int = 2,
         norm = torch.stack([(x * x).sum() for x in v]).sum().sqrt()
         v = [x / norm for x in v]
         with torch.no_grad():
-            for p, x in zip(params, v):
+            for p, x in zip(params, v, strict=True):
                 p.add_(epsilon * x)
         plus = loss()
         with torch.no_grad():
-            for p, x in zip(params, v):
+            for p, x in zip(params, v, strict=True):
                 p.sub_(2 * epsilon * x)
         minus = loss()
         with torch.no_grad():
-            for p, x in zip(params, v):
+            for p, x in zip(params, v, strict=True):
                 p.add_(epsilon * x)
-        autograd = float(sum((g * x).sum() for g, x in zip(grads, v)))
+        autograd = float(sum((g * x).sum() for g, x in zip(grads, v, strict=True)))
         finite = (plus - minus) / (2 * epsilon)
         rows.append({"autograd": autograd, "finite_difference": finite,
                      "relative_error": abs(autograd - finite) / max(gradient_norm, 1e-12)})

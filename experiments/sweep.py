@@ -81,7 +81,8 @@ def launch_sweep(plan: Sequence[RunSpec], args: argparse.Namespace, prog: str) -
         slurm = args.launcher == "slurm"
         states = launch(plan, args.launcher, args.jobs, args.threads,
                         parse_slurm_options(args.slurm), args.wait or not slurm)
-        failed = [spec.label for spec, state in zip(plan, states) if state.state == "failed"]
+        failed = [spec.label for spec, state in zip(plan, states, strict=True)
+                  if state.state == "failed"]
         if failed:
             print(f"{prog}: {len(failed)} run(s) failed ({', '.join(failed[:3])}"
                   f"{', ...' if len(failed) > 3 else ''}); see --status, then run the same "

@@ -47,7 +47,7 @@ def run_rows(rows: Sequence[str], seeds: Sequence[int], out: Path, overrides: Se
     overrides = ["train.plot=false", *overrides]
     runs = compare([CONFIGS / f"{row}.toml" for row in rows], seeds, overrides, isolate=False,
                    resume=resume, out=out, overwrite=overwrite)
-    by_row = dict(zip(rows, runs.values()))
+    by_row = dict(zip(rows, runs.values(), strict=True))
     for results in by_row.values():
         for result in results:
             result["history"] = read_history(result["run_dir"])

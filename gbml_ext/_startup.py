@@ -32,7 +32,8 @@ def command_name(argv: Sequence[str], orig_argv: Sequence[str]) -> Optional[str]
     name = os.path.basename(argv[0]) if argv else ""
     if name in COMMANDS:
         return name
-    for flag, module in zip(orig_argv, orig_argv[1:]):
+    # Consecutive pairs (flag, value): the shifted list is one shorter.
+    for flag, module in zip(orig_argv, orig_argv[1:], strict=False):
         if flag == "-m" and module in ("gbml_ext.runner", "gbml_ext.runner.cli"):
             return "gbml-train"
         if flag == "-m" and module == "gbml_ext.runner.compare":

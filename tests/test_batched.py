@@ -51,12 +51,12 @@ def assert_same_as_per_task(algorithm, tasks, steps: int) -> None:
     expected = accumulate_meta_gradient(algorithm, tasks, steps)
     actual = batched_meta_gradient(twin, tasks, steps)
     assert len(actual) == len(expected)
-    for want, got in zip(expected, actual):
+    for want, got in zip(expected, actual, strict=True):
         torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-12)
         assert not got.loss.requires_grad
         torch.testing.assert_close(got.accuracy, want.accuracy)
     checked = 0
-    for (name, want), got in zip(algorithm.named_parameters(), twin.parameters()):
+    for (name, want), got in zip(algorithm.named_parameters(), twin.parameters(), strict=True):
         assert (want.grad is None) == (got.grad is None), name
         if want.grad is not None:
             # atol: biases feeding batch-norm have an exactly zero meta-gradient, and both paths
@@ -122,7 +122,7 @@ def test_chunks_give_the_same_meta_gradient():
     tasks = image_tasks(count=5)
     batched_meta_gradient(maml, tasks, 2)
     batched_meta_gradient(twin, tasks, 2, tasks_per_chunk=2)
-    for want, got in zip(maml.parameters(), twin.parameters()):
+    for want, got in zip(maml.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(got.grad, want.grad, rtol=1e-5, atol=1e-10)
 
 
@@ -141,9 +141,9 @@ def test_regression_tasks_with_custom_loss():
     expected = accumulate_meta_gradient(maml, tasks, 2, loss_fn)
     actual = batched_meta_gradient(twin, tasks, 2, loss_fn)
     assert all(outcome.accuracy is None for outcome in actual)
-    for want, got in zip(expected, actual):
+    for want, got in zip(expected, actual, strict=True):
         torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-12)
-    for want, got in zip(maml.parameters(), twin.parameters()):
+    for want, got in zip(maml.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(got.grad, want.grad, rtol=1e-5, atol=1e-10)
 
 
@@ -154,7 +154,7 @@ def test_float32_meta_gradient_close():
              for t in image_tasks()]
     accumulate_meta_gradient(maml, tasks, 1)
     batched_meta_gradient(twin, tasks, 1)
-    for want, got in zip(maml.parameters(), twin.parameters()):
+    for want, got in zip(maml.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-6)
 
 

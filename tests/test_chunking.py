@@ -3,6 +3,7 @@ meta-gradient chunked or not, and the runner's `algorithm.tasks_per_chunk` and
 `train.memory_budget_mb`."""
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def test_chunked_and_unchunked_meta_gradients_agree():
     budgeted = ChunkedMetaGradient(_maml(), budget_mb=10, measure=one_task_costs_3_mb)
     for call in range(2):  # the first call measures (chunks of 1), the second uses the plan
         chunked, outcomes = _meta_gradient(budgeted, tasks)
-        for a, b in zip(whole, chunked):
+        for a, b in zip(whole, chunked, strict=True):
             assert torch.allclose(a, b, rtol=1e-6, atol=1e-9), call
         assert ([o.loss.item() for o in outcomes]
                 == pytest.approx([o.loss.item() for o in whole_outcomes]))
@@ -74,7 +75,7 @@ def test_chunked_and_unchunked_meta_gradients_agree():
     assert plan is not None and plan.source == "budget" and plan.one_task_peak_mb == 3
     assert plan.tasks_per_chunk == 3 and plan.tasks_per_chunk * 3 <= 10  # 7 tasks: 3 + 3 + 1
     fixed, _ = _meta_gradient(ChunkedMetaGradient(_maml(), tasks_per_chunk=2), tasks)
-    for a, b in zip(whole, fixed):
+    for a, b in zip(whole, fixed, strict=True):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-9)
 
 
@@ -83,20 +84,31 @@ def _run(tmp_path: Path, name: str, *extra: str):
     return train(config, progress=False)
 
 
-def test_runner_chunks_by_config_or_budget_with_the_same_training(tmp_path):
+def test_runner_chunks_by_config_or_budget_with_the_same_training(tmp_path, monkeypatch):
+    def one_task_costs_a_fifth_of_a_mb(function, device):
+        function()
+        return 0.2 * 2**20
+
+    # The runner's chunking measures one task's peak; a stand-in with a known cost makes the
+    # chunk size the budget allows known: 0.5 MB fits 2 tasks of 0.2 MB, so 7 run as 2+2+2+1.
+    monkeypatch.setattr(gbml_ext.fast, "ChunkedMetaGradient", functools.partial(
+        ChunkedMetaGradient, measure=one_task_costs_a_fifth_of_a_mb))
     whole = _run(tmp_path, "whole")
     chunked = _run(tmp_path, "chunked", "algorithm.tasks_per_chunk=2")
     budget = _run(tmp_path, "budget", "train.memory_budget_mb=0.5")
+    over = _run(tmp_path, "over", "train.memory_budget_mb=0.1")
     assert whole.results["chunking"] is None
     assert chunked.results["chunking"] == {"tasks_per_chunk": 2, "source": "config",
                                            "budget_mb": 0.0, "one_task_peak_mb": None,
                                            "over_budget": False}
-    plan = budget.results["chunking"]
-    assert plan["source"] == "budget" and 1 <= plan["tasks_per_chunk"] <= 7
-    assert plan["tasks_per_chunk"] == 1 or (
-        plan["tasks_per_chunk"] * plan["one_task_peak_mb"] <= 0.5)
-    for run in (chunked, budget):
-        for a, b in zip(whole.algorithm.parameters(), run.algorithm.parameters()):
+    assert budget.results["chunking"] == {"tasks_per_chunk": 2, "source": "budget",
+                                          "budget_mb": 0.5, "one_task_peak_mb": 0.2,
+                                          "over_budget": False}
+    assert over.results["chunking"] == {"tasks_per_chunk": 1, "source": "budget",
+                                        "budget_mb": 0.1, "one_task_peak_mb": 0.2,
+                                        "over_budget": True}
+    for run in (chunked, budget, over):
+        for a, b in zip(whole.algorithm.parameters(), run.algorithm.parameters(), strict=True):
             assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
 
 

@@ -64,7 +64,7 @@ def test_two_process_meta_update_equals_single_process(tmp_path):
     single = _meta_step(gbml_ext.GBML(_model(), lr=0.4, transform=gbml_ext.KroneckerTransform()),
                         TASKS, world_size=1)
     for rank in range(2):
-        for a, b in zip(torch.load(tmp_path / f"params{rank}.pt"), single):
+        for a, b in zip(torch.load(tmp_path / f"params{rank}.pt"), single, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["world_size"] == 2

@@ -40,7 +40,8 @@ def test_gbml_eval_and_load_run(tmp_path, capsys):
     run = load_run(tmp_path)
     assert random.getstate() == states[0] and np.array_equal(np.random.get_state()[1], states[1])
     assert torch.equal(torch.get_rng_state(), states[2])
-    for a, b in zip(run.learner.state_dict().values(), trained.algorithm.state_dict().values()):
+    for a, b in zip(run.learner.state_dict().values(), trained.algorithm.state_dict().values(),
+                    strict=True):
         assert torch.equal(a, b)
     assert run.iteration == 6 and run.config.train.iterations == 6
 

@@ -112,5 +112,5 @@ def test_the_fast_path_reads_a_learner_only_through_its_batched_form() -> None:
              for _ in range(3)]
     gbml_ext.accumulate_meta_gradient(maml, tasks, 2)
     batched_meta_gradient(wrapped, tasks, 2)
-    for want, got in zip(maml.parameters(), wrapped.parameters()):
+    for want, got in zip(maml.parameters(), wrapped.parameters(), strict=True):
         torch.testing.assert_close(got.grad, want.grad, rtol=1e-5, atol=1e-7)

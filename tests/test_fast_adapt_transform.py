@@ -67,10 +67,10 @@ def test_batched_meta_gradient_equals_per_task(label: str, steps: int) -> None:
     tasks = [classification_task(seed=seed) for seed in range(3)]
     expected = accumulate_meta_gradient(algorithm, tasks, steps)
     actual = batched_meta_gradient(twin, tasks, steps)
-    for want, got in zip(expected, actual):
+    for want, got in zip(expected, actual, strict=True):
         torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-12)
     transform_grads = 0
-    for (name, want), got in zip(algorithm.named_parameters(), twin.parameters()):
+    for (name, want), got in zip(algorithm.named_parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(got.grad, want.grad, rtol=1e-5, atol=1e-10, msg=name)
         transform_grads += "compute_update" in name and bool(want.grad.abs().sum() > 0)
     assert transform_grads > 0
@@ -172,7 +172,7 @@ def test_per_task_meta_gradient_equals_finite_differences_and_hand_loop(steps: i
     run_task(kfo, task, steps).loss.backward()
     reference = torch.autograd.grad(hand_written_query_loss(kfo, task, steps, False), params)
     numeric = finite_difference_grad(lambda: run_task(kfo, task, steps).loss.detach(), params)
-    for param, want_hand, want_numeric in zip(params, reference, numeric):
+    for param, want_hand, want_numeric in zip(params, reference, numeric, strict=True):
         torch.testing.assert_close(param.grad, want_hand, rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(param.grad, want_numeric, rtol=1e-5, atol=1e-8)
 
@@ -188,13 +188,14 @@ def test_meta_gradient_equals_hand_loop(first_order: bool, path: str) -> None:
     expected = [torch.zeros_like(p) for p in kfo.parameters()]
     for task in tasks:
         loss = hand_written_query_loss(kfo, task, 3, first_order) / len(tasks)
-        for total, grad in zip(expected, torch.autograd.grad(loss, list(kfo.parameters()))):
+        for total, grad in zip(expected, torch.autograd.grad(loss, list(kfo.parameters())),
+                               strict=True):
             total += grad
     if path == "batched":
         batched_meta_gradient(kfo, tasks, 3)
     else:
         accumulate_meta_gradient(kfo, tasks, 3)
-    for param, want in zip(kfo.parameters(), expected):
+    for param, want in zip(kfo.parameters(), expected, strict=True):
         torch.testing.assert_close(param.grad, want, rtol=1e-9, atol=1e-12)
 
 

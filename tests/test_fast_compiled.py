@@ -50,7 +50,7 @@ def test_evaluation_curves_equal_the_per_task_engine():
     maml = gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.2)  # second order: evaluation only
     tasks = _regression_tasks(2)
     curves = compiled_adaptation_curves(maml, tasks, steps=3)
-    for task, curve in zip(tasks, curves):
+    for task, curve in zip(tasks, curves, strict=True):
         reference = adaptation_curve(maml, task, 3)
         got = torch.stack([outcome.loss for outcome in curve])
         want = torch.stack([outcome.loss for outcome in reference])
@@ -102,9 +102,9 @@ def test_cnn_fomaml_and_evaluation_equal_the_per_task_engine(float64):
         scale = torch.maximum(expected.norm(), 1e-3 * total)  # conv biases before BN: ~0
         assert float((gradients[1][name] - expected).norm() / scale) < 1e-5, name
     curves = compiled_adaptation_curves(fomaml, tasks, 2)
-    for task, curve in zip(tasks, curves):
+    for task, curve in zip(tasks, curves, strict=True):
         reference = adaptation_curve(fomaml, task, 2)
-        for got, want in zip(curve, reference):
+        for got, want in zip(curve, reference, strict=True):
             torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-8)
             assert float(got.accuracy) == float(want.accuracy)
 

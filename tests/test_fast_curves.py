@@ -23,9 +23,9 @@ evaluate_module = importlib.import_module("gbml_ext.runner.evaluate")
 def assert_same_curves(actual: List[List[TaskOutcome]],
                        expected: List[List[TaskOutcome]]) -> None:
     assert len(actual) == len(expected)
-    for got_curve, want_curve in zip(actual, expected):
+    for got_curve, want_curve in zip(actual, expected, strict=True):
         assert len(got_curve) == len(want_curve)
-        for got, want in zip(got_curve, want_curve):
+        for got, want in zip(got_curve, want_curve, strict=True):
             assert not got.loss.requires_grad
             torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-12)
             if want.accuracy is None:

@@ -87,7 +87,7 @@ def test_runs_on_both_paths_give_the_same_numbers(tmp_path: Path, extra: List[st
     written = json.loads((tmp_path / "auto" / "results.json").read_text())
     assert written["path"] == "batched"
     for want, got in zip(per_task["evaluation"]["per_task"]["loss_by_step"],
-                         auto["evaluation"]["per_task"]["loss_by_step"]):
+                         auto["evaluation"]["per_task"]["loss_by_step"], strict=True):
         torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-5, atol=1e-7)
     assert auto["final_train_loss"] == pytest.approx(per_task["final_train_loss"], rel=1e-5)
     validation = [validation_losses(tmp_path / name) for name in ("per-task", "auto")]

@@ -48,7 +48,7 @@ def test_maml_metagradient_matches_finite_differences_on_nonlinear_model():
     maml.zero_grad()
     meta_loss().backward()
     numeric = finite_difference_grad(meta_loss, list(model.parameters()))
-    for p, g in zip(model.parameters(), numeric):
+    for p, g in zip(model.parameters(), numeric, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-6, atol=1e-8)
 
 
@@ -71,9 +71,10 @@ def test_adapt_never_changes_meta_parameters():
     learner = kfo.clone()
     for _ in range(3):
         learner.adapt(F.cross_entropy(learner(task.support_x), task.support_y))
-    assert any((a - b).abs().max() > 0 for a, b in zip(params_snapshot(learner.module), before))
+    assert any((a - b).abs().max() > 0
+               for a, b in zip(params_snapshot(learner.module), before, strict=True))
     after = params_snapshot(model) + params_snapshot(kfo.compute_update)
-    for a, b in zip(after, before + before_t):
+    for a, b in zip(after, before + before_t, strict=True):
         assert torch.equal(a, b)
 
 
@@ -124,5 +125,5 @@ def test_gbml_matches_learn2learn_maml_on_a_cnn():
     ours, reference = gbml_ext.GBML(build(), lr=0.3), Learn2LearnMAML(build(), lr=0.3)
     for algorithm in (ours, reference):
         gbml_ext.run_task(algorithm, task, steps=2).loss.backward()
-    for a, b in zip(ours.parameters(), reference.parameters()):
+    for a, b in zip(ours.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)

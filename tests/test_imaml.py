@@ -40,7 +40,7 @@ def test_implicit_metagradient_matches_closed_form_on_linear_regression(lam):
     forms = [imaml_closed_form(task, theta, lam) for task in tasks]
     expected = 1.0 + np.mean([grad for grad, _, _ in forms], axis=0)
     np.testing.assert_allclose(model.weight.grad.numpy().T, expected, rtol=1e-6)
-    for outcome, (_, query_loss, _) in zip(outcomes, forms):
+    for outcome, (_, query_loss, _) in zip(outcomes, forms, strict=True):
         assert not outcome.loss.requires_grad and outcome.accuracy is None
         assert outcome.loss.item() == pytest.approx(query_loss, rel=1e-8)
     assert all(result.converged for result in imaml.last_cg_results)
@@ -74,7 +74,7 @@ def _inner_solution(model, task, lr, lam, steps):
         loss = F.cross_entropy(functional_call(model, phi, (task.support_x,)), task.support_y)
         grads = torch.autograd.grad(loss, list(phi.values()))
         phi = {k: (v - lr * (g + lam * (v - theta[k]))).detach()
-               for (k, v), g in zip(phi.items(), grads)}
+               for (k, v), g in zip(phi.items(), grads, strict=True)}
     return phi
 
 
@@ -94,7 +94,8 @@ def test_conjugate_gradient_converges_and_solves_the_implicit_system_on_an_mlp()
     sizes = [v.numel() for v in phi.values()]
 
     def loss_of(flat, x, y):
-        parts = dict(zip(names, (t.view(s) for t, s in zip(flat.split(sizes), shapes))))
+        parts = dict(zip(names, (t.view(s) for t, s in zip(flat.split(sizes), shapes, strict=True)),
+                         strict=True))
         return F.cross_entropy(functional_call(model, parts, (x,)), y)
 
     flat = torch.cat([v.reshape(-1) for v in phi.values()])

@@ -39,7 +39,7 @@ def test_identity_start_equals_maml(nonlinear, psd):
     kfo = gbml_ext.GBML(small_cnn(), lr=0.3,
                         transform=KroneckerTransform(nonlinear=nonlinear, psd=psd))
     kfo_params, kfo_grads = adapted_and_metagrad(kfo, task)
-    for a, b in zip(maml_params + maml_grads, kfo_params + kfo_grads):
+    for a, b in zip(maml_params + maml_grads, kfo_params + kfo_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     if not nonlinear:  # the non-linear branch is gated off at the start; its gate gets the gradient
         assert all(p.grad is not None and p.grad.abs().max() > 0
@@ -71,7 +71,7 @@ def test_update_is_left_gradient_right_for_linear_conv_and_bias():
     conv_update = conv_update.reshape(g_cw.shape)
     expected = [conv_w - 0.2 * conv_update, conv_b - 0.2 * L[1] @ g_cb,
                 lin_w - 0.2 * L[2] @ g_lw @ R[2], lin_b - 0.2 * L[3] @ g_lb]
-    for got, want in zip(learner.module.parameters(), expected):
+    for got, want in zip(learner.module.parameters(), expected, strict=True):
         np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-10, atol=1e-12)
 
 
@@ -103,7 +103,8 @@ def test_adapt_transform_changes_transform_only_when_asked():
         for _ in range(3):
             learner.adapt(F.cross_entropy(learner(task.support_x), task.support_y))
         changed = any((a - b).abs().max() > 0 for a, b in
-                      zip(learner.compute_update.parameters(), kfo.compute_update.parameters()))
+                      zip(learner.compute_update.parameters(), kfo.compute_update.parameters(),
+                          strict=True))
         assert changed == adapt_transform
 
 

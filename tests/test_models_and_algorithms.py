@@ -45,7 +45,7 @@ def test_anil_adapts_only_the_head_and_meta_learns_the_body():
     task = classification_task()
     outcome = gbml_ext.run_task(anil, task, steps=3)
     assert len(calls) == 1, "body features must be computed once per task"
-    for a, b in zip(params_snapshot(body), body_before):
+    for a, b in zip(params_snapshot(body), body_before, strict=True):
         assert torch.equal(a, b)
     outcome.loss.backward()
     assert all(p.grad is not None and p.grad.abs().max() > 0 for p in body.parameters())
@@ -78,7 +78,8 @@ def test_reptile_update_is_interpolation_towards_adapted_weights():
             h = torch.tanh(task.support_x @ weights[0].T + weights[1])
             loss = F.cross_entropy(h @ weights[2].T + weights[3], task.support_y)
             grads = torch.autograd.grad(loss, weights)
-            weights = [(w - 0.4 * g).detach().requires_grad_() for w, g in zip(weights, grads)]
+            weights = [(w - 0.4 * g).detach().requires_grad_()
+                       for w, g in zip(weights, grads, strict=True)]
         phis.append([w.detach() for w in weights])
     reptile = gbml_ext.Reptile(model, lr=0.4)
     outer = torch.optim.SGD(reptile.parameters(), lr=0.25)

@@ -27,7 +27,8 @@ def _run(tmp_path: Path, name: str, *extra: str):
 def test_fp32_is_bit_identical_to_no_precision_key(tmp_path):
     plain = _run(tmp_path, "plain")
     fp32 = _run(tmp_path, "fp32", "precision=fp32")
-    for a, b in zip(plain.algorithm.state_dict().values(), fp32.algorithm.state_dict().values()):
+    for a, b in zip(plain.algorithm.state_dict().values(), fp32.algorithm.state_dict().values(),
+                    strict=True):
         assert torch.equal(a, b)
     assert plain.results["evaluation"]["loss"] == fp32.results["evaluation"]["loss"]
     assert fp32.results["precision"] == "fp32"

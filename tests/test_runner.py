@@ -106,7 +106,7 @@ def test_resume_is_bit_identical_to_uninterrupted_run(tmp_path, monkeypatch):
     resumed = train(config, resume=True, progress=False)
 
     for a, b in zip(straight.algorithm.state_dict().values(),
-                    resumed.algorithm.state_dict().values()):
+                    resumed.algorithm.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(straight.history) == strip(resumed.history)
@@ -167,5 +167,5 @@ def test_channels_last_model_gives_the_same_meta_gradient():
                    for p in convs if p.shape[1] > 1)
         learner.accumulate_meta_gradient(tasks, 2)
         gradients.append([p.grad.clone() for p in learner.parameters()])
-    for plain, nhwc in zip(*gradients):
+    for plain, nhwc in zip(*gradients, strict=True):
         torch.testing.assert_close(nhwc, plain, rtol=1e-4, atol=1e-6)

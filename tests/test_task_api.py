@@ -1,6 +1,7 @@
 """The task API a user calls directly: indexing a `TaskBatch` by a list, tuple, NumPy array,
 tensor or boolean mask gives a TaskBatch of those tasks; unsupported indices and task counts
-below one are clear errors, for every sampler."""
+below one are clear errors, for every sampler; inputs and targets of different lengths are
+refused when a Task or TaskBatch is built."""
 import numpy as np
 import pytest
 import torch
@@ -10,6 +11,7 @@ from gbml_ext.data import (
     ImageClassDataset,
     LinearRegressionTasks,
     LogisticRegressionTasks,
+    Task,
     TaskBatch,
     TensorFewShotTasks,
     sample_batch,
@@ -90,3 +92,32 @@ def test_sample_batch_of_no_tasks_names_the_number(name, count):
     assert len(source.sample_batch(2)) == 2
     with pytest.raises(TypeError, match="whole number"):
         sample_batch(source, 2.5)
+
+
+@pytest.mark.parametrize("part,lengths", [("support", (5, 4)), ("query", (7, 8))])
+def test_a_task_whose_inputs_and_targets_differ_in_length_is_refused(part, lengths):
+    n_x, n_y = lengths
+    sizes = {"support": (5, 5), "query": (7, 7)}
+    sizes[part] = lengths
+    (s_x, s_y), (q_x, q_y) = sizes["support"], sizes["query"]
+    shapes = rf"\({part}_x \({n_x}, 3\), {part}_y \({n_y},\)\)"
+    with pytest.raises(ValueError, match=rf"Task got {n_x} {part} inputs but {n_y} {part} "
+                                         rf"targets {shapes}: give every input one target"):
+        Task(torch.randn(s_x, 3), torch.zeros(s_y), torch.randn(q_x, 3), torch.zeros(q_y))
+    with pytest.raises(ValueError, match=rf"TaskBatch got {n_x} {part} inputs but {n_y} {part}"):
+        TaskBatch(torch.randn(2, s_x, 3), torch.zeros(2, s_y), torch.randn(2, q_x, 3),
+                  torch.zeros(2, q_y))
+
+
+def test_targets_without_an_example_axis_are_refused():
+    with pytest.raises(ValueError, match=r"Task's support_x and support_y need a leading"):
+        Task(torch.tensor(1.0), torch.tensor(0), torch.randn(2, 3), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"TaskBatch's query_x and query_y need an example axis"):
+        TaskBatch(torch.randn(2, 5, 3), torch.zeros(2, 5), torch.randn(2, 7, 3), torch.zeros(2))
+
+
+def test_tasks_of_matching_lengths_and_their_views_are_accepted():
+    task = Task(torch.randn(5, 3), torch.zeros(5), torch.randn(7, 3), torch.zeros(7, 2))
+    assert task.query_y.shape == (7, 2)
+    batch = TaskBatch.stack([task, task])
+    assert [t.support_x.shape[0] for t in batch] == [5, 5] and len(batch[[1]]) == 1

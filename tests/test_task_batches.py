@@ -129,7 +129,7 @@ def test_class_image_and_label_frequencies_match_learn2learns_taskset(name):
                 torch.bincount(classes[:, 0], minlength=dataset.num_classes), classes)
 
     mine, theirs = frequencies(ours), frequencies(reference)
-    for a, b in zip(mine[:4], theirs[:4]):
+    for a, b in zip(mine[:4], theirs[:4], strict=True):
         assert chi2_contingency(np.stack([a.numpy(), b.numpy()])).pvalue > 1e-3
     # uniform classes, and for class 0 a uniform label
     assert chisquare(mine[0].numpy()).pvalue > 1e-3
@@ -178,7 +178,7 @@ def test_task_batch_views_slices_and_errors():
              for _ in range(5)]
     batch = TaskBatch.stack(tasks)
     assert len(batch) == 5 and isinstance(batch[1:4], TaskBatch) and len(batch[1:4]) == 3
-    for task, view in zip(tasks, batch):
+    for task, view in zip(tasks, batch, strict=True):
         assert torch.equal(task.query_x, view.query_x)
     assert batch[2].support_x.data_ptr() == batch.support_x[2].data_ptr()  # a view, no copy
     assert batch.to("cpu") is batch
@@ -289,7 +289,7 @@ def test_a_resumed_vision_run_on_task_batches_is_bit_identical(cifar_root, tmp_p
     monkeypatch.setattr(loop_module, "log_record", real_log)
     resumed = train(vision_config(cifar_root, tmp_path / "b"), resume=True, progress=False)
     for a, b in zip(straight.algorithm.state_dict().values(),
-                    resumed.algorithm.state_dict().values()):
+                    resumed.algorithm.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert (straight.results["evaluation"]["per_task"]
             == resumed.results["evaluation"]["per_task"])

@@ -323,7 +323,8 @@ def test_few_shot_tasks_seed_is_private_and_resumable():
     random.random()  # global RNG activity must not disturb a seeded source
     resumed = FewShotTasks(small_dataset(), 3, 1, 1, seed=99)
     resumed.load_state_dict(state)
-    assert all(torch.equal(a, b) for a, b in zip(reference, first_two + draw(resumed, 2)))
+    assert all(torch.equal(a, b)
+               for a, b in zip(reference, first_two + draw(resumed, 2), strict=True))
 
 
 def test_few_shot_tasks_transforms_and_fixed_task_pool():

@@ -64,5 +64,5 @@ def test_each_rank_draws_its_own_training_tasks_but_shares_evaluation(cifar_root
     rank0, rank1 = (build_sources(data, seed=0, rank=r) for r in (0, 1))
     train0 = [rank0["train"].sample().support_x for _ in range(3)]
     train1 = [rank1["train"].sample().support_x for _ in range(3)]
-    assert any(not torch.equal(a, b) for a, b in zip(train0, train1))
+    assert any(not torch.equal(a, b) for a, b in zip(train0, train1, strict=True))
     assert torch.equal(rank0["test"].sample().query_x, rank1["test"].sample().query_x)

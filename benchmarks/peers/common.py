@@ -99,5 +99,5 @@ def split_learner(learner: nn.Module) -> Parts:
     update = gbml.compute_update
     names = [name for name, _ in gbml.module.named_parameters()]
     transforms = {name: (None if index is None else update.transforms_modules[index])
-                  for name, index in zip(names, update.transforms_indices)}
+                  for name, index in zip(names, update.transforms_indices, strict=True)}
     return Parts(body, gbml.module, transforms, float(gbml.lr), bool(gbml.first_order))

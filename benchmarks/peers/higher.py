@@ -40,7 +40,8 @@ def _higher(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task]
     def grad_callback(gradients: List[torch.Tensor]) -> List[torch.Tensor]:
         if parts.first_order:
             gradients = [gradient.detach() for gradient in gradients]
-        return [parts.transform(name, gradient) for name, gradient in zip(names, gradients)]
+        return [parts.transform(name, gradient)
+                for name, gradient in zip(names, gradients, strict=True)]
 
     def meta_iteration() -> None:
         for task in tasks:

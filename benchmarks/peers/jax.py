@@ -198,10 +198,10 @@ def _jax(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task]
         stacked.append(jax.device_put(values.cpu().numpy(), device))
 
     def meta_iteration() -> None:
-        params = {name: _to_jax(p, device) for name, p in zip(names, parameters)}
+        params = {name: _to_jax(p, device) for name, p in zip(names, parameters, strict=True)}
         _, gradients = step(params, *stacked)
         gradients = jax.block_until_ready(gradients)
-        for name, param in zip(names, parameters):
+        for name, param in zip(names, parameters, strict=True):
             gradient = _to_torch(gradients[name], param).to(param.dtype)
             param.grad = gradient.clone() if param.grad is None else param.grad + gradient
 

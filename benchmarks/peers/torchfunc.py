@@ -33,7 +33,7 @@ def adapt_functionally(parts: Parts, support_x: torch.Tensor, support_y: torch.T
         gradients = torch.autograd.grad(loss, list(params.values()),
                                         create_graph=not parts.first_order)
         params = {name: parts.step(name, weight, gradient)
-                  for (name, weight), gradient in zip(params.items(), gradients)}
+                  for (name, weight), gradient in zip(params.items(), gradients, strict=True)}
     return params
 
 

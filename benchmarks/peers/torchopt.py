@@ -48,14 +48,15 @@ def _torchopt(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task]
             params = tuple(parts.head.parameters())
             state = optimizer.init(params)
             for _ in range(config.steps):
-                outputs = functional_call(parts.head, dict(zip(names, params)), (support_x,))
+                outputs = functional_call(parts.head, dict(zip(names, params, strict=True)),
+                                          (support_x,))
                 gradients = torch.autograd.grad(loss_fn(outputs, task.support_y), params,
                                                 create_graph=not parts.first_order)
                 gradients = tuple(parts.transform(name, gradient)
-                                  for name, gradient in zip(names, gradients))
+                                  for name, gradient in zip(names, gradients, strict=True))
                 updates, state = optimizer.update(gradients, state, inplace=False)
                 params = torchopt.apply_updates(params, updates, inplace=False)
-            outputs = functional_call(parts.head, dict(zip(names, params)), (query_x,))
+            outputs = functional_call(parts.head, dict(zip(names, params, strict=True)), (query_x,))
             (loss_fn(outputs, task.query_y) / len(tasks)).backward()
 
     return learner, meta_iteration

@@ -14,9 +14,21 @@ from torch import nn
 from ..fast.form import BatchedForm, FormOrReason
 from .base import MetaLearner, per_task_reason
 from .spec import register_algorithm
-from .update import NOT_FROM_LEARNER, build_parameter_update, check_lr, reached_nodes
+from .update import (
+    NOT_FROM_LEARNER,
+    build_parameter_update,
+    check_has_parameters,
+    check_lr,
+    reached_nodes,
+)
 
 __all__ = ["GBML", "MAML"]
+
+NOT_A_CLONE = (
+    "adapt() was called on the meta-learner itself ({name}), which would overwrite its "
+    "meta-parameters: call clone() first and adapt the clone, learner = meta_learner.clone(); "
+    "learner.adapt(loss)."
+)
 
 class GBML(MetaLearner, l2l.algorithms.GBML):
     """Gradient-based meta-learner with fast weights: `clone()`, then `adapt(loss)`.
@@ -45,8 +57,8 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
         allow_nograd: skip parameters with `requires_grad=False`.
 
     Raises:
-        ValueError: `lr` is not a positive finite number, or `transform` selects parameters
-            the module does not have (or none at all).
+        ValueError: `lr` is not a positive finite number, the module has no parameters, or
+            `transform` selects parameters the module does not have (or none at all).
 
     Example:
         >>> model = torch.nn.Linear(3, 1)
@@ -63,11 +75,15 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
                  first_order: bool = False, adapt_transform: bool = False,
                  allow_unused: bool = False, allow_nograd: bool = False, **kwargs: Any):
         check_lr(lr, type(self).__name__)
+        check_has_parameters(module, type(self).__name__)
         if "compute_update" not in kwargs:
             kwargs["compute_update"] = build_parameter_update(module, transform)
         super().__init__(module, transform, lr=lr, adapt_transform=adapt_transform,
                          first_order=first_order, allow_unused=allow_unused,
                          allow_nograd=allow_nograd, **kwargs)
+
+    # True on what `clone()` returns: `adapt` refuses to step the meta-learner itself.
+    _is_clone = False
 
     def clone(self, first_order: Optional[bool] = None, allow_unused: Optional[bool] = None,
               allow_nograd: Optional[bool] = None, adapt_transform: Optional[bool] = None
@@ -100,6 +116,7 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
             allow_nograd=self.allow_nograd if allow_nograd is None else allow_nograd,
             compute_update=l2l.clone_module(self.compute_update),
         )
+        learner._is_clone = True
         return learner
 
     def batched_form(self) -> FormOrReason:
@@ -126,13 +143,16 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
                 step; None keeps it.
 
         Raises:
-            ValueError: the loss is not a scalar, does not require grad, was not computed from
-                this learner (e.g. from the meta-model), or misses some parameters.
+            ValueError: `self` is the meta-learner rather than one of its clones (call
+                `clone()` first), or the loss is not a scalar, does not require grad, was not
+                computed from this learner (e.g. from the meta-model), or misses some
+                parameters.
 
         Example:
             >>> learner = GBML(torch.nn.Linear(3, 1), lr=0.1).clone()
             >>> learner.adapt(learner(torch.randn(4, 3)).pow(2).mean())
         """
+        self._refuse_unless_clone()
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ValueError(
@@ -153,6 +173,11 @@ class GBML(MetaLearner, l2l.algorithms.GBML):
             if explained is error:
                 raise
             raise explained from None
+
+    def _refuse_unless_clone(self) -> None:
+        """Raises the `ValueError` of `adapt` on the meta-learner itself (not a clone)."""
+        if not self._is_clone:
+            raise ValueError(NOT_A_CLONE.format(name=type(self).__name__))
 
     def _adapt_transform(self, loss: torch.Tensor, first_order: Optional[bool],
                          allow_unused: Optional[bool]) -> None:

@@ -38,7 +38,7 @@ class CGResult(NamedTuple):
 
 
 def _dot(a: Vectors, b: Vectors) -> torch.Tensor:
-    return functools.reduce(operator.add, [(x * y).sum() for x, y in zip(a, b)])
+    return functools.reduce(operator.add, [(x * y).sum() for x, y in zip(a, b, strict=True)])
 
 
 def conjugate_gradient(apply: Callable[[Vectors], Vectors], b: Vectors, max_steps: int,
@@ -73,10 +73,10 @@ def conjugate_gradient(apply: Callable[[Vectors], Vectors], b: Vectors, max_step
         if curvature <= 0:
             break
         alpha = rr / curvature
-        x = [xi + alpha * pi for xi, pi in zip(x, p)]
-        r = [ri - alpha * api for ri, api in zip(r, ap)]
+        x = [xi + alpha * pi for xi, pi in zip(x, p, strict=True)]
+        r = [ri - alpha * api for ri, api in zip(r, ap, strict=True)]
         rr_new = _dot(r, r)
-        p = [ri + (rr_new / rr) * pi for ri, pi in zip(r, p)]
+        p = [ri + (rr_new / rr) * pi for ri, pi in zip(r, p, strict=True)]
         rr = rr_new
     return x, CGResult(math.sqrt(float(rr)), tolerance, steps)
 
@@ -122,8 +122,12 @@ class IMAML(GBML):
             raise ValueError("IMAML takes plain gradient inner steps: drop the transform argument.")
         kwargs.pop("first_order", None)
         for name, value, example in (("lr", lr, 0.1), ("lam", lam, 1.0)):
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"IMAML got {name}={value}: pass a finite {name} > 0, "
+            try:  # a string such as "0.1" or a bool is refused, not read as a number
+                valid = not isinstance(value, (str, bool)) and math.isfinite(value) and value > 0
+            except TypeError:
+                valid = False
+            if not valid:
+                raise ValueError(f"IMAML got {name}={value!r}: pass a finite {name} > 0, "
                                  f"e.g. {name}={example}.")
         if int(cg_steps) != cg_steps or cg_steps < 1:
             raise ValueError(f"IMAML got cg_steps={cg_steps}: pass an integer cg_steps >= 1, "
@@ -142,24 +146,30 @@ class IMAML(GBML):
               adapt_transform: Optional[bool] = None) -> "IMAML":
         """A learner whose `adapt` takes proximal steps on its own fast weights (always first
         order: `first_order` and `adapt_transform` are accepted for the engine and ignored)."""
-        return type(self)(l2l.clone_module(self.module), lr=self.lr, lam=self.lam,
-                     cg_steps=self.cg_steps, cg_tol=self.cg_tol, cg_atol=self.cg_atol,
-                     allow_unused=self.allow_unused if allow_unused is None else allow_unused,
-                     allow_nograd=self.allow_nograd if allow_nograd is None else allow_nograd)
+        learner = type(self)(
+            l2l.clone_module(self.module), lr=self.lr, lam=self.lam, cg_steps=self.cg_steps,
+            cg_tol=self.cg_tol, cg_atol=self.cg_atol,
+            allow_unused=self.allow_unused if allow_unused is None else allow_unused,
+            allow_nograd=self.allow_nograd if allow_nograd is None else allow_nograd)
+        learner._is_clone = True
+        return learner
 
     def adapt(self, loss: torch.Tensor, first_order: Optional[bool] = None,
               allow_nograd: Optional[bool] = None, allow_unused: Optional[bool] = None) -> None:
         """One step on `loss` + (λ/2)‖φ − φ₀‖², φ₀ the parameters at the first `adapt`.
 
-        The step is φ ← φ − α (∇loss(φ) + λ (φ − φ₀)); `loss` is checked as by `GBML.adapt`.
+        The step is φ ← φ − α (∇loss(φ) + λ (φ − φ₀)); `loss` is checked as by `GBML.adapt`,
+        and, as there, only a clone adapts.
         """
+        self._refuse_unless_clone()
         before = [p.detach() for p in self.module.parameters()]
         if self._anchor is None:
             self._anchor = [p.clone() for p in before]
         super().adapt(loss, first_order=True, allow_nograd=allow_nograd,
                       allow_unused=allow_unused)
         pulls = [-self.lr * self.lam * (old - anchor) if p.requires_grad else None
-                 for p, old, anchor in zip(self.module.parameters(), before, self._anchor)]
+                 for p, old, anchor in zip(self.module.parameters(), before, self._anchor,
+                                           strict=True)]
         l2l.update_module(self.module, updates=pulls)
 
     def accumulate_meta_gradient(self, tasks: Sequence[Task], steps: int,
@@ -174,7 +184,7 @@ class IMAML(GBML):
             outcome, grads = self._task_meta_gradient(self.encode_task(task), steps, task_loss_fn)
             outcomes.append(outcome)
             with torch.no_grad():
-                for theta, g in zip(meta_params, grads):
+                for theta, g in zip(meta_params, grads, strict=True):
                     step = g / len(tasks)
                     theta.grad = step if theta.grad is None else theta.grad + step
         return outcomes
@@ -202,7 +212,7 @@ class IMAML(GBML):
                 return [t.clone() for t in v]
             hv = torch.autograd.grad([g for _, g in pairs], phi, [v[i] for i, _ in pairs],
                                      retain_graph=True, allow_unused=True)
-            return [t if h is None else t + h / self.lam for t, h in zip(v, hv)]
+            return [t if h is None else t + h / self.lam for t, h in zip(v, hv, strict=True)]
 
         grads, result = conjugate_gradient(apply, b, self.cg_steps, self.cg_tol, self.cg_atol)
         self.last_cg_results.append(result)
@@ -211,7 +221,7 @@ class IMAML(GBML):
 
 def _grads(loss: torch.Tensor, params: Vectors) -> Vectors:
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
 
 
 @register_algorithm("imaml", reads=("imaml_lam", "cg_steps"),

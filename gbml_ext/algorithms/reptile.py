@@ -62,7 +62,7 @@ class Reptile(GBML):
             engine.adapt_learner(learner, task.support_x, task.support_y, steps, task_loss_fn)
             outcomes.append(engine.score_query(learner, task, task_loss_fn))
             with torch.no_grad():
-                for theta, phi in zip(meta_params, learner.module.parameters()):
+                for theta, phi in zip(meta_params, learner.module.parameters(), strict=True):
                     step = (theta - phi) / len(tasks)
                     theta.grad = step if theta.grad is None else theta.grad + step
         return outcomes

@@ -4,6 +4,7 @@ checks that turn learn2learn's silent failures into errors that say what to do.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 import learn2learn as l2l
@@ -12,8 +13,8 @@ from torch import nn
 
 from ..optim.transforms import TransformFactory
 
-__all__ = ["NOT_FROM_LEARNER", "ParameterUpdate", "build_parameter_update", "check_lr",
-           "reached_nodes"]
+__all__ = ["NOT_FROM_LEARNER", "ParameterUpdate", "build_parameter_update",
+           "check_has_parameters", "check_lr", "reached_nodes"]
 
 NOT_FROM_LEARNER = (
     "adapt() got a loss that was not computed from this learner's fast weights: call "
@@ -28,6 +29,9 @@ def _no_transform(param: torch.Tensor, name: Optional[str] = None) -> None:
 def check_lr(lr: Any, owner: str, name: str = "lr") -> None:
     """Raises a `ValueError` unless `lr` is a positive finite number.
 
+    A number means an int or float (NumPy's included) or a one-element real tensor; a string
+    such as "0.1" or a bool is refused here rather than failing at the first inner step.
+
     Arguments:
         lr: the learning rate to check (a number or a one-element tensor).
         owner: the class named in the message, e.g. "GBML".
@@ -39,15 +43,42 @@ def check_lr(lr: Any, owner: str, name: str = "lr") -> None:
         Traceback (most recent call last):
         ...
         ValueError: GBML got lr=nan, but the inner-loop learning rate must be a positive ...
+        >>> check_lr("0.1", "GBML")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: GBML got lr='0.1' (a str), but the inner-loop learning rate must be a ...
     """
-    try:
-        value = float(lr)
-    except (TypeError, ValueError, RuntimeError):
-        value = math.nan
+    is_number = isinstance(lr, numbers.Real) and not isinstance(lr, bool)
+    is_tensor = (isinstance(lr, torch.Tensor) and lr.numel() == 1
+                 and not (lr.dtype == torch.bool or lr.dtype.is_complex))
+    value = float(lr) if is_number or is_tensor else math.nan
     if not (math.isfinite(value) and value > 0):
+        kind = "" if is_number or is_tensor else f" (a {type(lr).__name__})"
         raise ValueError(
-            f"{owner} got {name}={lr!r}, but the inner-loop learning rate must be a positive "
-            f"finite number. Pass a step size such as {name}=0.1."
+            f"{owner} got {name}={lr!r}{kind}, but the inner-loop learning rate must be a "
+            f"positive finite number. Pass a step size such as {name}=0.1."
+        )
+
+
+def check_has_parameters(module: nn.Module, owner: str) -> None:
+    """Raises a `ValueError` if `module` has no parameters, so there is nothing to adapt.
+
+    Arguments:
+        module: the model the learner will adapt.
+        owner: the class named in the message, e.g. "GBML".
+
+    Example:
+        >>> check_has_parameters(torch.nn.Linear(3, 1), "GBML")
+        >>> check_has_parameters(torch.nn.ReLU(), "GBML")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: GBML got a module with no parameters (ReLU), so there is nothing to adapt...
+    """
+    if next(iter(module.parameters()), None) is None:
+        raise ValueError(
+            f"{owner} got a module with no parameters ({type(module).__name__}), so there is "
+            f"nothing to adapt or meta-learn. Pass the model whose weights should learn, e.g. "
+            f"nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))."
         )
 
 
@@ -76,7 +107,7 @@ class ParameterUpdate(l2l.optim.ParameterUpdate):
         else:
             gradients = list(found)
         updates = []
-        for gradient, index in zip(gradients, self.transforms_indices):
+        for gradient, index in zip(gradients, self.transforms_indices, strict=True):
             if index is None or gradient is None:
                 updates.append(gradient)
             else:

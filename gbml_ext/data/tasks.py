@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Iterator, Protocol, overload
+from typing import Any, Iterator, Mapping, Protocol, overload
 
 import numpy as np
 import torch
@@ -14,6 +14,22 @@ __all__ = ["Task", "TaskBatch", "TaskSource", "check_task_count", "sample_batch"
            "stack_samples"]
 
 _FIELDS = ("support_x", "support_y", "query_x", "query_y")
+
+
+def _check_lengths(owner: str, tensors: Mapping[str, Any], axis: int, axis_name: str) -> None:
+    """Raises a `ValueError` unless each set's inputs and targets agree in length along `axis`
+    (0 for a `Task`, 1, after the task axis, for a `TaskBatch`)."""
+    for part in ("support", "query"):
+        x, y = tensors[f"{part}_x"], tensors[f"{part}_y"]
+        if len(x.shape) <= axis or len(y.shape) <= axis:
+            raise ValueError(
+                f"{owner}'s {part}_x and {part}_y need a{axis_name} axis, got shapes "
+                f"{tuple(x.shape)} and {tuple(y.shape)}.")
+        if x.shape[axis] != y.shape[axis]:
+            raise ValueError(
+                f"{owner} got {x.shape[axis]} {part} inputs but {y.shape[axis]} {part} targets "
+                f"({part}_x {tuple(x.shape)}, {part}_y {tuple(y.shape)}): give every input "
+                f"one target.")
 
 
 @dataclass
@@ -26,6 +42,9 @@ class Task:
         query_x: (n_query, *input_shape) inputs the adapted learner is scored on.
         query_y: (n_query,) or (n_query, out) targets.
 
+    Raises:
+        ValueError: support_x and support_y (or query_x and query_y) differ in length.
+
     Example:
         >>> task = Task(torch.randn(5, 3), torch.arange(5),
         ...             torch.randn(10, 3), torch.arange(10) % 5)
@@ -37,6 +56,9 @@ class Task:
     support_y: torch.Tensor
     query_x: torch.Tensor
     query_y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        _check_lengths("Task", vars(self), 0, " leading example")
 
     def to(self, device) -> Task:
         return Task(*(t.to(device, non_blocking=True) for t in
@@ -59,6 +81,10 @@ class TaskBatch(Sequence[Task]):
         query_x: (T, n_query, *input_shape).
         query_y: (T, n_query) or (T, n_query, out).
 
+    Raises:
+        ValueError: the four tensors differ in T, or a task's inputs and targets differ in
+            length (support_x's n_support against support_y's, and the same for the query).
+
     Example:
         >>> tasks = [Task(torch.randn(5, 3), torch.arange(5), torch.randn(10, 3),
         ...               torch.arange(10) % 5) for _ in range(4)]
@@ -78,6 +104,8 @@ class TaskBatch(Sequence[Task]):
         if len(set(sizes.values())) != 1 or None in sizes.values():
             raise ValueError(f"TaskBatch tensors need the same leading task axis, got {sizes}; "
                              "build one from a list of equal-shape tasks with TaskBatch.stack.")
+        _check_lengths("TaskBatch", {name: getattr(self, name) for name in _FIELDS}, 1,
+                       "n example axis after the task")
 
     @classmethod
     def stack(cls, tasks: Sequence[Task]) -> TaskBatch:

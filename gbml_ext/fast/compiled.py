@@ -119,7 +119,7 @@ def _step(loss: TaskLoss, learner: BatchedForm, params: Params, task: Task) -> P
     gradients = torch.autograd.grad(loss(params, task.support_x, task.support_y)[0],
                                     list(params.values()))
     return {n: (w + g.mul(-float(learner.lr))).detach().requires_grad_()
-            for (n, w), g in zip(params.items(), gradients)}
+            for (n, w), g in zip(params.items(), gradients, strict=True)}
 
 
 def compiled_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: int,
@@ -153,7 +153,7 @@ def compiled_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: i
         params = _adapt(loss, learner, task, steps)
         query_loss, outputs = loss(params, task.query_x, task.query_y)
         gradients = torch.autograd.grad(query_loss / len(tasks), list(params.values()))
-        for param, gradient in zip(meta_params, gradients):
+        for param, gradient in zip(meta_params, gradients, strict=True):
             param.grad = gradient if param.grad is None else param.grad + gradient
         outcomes.append(TaskOutcome(query_loss.detach(),
                                     accuracy(outputs.detach(), task.query_y)))

@@ -94,7 +94,8 @@ class StackedLearner:
         """Losses (T,) and outputs (T, n, ...) of every task at its current fast weights."""
         per_task_loss = direct_loss(self.loss_fn, y) if self.direct and x.dim() == 3 else None
         if per_task_loss is not None:
-            outputs = direct_forward(self.module, dict(zip(self.names, self.weights)), x)
+            outputs = direct_forward(self.module,
+                                     dict(zip(self.names, self.weights, strict=True)), x)
             return per_task_loss(outputs, y), outputs
 
         def task_loss(params: Params, inputs: torch.Tensor, targets: torch.Tensor
@@ -102,7 +103,7 @@ class StackedLearner:
             outputs = functional_call(self.module, params, (inputs,))
             return self.loss_fn(outputs, targets), outputs
 
-        return torch.vmap(task_loss)(dict(zip(self.names, self.weights)), x, y)
+        return torch.vmap(task_loss)(dict(zip(self.names, self.weights, strict=True)), x, y)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One inner step of every task on its support set x (T, n, ...), y (T, n, ...)."""
@@ -116,7 +117,8 @@ class StackedLearner:
             allow_unused=self.allow_unused)
         model_gradients = gradients[:len(self.weights)]
         if adapt_psi:
-            for (index, name), gradient in zip(psi_keys, gradients[len(self.weights):]):
+            for (index, name), gradient in zip(psi_keys, gradients[len(self.weights):],
+                                               strict=True):
                 if gradient is None:
                     continue
                 psi = self.psi[index][name]
@@ -126,7 +128,8 @@ class StackedLearner:
                     gradient = gradient.detach()
                 self.psi[index][name] = self._carry(psi + gradient.mul(-self.lr))
         new_weights = []
-        for weight, gradient, index in zip(self.weights, model_gradients, self.transform_of):
+        for weight, gradient, index in zip(self.weights, model_gradients, self.transform_of,
+                                           strict=True):
             if gradient is None:
                 new_weights.append(weight)
                 continue

@@ -26,7 +26,8 @@ def _outcomes(losses: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor
     per_task = accuracy(outputs.detach(), targets)
     accuracies: Sequence[Optional[torch.Tensor]] = (
         [None] * len(losses) if per_task is None else per_task.unbind())
-    return [TaskOutcome(loss, acc) for loss, acc in zip(losses.detach().unbind(), accuracies)]
+    return [TaskOutcome(loss, acc)
+            for loss, acc in zip(losses.detach().unbind(), accuracies, strict=True)]
 
 
 def _chunks(tasks: Sequence[Task], tasks_per_chunk: Optional[int]) -> List[Sequence[Task]]:
@@ -144,7 +145,8 @@ def batched_adaptation_curves(algorithm: nn.Module, tasks: Sequence[Task], steps
                 learner.step(support_x, support_y)
             with torch.no_grad():
                 losses, outputs = learner.run(query_x, query_y)
-            for curve, outcome in zip(chunk_curves, _outcomes(losses, outputs, query_y)):
+            for curve, outcome in zip(chunk_curves, _outcomes(losses, outputs, query_y),
+                                      strict=True):
                 curve.append(outcome)
         curves.extend(chunk_curves)
     return curves

@@ -93,7 +93,8 @@ def launch(plan: Sequence[RunSpec], launcher: str = "local", jobs: int = 1,
         require_slurm()
     states = plan_status(plan, quiet=False)
     if overwrite:
-        live = [s.label for s, st in zip(plan, states) if st.state in (RUNNING, QUEUED)]
+        live = [s.label for s, st in zip(plan, states, strict=True)
+                if st.state in (RUNNING, QUEUED)]
         if live:
             raise RunFolderError(f"--overwrite: {live[0]} is still running or queued; wait for "
                                  f"it or cancel it first.")
@@ -101,7 +102,7 @@ def launch(plan: Sequence[RunSpec], launcher: str = "local", jobs: int = 1,
             if holds_run(spec.run_dir):
                 move_aside(spec.run_dir)
         states = plan_status(plan)
-    todo = [spec for spec, state in zip(plan, states) if not state.settled]
+    todo = [spec for spec, state in zip(plan, states, strict=True) if not state.settled]
     skipped = len(plan) - len(todo)
     if skipped:
         counts = ", ".join(f"{sum(st.state == s for st in states)} {s}"

@@ -217,7 +217,7 @@ def format_status(plan: Sequence[RunSpec], states: Sequence[RunStatus]) -> str:
     """
     width = max([len(spec.label) for spec in plan] + [3])
     lines = [f"{'run'.ljust(width)}  {'state'.ljust(11)}  detail"]
-    for spec, status in zip(plan, states):
+    for spec, status in zip(plan, states, strict=True):
         lines.append(f"{spec.label.ljust(width)}  {status.state.ljust(11)}  {status.detail}"
                      .rstrip())
     counts: Dict[str, int] = {}

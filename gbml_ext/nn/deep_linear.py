@@ -57,7 +57,9 @@ class DeepLinear(nn.Module):
             raise ValueError(f"init='identity' needs width >= in_features ({in_features}); "
                              f"got width {width}. Widen the head or use init='scaled'.")
         sizes = [in_features] + [width] * (depth - 1) + [out_features]
-        self.layers = nn.Sequential(*(nn.Linear(a, b, bias=bias) for a, b in zip(sizes, sizes[1:])))
+        # Consecutive pairs of sizes: one layer fewer than sizes, so the lengths differ by one.
+        self.layers = nn.Sequential(*(nn.Linear(a, b, bias=bias)
+                                      for a, b in zip(sizes, sizes[1:], strict=False)))
         self.in_features, self.out_features = in_features, out_features
         if init != "default":
             self._initialize(init, like or nn.Linear(in_features, out_features, bias=bias))

@@ -203,6 +203,24 @@ class KroneckerTransform(TransformFactory):
         self.hidden_layers = hidden_layers
         self.psd = psd
 
+    def check_names(self, module: nn.Module) -> None:
+        """Raises a `ValueError` if `module` has no parameters to precondition, or as
+        `TransformFactory.check_names` does for the names `params` selects.
+
+        Example:
+            >>> KroneckerTransform().check_names(torch.nn.ReLU())  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: KroneckerTransform got a model with no parameters (ReLU), so ...
+        """
+        if next(iter(module.parameters()), None) is None:
+            raise ValueError(
+                f"KroneckerTransform got a model with no parameters ({type(module).__name__}), "
+                f"so it has no gradient to precondition. Build it for the model whose weights "
+                f"adapt, e.g. GBML(nn.Linear(4, 2), transform=KroneckerTransform())."
+            )
+        super().check_names(module)
+
     def build(self, name: str, param: torch.Tensor) -> nn.Module:
         if self.nonlinear:
             return KroneckerMLPMap(param.shape, name, self.hidden_layers, self.psd)

@@ -69,7 +69,8 @@ def collect_results(plan: Sequence[RunSpec]) -> Dict[str, List[Dict[str, Any]]]:
             for a failed one) and how to continue.
     """
     states = plan_status(plan)
-    missing = [(run, state) for run, state in zip(plan, states) if state.state != "done"]
+    missing = [(run, state) for run, state in zip(plan, states, strict=True)
+               if state.state != "done"]
     if missing:
         run, state = missing[0]
         more = f" ({len(missing) - 1} more runs have none either)" if len(missing) > 1 else ""

@@ -59,7 +59,7 @@ def all_reduce_gradients(parameters: Iterable[torch.nn.Parameter], world_size: i
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= world_size
     offset = 0
-    for p, g in zip(params, grads):
+    for p, g in zip(params, grads, strict=True):
         p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
         offset += g.numel()
 

@@ -40,7 +40,7 @@ def plot_training_curves(histories: Dict[str, List[Dict[str, Any]]], path: Path,
         for split, style in (("train", "-"), ("validation", "--")):
             points = [(h["iteration"], h["loss"]) for h in history if h["split"] == split]
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, style, label=f"{label} ({split})")
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel("post-adaptation query loss")
