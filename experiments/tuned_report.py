@@ -230,7 +230,7 @@ def figure(results_dir: Path, path: Path = FIGURE) -> bool:
                     for r in HEADLINE}))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5))
     drawn = False
-    for ax, (title, runs) in zip(axes, panels):
+    for ax, (title, runs) in zip(axes, panels, strict=True):
         present = {name: results for name, results in runs.items() if results}
         drawn |= bool(present) and draw_steps(ax, present)
         ax.set_title(title)

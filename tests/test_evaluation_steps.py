@@ -209,7 +209,8 @@ def test_choosing_later_reevaluates_a_stored_run_without_retraining(tmp_path: Pa
     assert config_differences(stored, config_to_dict(again_config)) == []
     again = train(again_config, resume=True, progress=False)
     assert again.results["iterations_done"] == 3 and again.results["changes"] == []
-    for a, b in zip(first.algorithm.state_dict().values(), again.algorithm.state_dict().values()):
+    for a, b in zip(first.algorithm.state_dict().values(),
+                    again.algorithm.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert again.results["evaluation"]["steps_chosen"] in range(1, 6)
     assert list(tmp_path.glob("results-*.json"))  # the fixed evaluation is kept beside it

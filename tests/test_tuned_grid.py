@@ -165,7 +165,7 @@ def row(text: str, label: str, nth: int = 0) -> List[str]:
 def fake_run(folder: Path, seed: int, curves: List[List[float]], steps: int,
              chosen: bool = True, iterations: int = 300) -> None:
     """A results.json whose task i scores curves[i][k] after k steps, reporting `steps`."""
-    by_step = [list(values) for values in zip(*curves)]
+    by_step = [list(values) for values in zip(*curves, strict=True)]
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps({
         "seed": seed, "iterations_done": iterations, "split": "test",

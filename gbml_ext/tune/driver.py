@@ -136,7 +136,7 @@ def _run_batch(study: Any, setup: TuneSetup, out: Path, batch: List[Any], launch
         _wait(running, watch, poll_seconds)
     decided.update(watch.pruned)
     states = plan_status(specs)
-    for spec, status in zip(specs, states):
+    for spec, status in zip(specs, states, strict=True):
         say(_tell(study, by_number[spec.number], spec, status, setup,
                   decided.get(spec.number)))
 

@@ -113,7 +113,7 @@ def _plot(rows: List[Dict[str, Any]], setup: TuneSetup, best: Optional[int], pat
     plt = pyplot()
     keys = list(setup.space)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[0], keys, strict=True):
         distribution = setup.space[key]
         choices = list(getattr(distribution, "choices", []))
         for state, marker, color in (("complete", "o", "C0"), ("pruned", "x", "0.5")):
