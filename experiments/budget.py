@@ -41,7 +41,7 @@ from experiments.curve import CONFIGS, point_name
 from experiments.sweep import Entry, data_root, launch_sweep, restore, sweep_arguments, sweep_plan
 from gbml_ext.launch import RunSpec, plan_status
 from gbml_ext.runner.cli import eval_main
-from gbml_ext.runner.compare import pooled_summary
+from gbml_ext.runner.summaries import pooled_summary
 
 ROWS = ["maml", "maml_kfo"]
 # (layers, hidden) -> budgets in meta-iterations, shortest first.

@@ -25,9 +25,9 @@ from experiments.budget import (
 )
 from experiments.curve import point_name
 from experiments.sweep import archive_runs
-from gbml_ext.runner.compare import pooled_summary
 from gbml_ext.runner.plots import pyplot
 from gbml_ext.runner.report import format_metric, markdown_table
+from gbml_ext.runner.summaries import pooled_summary
 
 __all__ = ["ARCHIVE", "KEEP", "ablation_table", "archive", "budget_table", "followup_table",
            "report"]

@@ -28,9 +28,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from experiments.sweep import Entry, data_root, launch_sweep, restore, sweep_arguments, sweep_plan
 from gbml_ext.launch import RunSpec
-from gbml_ext.runner.compare import pooled_summary
 from gbml_ext.runner.plots import pyplot
 from gbml_ext.runner.report import format_metric, markdown_table
+from gbml_ext.runner.summaries import pooled_summary
 
 CONFIGS = Path(__file__).resolve().parent / "configs" / "omniglot" / "5w1s-curve"
 ROWS = ["maml", "maml_linnet", "maml_linnet_orth", "maml_kfo", "anil", "anil_linnet",

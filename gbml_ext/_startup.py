@@ -3,8 +3,8 @@
 `gbml-train`, `gbml-eval` and `gbml-compare` spend their first seconds importing torch and
 learn2learn, before their own code runs and can catch anything. A Ctrl-C then would end in a
 KeyboardInterrupt traceback; in a process started as one of these commands (or as
-`python -m gbml_ext.runner`), `install` makes it one line instead. Other programs that import
-gbml_ext are left alone.
+`python -m gbml_ext.runner`, or a launcher's worker), `install` makes it one line instead.
+Other programs that import gbml_ext are left alone.
 """
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ def command_name(argv: Sequence[str], orig_argv: Sequence[str]) -> Optional[str]
     if name in COMMANDS:
         return name
     for flag, module in zip(orig_argv, orig_argv[1:]):
-        if flag == "-m" and module in ("gbml_ext.runner", "gbml_ext.runner.cli"):
+        if flag == "-m" and module in ("gbml_ext.runner", "gbml_ext.runner.cli",
+                                       "gbml_ext.launch.worker"):
             return "gbml-train"
-        if flag == "-m" and module == "gbml_ext.runner.compare":
+        if flag == "-m" and module in ("gbml_ext.compare", "gbml_ext.compare.command"):
             return "gbml-compare"
     return None
 

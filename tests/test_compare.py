@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from gbml_ext.runner.compare import COMPARE_FILES
-from gbml_ext.runner.compare import main as compare_main
+from gbml_ext.compare import COMPARE_FILES
+from gbml_ext.compare import main as compare_main
 from run_fixtures import DEEP, FAST, REPO, SHALLOW, checksums, clean_error, cli
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gbml_ext.launch import build_plan, format_status, launch, plan_status
-from gbml_ext.launch.status import write_job
-from gbml_ext.runner.compare import main as compare_main
+from gbml_ext.compare import main as compare_main
+from gbml_ext.launch import build_plan, format_status, launch, plan_status, write_job
 from gbml_ext.runner.errors import RunError, RunFolderError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +116,7 @@ def test_ctrl_c_checkpoints_every_running_run_and_a_rerun_resumes(tmp_path):
     out = tmp_path / "cmp"
     long = ["train.iterations=4000", "train.meta_batch=4", "evaluation.tasks=8",
             "train.eval_every=0", "train.log_every=50", "train.checkpoint_every=0"]
-    command = [sys.executable, "-m", "gbml_ext.runner.compare", str(SHALLOW), "--seeds", "0",
+    command = [sys.executable, "-m", "gbml_ext.compare", str(SHALLOW), "--seeds", "0",
                "1", "--jobs", "2", "--out", str(out), "--no-progress", *long]
     parent = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     logs = [out / "Shallow" / f"seed{s}" / "metrics.jsonl" for s in (0, 1)]
