@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..registry import UnknownName
@@ -60,7 +61,7 @@ def _make_folders(plan: Sequence[RunSpec]) -> None:
                 raise RunFolderError(f"cannot make the run folder {where}: {blocking} is a "
                                      f"file, not a folder. Choose another --out DIR (or "
                                      f"output_dir=...).") from None
-            raise cannot_write(where, error, WRITABLE_FIX) from None
+            raise cannot_write(Path(error.filename or where), error, WRITABLE_FIX) from None
 
 
 def launch(plan: Sequence[RunSpec], launcher: str = "local", jobs: int = 1,

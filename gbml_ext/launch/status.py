@@ -124,8 +124,7 @@ def _rerun(spec: RunSpec, allow_change: Sequence[str],
                                          f"meta-iterations; a re-run extends it to {target}")
     other = config_differences(saved, current, ignore=IMPLEMENTATION_KEYS)
     return False, RunStatus(CHANGED, f"finished with {_changes(other, old, new)}; a re-run "
-                                     f"{'continues' if differ else 'evaluates'} it with the "
-                                     f"new values")
+                                     f"evaluates it again with the new values")
 
 
 def _alive_here(run_dir: Path) -> Optional[int]:

@@ -113,6 +113,6 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
         "loss": loss_by_step[-1],
         "accuracy": summarize(accuracies) if accuracies else None,
         "loss_by_step": loss_by_step,
-        # Kept so that several seeds can be pooled into one CI (gbml_ext.runner.compare).
+        # Kept so that several seeds can be pooled into one CI (gbml_ext.compare).
         "per_task": {"loss_by_step": per_step_losses, "accuracy": accuracies or None},
     }
