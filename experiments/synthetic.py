@@ -28,8 +28,8 @@ from typing import Dict, List, Optional, Sequence
 
 from gbml_ext.compare import compare
 from gbml_ext.fileio import move_files_aside
-from gbml_ext.runner.plots import read_history
 from gbml_ext.runner.report import format_metric, markdown_table
+from gbml_ext.runner.rundir import read_history
 from gbml_ext.runner.summaries import pooled_summary
 
 CONFIGS = Path(__file__).resolve().parent / "configs" / "synthetic"

@@ -166,3 +166,44 @@ def test_nothing_imports_the_command_lines_but_the_entry_points():
     importers = {name for name, targets in graph.items() if "cli" in targets}
     assert importers <= {"__main__"}, importers
     assert "options" in graph["cli"] and "cli" not in graph["options"]
+
+
+EXPERIMENTS = ROOT / "experiments"
+
+
+def defined_names(path: Path) -> Set[str]:
+    """The names a module's own top level defines (not those it imports)."""
+    names: Set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
+
+
+def test_experiments_take_each_shared_name_from_where_it_is_defined_and_form_no_cycle():
+    """A study and its report share their layout through a third module (no cycle), by public
+    names, and every helper comes from the module that defines it, not from one that happens to
+    import it (`pooled_summary` is `runner.summaries`', not gbml-compare's)."""
+    graph: Dict[str, Set[str]] = {}
+    problems = []
+    for path in sorted(EXPERIMENTS.glob("*.py")):
+        graph[path.stem] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+                continue
+            parts = node.module.split(".")
+            if parts[0] == "experiments":  # from experiments.x import y, from experiments import x
+                graph[path.stem] |= {parts[1]} if len(parts) > 1 else {
+                    alias.name for alias in node.names}
+            source = ROOT.joinpath(*parts).with_suffix(".py")
+            if parts[0] not in ("experiments", "gbml_ext") or not source.is_file():
+                continue  # a package's __init__ re-exports its public names on purpose
+            for alias in node.names:
+                if alias.name.startswith("_") or alias.name not in defined_names(source):
+                    problems.append(f"{path.name}: {alias.name} from {node.module}")
+    assert problems == []
+    assert find_cycle(graph) == []
