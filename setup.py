@@ -60,7 +60,7 @@ setup(
     extras_require=EXTRAS,
     entry_points={"console_scripts": [
         "gbml-train=gbml_ext.runner.cli:main",
-        "gbml-compare=gbml_ext.runner.compare:main",
+        "gbml-compare=gbml_ext.compare:main",
         "gbml-eval=gbml_ext.runner.cli:eval_main",
         "gbml-tune=gbml_ext.tune.cli:main",
     ]},

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from experiments.algorithms import SETTINGS, config_folder, rows
+from experiments.algorithms_grid import SETTINGS, config_folder, rows
 from experiments.algorithms_report import timing_file
 
 __all__ = ["main", "measure", "time_row"]

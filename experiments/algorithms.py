@@ -17,7 +17,8 @@ ANIL-KFO, MAML-LinNet and ANIL-LinNet (and learn2learn's MAML as a reference row
 
 The rows are experiments/configs/omniglot/{5w1s-all,20w1s-all}/*.toml, one file each over the
 setting's base.toml. A run of setting S lives in `<folder>/<S>/<config name>/seed<N>`, the
-layout `gbml-compare --out <folder>/<S>` writes; `plan` lists every run of the grid.
+layout `gbml-compare --out <folder>/<S>` writes; `plan` lists every run of the grid. The settings,
+rows and labels are `algorithms_grid`'s, which the tables (`algorithms_report`) share.
 """
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from experiments import algorithms_report as report
+from experiments.algorithms_grid import (
+    RESULTS,
+    SETTINGS,
+    config_folder,
+    rows,
+)
 from experiments.sweep import (
     Entry,
     archive_runs,
@@ -34,45 +42,17 @@ from experiments.sweep import (
     sweep_arguments,
     sweep_plan,
 )
-from gbml_ext.runner import load_config
 
-HERE = Path(__file__).resolve().parent
-CONFIG_ROOT = HERE / "configs" / "omniglot"
-SETTINGS = ("5w1s", "20w1s")
-# The table's order: the ten algorithms, then the reference row.
-ROWS = ("maml", "fomaml", "anil", "metasgd", "reptile", "imaml", "maml_kfo", "anil_kfo",
-        "maml_linnet", "anil_linnet", "l2l_maml")
-LABELS = {"maml": "MAML", "fomaml": "FOMAML", "anil": "ANIL", "metasgd": "Meta-SGD",
-          "reptile": "Reptile", "imaml": "iMAML", "maml_kfo": "MAML-KFO", "anil_kfo": "ANIL-KFO",
-          "maml_linnet": "MAML-LinNet", "anil_linnet": "ANIL-LinNet", "l2l_maml": "l2l-maml"}
 # The order runs are started in, by the work one task takes (not measured): ANIL adapts the
 # head only; first order before second order; the KFO transform on every conv layer; Reptile's
 # 5 steps; iMAML's 8 steps and 5 conjugate-gradient products last.
 CHEAPEST_FIRST = ("anil", "anil_linnet", "anil_kfo", "fomaml", "maml", "l2l_maml",
                   "maml_linnet", "metasgd", "maml_kfo", "reptile", "imaml")
-RESULTS = HERE / "results" / "algorithms"
 RUNS = Path("runs/algorithms")
 
 KEEP = ("config.json", "results.json", "results.md", "metrics.jsonl")
 
 Run = Tuple[Path, int, List[str], Path]
-
-
-def config_folder(setting: str) -> Path:
-    """The folder of a setting's row configs, e.g. experiments/configs/omniglot/5w1s-all."""
-    if setting not in SETTINGS:
-        raise ValueError(f"unknown setting {setting!r}: use one of {', '.join(SETTINGS)}.")
-    return CONFIG_ROOT / f"{setting}-all"
-
-
-def rows(setting: str) -> List[str]:
-    """The setting's rows in table order (those with a config file)."""
-    return [row for row in ROWS if (config_folder(setting) / f"{row}.toml").is_file()]
-
-
-def run_name(setting: str, row: str) -> str:
-    """The folder name `gbml-compare` gives a row's runs: its config's `name`, made safe."""
-    return load_config(config_folder(setting) / f"{row}.toml").run_dir().parent.name
 
 
 # ---- The grid, for the `run` command ------------------------------------------------------
@@ -128,8 +108,6 @@ def archive(runs: Path, results: Path = RESULTS) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from experiments import algorithms_report as report
-
     parser = argparse.ArgumentParser(prog="python -m experiments.algorithms",
                                      description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("command", choices=("run", "screen", "report", "figure", "archive",

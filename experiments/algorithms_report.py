@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from experiments.algorithms import LABELS, SETTINGS, config_folder, rows, run_name
+from experiments.algorithms_grid import LABELS, SETTINGS, config_folder, rows, run_name
 from gbml_ext.fileio import atomic_write_text
 from gbml_ext.runner.plots import pyplot
 from gbml_ext.runner.report import format_metric, markdown_table

@@ -26,7 +26,8 @@ checkpoints) and started again; `--jobs N` runs N at once, `--launcher slurm` as
 (a longer stage is planned once its shorter one is done: with Slurm and no --wait, run the
 same command again to go on).
 
-Tables and figure: experiments/budget_report.py (`report`, `archive`).
+Tables and figure: experiments/budget_report.py (`report`, `archive`); the layout both share:
+experiments/budget_grid.py.
 """
 from __future__ import annotations
 
@@ -35,46 +36,27 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
-from experiments.curve import CONFIGS, point_name
+from experiments.budget_grid import (
+    ABLATION,
+    ABLATION_POINT,
+    BUDGETS,
+    EVAL_EVERY,
+    EVAL_TASKS,
+    FOLLOWUP_ITERATIONS,
+    FOLLOWUP_POINT,
+    ROWS,
+    ablation_dir,
+    budget_folder,
+    chosen_variant,
+    row_run_dir,
+)
+from experiments.budget_report import ARCHIVE, archive, report
+from experiments.curve import CONFIGS
 from experiments.sweep import Entry, data_root, launch_sweep, restore, sweep_arguments, sweep_plan
 from gbml_ext.launch import RunSpec, plan_status
 from gbml_ext.runner.cli import eval_main
-from gbml_ext.runner.compare import pooled_summary
-
-ROWS = ["maml", "maml_kfo"]
-# (layers, hidden) -> budgets in meta-iterations, shortest first.
-BUDGETS: Dict[Tuple[int, int], List[int]] = {(2, 64): [300, 1200, 4800], (4, 64): [300, 1200]}
-EVAL_EVERY, EVAL_TASKS = 150, 200          # validation along the way
-ABLATION_POINT = (1, 64)
-# One change at a time from the curve's MAML-KFO row (inner lr 0.4, transform adapted, PSD
-# factors, KFO on every parameter). The factors always start at the identity; a factor scale c
-# would multiply the first update by c^2, which the inner-lr rows already cover.
-ABLATION = {
-    "MAML (no KFO)": ("maml", []),
-    "MAML-KFO as in the curve": ("maml_kfo", []),
-    "inner lr 0.1": ("maml_kfo", ["algorithm.inner_lr=0.1"]),
-    "inner lr 0.2": ("maml_kfo", ["algorithm.inner_lr=0.2"]),
-    "transform not adapted": ("maml_kfo", ["algorithm.adapt_transform=false"]),
-    "factors not PSD": ("maml_kfo", ["algorithm.transform_psd=false"]),
-    "KFO on the head only": ("maml_kfo",
-                             ["algorithm.transform_params=['classifier.weight', "
-                              "'classifier.bias']"]),
-    "trained with 3 inner steps": ("maml_kfo", ["algorithm.train_steps=3"]),
-    # The control for the row above: MAML itself trained for the 3 steps it is evaluated with.
-    "MAML (no KFO), trained with 3 inner steps": ("maml", ["algorithm.train_steps=3"]),
-}
-# The follow-up the two answers suggest: KFO meta-trained with the 3 steps it is tested with, at
-# the point where its 3-step gap collapsed (L2-H64, 1,200 meta-iterations).
-FOLLOWUP_POINT, FOLLOWUP_ITERATIONS = (2, 64), 1200
-
-def budget_folder(out: Path, point: Tuple[int, int], budget: int) -> Path:
-    return out / point_name(*point) / f"it{budget}"
-
-
-def _run_dir(folder: Path, row: str, seed: int) -> Path:
-    return folder / f"omniglot-5w1s-curve-{row}" / f"seed{seed}"
 
 
 def _done(run_dir: Path, iterations: int) -> bool:
@@ -93,11 +75,11 @@ def stage_entry(root: Path, out: Path, point: Tuple[int, int], row: str, seed: i
     shorter stage is not. A stage starts as a copy of its shorter stage's finished run."""
     budgets = BUDGETS[point]
     budget = budgets[index]
-    run_dir = _run_dir(budget_folder(out, point, budget), row, seed)
+    run_dir = row_run_dir(budget_folder(out, point, budget), row, seed)
     if _done(run_dir, budget):
         return None
     if index > 0 and not (run_dir / "checkpoint.pt").exists():
-        previous = _run_dir(budget_folder(out, point, budgets[index - 1]), row, seed)
+        previous = row_run_dir(budget_folder(out, point, budgets[index - 1]), row, seed)
         if not _done(previous, budgets[index - 1]):
             return None  # the shorter budget is not finished yet
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -154,20 +136,6 @@ def run(args: argparse.Namespace) -> int:
             return code
 
 
-def _results(folder: Path) -> List[dict]:
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("seed*/results.json"))]
-
-
-def chosen_variant(out: Path) -> Optional[str]:
-    """The KFO variant with the best pooled validation accuracy (MAML itself excluded)."""
-    scores = {}
-    for label in ABLATION:
-        results = _results(_ablation_dir(out, label))
-        if ABLATION[label][0] == "maml_kfo" and len(results) >= 2:
-            scores[label] = pooled_summary(results, "accuracy")["mean"]
-    return max(scores, key=scores.__getitem__) if scores else None
-
-
 def _evaluate(run_dir: Path, root: Path, split: str, steps: int) -> None:
     """`gbml-eval RUN --split SPLIT --steps STEPS --tasks 400` on a finished run (no
     retraining), unless its eval-*.json is already beside the run's results."""
@@ -176,10 +144,6 @@ def _evaluate(run_dir: Path, root: Path, split: str, steps: int) -> None:
     if eval_main([str(run_dir), "--split", split, "--steps", str(steps), "--tasks", "400",
                   "--no-progress", f"data.root='{data_root(root)}'"]):
         print(f"budget: gbml-eval {run_dir} failed (its error is above).", file=sys.stderr)
-
-
-def _ablation_dir(out: Path, label: str) -> Path:
-    return out / "onelayer" / "validation" / f"onelayer-v{list(ABLATION).index(label)}"
 
 
 def test(seeds: Sequence[int], root: Path, out: Path) -> None:
@@ -193,24 +157,22 @@ def test(seeds: Sequence[int], root: Path, out: Path) -> None:
     print(f"budget: chosen on validation: {choice!r}")
     for label in ABLATION:
         for seed in seeds:
-            _evaluate(_ablation_dir(out, label) / f"seed{seed}", root, "validation", 1)
+            _evaluate(ablation_dir(out, label) / f"seed{seed}", root, "validation", 1)
     for label in dict.fromkeys(["MAML (no KFO)", "MAML (no KFO), trained with 3 inner steps",
                                 "MAML-KFO as in the curve", choice]):
         for seed in seeds:
-            _evaluate(_ablation_dir(out, label) / f"seed{seed}", root, "test", 3)
+            _evaluate(ablation_dir(out, label) / f"seed{seed}", root, "test", 3)
     # Every finished budget run after the one step it was meta-trained for, on test.
     for point, budgets in BUDGETS.items():
         for budget in budgets:
             for row in ROWS:
                 for seed in seeds:
-                    run_dir = _run_dir(budget_folder(out, point, budget), row, seed)
+                    run_dir = row_run_dir(budget_folder(out, point, budget), row, seed)
                     if _done(run_dir, budget):
                         _evaluate(run_dir, root, "test", 1)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from experiments.budget_report import ARCHIVE, archive, report
-
     parser = argparse.ArgumentParser(prog="python -m experiments.budget",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("command",

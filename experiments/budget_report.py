@@ -12,22 +12,22 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from experiments.budget import (
+from experiments.budget_grid import (
     ABLATION,
     BUDGETS,
     FOLLOWUP_ITERATIONS,
     ROWS,
-    _ablation_dir,
-    _results,
-    _run_dir,
+    ablation_dir,
     budget_folder,
     chosen_variant,
+    row_run_dir,
+    seed_results,
 )
 from experiments.curve import point_name
 from experiments.sweep import archive_runs
-from gbml_ext.runner.compare import pooled_summary
 from gbml_ext.runner.plots import pyplot
 from gbml_ext.runner.report import format_metric, markdown_table
+from gbml_ext.runner.summaries import pooled_summary
 
 __all__ = ["ARCHIVE", "KEEP", "ablation_table", "archive", "budget_table", "followup_table",
            "report"]
@@ -39,7 +39,7 @@ KEEP = ("config.json", "metrics.jsonl", "results.json", "eval-validation-1steps-
 
 def followup_table(out: Path) -> Optional[str]:
     folder = out / "followup" / "followup-kfo-3steps"
-    results = [r for r in _results(folder) if r.get("iterations_done") == FOLLOWUP_ITERATIONS]
+    results = [r for r in seed_results(folder) if r.get("iterations_done") == FOLLOWUP_ITERATIONS]
     if not results:
         return None
     summary = pooled_summary(results, "accuracy")
@@ -88,10 +88,11 @@ def budget_table(out: Path) -> Optional[str]:
                 means = {}
                 for row in ROWS:
                     runs = folder / f"omniglot-5w1s-curve-{row}"
-                    results = ([r for r in _results(runs) if r.get("iterations_done") == budget]
+                    results = ([r for r in seed_results(runs) if r.get("iterations_done") == budget]
                                if steps == 3 else _evaluations(runs, "test", 1))
-                    if results:
-                        means[row] = pooled_summary(results, "accuracy")
+                    summary = pooled_summary(results, "accuracy") if results else None
+                    if summary is not None:
+                        means[row] = summary
                     cells.append(format_metric(means[row], 100, 1) if row in means else "–")
                 cells.append(_gap(means["maml_kfo"], means["maml"]) if len(means) == 2
                              else "–")
@@ -107,8 +108,8 @@ def budget_table(out: Path) -> Optional[str]:
 def ablation_table(out: Path) -> Optional[str]:
     body = []
     for label in ABLATION:
-        folder = _ablation_dir(out, label)
-        results = _results(folder)
+        folder = ablation_dir(out, label)
+        results = seed_results(folder)
         if not results:
             continue
         val = pooled_summary(results, "accuracy")
@@ -141,7 +142,7 @@ def _figure(out: Path, path: Path) -> bool:
                 curve: Dict[int, float] = {}
                 for budget in budgets:  # each longer run's history holds the shorter one's
                     curve.update(_validation_curve(
-                        _run_dir(budget_folder(out, point, budget), row, seed)))
+                        row_run_dir(budget_folder(out, point, budget), row, seed)))
                 if curve:
                     xs = sorted(curve)
                     ax.plot(xs, [curve[x] for x in xs], color=colour,
@@ -150,10 +151,10 @@ def _figure(out: Path, path: Path) -> bool:
                     drawn = True
             for budget in budgets:
                 runs = budget_folder(out, point, budget) / f"omniglot-5w1s-curve-{row}"
-                three = [r for r in _results(runs) if r.get("iterations_done") == budget]
+                three = [r for r in seed_results(runs) if r.get("iterations_done") == budget]
                 for results, marker in ((three, "o"), (_evaluations(runs, "test", 1), "s")):
-                    if results:
-                        s = pooled_summary(results, "accuracy")
+                    s = pooled_summary(results, "accuracy") if results else None
+                    if s is not None:
                         ax.errorbar([budget], [100 * s["mean"]], yerr=[100 * s["ci95"]],
                                     color=colour, marker=marker, capsize=3,
                                     mfc="none" if marker == "s" else colour)

@@ -28,9 +28,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from experiments.sweep import Entry, data_root, launch_sweep, restore, sweep_arguments, sweep_plan
 from gbml_ext.launch import RunSpec
-from gbml_ext.runner.compare import pooled_summary
 from gbml_ext.runner.plots import pyplot
 from gbml_ext.runner.report import format_metric, markdown_table
+from gbml_ext.runner.summaries import pooled_summary
 
 CONFIGS = Path(__file__).resolve().parent / "configs" / "omniglot" / "5w1s-curve"
 ROWS = ["maml", "maml_linnet", "maml_linnet_orth", "maml_kfo", "anil", "anil_linnet",
@@ -126,7 +126,7 @@ def report(out: Path) -> None:
             f"in the header). L = conv layers, H = filters. {env['hardware']}, torch "
             f"{env['torch']}.\n")
     (out / "curve.md").write_text(text)
-    summary = {row: {point_name(*p): {**pooled_summary(results, "accuracy"),
+    summary = {row: {point_name(*p): {**(pooled_summary(results, "accuracy") or {}),
                                      "seeds": sorted(r["seed"] for r in results)}
                      for p, results in points_.items()} for row, points_ in data.items()}
     (out / "curve.json").write_text(json.dumps(summary, indent=1))
@@ -148,8 +148,8 @@ def _figure(data: Dict[str, Dict[Tuple[int, int], List[dict]]], path: Path) -> N
             for v in values:
                 p = (v, fixed) if axis == "depth" else (fixed, v)
                 results = data.get(row, {}).get(p)
-                if results:
-                    s = pooled_summary(results, "accuracy")
+                s = pooled_summary(results, "accuracy") if results else None
+                if s is not None:
                     xs.append(v)
                     means.append(100 * s["mean"])
                     cis.append(100 * s["ci95"])

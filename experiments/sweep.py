@@ -19,16 +19,18 @@ from pathlib import Path
 from typing import List, Sequence
 
 from gbml_ext.launch import (
+    FAILED,
+    LAUNCHERS,
     RunSpec,
     build_plan,
     check_plan,
     format_status,
     launch,
+    launcher_arguments,
     parse_slurm_options,
     plan_status,
 )
-from gbml_ext.runner.compare import launcher_arguments
-from gbml_ext.runner.options import run_command
+from gbml_ext.runner.options import exit_code_of
 
 __all__ = ["DEFAULT_ROOT", "Entry", "archive_runs", "data_root", "launch_sweep", "restore",
            "sweep_arguments", "sweep_plan"]
@@ -78,11 +80,11 @@ def launch_sweep(plan: Sequence[RunSpec], args: argparse.Namespace, prog: str) -
         if args.status:
             print(format_status(plan, plan_status(plan)))
             return 0
-        slurm = args.launcher == "slurm"
+        detached = LAUNCHERS[args.launcher].detached
         states = launch(plan, args.launcher, args.jobs, args.threads,
-                        parse_slurm_options(args.slurm), args.wait or not slurm)
+                        parse_slurm_options(args.slurm), args.wait or not detached)
         failed = [spec.label for spec, state in zip(plan, states, strict=True)
-                  if state.state == "failed"]
+                  if state.state == FAILED]
         if failed:
             print(f"{prog}: {len(failed)} run(s) failed ({', '.join(failed[:3])}"
                   f"{', ...' if len(failed) > 3 else ''}); see --status, then run the same "
@@ -90,7 +92,7 @@ def launch_sweep(plan: Sequence[RunSpec], args: argparse.Namespace, prog: str) -
             return 1
         return 0
 
-    return run_command(prog, body, debug=False)
+    return exit_code_of(prog, body, debug=False)
 
 
 def archive_runs(runs: Path, archive: Path, keep: Sequence[str]) -> int:

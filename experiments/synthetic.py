@@ -26,10 +26,11 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from gbml_ext.compare import compare
 from gbml_ext.fileio import move_files_aside
-from gbml_ext.runner.compare import compare, pooled_summary
-from gbml_ext.runner.plots import read_history
 from gbml_ext.runner.report import format_metric, markdown_table
+from gbml_ext.runner.rundir import read_history
+from gbml_ext.runner.summaries import pooled_summary
 
 CONFIGS = Path(__file__).resolve().parent / "configs" / "synthetic"
 DEFAULT_ROWS = ["linreg_shallow", "linreg_deep", "linreg_kfo",

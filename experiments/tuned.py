@@ -32,8 +32,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from experiments.algorithms import CHEAPEST_FIRST, SETTINGS
-from experiments.algorithms import ROWS as TABLE_ORDER
+from experiments.algorithms import CHEAPEST_FIRST
+from experiments.algorithms_grid import ROWS as TABLE_ORDER
+from experiments.algorithms_grid import SETTINGS
 from experiments.sweep import (
     Entry,
     archive_runs,

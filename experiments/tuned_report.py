@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from experiments import algorithms
-from experiments.algorithms import LABELS, SETTINGS
+from experiments.algorithms_grid import LABELS, SETTINGS
 from experiments.algorithms_report import TITLES
 from experiments.tuned import (
     BEST_FILE,

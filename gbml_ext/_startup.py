@@ -3,8 +3,8 @@
 `gbml-train`, `gbml-eval`, `gbml-compare` and `gbml-tune` spend their first seconds importing
 torch and learn2learn, before their own code runs and can catch anything. A Ctrl-C then would
 end in a KeyboardInterrupt traceback; in a process started as one of these commands (or as
-`python -m gbml_ext.runner`), `install` makes it one line instead. Other programs that import
-gbml_ext are left alone.
+`python -m gbml_ext.runner`, or a launcher's worker), `install` makes it one line instead.
+Other programs that import gbml_ext are left alone.
 """
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ def command_name(argv: Sequence[str], orig_argv: Sequence[str]) -> Optional[str]
         return name
     # Consecutive pairs (flag, value): the shifted list is one shorter.
     for flag, module in zip(orig_argv, orig_argv[1:], strict=False):
-        if flag == "-m" and module in ("gbml_ext.runner", "gbml_ext.runner.cli"):
+        if flag == "-m" and module in ("gbml_ext.runner", "gbml_ext.runner.cli",
+                                       "gbml_ext.launch.worker"):
             return "gbml-train"
-        if flag == "-m" and module == "gbml_ext.runner.compare":
+        if flag == "-m" and module in ("gbml_ext.compare", "gbml_ext.compare.command"):
             return "gbml-compare"
         if flag == "-m" and module in ("gbml_ext.tune", "gbml_ext.tune.cli"):
             return "gbml-tune"

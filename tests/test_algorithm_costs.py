@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import algorithm_costs
-from experiments import algorithms, algorithms_report
+from experiments import algorithms_grid, algorithms_report
 from vision_fixtures import write_omniglot_tree
 
 TINY = ["data.queries=1", "data.options={split_sizes=[5, 5, 5]}", "model.options={hidden=8}",
@@ -25,7 +25,7 @@ def test_rounds_are_written_and_the_report_takes_them(tmp_path: Path) -> None:
     assert list(data["rows"]) == ["anil"] and len(data["rows"]["anil"]["rounds"]) == 2
     assert data["rows"]["anil"]["seconds_per_iteration"] > 0
     assert data["environment"]["hardware"] and data["overrides"] == TINY
-    results = tmp_path / "results" / "5w1s" / algorithms.run_name("5w1s", "anil") / "seed0"
+    results = tmp_path / "results" / "5w1s" / algorithms_grid.run_name("5w1s", "anil") / "seed0"
     results.mkdir(parents=True)
     (results / "results.json").write_text(json.dumps({
         "seed": 0, "environment": {}, "iterations_done": 1, "config": {"train": {"iterations": 1}},

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import algorithms
+from experiments import algorithms, algorithms_grid
 from gbml_ext.launch import build_plan
 
 
@@ -16,7 +16,7 @@ def test_plan_goes_seed_by_seed_alternating_settings_cheapest_rows_first(tmp_pat
     first = [p.stem for p, _, _, _ in grid[:11]]
     assert first[:3] == ["anil", "anil_linnet", "anil_kfo"] and first[-1] == "imaml"
     assert first.index("fomaml") < first.index("maml") < first.index("maml_kfo")
-    assert sorted(first) == sorted(algorithms.rows("5w1s"))
+    assert sorted(first) == sorted(algorithms_grid.rows("5w1s"))
     assert "l2l_maml" not in [p.stem for p, _, _, _ in grid[11:21]]
     assert all(o == ["data.root='/data/omniglot'"] for _, _, o, _ in grid)
     assert {f for _, _, _, f in grid} == {tmp_path / "5w1s", tmp_path / "20w1s"}
@@ -25,7 +25,7 @@ def test_plan_goes_seed_by_seed_alternating_settings_cheapest_rows_first(tmp_pat
 def test_plan_runs_land_where_the_report_reads_them(tmp_path: Path) -> None:
     for config, seed, overrides, out in algorithms.plan(["20w1s"], [1], "/d", out=tmp_path):
         run = build_plan([config], [seed], overrides, out=out)[0]
-        assert run.run_dir == out / algorithms.run_name("20w1s", config.stem) / "seed1"
+        assert run.run_dir == out / algorithms_grid.run_name("20w1s", config.stem) / "seed1"
 
 
 def write_run(folder: Path, finished: bool) -> None:
@@ -54,4 +54,4 @@ def test_archive_copies_finished_runs_without_checkpoints_and_restore_brings_the
 
 def test_unknown_setting_is_a_short_error() -> None:
     with pytest.raises(ValueError, match="use one of 5w1s, 20w1s"):
-        algorithms.config_folder("5w5s")
+        algorithms_grid.config_folder("5w5s")

@@ -7,7 +7,7 @@ from typing import List
 
 import pytest
 
-from experiments import algorithms, algorithms_report
+from experiments import algorithms, algorithms_grid, algorithms_report
 
 ENV = {"date": "2026-11-25T10:00:00+00:00", "hardware": "Test CPU, 1 threads", "torch": "2.x",
        "commit": "abcdef123456"}
@@ -41,11 +41,11 @@ def cell(values: List[float]) -> str:
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     five = tmp_path / "results" / "5w1s"
-    maml = five / algorithms.run_name("5w1s", "maml")
+    maml = five / algorithms_grid.run_name("5w1s", "maml")
     fake_run(maml / "seed0", 0, [0.6, 0.8, 1.0, 0.4], 0.2, 100.0, [0.3, 0.5])
     fake_run(maml / "seed1", 1, [0.2, 0.4, 0.9, 0.7], 0.3, 200.0, [0.5, 0.7],
              date="2026-11-25T12:00:00+00:00")
-    anil = five / algorithms.run_name("5w1s", "anil")
+    anil = five / algorithms_grid.run_name("5w1s", "anil")
     fake_run(anil / "seed0", 0, [0.5, 0.5, 0.6, 0.7], 0.1, 50.0, [0.4])
     (anil / "seed1").mkdir()
     (anil / "seed1" / "config.json").write_text(json.dumps({"train": {"iterations": 300}}))
@@ -69,8 +69,8 @@ def test_table_numbers_come_from_the_run_folders(tree: Path) -> None:
     assert row(text, "iMAML")[2:] == ["not run", "–", "–", "–", "–",
                                       "over the CPU budget; seeds 0, 1 not run"]
     assert row(text, "FOMAML")[7] == "seeds 0, 1 not run"
-    assert [r[0] for r in (row(text, algorithms.LABELS[k]) for k in algorithms.ROWS)] == [
-        algorithms.LABELS[k] for k in algorithms.ROWS]
+    assert [r[0] for r in (row(text, algorithms_grid.LABELS[k]) for k in algorithms_grid.ROWS)] == [
+        algorithms_grid.LABELS[k] for k in algorithms_grid.ROWS]
     assert "2026-11-25T10:00:00+00:00 to 2026-11-25T12:00:00+00:00" in text
     assert "commit abcdef123456" in text and "Test CPU, 1 threads" in text
     assert "seeds 0, 1 (asked: 0, 1)" in text
@@ -109,7 +109,7 @@ def test_page_without_markers_is_left_alone(tree: Path) -> None:
 
 
 def test_validation_curve_is_the_mean_over_seeds(tree: Path) -> None:
-    folder = tree / "results" / "5w1s" / algorithms.run_name("5w1s", "maml")
+    folder = tree / "results" / "5w1s" / algorithms_grid.run_name("5w1s", "maml")
     assert algorithms_report.validation_curve(folder) == pytest.approx({50: 40.0, 100: 60.0})
 
 
@@ -135,7 +135,8 @@ def test_the_committed_page_rebuilds_unchanged_from_the_committed_results() -> N
     """docs/omniglot-algorithms.md's tables are what `report` writes from
     experiments/results/algorithms and docs/data, not typed."""
     page = algorithms_report.DOC.read_text()
-    tables = algorithms_report.report_text(algorithms.RESULTS, (0, 1), algorithms_report.TIMING)
+    tables = algorithms_report.report_text(algorithms_grid.RESULTS, (0, 1),
+                                           algorithms_report.TIMING)
     begin, end = algorithms_report.BEGIN, algorithms_report.END
     committed = page.split(begin, 1)[1].split(end, 1)[0]
     assert committed.startswith(f"\n\n{tables}\n")

@@ -10,7 +10,7 @@ def test_a_longer_budget_starts_from_the_shorter_ones_checkpoint(tmp_path):
     root = tmp_path / "omniglot"
     root.mkdir()
     point = (2, 64)
-    short = budget._run_dir(budget.budget_folder(tmp_path, point, 300), "maml", 0)
+    short = budget.row_run_dir(budget.budget_folder(tmp_path, point, 300), "maml", 0)
     # Not finished yet: the 1,200-iteration stage waits.
     assert budget.stage_entry(root, tmp_path, point, "maml", 0, 1) is None
     short.mkdir(parents=True)
@@ -18,7 +18,7 @@ def test_a_longer_budget_starts_from_the_shorter_ones_checkpoint(tmp_path):
         (short / name).write_text(name)
     (short / "results.json").write_text(json.dumps({"iterations_done": 300}))
     entry = budget.stage_entry(root, tmp_path, point, "maml", 0, 1)
-    long = budget._run_dir(budget.budget_folder(tmp_path, point, 1200), "maml", 0)
+    long = budget.row_run_dir(budget.budget_folder(tmp_path, point, 1200), "maml", 0)
     assert (long / "checkpoint.pt").read_text() == "checkpoint.pt"
     assert (entry.config.stem, entry.seed, entry.out) == (
         "maml", 0, budget.budget_folder(tmp_path, point, 1200))
@@ -36,7 +36,7 @@ def test_the_variant_is_chosen_on_validation_among_kfo_rows_and_reported(tmp_pat
                 "factors not PSD": 0.5}
     for label, value in accuracy.items():
         for seed in (0, 1):
-            fake_results(budget._ablation_dir(tmp_path, label) / f"seed{seed}", [value, value])
+            fake_results(budget.ablation_dir(tmp_path, label) / f"seed{seed}", [value, value])
     assert budget.chosen_variant(tmp_path) == "inner lr 0.1"  # MAML itself is not a candidate
     table = budget_report.ablation_table(tmp_path)
     assert "| inner lr 0.1 | 2 | – | 60.0 ± " in table

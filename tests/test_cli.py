@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from gbml_ext.compare import main as compare_main
 from gbml_ext.runner import train
 from gbml_ext.runner.cli import eval_main, main
-from gbml_ext.runner.compare import main as compare_main
 from run_fixtures import FAST, REPO, SHALLOW, TINY, TINY6, clean_error, cli, tiny
 
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from gbml_ext.runner.compare import COMPARE_FILES
-from gbml_ext.runner.compare import main as compare_main
+from gbml_ext.compare import COMPARE_FILES
+from gbml_ext.compare import main as compare_main
 from run_fixtures import DEEP, FAST, REPO, SHALLOW, checksums, clean_error, cli
 
 
@@ -125,3 +125,41 @@ def test_compare_resume_writes_an_empty_compare_json_again(tmp_path, capsys):
     code, _, err = cli(capsys, compare_main, *common, "--resume")
     assert code == 0 and "reused" in err, err
     assert json.loads((out / "compare.json").read_text()).keys() == {"Shallow"}
+
+
+@pytest.mark.parametrize("launcher", [[], ["--jobs", "2"], ["--in-process"]])
+def test_an_out_that_cannot_be_a_folder_is_one_line_on_every_launcher(tmp_path, capsys,
+                                                                      launcher):
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    for out, named in ((a_file, str(a_file)), ("/proc/no-such/out", "/proc/no-such")):
+        code, _, err = cli(capsys, compare_main, SHALLOW, "--seeds", "0", "1", "--out", out,
+                           "--no-progress", *launcher, *FAST)
+        last = err.strip().splitlines()[-1]
+        assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
+        assert last.startswith("gbml-compare: error: ") and named in last, err
+        assert "--out DIR" in last
+    assert a_file.read_text() == "not a folder"
+
+
+def test_a_seed_listed_twice_is_named(tmp_path, capsys):
+    code, _, err = cli(capsys, compare_main, SHALLOW, "--seeds", "0", "0", "1", "--out",
+                       tmp_path / "cmp", *FAST)
+    assert code == 1 and clean_error(err, 1), err
+    assert "--seeds 0 0 1 lists seed 0 twice; give each seed once" in err
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_a_config_with_its_own_output_dir_and_several_seeds(tmp_path, capsys):
+    mine = tmp_path / "mine.toml"
+    mine.write_text(f'extends = "{SHALLOW}"\noutput_dir = "{tmp_path}/fixed"\n')
+    code, _, err = cli(capsys, compare_main, mine, "--seeds", "0", "1", *FAST)
+    assert code == 1 and clean_error(err, 1), err
+    assert "seeds 0 and 1 would both write" in err and "Give --out DIR" in err
+    assert "remove output_dir" in err and not (tmp_path / "fixed").exists()
+    # With --out, each seed goes to OUT/<the config's name>/seed<N>.
+    code, _, err = cli(capsys, compare_main, mine, "--seeds", "0", "1", "--in-process",
+                       "--out", tmp_path / "cmp", "--no-progress", *FAST)
+    assert code == 0, err
+    assert sorted(p.parent.name + "/" + p.name for p in (tmp_path / "cmp").glob("*/seed*")) == [
+        "Shallow/seed0", "Shallow/seed1"]

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from gbml_ext import _startup
+from gbml_ext.compare import main as compare_main
 from gbml_ext.runner import CheckpointError, ConfigError, NonFiniteLossError, load_config, train
 from gbml_ext.runner.cli import main
-from gbml_ext.runner.compare import main as compare_main
 from run_fixtures import OMNIGLOT, TINY, TINY6, clean_error, cli, run_cli, tiny6
 from vision_fixtures import write_omniglot_archive, write_omniglot_tree
 
@@ -155,7 +155,7 @@ def test_the_cache_error_names_the_config_key(tmp_path, read_only, capsys):
 
 def test_ctrl_c_while_a_command_starts_is_one_line(capsys):
     assert _startup.command_name(["/venv/bin/gbml-train"], []) == "gbml-train"
-    assert _startup.command_name(["-m"], ["python", "-m", "gbml_ext.runner.compare"]) == (
+    assert _startup.command_name(["-m"], ["python", "-m", "gbml_ext.compare"]) == (
         "gbml-compare")
     assert _startup.command_name(["pytest"], ["python", "-m", "pytest"]) is None
     seen = []
@@ -179,19 +179,19 @@ def test_ctrl_c_while_importing_is_one_line_in_a_real_process(tmp_path):
 
 
 def test_any_write_a_command_cannot_make_is_one_line(capsys):
-    from gbml_ext.runner.options import run_command
+    from gbml_ext.runner.options import exit_code_of
 
     def refused():
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), "/mnt/ro/compare.md")
 
-    assert run_command("gbml-compare", refused, debug=False) == 1
+    assert exit_code_of("gbml-compare", refused, debug=False) == 1
     err = capsys.readouterr().err
     assert clean_error(err, 1) and "cannot write /mnt/ro/compare.md" in err, err
     with pytest.raises(OSError):  # --debug shows the traceback
-        run_command("gbml-compare", refused, debug=True)
+        exit_code_of("gbml-compare", refused, debug=True)
 
     def missing():
         raise FileNotFoundError(errno.ENOENT, "No such file", "x")
 
     with pytest.raises(FileNotFoundError):  # not a file-system refusal: a bug to see
-        run_command("gbml-compare", missing, debug=False)
+        exit_code_of("gbml-compare", missing, debug=False)

@@ -7,14 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from gbml_ext.launch import build_plan, format_status, launch, plan_status
-from gbml_ext.launch.status import write_job
-from gbml_ext.runner.compare import main as compare_main
+from gbml_ext.compare import main as compare_main
+from gbml_ext.launch import build_plan, format_status, launch, plan_status, write_job
 from gbml_ext.runner.errors import RunError, RunFolderError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_ctrl_c_checkpoints_every_running_run_and_a_rerun_resumes(tmp_path):
     out = tmp_path / "cmp"
     long = ["train.iterations=4000", "train.meta_batch=4", "evaluation.tasks=8",
             "train.eval_every=0", "train.log_every=50", "train.checkpoint_every=0"]
-    command = [sys.executable, "-m", "gbml_ext.runner.compare", str(SHALLOW), "--seeds", "0",
+    command = [sys.executable, "-m", "gbml_ext.compare", str(SHALLOW), "--seeds", "0",
                "1", "--jobs", "2", "--out", str(out), "--no-progress", *long]
     parent = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     logs = [out / "Shallow" / f"seed{s}" / "metrics.jsonl" for s in (0, 1)]
@@ -140,3 +140,104 @@ def test_slurm_without_submitit_is_one_line_naming_the_extra(tmp_path, capsys, m
                            *GRID)
     assert code == 2 and "pip install 'gbml_ext[cluster]'" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_status_of_a_finished_grid_says_what_a_rerun_would_do(tmp_path, capsys):
+    grid = [SHALLOW, "--seeds", "0", "1", "--out", tmp_path, "--no-progress", *GRID]
+    assert compare(capsys, *grid, "--in-process")[0] == 0
+    code, out, _ = compare(capsys, *grid, "--status", "train.iterations=20")
+    assert code == 0 and "failed" not in out and "checkpoint kept" not in out, out
+    assert out.count("changed      finished 12 meta-iterations; a re-run extends it to 20") == 2
+    code, out, _ = compare(capsys, *grid, "--status", "train.lr=0.05")
+    assert code == 0 and "failed" not in out and "2 changed" in out, out
+    assert "train.lr 0.01 -> 0.05; a re-run refuses to change it: add --allow-change train.lr" \
+        in out
+    code, out, _ = compare(capsys, *grid, "--status", "train.lr=0.05", "--allow-change",
+                           "train.lr")
+    assert "a re-run evaluates it again with the new values" in out and "refuses" not in out
+    code, out, _ = compare(capsys, *grid, "--status", "train.iterations=6")
+    assert "a run cannot be shortened: give train.iterations=12 or more" in out, out
+    code, out, _ = compare(capsys, *grid, "--status")
+    assert "2 done" in out
+
+
+def test_resume_refused_by_every_run_says_the_runs_hold_another_configs_results(tmp_path,
+                                                                                capsys):
+    grid = [SHALLOW, "--seeds", "0", "--out", tmp_path, "--no-progress", *GRID]
+    assert compare(capsys, *grid, "--in-process")[0] == 0
+    before = {p: p.read_bytes() for p in tmp_path.rglob("results.json")}
+    code, _, err = compare(capsys, *grid, "--resume", "train.lr=0.05")
+    last = err.strip().splitlines()[-1]
+    assert code == 1 and "Traceback" not in err and "has no results:" not in err, err
+    assert "Shallow seed 0" in last and "has no results of this config" in last, err
+    assert "a re-run refuses to change it: add --allow-change train.lr" in last
+    assert before == {p: p.read_bytes() for p in tmp_path.rglob("results.json")}
+
+
+def test_ctrl_c_while_the_runs_start_says_nothing_was_checkpointed(tmp_path):
+    out = tmp_path / "cmp"
+    command = [sys.executable, "-m", "gbml_ext.compare", str(SHALLOW), "--seeds", "0", "1",
+               "--jobs", "2", "--out", str(out), "--no-progress", *GRID]
+    parent = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    jobs = [out / "Shallow" / f"seed{s}" / "job.json" for s in (0, 1)]
+    deadline = time.monotonic() + 120
+    while not all(p.is_file() for p in jobs):  # both workers are starting (importing torch)
+        assert parent.poll() is None and time.monotonic() < deadline, parent.stderr.read()
+        time.sleep(0.02)
+    parent.send_signal(signal.SIGINT)
+    _, err = parent.communicate(timeout=120)
+    assert parent.returncode == 130, err
+    assert "checkpointed and stopped" not in err, err
+    assert "2 run(s) stopped before their first checkpoint (nothing to resume" in err, err
+    assert not list(out.rglob("checkpoint.pt"))
+
+
+OTHER_COMMAND = """
+import shutil, sys, time
+from pathlib import Path
+from gbml_ext.runner.rundir import run_lock
+run_dir, finished = Path(sys.argv[1]), Path(sys.argv[2])
+with run_lock(run_dir):
+    while not (run_dir / "release").exists():
+        time.sleep(0.02)
+    (run_dir / "release").unlink()
+    for name in ("config.json", "metrics.jsonl", "results.json"):
+        shutil.copy(finished / name, run_dir / name)
+"""
+
+
+def test_a_run_another_command_holds_is_waited_for_and_not_a_failure(tmp_path, capsys,
+                                                                     monkeypatch):
+    """Two commands on one --out: the second's worker finds the run locked by the first; the
+    second waits for it and reports it done by another process."""
+    from gbml_ext.launch import local
+
+    reference = tmp_path / "reference"
+    assert compare(capsys, SHALLOW, "--out", reference, "--in-process", "--no-progress",
+                   *GRID)[0] == 0
+    real_start, others = local._start, []
+
+    def start_after_another(spec, *args):
+        others.append(subprocess.Popen([sys.executable, "-c", OTHER_COMMAND, str(spec.run_dir),
+                                        str(reference / "Shallow" / "seed0")]))
+        while not (spec.run_dir / "run.lock").is_file():
+            assert others[0].poll() is None
+            time.sleep(0.02)
+        run = real_start(spec, *args)
+
+        def release_once_the_worker_ended():
+            stat = Path(f"/proc/{run.process.pid}/stat")
+            while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                time.sleep(0.02)
+            (spec.run_dir / "release").write_text("")
+
+        threading.Thread(target=release_once_the_worker_ended, daemon=True).start()
+        return run
+
+    monkeypatch.setattr(local, "_start", start_after_another)
+    code, out, err = compare(capsys, SHALLOW, "--out", tmp_path / "cmp", "--resume",
+                             "--no-progress", *GRID)
+    assert others[0].wait(timeout=60) == 0
+    assert code == 0, err
+    assert "failed" not in err and "Shallow seed 0: done by another process" in err, err
+    assert "| Shallow |" in out

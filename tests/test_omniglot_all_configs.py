@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import algorithms
+from experiments import algorithms_grid
 from gbml_ext.runner import load_config, train
 from gbml_ext.runner.build import build_learner
 from vision_fixtures import write_omniglot_tree
@@ -27,7 +27,7 @@ def test_each_setting_has_exactly_its_rows() -> None:
         files = sorted(p.stem for p in path(setting, "base").parent.glob("*.toml"))
         expected = TEN + ["base"] + (["l2l_maml"] if setting == "5w1s" else [])
         assert files == sorted(expected)
-        assert algorithms.rows(setting) == [r for r in algorithms.ROWS if r in expected]
+        assert algorithms_grid.rows(setting) == [r for r in algorithms_grid.ROWS if r in expected]
 
 
 @pytest.mark.parametrize("setting,row", GRID, ids=lambda v: str(v))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from gbml_ext import compare as compare_cli
 from gbml_ext.optim.kronecker import KroneckerMLPMap, _KroneckerFactor
-from gbml_ext.runner import compare as compare_cli
 from gbml_ext.runner import load_config, train
 from gbml_ext.runner.build import build_learner
 from vision_fixtures import (

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from gbml_ext.compare import main as compare_main
 from gbml_ext.runner import train
 from gbml_ext.runner.cli import eval_main
-from gbml_ext.runner.compare import main as compare_main
 from gbml_ext.runner.report import compare_table
 from run_fixtures import DEEP, FAST, SHALLOW, cli, tiny
 

@@ -10,7 +10,7 @@ import gbml_ext.runner.loop as loop
 import gbml_ext.runner.records as records
 from gbml_ext.runner import train
 from gbml_ext.runner.cli import eval_main, main
-from gbml_ext.runner.options import run_command
+from gbml_ext.runner.options import exit_code_of
 from run_fixtures import TINY6, checksums, clean_error, cli, tiny6
 
 KEPT = ("checkpoint.pt", "results.json", "results.md")
@@ -91,10 +91,10 @@ def test_out_of_memory_anywhere_else_is_one_line(tmp_path, monkeypatch, capsys):
     def build():
         raise MemoryError()
 
-    assert run_command("gbml-train", build, debug=False) == 1
+    assert exit_code_of("gbml-train", build, debug=False) == 1
     assert "out of CPU memory" in capsys.readouterr().err
     with pytest.raises(MemoryError):  # --debug shows the traceback
-        run_command("gbml-train", build, debug=True)
+        exit_code_of("gbml-train", build, debug=True)
     assert json.loads((tmp_path / "results.json").read_text())["iterations_done"] == 6
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gbml_ext.runner.compare import main as compare_main
+from gbml_ext.compare import main as compare_main
 
 REPO = Path(__file__).resolve().parents[1]
 SHALLOW = REPO / "experiments/configs/synthetic/linreg_shallow.toml"

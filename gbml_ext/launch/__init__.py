@@ -1,4 +1,5 @@
-"""Launchers: where the runs of a plan execute (local worker processes or Slurm jobs).
+"""Launchers: where the runs of a plan execute (local worker processes, Slurm jobs, or any
+launcher registered in `LAUNCHERS`).
 
 Every command that runs more than one run (`gbml-compare`, `experiments.curve`,
 `experiments.budget`, `experiments.algorithms`) builds a plan (`build_plan`: config,
@@ -14,39 +15,53 @@ Example:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..registry import UnknownName
 from ..runner.errors import RunError, RunFolderError
-from ..runner.rundir import holds_run, move_aside
-from .local import run_local
+from ..runner.rundir import WRITABLE_FIX, cannot_write, holds_run, move_aside
+from .files import JOB_FILE, LAUNCHER_FILES, LOG_FILE, SLURM_FOLDER, read_job, write_job
+from .local import LocalLauncher, run_local
+from .options import launcher_arguments
 from .plan import RunSpec, build_plan, check_plan, refuse_seed_override
-from .slurm import SlurmUnavailable, parse_slurm_options, require_slurm, submit_slurm, wait_slurm
-from .status import (
+from .registry import (
+    CHANGED,
     DONE,
     FAILED,
+    LAUNCHERS,
     NOT_STARTED,
     QUEUED,
     RUNNING,
+    Launcher,
+    LaunchSettings,
     RunStatus,
-    format_status,
-    plan_status,
 )
+from .slurm import SlurmLauncher, SlurmUnavailable, parse_slurm_options
+from .status import finished, format_status, plan_status, rerun_status
 
-__all__ = ["DONE", "FAILED", "LAUNCHERS", "NOT_STARTED", "QUEUED", "RUNNING", "RunSpec",
-           "RunStatus", "SlurmUnavailable", "build_plan", "check_plan", "format_status", "launch",
-           "parse_slurm_options", "plan_status", "refuse_seed_override"]
+__all__ = ["CHANGED", "DONE", "FAILED", "JOB_FILE", "LAUNCHERS", "LAUNCHER_FILES", "LOG_FILE",
+           "LaunchSettings", "Launcher", "LocalLauncher", "NOT_STARTED", "QUEUED", "RUNNING",
+           "RunSpec", "RunStatus", "SLURM_FOLDER", "SlurmLauncher", "SlurmUnavailable",
+           "build_plan", "check_plan", "finished", "format_status", "launch",
+           "launcher_arguments", "parse_slurm_options", "plan_status", "read_job",
+           "refuse_seed_override", "rerun_status", "run_local", "write_job"]
 
-LAUNCHERS = ("local", "slurm")
 
-
-def _check_jobs(jobs: int, runs: int) -> int:
-    if jobs < 1:
-        raise RunError(f"--jobs {jobs}: give 1 or more worker processes (e.g. --jobs 2).")
-    if runs and jobs > runs:
-        print(f"gbml_ext: --jobs {jobs} is more than the {runs} run(s) to start; using {runs}.",
-              file=sys.stderr)
-        return runs
-    return jobs
+def _make_folders(plan: Sequence[RunSpec]) -> None:
+    """Makes every run folder of `plan` before any run starts: one that cannot be made (a
+    file in its path, a folder that cannot be written) is one line naming it."""
+    for spec in plan:
+        try:
+            spec.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            where = spec.run_dir
+            blocking = next((p for p in [where, *where.parents] if p.exists()), None)
+            if blocking is not None and not blocking.is_dir():
+                raise RunFolderError(f"cannot make the run folder {where}: {blocking} is a "
+                                     f"file, not a folder. Choose another --out DIR (or "
+                                     f"output_dir=...).") from None
+            raise cannot_write(Path(error.filename or where), error, WRITABLE_FIX) from None
 
 
 def launch(plan: Sequence[RunSpec], launcher: str = "local", jobs: int = 1,
@@ -58,12 +73,13 @@ def launch(plan: Sequence[RunSpec], launcher: str = "local", jobs: int = 1,
 
     Arguments:
         plan: from `build_plan`.
-        launcher: "local" (worker processes here) or "slurm" (one job per run, submitit).
+        launcher: a name in `LAUNCHERS`: "local" (worker processes here) or "slurm" (one job
+            per run, submitit).
         jobs: local worker processes (1: one run after another, printing to the terminal).
         threads: torch threads per local run; None: 1 when jobs > 1, else the environment's.
         slurm: SlurmExecutor parameters (`parse_slurm_options`).
-        wait: Slurm only: return once every submitted job has ended (else right after
-            submitting).
+        wait: a detached launcher (Slurm) returns once every submitted job has ended (else
+            right after submitting).
         overwrite: move what each run folder holds aside first (never deleted).
         allow_change: keys that may differ from a checkpoint's config.
 
@@ -71,10 +87,12 @@ def launch(plan: Sequence[RunSpec], launcher: str = "local", jobs: int = 1,
         one `RunStatus` per run of `plan`, in its order (`format_status` tabulates them).
 
     Raises:
-        RunError: an unknown `launcher`, or `jobs` below 1.
+        RunError: a `launcher` that is not registered (the message lists the choices), or
+            `jobs` below 1.
         SlurmUnavailable: "slurm" where submitit or Slurm's sbatch is missing (the message
             says which, and how to install it).
-        RunFolderError: `overwrite` while a run of the plan is still running or queued.
+        RunFolderError: `overwrite` while a run of the plan is still running or queued; a run
+            folder that cannot be made.
 
     Example:
         >>> plan = build_plan(["experiments/configs/synthetic/linreg_shallow.toml"], [0, 1],
@@ -85,13 +103,15 @@ def launch(plan: Sequence[RunSpec], launcher: str = "local", jobs: int = 1,
         >>> launch([], "ssh")
         Traceback (most recent call last):
         ...
-        gbml_ext.runner.errors.RunError: --launcher ssh: choose one of local, slurm.
+        gbml_ext.runner.errors.RunError: unknown launcher 'ssh'; choose one of local, slurm.
     """
-    if launcher not in LAUNCHERS:
-        raise RunError(f"--launcher {launcher}: choose one of {', '.join(LAUNCHERS)}.")
-    if launcher == "slurm":
-        require_slurm()
-    states = plan_status(plan, quiet=False)
+    try:
+        entry = LAUNCHERS[launcher]
+    except UnknownName as error:
+        raise RunError(str(error)) from None
+    settings = LaunchSettings(jobs, threads, slurm or {}, wait, allow_change)
+    entry.check(settings)
+    states = plan_status(plan, quiet=False, allow_change=allow_change)
     if overwrite:
         live = [s.label for s, st in zip(plan, states, strict=True)
                 if st.state in (RUNNING, QUEUED)]
@@ -109,14 +129,7 @@ def launch(plan: Sequence[RunSpec], launcher: str = "local", jobs: int = 1,
                            for s in (DONE, RUNNING, QUEUED) if any(st.state == s for st in states))
         print(f"gbml_ext: {skipped} of {len(plan)} runs need nothing ({counts}); starting "
               f"{len(todo)}.", file=sys.stderr)
-    if launcher == "slurm":
-        ids = submit_slurm(todo, slurm or {}, allow_change) if todo else []
-        if wait and ids:
-            print(f"gbml_ext: waiting for {len(ids)} Slurm job(s) ...", file=sys.stderr,
-                  flush=True)
-            wait_slurm(ids)
-    elif todo:
-        jobs = _check_jobs(jobs, len(todo))
-        run_local(todo, jobs, threads if threads is not None else (1 if jobs > 1 else None),
-                  allow_change)
-    return plan_status(plan)
+    if todo:
+        _make_folders(todo)
+        entry.start(todo, settings)
+    return plan_status(plan, allow_change=allow_change)

@@ -6,7 +6,7 @@ before anything starts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -72,7 +72,7 @@ def _run_config(config_path: str, seed: int, overrides: Sequence[str],
     args = [f"seed={seed}", *overrides]
     config = load_config(config_path, args)
     if out is not None:  # every run of a plan with an --out folder lives under it
-        slug = config.run_dir().parent.name
+        slug = replace(config, output_dir="").run_dir().parent.name  # its name, made safe
         args.append(f"output_dir='{Path(out) / slug / f'seed{seed}'}'")
         config = load_config(config_path, args)
     return config, args
@@ -85,8 +85,9 @@ def check_plan(plan: Sequence[RunSpec]) -> None:
         plan: the runs (`build_plan` checks its plans with this already).
 
     Raises:
-        RunFolderError: a config listed twice, two configs that would write the same folder,
-            or two configs of the same `name`; the message names both and the fix.
+        RunFolderError: a config listed twice, two seeds of a config whose `output_dir` is
+            one folder, two configs that would write the same folder, or two configs of the
+            same `name`; the message names both and the fix.
 
     Example:
         >>> plan = [RunSpec("a.toml", 0, Config(name="a", output_dir="out/a")),
@@ -101,6 +102,13 @@ def check_plan(plan: Sequence[RunSpec]) -> None:
     for run in plan:
         other = folders.get(run.run_dir.resolve())
         if other is not None:
+            if other.config_path == run.config_path and other.seed != run.seed:
+                raise RunFolderError(
+                    f"{run.config_path} has output_dir = {run.config.output_dir!r}, one folder "
+                    f"for every seed, so seeds {other.seed} and {run.seed} would both write "
+                    f"{run.run_dir}. Give --out DIR (each run then goes to "
+                    f"DIR/<name>/seed<N>), or remove output_dir from the config (runs/<name>/"
+                    f"seed<N>).")
             if other.config_path == run.config_path:
                 raise RunFolderError(f"{run.config_path} is listed twice (the same config twice "
                                      f"would write {run.run_dir} twice); list it once.")
@@ -118,6 +126,21 @@ def check_plan(plan: Sequence[RunSpec]) -> None:
                 f"would share a row of the table. Give each its own name = ... in its file.")
 
 
+def _check_seeds(seeds: Sequence[int]) -> None:
+    """Refuses a seed listed twice, naming it.
+
+    Example:
+        >>> _check_seeds([0, 0, 1])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gbml_ext.runner.errors.RunFolderError: --seeds 0 0 1 lists seed 0 twice; give each ...
+    """
+    twice = next((seed for i, seed in enumerate(seeds) if seed in seeds[:i]), None)
+    if twice is not None:
+        raise RunFolderError(f"--seeds {' '.join(map(str, seeds))} lists seed {twice} twice; "
+                             f"give each seed once.")
+
+
 def build_plan(config_paths: Sequence[str | Path], seeds: Sequence[int],
                overrides: Sequence[str] = (), out: Optional[str | Path] = None,
                resume: bool = False, overwrite: bool = False) -> List[RunSpec]:
@@ -127,12 +150,14 @@ def build_plan(config_paths: Sequence[str | Path], seeds: Sequence[int],
         config_paths: TOML configs, in the order of the table.
         seeds: the seeds each config runs with (a `seed=` override beside them is refused).
         overrides: `key=value` changes applied to every config.
-        out: put every run under `out/<name>/seed<N>`.
+        out: put every run under `out/<name>/seed<N>` (its config's `name`, even where the
+            config sets an `output_dir`).
         resume, overwrite: without either, folders that already hold something are refused.
 
     Raises:
         ConfigError: a config that does not load.
-        RunFolderError: a `seed=` override; two runs that would share a folder or a name;
+        RunFolderError: a `seed=` override; a seed listed twice; two runs that would share a
+            folder (a config whose `output_dir` is one folder for several seeds) or a name;
             without `resume` or `overwrite`, folders that already hold something.
 
     Example:
@@ -141,6 +166,7 @@ def build_plan(config_paths: Sequence[str | Path], seeds: Sequence[int],
         ['a seed 0', 'a seed 1', 'b seed 0', 'b seed 1']
     """
     refuse_seed_override(overrides)
+    _check_seeds(list(seeds))
     plan = [RunSpec(str(path), seed, *_run_config(str(path), seed, overrides,
                                                   None if out is None else str(out)))
             for path in config_paths for seed in seeds]

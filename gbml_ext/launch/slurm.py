@@ -18,15 +18,25 @@ import datetime
 import os
 import shutil
 import signal
+import subprocess
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from ..runner.config import ConfigError, load_config
 from ..runner.errors import RunError, RunInterrupted
+from .files import SLURM_FOLDER, log_tail, write_job
 from .plan import RunSpec
-from .status import SLURM_FOLDER, write_job
+from .registry import FAILED, LAUNCHERS, QUEUED, RUNNING, Launcher, LaunchSettings, RunStatus
 
-__all__ = ["RunJob", "SlurmUnavailable", "parse_slurm_options", "require_slurm", "submit_slurm"]
+__all__ = ["LIVE_STATES", "RunJob", "SlurmLauncher", "SlurmUnavailable", "parse_slurm_options",
+           "require_slurm", "slurm_states", "submit_slurm", "wait_slurm"]
+
+# squeue's states of a job that has not ended.
+_SLURM_QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+                 "RESIZING", "SUSPENDED"}
+_SLURM_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
+LIVE_STATES = _SLURM_QUEUED | _SLURM_RUNNING
 
 # The option names users write (submitit's AutoExecutor spellings), as SlurmExecutor spells them.
 _ALIASES = {"tasks_per_node": "ntasks_per_node", "timeout_min": "time", "job_name": "job_name"}
@@ -172,16 +182,73 @@ def submit_slurm(plan: Sequence[RunSpec], options: Dict[str, Any],
     return ids
 
 
+def slurm_states(job_ids: Iterable[str]) -> Dict[str, str]:
+    """{job id: squeue state} for the jobs still known to Slurm (one squeue call).
+
+    Example:
+        >>> slurm_states([])
+        {}
+    """
+    ids = sorted({str(i) for i in job_ids})
+    if not ids or shutil.which("squeue") is None:
+        return {}
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T"],
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    states = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return states
+
+
 def wait_slurm(job_ids: Sequence[str], poll_seconds: float = 5.0,
                timeout: Optional[float] = None) -> None:
     """Returns once none of `job_ids` is queued or running any more (a requeued job counts as
     queued)."""
-    import time
-
-    from .status import LIVE_STATES, slurm_states
-
     start = time.monotonic()
     while any(state in LIVE_STATES for state in slurm_states(job_ids).values()):
         if timeout is not None and time.monotonic() - start > timeout:
             raise RunError(f"--wait: jobs still running after {timeout:.0f} s; check --status.")
         time.sleep(poll_seconds)
+
+
+class SlurmLauncher(Launcher):
+    """`--launcher slurm`: one Slurm job per run (`submit_slurm`); detached, so the command
+    returns once the jobs are submitted unless told to wait."""
+
+    detached = True
+
+    def check(self, settings: LaunchSettings) -> None:
+        """Raises `SlurmUnavailable` where submitit or sbatch is missing."""
+        require_slurm()
+
+    def start(self, plan: Sequence[RunSpec], settings: LaunchSettings) -> None:
+        """Submits one job per run; with `settings.wait`, returns once every job has ended."""
+        ids = submit_slurm(plan, settings.options, settings.allow_change) if plan else []
+        if settings.wait and ids:
+            print(f"gbml_ext: waiting for {len(ids)} Slurm job(s) ...", file=sys.stderr,
+                  flush=True)
+            wait_slurm(ids)
+
+    def poll(self, records: Sequence[Dict[str, Any]]) -> Dict[str, str]:
+        """squeue's state of every job the records name (one call)."""
+        return slurm_states(str(r["job_id"]) for r in records if r.get("job_id"))
+
+    def view(self, record: Dict[str, Any], polled: Any) -> Optional[RunStatus]:
+        """Queued or running while squeue knows the job, else failed with its log's tail."""
+        job = str(record.get("job_id"))
+        state = (polled or {}).get(job)
+        if state in _SLURM_QUEUED:
+            return RunStatus(QUEUED, f"job {job}")
+        if state in _SLURM_RUNNING:
+            return RunStatus(RUNNING, f"job {job}")
+        tail = log_tail(record.get("log"))
+        return RunStatus(FAILED, f"job {job} ended without results" + (f": {tail}" if tail
+                                                                         else ""))
+
+
+LAUNCHERS.register("slurm", SlurmLauncher(), doc="one Slurm job per run, through submitit")

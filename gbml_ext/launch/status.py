@@ -1,7 +1,10 @@
-"""What each run of a plan is doing, read from its folder (and, for Slurm, the live queue).
+"""What each run of a plan is doing, read from its folder (and from its launcher, for runs a
+detached launcher such as Slurm still holds).
 
 The truth lives on disk, so a second terminal, a crash or a requeue always finds it:
-- `results.json` whose config equals the plan's (and whose iterations are all done): done;
+- `results.json` whose config equals the plan's (and whose iterations are all done): done; of
+  another config: changed, with what a re-run would do (extend it, evaluate it again, or
+  refuse, and why);
 - `job.json`, written by the launcher: which launcher started the run, its job id or pid,
   its log, and (local runs) the exit code once it ended;
 - `run.lock`: a run process that is alive right now.
@@ -10,75 +13,29 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..fileio import atomic_write_json
-from ..runner.compat import IMPLEMENTATION_KEYS, config_differences, flatten
+from ..runner.compat import (
+    ALLOWED_CHANGES,
+    IMPLEMENTATION_KEYS,
+    config_differences,
+    flatten,
+    with_defaults,
+)
 from ..runner.config import config_to_dict
 from ..runner.errors import DamagedFileError
-from ..runner.rundir import LAUNCHER_FILES, LOCK_FILE, read_results
+from ..runner.rundir import LOCK_FILE, holds_run, read_results, stored_config
+from .files import read_job
 from .plan import RunSpec
+from .registry import CHANGED, DONE, FAILED, LAUNCHERS, NOT_STARTED, QUEUED, RUNNING, RunStatus
 
-__all__ = ["DONE", "FAILED", "JOB_FILE", "LIVE_STATES", "LOG_FILE", "NOT_STARTED", "QUEUED",
-           "RUNNING", "RunStatus", "SLURM_FOLDER", "finished", "format_status", "plan_status",
-           "read_job", "write_job"]
-
-JOB_FILE, LOG_FILE, SLURM_FOLDER = LAUNCHER_FILES
-DONE, RUNNING, QUEUED, FAILED, NOT_STARTED = "done", "running", "queued", "failed", "not started"
-# squeue's states of a job that has not ended.
-_SLURM_QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-                 "RESIZING", "SUSPENDED"}
-_SLURM_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
-LIVE_STATES = _SLURM_QUEUED | _SLURM_RUNNING
+__all__ = ["finished", "format_status", "plan_status", "rerun_status", "run_status"]
 
 
-@dataclass
-class RunStatus:
-    """A run's state, as `plan_status` and `launch` report it.
-
-    Attributes:
-        state: `DONE`, `RUNNING`, `QUEUED`, `FAILED` or `NOT_STARTED` ("done", "running",
-            "queued", "failed", "not started").
-        detail: the job id or pid, whether a checkpoint is kept, or a failed run's last log
-            lines ("" when there is nothing to add).
-
-    Example:
-        >>> RunStatus(RUNNING, "pid 4242").settled, RunStatus(FAILED, "exit 1").settled
-        (True, False)
-    """
-
-    state: str
-    detail: str = ""
-
-    @property
-    def settled(self) -> bool:
-        """Nothing to start: the run is done, or a live process or job is on it."""
-        return self.state in (DONE, RUNNING, QUEUED)
-
-
-def write_job(run_dir: Path, record: Dict[str, Any]) -> None:
-    """Writes the launcher's record of a run (`job.json`) atomically."""
-    atomic_write_json(Path(run_dir) / JOB_FILE, record)
-
-
-def read_job(run_dir: Path) -> Optional[Dict[str, Any]]:
-    """The launcher's record of a run, or None if there is none (or it is unreadable)."""
-    try:
-        record = json.loads((Path(run_dir) / JOB_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def finished(spec: RunSpec, quiet: bool = False) -> bool:
-    """True if the run's results.json is for the planned config (paths, logging and
-    checkpointing aside) with all its iterations done. A damaged results.json says so."""
+def _results(spec: RunSpec, quiet: bool) -> Optional[Dict[str, Any]]:
     try:
         results = read_results(spec.run_dir)
     except DamagedFileError as error:
@@ -86,12 +43,88 @@ def finished(spec: RunSpec, quiet: bool = False) -> bool:
             print(f"gbml_ext: {error.path} is damaged; resuming {spec.label} from its "
                   f"checkpoint to write it again (the damaged file is kept beside it).",
                   file=sys.stderr)
-        return False
-    if results is None or not isinstance(results.get("config"), dict):
-        return False
-    saved = results["config"]
+        return None
+    return results if results is not None and isinstance(results.get("config"), dict) else None
+
+
+def _same(saved: Dict[str, Any], spec: RunSpec) -> bool:
     same = not config_differences(saved, config_to_dict(spec.config), ignore=IMPLEMENTATION_KEYS)
     return same and flatten(saved).get("train.iterations") == spec.config.train.iterations
+
+
+def finished(spec: RunSpec, quiet: bool = False) -> bool:
+    """True if the run's results.json is for the planned config (paths, logging and
+    checkpointing aside) with all its iterations done. A damaged results.json says so."""
+    results = _results(spec, quiet)
+    return results is not None and _same(results["config"], spec)
+
+
+def _changes(keys: Sequence[str], old: Dict[str, Any], new: Dict[str, Any]) -> str:
+    return ", ".join(f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in keys)
+
+
+def rerun_status(spec: RunSpec, allow_change: Sequence[str] = (),
+                 results: Optional[Dict[str, Any]] = None) -> Optional[RunStatus]:
+    """What running the plan again would do with a run whose folder holds another config's
+    run: `CHANGED`, saying whether a re-run extends it, evaluates it again, or refuses (and
+    why, with the fix); None when the folder holds no run of another config.
+
+    Arguments:
+        spec: the planned run.
+        allow_change: the keys `--allow-change` would let differ from the checkpoint's config.
+        results: the folder's results.json (read here when None); without one, the folder's
+            config.json says which config trained the checkpoint.
+
+    Example:
+        >>> import tempfile
+        >>> from gbml_ext.runner import Config
+        >>> spec = RunSpec("a.toml", 0, Config(name="a", output_dir=tempfile.mkdtemp()))
+        >>> saved = config_to_dict(Config(name="a", output_dir=str(spec.run_dir)))
+        >>> saved["train"]["lr"] = 0.5
+        >>> print(rerun_status(spec, results={"config": saved, "iterations_done": 100}).detail)
+        ... # doctest: +NORMALIZE_WHITESPACE
+        finished with train.lr 0.5 -> 0.001; a re-run refuses to change it: add --allow-change
+        train.lr to change it on purpose, or start over with --overwrite (or another folder)
+    """
+    found = _rerun(spec, allow_change, _results(spec, True) if results is None else results)
+    return None if found is None else found[1]
+
+
+def _rerun(spec: RunSpec, allow_change: Sequence[str],
+           results: Optional[Dict[str, Any]]) -> Optional[Tuple[bool, RunStatus]]:
+    """`rerun_status`, and whether the re-run refuses."""
+    try:
+        saved = results["config"] if results is not None else stored_config(spec.run_dir)
+    except DamagedFileError:
+        return None
+    if saved is None:
+        return None
+    current = config_to_dict(spec.config)
+    old, new = flatten(with_defaults(saved)), flatten(current)
+    differ = config_differences(saved, current)
+    refused = [key for key in differ if key not in allow_change]
+    ran = "finished" if results is not None else "its checkpoint was trained"
+    if refused:
+        hint = [key for key in refused if key in ALLOWED_CHANGES]
+        fix = (f"add --allow-change {' '.join(hint)} to change it on purpose, or start over"
+               if hint else "start over")
+        return True, RunStatus(CHANGED, f"{ran} with {_changes(refused, old, new)}; a re-run "
+                                        f"refuses to change it: {fix} with --overwrite (or "
+                                        f"another folder)")
+    if results is None or _same(saved, spec):
+        return None
+    done, target = results.get("iterations_done"), spec.config.train.iterations
+    if isinstance(done, int) and done > target:
+        return True, RunStatus(CHANGED, f"finished {done} meta-iterations; a re-run refuses "
+                                        f"train.iterations={target}, a run cannot be "
+                                        f"shortened: give train.iterations={done} or more, or "
+                                        f"start over with --overwrite")
+    if old.get("train.iterations") != target:
+        return False, RunStatus(CHANGED, f"finished {old.get('train.iterations')} "
+                                         f"meta-iterations; a re-run extends it to {target}")
+    other = config_differences(saved, current, ignore=IMPLEMENTATION_KEYS)
+    return False, RunStatus(CHANGED, f"finished with {_changes(other, old, new)}; a re-run "
+                                     f"evaluates it again with the new values")
 
 
 def _alive_here(run_dir: Path) -> Optional[int]:
@@ -112,76 +145,50 @@ def _alive_here(run_dir: Path) -> Optional[int]:
     return pid
 
 
-def slurm_states(job_ids: Iterable[str]) -> Dict[str, str]:
-    """{job id: squeue state} for the jobs still known to Slurm (one squeue call)."""
-    ids = sorted({str(i) for i in job_ids})
-    if not ids or shutil.which("squeue") is None:
-        return {}
-    try:
-        out = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T"],
-                             capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    states = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            states[parts[0]] = parts[1]
-    return states
-
-
-def log_tail(path: Optional[str], lines: int = 3) -> str:
-    """The last non-empty lines of a log file, joined by ' | ' (empty if unreadable)."""
-    if not path:
-        return ""
-    try:
-        text = Path(path).read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    return " | ".join(line.strip() for line in text if line.strip())[-400:] if len(
-        text) <= lines else " | ".join(line.strip() for line in text[-lines:] if line.strip())
-
-
 def _checkpoint_detail(run_dir: Path) -> str:
     return "checkpoint kept; resumes from it" if (run_dir / "checkpoint.pt").exists() else ""
 
 
-def run_status(spec: RunSpec, queue: Dict[str, str], quiet: bool = True) -> RunStatus:
-    """The state of one run, from its folder and `queue` (`slurm_states` of the plan's jobs);
-    `quiet=False` says so when its results.json is damaged."""
+def run_status(spec: RunSpec, polled: Dict[str, Any], quiet: bool = True,
+               allow_change: Sequence[str] = ()) -> RunStatus:
+    """The state of one run, from its folder and its launcher (`polled`: each launcher's
+    `poll` of the plan's records, by name); `quiet=False` says so when its results.json is
+    damaged; `allow_change` as a re-run would be given it."""
     run_dir = spec.run_dir
-    if finished(spec, quiet=quiet):
+    results = _results(spec, quiet)
+    if results is not None and _same(results["config"], spec):
         return RunStatus(DONE)
-    pid = _alive_here(run_dir)
     job = read_job(run_dir) or {}
-    if job.get("launcher") == "slurm":
-        state = queue.get(str(job.get("job_id")))
-        if state in _SLURM_QUEUED:
-            return RunStatus(QUEUED, f"job {job['job_id']}")
-        if state in _SLURM_RUNNING:
-            return RunStatus(RUNNING, f"job {job['job_id']}")
-        tail = log_tail(job.get("log"))
-        return RunStatus(FAILED, f"job {job.get('job_id')} ended without results"
-                         + (f": {tail}" if tail else ""))
+    name = str(job.get("launcher"))
+    view = LAUNCHERS[name].view(job, polled.get(name)) if name in LAUNCHERS else None
+    if view is not None and view.state in (QUEUED, RUNNING):
+        return view
+    pid = _alive_here(run_dir)
     if pid is not None:
         return RunStatus(RUNNING, f"pid {pid}")
-    if job.get("launcher") == "local" and job.get("exit_code") not in (None, 0):
-        tail = log_tail(job.get("log"))
-        return RunStatus(FAILED, f"exit {job['exit_code']}" + (f": {tail}" if tail else ""))
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    rerun = _rerun(spec, allow_change, results)
+    if rerun is not None and (view is None or rerun[0]):
+        return rerun[1]
+    if view is not None:
+        return view
+    if run_dir.is_dir() and holds_run(run_dir):
         return RunStatus(FAILED, "stopped before the end; " + (_checkpoint_detail(run_dir)
                                                                or "no checkpoint"))
     return RunStatus(NOT_STARTED)
 
 
-def plan_status(plan: Sequence[RunSpec], quiet: bool = True) -> List[RunStatus]:
-    """Every run's state, with one squeue call for the whole plan (none without Slurm jobs).
+def plan_status(plan: Sequence[RunSpec], quiet: bool = True,
+                allow_change: Sequence[str] = ()) -> List[RunStatus]:
+    """Every run's state, with one query per launcher for the whole plan (one squeue call
+    for Slurm jobs, none without them).
 
-    Reads each run's folder (results.json, job.json, run.lock) and writes nothing.
+    Reads each run's folder (results.json, config.json, job.json, run.lock) and writes
+    nothing.
 
     Arguments:
         plan: the runs (`build_plan`).
         quiet: do not say so on stderr when a run's results.json is damaged.
+        allow_change: the keys a re-run may change (what a `changed` run's detail assumes).
 
     Returns:
         one `RunStatus` per run, in the plan's order.
@@ -193,10 +200,13 @@ def plan_status(plan: Sequence[RunSpec], quiet: bool = True) -> List[RunStatus]:
         >>> plan_status([RunSpec("a.toml", 0, config)])
         [RunStatus(state='not started', detail='')]
     """
-    jobs = [str(job["job_id"]) for job in (read_job(spec.run_dir) for spec in plan)
-            if job and job.get("launcher") == "slurm" and job.get("job_id")]
-    queue = slurm_states(jobs)
-    return [run_status(spec, queue, quiet) for spec in plan]
+    records: Dict[str, List[Dict[str, Any]]] = {}
+    for job in (read_job(spec.run_dir) for spec in plan):
+        if job and isinstance(job.get("launcher"), str):
+            records.setdefault(job["launcher"], []).append(job)
+    polled = {name: LAUNCHERS[name].poll(jobs) for name, jobs in records.items()
+              if name in LAUNCHERS}
+    return [run_status(spec, polled, quiet, allow_change) for spec in plan]
 
 
 def format_status(plan: Sequence[RunSpec], states: Sequence[RunStatus]) -> str:

@@ -1,4 +1,4 @@
-"""The front ends of `gbml-train` and `gbml-eval` (`gbml-compare`'s is in `compare`); their
+"""The front ends of `gbml-train` and `gbml-eval` (`gbml-compare`'s is `gbml_ext.compare`); their
 shared grammar and error handling are in `options`:
 
     gbml-train   [CONFIG] [--resume | --overwrite] [--allow-change KEY ...]
@@ -20,9 +20,9 @@ from typing import Optional, Sequence
 from .checkpoint import trust_checkpoints
 from .config import describe_config, load_config
 from .errors import ResultNotSaved
-from .options import command_parser, parse_command, run_command, split_overrides
+from .options import command_parser, exit_code_of, parse_command
 
-__all__ = ["eval_main", "main", "run_command", "split_overrides"]
+__all__ = ["eval_main", "main"]
 
 _TRUST_HELP = ("read the run's checkpoint even if it holds objects that run code when loaded "
                "(only for a checkpoint from someone you trust)")
@@ -63,7 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"wrote {result.run_dir}/{', '.join(written)}")
         return 0
 
-    return run_command("gbml-train", body, args.debug)
+    return exit_code_of("gbml-train", body, args.debug)
 
 
 def eval_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -106,7 +106,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"wrote {result['path']}")
         return 0
 
-    return run_command("gbml-eval", body, args.debug)
+    return exit_code_of("gbml-eval", body, args.debug)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from .guards import (
     unadapted_loss,
 )
 from .plots import plot_training_curves
-from .records import final_results, log_record, validate
+from .records import final_results, log_record, log_validation
 from .report import write_metrics, write_results
 from .rundir import (
     CONFIG_FILE,
@@ -258,7 +258,7 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
                                         or done == train_cfg.iterations):
                 log_record(run_dir, state.history, record)
             if train_cfg.eval_every and done % train_cfg.eval_every == 0:
-                validate(state, config, device, run_dir, done)
+                log_validation(state, config, device, run_dir, done)
             minutes = (time.monotonic() - last_save) / 60
             if (done == train_cfg.iterations or stop.received is not None or out_of_time
                     or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)

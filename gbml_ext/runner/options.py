@@ -1,4 +1,5 @@
-"""One command-line grammar for the three commands, below their front ends (`cli`, `compare`):
+"""One command-line grammar for the three commands, below their front ends (`cli`,
+`gbml_ext.compare`):
 
     gbml-train   [CONFIG] [--resume | --overwrite] [--allow-change KEY ...] [key=value ...]
     gbml-compare CONFIG [CONFIG ...] [--seeds N ...] [--out DIR] [--in-process]
@@ -33,8 +34,8 @@ from .guards import OUT_OF_MEMORY, is_out_of_memory
 from .rundir import WRITABLE_FIX
 from .schema import Config
 
-__all__ = ["OVERRIDES_HELP", "USER_ERRORS", "command_parser", "is_override", "parse_command",
-           "run_command", "split_overrides"]
+__all__ = ["OVERRIDES_HELP", "USER_ERRORS", "command_parser", "exit_code_of", "is_override",
+           "parse_command", "split_overrides"]
 
 USER_ERRORS = (ConfigError, DatasetError, RunError, BatchedPathUnsupported)
 OVERRIDES_HELP = ("Config changes are key=value words anywhere on the line, values in TOML "
@@ -243,9 +244,16 @@ def _file_system_message(error: OSError) -> Optional[str]:
     return None
 
 
-def run_command(prog: str, body: Callable[[], int], debug: bool) -> int:
-    """Runs `body`, turning user-facing errors into one or two lines on stderr and an exit code
-    (2 for config errors, 1 for the others, 128 + the signal for an interruption).
+def exit_code_of(prog: str, body: Callable[[], int], debug: bool) -> int:
+    """Runs a command's `body` and returns its exit code, turning user-facing errors into one
+    or two lines on stderr (2 for config errors, 1 for the others, 128 + the signal for an
+    interruption); `debug` raises them with their traceback instead.
+
+    Example:
+        >>> def body() -> int:
+        ...     raise RunError("no such run; give a run folder")
+        >>> exit_code_of("gbml-eval", body, debug=False)  # the line goes to stderr
+        1
     """
     try:
         return body()

@@ -1,6 +1,6 @@
 """What a run records as it goes: a line of metrics.jsonl per logged iteration
-(`log_record`), a validation record (`validate`), and the results.json record of a finished run
-(`final_results`)."""
+(`log_record`), a validation evaluation and its record (`log_validation`), and the
+results.json record of a finished run (`final_results`)."""
 from __future__ import annotations
 
 import json
@@ -20,11 +20,11 @@ from .report import environment_info
 from .state import TrainingState
 from .summaries import at_step
 
-__all__ = ["final_results", "log_record", "validate"]
+__all__ = ["final_results", "log_record", "log_validation"]
 
 
-def validate(state: TrainingState, config: Config, device: torch.device, run_dir: Path,
-             done: int) -> None:
+def log_validation(state: TrainingState, config: Config, device: torch.device,
+                   run_dir: Path, done: int) -> None:
     """Evaluates `config.train.eval_tasks` validation tasks and logs them as one record: loss
     and accuracy after `algorithm.test_steps`, and after every step up to `evaluation_steps`."""
     evaluation = at_step(evaluate(state.algorithm, state.sources["validation"],

@@ -25,19 +25,18 @@ from .checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT, load_latest_checkpoint
 from .compat import upgrade_stored
 from .errors import ConfigMismatchError, DamagedFileError, RunFolderError, UnwritableError
 
-__all__ = ["CONFIG_FILE", "LAUNCHER_FILES", "LOCK_FILE", "METRICS_FILE", "RESULTS_FILE",
-           "RUN_FILES", "WRITABLE_FIX", "cannot_write", "claim_folder", "folder_in_use",
-           "holds_run", "keep_previous_results", "move_aside", "read_history", "read_json",
-           "read_results", "refuse_shortening", "run_lock", "stored_config"]
+__all__ = ["CONFIG_FILE", "LOCK_FILE", "METRICS_FILE", "RESULTS_FILE", "RUN_FILES",
+           "WRITABLE_FIX", "cannot_write", "claim_folder", "folder_in_use",
+           "holds_run", "keep_in_folder", "keep_previous_results", "move_aside", "read_history",
+           "read_json", "read_results", "refuse_shortening", "run_lock", "stored_config"]
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "run.lock"
-# What a launcher keeps in a run folder (gbml_ext.launch): its record of the run, the run's log
-# and Slurm's files. They belong to the folder, not to one attempt: never moved aside.
-LAUNCHER_FILES = ("job.json", "launch.log", "slurm")
-_KEPT = (LOCK_FILE, *LAUNCHER_FILES)
+# The names that belong to the folder, not to one attempt of its run: never moved aside, and
+# no sign of a run. The lock, and what a launcher adds (`keep_in_folder`).
+_KEPT = {LOCK_FILE}
 # The files that make a folder a run folder (anything else in it is the user's).
 RUN_FILES = (CONFIG_FILE, RESULTS_FILE, METRICS_FILE, CHECKPOINT, PREVIOUS_CHECKPOINT)
 
@@ -118,14 +117,34 @@ def cannot_write(path: Path, error: OSError, fix: str) -> UnwritableError:
     return UnwritableError(f"cannot write {path} ({error.strerror or error}). {fix}", path)
 
 
+def keep_in_folder(*names: str) -> None:
+    """Declares `names` as files that belong to a run folder rather than to one attempt of its
+    run, as a launcher's record of the run and its log do: `move_aside` leaves them where they
+    are, and `holds_run` does not count them. The package that writes them declares them
+    (`gbml_ext.launch.files`); the runner knows no launcher.
+
+    Arguments:
+        names: file or folder names inside a run folder.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "launch.log").write_text("a launcher's log")
+        >>> keep_in_folder("launch.log")
+        >>> holds_run(folder)
+        False
+    """
+    _KEPT.update(names)
+
+
 def holds_run(run_dir: Path) -> bool:
-    """True if the folder has anything in it besides a lock and a launcher's files."""
+    """True if the folder has anything in it besides a lock and what `keep_in_folder` names."""
     run_dir = Path(run_dir)
     return run_dir.is_dir() and any(p.name not in _KEPT for p in run_dir.iterdir())
 
 
 def move_aside(run_dir: Path) -> Path:
-    """Moves everything in `run_dir` except the lock and a launcher's files into
+    """Moves everything in `run_dir` except the lock and what `keep_in_folder` names into
     `<run_dir>.old-<UTC time>`."""
     run_dir = Path(run_dir)
     aside = timestamped_path(run_dir.parent, f"{run_dir.name}.old-")

@@ -154,7 +154,7 @@ def step_summaries(loss_by_step: List[List[float]],
         "steps": steps, "max_steps": max_steps, "loss": losses[steps],
         "accuracy": None if accuracies is None else accuracies[steps],
         "loss_by_step": losses, "accuracy_by_step": accuracies,
-        # Kept so that several seeds can be pooled into one CI (gbml_ext.runner.compare).
+        # Kept so that several seeds can be pooled into one CI (gbml_ext.compare).
         "per_task": {"loss_by_step": loss_by_step, "accuracy_by_step": accuracy_by_step,
                      "accuracy": None if accuracy_by_step is None else accuracy_by_step[steps]},
     }
