@@ -14,10 +14,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from experiments import algorithms
+from experiments import algorithms_grid
 from experiments.algorithms_grid import LABELS, SETTINGS
 from experiments.algorithms_report import TITLES
-from experiments.tuned import (
+from experiments.tuned_grid import (
     BEST_FILE,
     HEADLINE,
     HEADLINE_FACTOR,
@@ -37,7 +37,7 @@ from gbml_ext.runner.summaries import pooled_curve, pooled_summary, reported_ste
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "omniglot-tuned.md"
 FIGURE = REPO / "docs" / "img" / "omniglot-tuned-steps.png"
-UNTUNED = algorithms.RESULTS
+UNTUNED = algorithms_grid.RESULTS
 BEGIN = "<!-- begin: tables by `python -m experiments.tuned report`; do not edit -->"
 END = "<!-- end: tables -->"
 
@@ -144,7 +144,7 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
         study = results_dir / setting / "studies" / row
         trials = read_trials(study)
         tuned = seed_results(results_dir / setting / run_name(setting, row))
-        untuned = seed_results(untuned_dir / setting / algorithms.run_name(setting, row))
+        untuned = seed_results(untuned_dir / setting / algorithms_grid.run_name(setting, row))
         notes = ([] if trials else ["not tuned yet"]) + _missing(tuned, seeds, "final")
         body.append([LABELS[row], tuned_settings(study, setting, row), _trial_counts(trials),
                      _best_validation(trials), _accuracy(tuned), steps_cell(tuned),

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from experiments import algorithms, tuned, tuned_report
+from experiments import algorithms, algorithms_grid, tuned, tuned_grid, tuned_report
 from gbml_ext.runner import load_config, train
 from gbml_ext.runner.build import build_learner
 from gbml_ext.runner.compat import flatten
@@ -33,21 +33,21 @@ EVALUATION_KEYS = {"evaluation.max_steps": 10, "evaluation.choose_steps": "valid
 
 def test_each_setting_has_every_row_but_the_reference() -> None:
     for setting in ("5w1s", "20w1s"):
-        files = sorted(p.stem for p in tuned.config_folder(setting).glob("*.toml"))
+        files = sorted(p.stem for p in tuned_grid.config_folder(setting).glob("*.toml"))
         assert files == sorted(TEN)
-        assert tuned.rows(setting) == [r for r in algorithms.ROWS if r in TEN]
+        assert tuned_grid.rows(setting) == [r for r in algorithms_grid.ROWS if r in TEN]
 
 
 @pytest.mark.parametrize("setting,row", GRID, ids=lambda v: str(v))
 def test_a_tuned_row_is_its_grid_row_with_the_same_search(setting: str, row: str) -> None:
-    path = tuned.row_config(setting, row)
+    path = tuned_grid.row_config(setting, row)
     config = load_config(path)
-    grid = load_config(algorithms.config_folder(setting) / f"{row}.toml")
+    grid = load_config(algorithms_grid.config_folder(setting) / f"{row}.toml")
     ours, theirs = flatten(config_to_dict(config)), flatten(config_to_dict(grid))
     changed = {k for k in ours if ours[k] != theirs[k]}
     assert changed == {"name", "evaluation.max_steps", "evaluation.choose_steps"}
     assert {k: ours[k] for k in EVALUATION_KEYS} == EVALUATION_KEYS
-    assert config.name == f"omniglot-{setting}-tuned-{row}" == tuned.run_name(setting, row)
+    assert config.name == f"omniglot-{setting}-tuned-{row}" == tuned_grid.run_name(setting, row)
     setup = read_setup(str(path), [], None)  # gbml-tune's own checks of the table
     assert (setup.trials, setup.metric, setup.direction) == (8, "accuracy", "maximize")
     assert list(setup.space) == SPACE[row]
@@ -72,7 +72,7 @@ def tiny(root: Path) -> List[str]:
 def test_a_tuned_row_trains_two_iterations_and_chooses_its_steps(setting: str, row: str,
                                                                  omniglot: Path,
                                                                  tmp_path: Path) -> None:
-    config = load_config(tuned.row_config(setting, row),
+    config = load_config(tuned_grid.row_config(setting, row),
                          [*tiny(omniglot), f"output_dir='{tmp_path}'"])
     build_learner(config)
     evaluation = train(config, progress=False).results["evaluation"]
@@ -92,12 +92,14 @@ def ended_study(folder: Path, states: List[str], best: bool = True) -> None:
 
 def test_final_runs_start_only_from_ended_studies(tmp_path: Path, capsys) -> None:
     runs = tmp_path / "runs"
-    ended_study(tuned.study_folder(runs, "5w1s", "maml"), ["complete"] * 6 + ["pruned", "fail"])
-    ended_study(tuned.study_folder(runs, "5w1s", "anil"), ["complete"] * 7 + ["running"])
-    ended_study(tuned.study_folder(runs, "20w1s", "maml"), ["complete"] * 8, best=False)
+    ended_study(tuned_grid.study_folder(runs, "5w1s", "maml"),
+                ["complete"] * 6 + ["pruned", "fail"])
+    ended_study(tuned_grid.study_folder(runs, "5w1s", "anil"), ["complete"] * 7 + ["running"])
+    ended_study(tuned_grid.study_folder(runs, "20w1s", "maml"), ["complete"] * 8, best=False)
     entries = tuned.final_plan(["5w1s", "20w1s"], [0, 1], "DATA", runs)
     assert [(e.config, e.seed, e.out) for e in entries] == [
-        (tuned.study_folder(runs, "5w1s", "maml") / "best.toml", s, runs / "5w1s") for s in (0, 1)]
+        (tuned_grid.study_folder(runs, "5w1s", "maml") / "best.toml", s, runs / "5w1s")
+        for s in (0, 1)]
     assert entries[0].overrides == ["data.root='DATA'", "name='omniglot-5w1s-tuned-maml'",
                                     "evaluation.split='test'"]
     assert "5w1s/anil" in capsys.readouterr().err
@@ -105,8 +107,8 @@ def test_final_runs_start_only_from_ended_studies(tmp_path: Path, capsys) -> Non
 
 def test_headline_runs_take_ten_times_the_grids_iterations(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    for row in tuned.HEADLINE:
-        ended_study(tuned.study_folder(runs, "5w1s", row), ["complete"] * 8)
+    for row in tuned_grid.HEADLINE:
+        ended_study(tuned_grid.study_folder(runs, "5w1s", row), ["complete"] * 8)
     entries = tuned.headline_plan([0, 1], "DATA", runs, ["train.eval_tasks=5"])
     assert [e.config.parent.name for e in entries] == ["maml", "anil", "maml_kfo",
                                                        "anil_kfo"] * 2
@@ -134,14 +136,15 @@ def test_tune_calls_gbml_tune_for_every_row_cheapest_first(tmp_path: Path, monke
 def test_a_row_is_tuned_run_archived_and_reported(omniglot: Path, tmp_path: Path,
                                                   monkeypatch) -> None:
     """One row through gbml-tune (one trial), its final run, the archive and the page."""
-    monkeypatch.setattr(tuned, "TRIALS", 1)
-    monkeypatch.setattr(tuned, "ROWS", ("anil",))
+    for module in (tuned, tuned_grid):
+        monkeypatch.setattr(module, "TRIALS", 1)
+        monkeypatch.setattr(module, "ROWS", ("anil",))
     runs, results = tmp_path / "runs", tmp_path / "results"
     sets = [word for o in tiny(omniglot)[1:] for word in ("--set", o)]
     common = ["--root", str(omniglot), "--out", str(runs), "--settings", "5w1s", *sets]
     assert tuned.main(["tune", *common]) == 0
-    study = tuned.study_folder(runs, "5w1s", "anil")
-    assert tuned.best_config(study) == study / "best.toml"
+    study = tuned_grid.study_folder(runs, "5w1s", "anil")
+    assert tuned_grid.best_config(study) == study / "best.toml"
     assert tuned.main(["final", *common, "--seeds", "0"]) == 0
     run = runs / "5w1s" / "omniglot-5w1s-tuned-anil" / "seed0"
     final = json.loads((run / "results.json").read_text())
@@ -196,7 +199,7 @@ def tree(tmp_path: Path) -> Dict[str, Path]:
     final = results / "5w1s" / "omniglot-5w1s-tuned-imaml"
     fake_run(final / "seed0", 0, [[0.2, 0.6, 0.8, 0.7], [0.2, 0.4, 0.6, 0.5]], 2)
     fake_run(final / "seed1", 1, [[0.2, 0.5, 0.6, 0.9], [0.2, 0.5, 0.7, 0.9]], 3)
-    fake_run(untuned / "5w1s" / algorithms.run_name("5w1s", "imaml") / "seed0", 0,
+    fake_run(untuned / "5w1s" / algorithms_grid.run_name("5w1s", "imaml") / "seed0", 0,
              [[0.1, 0.3, 0.5, 0.4], [0.1, 0.3, 0.3, 0.4]], 3, chosen=False)
     fake_run(results / "headline" / "omniglot-5w1s-headline-maml" / "seed0", 0,
              [[0.2, 0.9, 1.0], [0.2, 0.8, 0.9]], 1, iterations=3000)
@@ -244,7 +247,7 @@ def test_the_page_and_its_figure(tree: Dict[str, Path]) -> None:
 
 def test_archive_then_restore_gives_back_the_studies_and_runs(tmp_path: Path) -> None:
     runs, results, again = tmp_path / "runs", tmp_path / "results", tmp_path / "again"
-    study = tuned.study_folder(runs, "5w1s", "maml")
+    study = tuned_grid.study_folder(runs, "5w1s", "maml")
     ended_study(study, ["complete"] * 8)
     (study / "study.db").write_text("store")
     (study / "trials" / "trial-0000").mkdir(parents=True)
@@ -259,7 +262,7 @@ def test_archive_then_restore_gives_back_the_studies_and_runs(tmp_path: Path) ->
                     "5w1s/omniglot-5w1s-tuned-maml/seed0/results.json",
                     "5w1s/studies/maml/best.toml", "5w1s/studies/maml/trials.json"]
     tuned.restore_all(again, results)
-    assert tuned.best_config(tuned.study_folder(again, "5w1s", "maml")) is not None
+    assert tuned_grid.best_config(tuned_grid.study_folder(again, "5w1s", "maml")) is not None
     assert (again / "5w1s" / "omniglot-5w1s-tuned-maml" / "seed0" / "results.json").is_file()
 
 

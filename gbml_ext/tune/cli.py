@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from ..launch import LAUNCHERS, parse_slurm_options
 from ..runner.config import describe_config
-from ..runner.options import command_parser, parse_command, run_command
+from ..runner.options import command_parser, exit_code_of, parse_command
 from .report import BEST_FILE, REPORT_FILES, trial_rows, trials_markdown, write_report
 from .space import read_setup
 
@@ -87,7 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   file=sys.stderr)
         return 0
 
-    return run_command("gbml-tune", body, args.debug)
+    return exit_code_of("gbml-tune", body, args.debug)
 
 
 def _status(setup, out: Path) -> int:
