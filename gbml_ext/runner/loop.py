@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,24 +19,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from ..data.tasks import sample_batch
-from ..fileio import atomic_write_json
 from ..measure import start_peak_watch
 from ..precision import precision_context
 from .checkpoint import save_checkpoint
-from .compat import ALLOWED_CHANGES
-from .config import Config, config_to_dict, load_config
-from .distributed import (
-    DistributedContext,
-    all_reduce_gradients,
-    broadcast_parameters,
-    init_distributed,
-)
-from .errors import (
-    MetaLossDiverged,
-    NonFiniteLossError,
-    RunFolderError,
-    RunInterrupted,
-)
+from .config import Config, load_config
+from .distributed import DistributedContext, all_reduce_gradients
+from .errors import MetaLossDiverged, NonFiniteLossError, RunInterrupted
 from .evaluate import run_path
 from .guards import (
     OUT_OF_MEMORY,
@@ -51,23 +38,10 @@ from .guards import (
 )
 from .plots import plot_training_curves
 from .records import final_results, log_record, validate
-from .report import write_metrics, write_results
-from .rundir import (
-    CONFIG_FILE,
-    claim_folder,
-    keep_previous_results,
-    refuse_shortening,
-    run_lock,
-)
-from .seeds import process_seed
-from .state import (
-    TrainingState,
-    build_run,
-    cpu_threads,
-    resolve_device,
-    restore_state,
-    seed_everything,
-)
+from .report import write_results
+from .rundir import keep_previous_results, run_lock
+from .start import RunContext, join_run, start_run
+from .state import TrainingState, build_run, cpu_threads, resolve_device, seed_everything
 
 __all__ = ["NonFiniteLossError", "RunResult", "TrainingState", "build_run", "check_evaluation",
            "resolve_device", "seed_everything", "train"]
@@ -126,67 +100,57 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
     """
     if not isinstance(config, Config):
         config = load_config(config, overrides)
-    bad = sorted(set(allow_change) - set(ALLOWED_CHANGES))
-    if bad:
-        raise RunFolderError(f"--allow-change {' '.join(bad)}: only {', '.join(ALLOWED_CHANGES)} "
-                             f"may change on resume.")
-    device = resolve_device(config.device)
-    if config.precision == "bf16" and config.algorithm.transform != "none":
-        print("gbml_ext: warning: precision = 'bf16' with a Kronecker transform diverged on the "
-              "synthetic tasks (docs/performance.md); prefer precision = 'fp32' for KFO rows.",
-              file=sys.stderr)
-    dist = init_distributed(device)
-    if dist.enabled and device.type == "cuda":  # one GPU per process on each node
-        device = torch.device("cuda", dist.local_rank)
-        torch.cuda.set_device(device)
-    if dist.enabled and config.train.meta_batch % dist.world_size:
-        raise RunFolderError(f"train.meta_batch={config.train.meta_batch} must be divisible by "
-                             f"the {dist.world_size} processes.")
-    run_dir = config.run_dir()
-    lock = run_lock(run_dir) if dist.is_main else contextlib.nullcontext()
-    with lock, cpu_threads(config.threads), precision_context(config.precision, device):
-        checkpoint = claim_folder(run_dir, resume, overwrite, dist.is_main)
-        refuse_shortening(checkpoint, config.train.iterations, run_dir)
-        state = build_run(config, device, dist.rank)
-        if dist.enabled:
-            broadcast_parameters(state.algorithm)
-        # Each rank draws its own stream of training tasks from the global generators too.
-        seed_everything(process_seed(config.seed, dist.rank))
-        if checkpoint is not None:
-            restore_state(state, checkpoint, config, allow_change)
-        if dist.is_main:
-            atomic_write_json(run_dir / CONFIG_FILE, config_to_dict(config))
-            write_metrics(run_dir, state.history)
-        memory_baseline, first_iteration = start_peak_watch(device), state.iteration
-        try:
-            chunking = _meta_train(state, config, device, dist, run_dir, progress)
-        except MetaLossDiverged as error:
-            train_tasks = state.sources["train"]
-            raise explain_divergence(
-                error, state.algorithm,
-                lambda: sample_batch(train_tasks, min(4, config.train.meta_batch)).to(device),
-                state.reference_loss, state.last_checkpoint, config) from None
-        except (*OUT_OF_MEMORY, RuntimeError) as error:
-            if not is_out_of_memory(error):
-                raise
-            raise out_of_memory(error, config, device, "meta-training",
-                                state.last_checkpoint) from None
+    run = join_run(config, allow_change, progress)
+    lock = run_lock(run.run_dir) if run.dist.is_main else contextlib.nullcontext()
+    with lock, cpu_threads(config.threads), precision_context(config.precision, run.device):
+        state = start_run(run, resume, overwrite, allow_change)
+        memory_baseline, first_iteration = start_peak_watch(run.device), state.iteration
+        chunking = _meta_train_explained(run, state)
         results: Dict[str, Any] = {}
-        if dist.is_main:
-            try:
-                results = final_results(state, config, device, dist, memory_baseline,
-                                         progress, first_iteration, shared_process)
-            except (*OUT_OF_MEMORY, RuntimeError) as error:
-                if not is_out_of_memory(error):
-                    raise
-                raise out_of_memory(error, config, device, "the final evaluation",
-                                    state.last_checkpoint) from None
+        if run.dist.is_main:
+            results = _finish(run, state, memory_baseline, first_iteration, shared_process)
             results["chunking"] = chunking
-            keep_previous_results(run_dir)
-            write_results(run_dir, results)
-            if config.train.plot:
-                plot_training_curves({config.name: state.history}, run_dir / "training.png")
-    return RunResult(state.algorithm, state.history, results, run_dir, config)
+            _write(run, state, results)
+    return RunResult(state.algorithm, state.history, results, run.run_dir, config)
+
+
+def _meta_train_explained(run: RunContext, state: TrainingState) -> Optional[Dict[str, Any]]:
+    """`_meta_train`, with a diverged meta-loss or memory that ran out worded for the user."""
+    config = run.config
+    try:
+        return _meta_train(run, state)
+    except MetaLossDiverged as error:
+        train_tasks = state.sources["train"]
+        raise explain_divergence(
+            error, state.algorithm,
+            lambda: sample_batch(train_tasks, min(4, config.train.meta_batch)).to(run.device),
+            state.reference_loss, state.last_checkpoint, config) from None
+    except (*OUT_OF_MEMORY, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        raise out_of_memory(error, config, run.device, "meta-training",
+                            state.last_checkpoint) from None
+
+
+def _finish(run: RunContext, state: TrainingState, memory_baseline: int, first_iteration: int,
+            shared_process: bool) -> Dict[str, Any]:
+    """The final evaluation and the results record (rank 0 only)."""
+    try:
+        return final_results(state, run.config, run.device, run.dist, memory_baseline,
+                             run.progress, first_iteration, shared_process)
+    except (*OUT_OF_MEMORY, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        raise out_of_memory(error, run.config, run.device, "the final evaluation",
+                            state.last_checkpoint) from None
+
+
+def _write(run: RunContext, state: TrainingState, results: Dict[str, Any]) -> None:
+    """Writes results.json and results.md (keeping a replaced results.json), and the plot."""
+    keep_previous_results(run.run_dir)
+    write_results(run.run_dir, results)
+    if run.config.train.plot:
+        plot_training_curves({run.config.name: state.history}, run.run_dir / "training.png")
 
 
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:
@@ -208,77 +172,95 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     return algorithm.accumulate_meta_gradient
 
 
-def _meta_train(state: TrainingState, config: Config, device: torch.device,
-                dist: DistributedContext, run_dir: Path, progress: bool
-                ) -> Optional[Dict[str, Any]]:
-    """Meta-trains until `train.iterations` (or `train.max_minutes`); returns how the batched
-    path chunked the meta-batch (`ChunkPlan.to_dict`), or None when it did not."""
+def _meta_train(run: RunContext, state: TrainingState) -> Optional[Dict[str, Any]]:
+    """Meta-trains until `train.iterations` (or `train.max_minutes`, or a signal); returns how
+    the batched path chunked the meta-batch (`ChunkPlan.to_dict`), or None when it did not."""
     from tqdm.auto import tqdm
 
-    train_cfg = config.train
+    config, dist = run.config, run.dist
     meta_gradient = _meta_gradient_fn(config, state.algorithm)
-    local_batch = train_cfg.meta_batch // dist.world_size
     last_save = time.monotonic()
-    bar = tqdm(range(state.iteration, train_cfg.iterations), initial=state.iteration,
-               total=train_cfg.iterations, desc=config.name,
-               disable=not (progress and dist.is_main), dynamic_ncols=True)
-    if _out_of_time(state, config, dist):  # resumed with its train.max_minutes used up
-        bar.close()
-        return None
-    with StopSignals().installed() as stop:
-        for iteration in bar:
-            tic = time.perf_counter()
-            batch = sample_batch(state.sources["train"], local_batch).to(device)
-            if state.reference_loss is None:
-                state.reference_loss = unadapted_loss(state.algorithm, batch)
-            state.optimizer.zero_grad(set_to_none=True)
-            outcomes = meta_gradient(batch, config.algorithm.train_steps)
-            if dist.enabled:
-                all_reduce_gradients(state.algorithm.parameters(), dist.world_size)
-            loss = torch.stack([o.loss for o in outcomes]).mean().item()
-            check_meta_loss(loss, iteration + 1, state.reference_loss, state.last_checkpoint,
-                            config)
-            state.optimizer.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            state.iteration_seconds.append(time.perf_counter() - tic)
-            state.train_seconds += state.iteration_seconds[-1]
-            state.iteration = done = iteration + 1
-            accuracies = [o.accuracy for o in outcomes if o.accuracy is not None]
-            accuracy = torch.stack(accuracies).mean().item() if accuracies else None
-            record = {"iteration": done, "split": "train", "loss": loss, "accuracy": accuracy,
-                      "seconds": state.iteration_seconds[-1]}
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
-                            **({"acc": f"{accuracy:.3f}"} if accuracy is not None else {}))
+    bar = tqdm(total=config.train.iterations, initial=state.iteration, desc=config.name,
+               disable=not (run.progress and dist.is_main), dynamic_ncols=True)
+    with bar, StopSignals().installed() as stop:
+        out_of_time = _out_of_time(state, config, dist)  # resumed with its minutes used up
+        while not out_of_time and state.iteration < config.train.iterations:
+            record = _meta_step(run, state, meta_gradient)
+            _show(bar, record)
             out_of_time = _out_of_time(state, config, dist)
             if not dist.is_main:
-                if out_of_time:
-                    break
                 continue
-            if train_cfg.log_every and (done % train_cfg.log_every == 0
-                                        or done == train_cfg.iterations):
-                log_record(run_dir, state.history, record)
-            if train_cfg.eval_every and done % train_cfg.eval_every == 0:
-                validate(state, config, device, run_dir, done)
-            minutes = (time.monotonic() - last_save) / 60
-            if (done == train_cfg.iterations or stop.received is not None or out_of_time
-                    or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)
-                    or (train_cfg.checkpoint_minutes and minutes >= train_cfg.checkpoint_minutes)):
-                save_checkpoint(run_dir, state.checkpoint_payload(config))
-                state.last_checkpoint, last_save = done, time.monotonic()
+            stopping = "signal" if stop.received is not None else "time" if out_of_time else None
+            if _record(run, state, record, stopping, last_save):
+                last_save = time.monotonic()
             if stop.received is not None:
-                bar.close()
-                name = signal.Signals(stop.received).name
                 raise RunInterrupted(
-                    f"{name} at iteration {done} of {train_cfg.iterations}; a checkpoint is in "
-                    f"{run_dir}. Continue with the same command and --resume.", stop.received)
-            if out_of_time:
-                if train_cfg.log_every and done % train_cfg.log_every:
-                    log_record(run_dir, state.history, record)  # the last iteration's loss
-                break
-    bar.close()
+                    f"{signal.Signals(stop.received).name} at iteration {state.iteration} of "
+                    f"{config.train.iterations}; a checkpoint is in {run.run_dir}. Continue with "
+                    f"the same command and --resume.", stop.received)
     plan = getattr(meta_gradient, "plan", None)
     return None if plan is None else plan.to_dict()
+
+
+def _meta_step(run: RunContext, state: TrainingState, meta_gradient: Callable) -> Dict[str, Any]:
+    """One outer step on a fresh meta-batch, averaged over the processes; returns its record
+    (a metrics.jsonl line)."""
+    config, device, dist = run.config, run.device, run.dist
+    tic = time.perf_counter()
+    batch = sample_batch(state.sources["train"],
+                         config.train.meta_batch // dist.world_size).to(device)
+    if state.reference_loss is None:
+        state.reference_loss = unadapted_loss(state.algorithm, batch)
+    state.optimizer.zero_grad(set_to_none=True)
+    outcomes = meta_gradient(batch, config.algorithm.train_steps)
+    if dist.enabled:
+        all_reduce_gradients(state.algorithm.parameters(), dist.world_size)
+    loss = torch.stack([o.loss for o in outcomes]).mean().item()
+    check_meta_loss(loss, state.iteration + 1, state.reference_loss, state.last_checkpoint,
+                    config)
+    state.optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - tic
+    state.iteration_seconds.append(seconds)
+    state.train_seconds += seconds
+    state.iteration += 1
+    accuracies = [o.accuracy for o in outcomes if o.accuracy is not None]
+    accuracy = torch.stack(accuracies).mean().item() if accuracies else None
+    return {"iteration": state.iteration, "split": "train", "loss": loss, "accuracy": accuracy,
+            "seconds": seconds}
+
+
+def _show(bar: Any, record: Dict[str, Any]) -> None:
+    """Moves the progress bar one step, showing the meta-loss (and accuracy)."""
+    accuracy = record["accuracy"]
+    bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False,
+                    **({"acc": f"{accuracy:.3f}"} if accuracy is not None else {}))
+    bar.update(1)
+
+
+def _record(run: RunContext, state: TrainingState, record: Dict[str, Any], stopping: Optional[str],
+            last_save: float) -> bool:
+    """Logs, validates and checkpoints after a step as the config asks (rank 0). `stopping`:
+    None, or why training ends here ("signal", "time"), which makes a checkpoint due; at the
+    time limit the last iteration is logged too. Returns whether a checkpoint was written."""
+    train_cfg, done = run.config.train, state.iteration
+    logged = bool(train_cfg.log_every) and (done % train_cfg.log_every == 0
+                                            or done == train_cfg.iterations)
+    if logged:
+        log_record(run.run_dir, state.history, record)
+    if train_cfg.eval_every and done % train_cfg.eval_every == 0:
+        validate(state, run.config, run.device, run.run_dir, done)
+    minutes = (time.monotonic() - last_save) / 60
+    saved = bool(stopping is not None or done == train_cfg.iterations
+                 or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)
+                 or (train_cfg.checkpoint_minutes and minutes >= train_cfg.checkpoint_minutes))
+    if saved:
+        save_checkpoint(run.run_dir, state.checkpoint_payload(run.config))
+        state.last_checkpoint = done
+    if stopping == "time" and train_cfg.log_every and not logged:
+        log_record(run.run_dir, state.history, record)  # the last iteration's loss
+    return saved
 
 
 def _out_of_time(state: TrainingState, config: Config, dist: DistributedContext) -> bool:
