@@ -1,5 +1,7 @@
-"""The runner's guards: stop cleanly on SIGINT / SIGTERM, and refuse a diverging inner loop
-with a message that names the last good checkpoint and the command that continues from it."""
+"""The runner's guards: stop cleanly on SIGINT / SIGTERM in every phase of a run, refuse a
+diverging inner loop with a message that names the last good checkpoint and the command that
+continues from it, and stop a run whose folder vanished. (Memory or disk space that ran out:
+`limits`.)"""
 from __future__ import annotations
 
 import contextlib
@@ -7,17 +9,24 @@ import math
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 import torch
 
 from .. import engine
 from .config import Config
-from .errors import MetaLossDiverged, NonFiniteLossError, OutOfMemory
+from .errors import (
+    MetaLossDiverged,
+    NonFiniteLossError,
+        RunFolderError,
+    RunInterrupted,
+)
+from .rundir import CONFIG_FILE, LOCK_FILE, METRICS_FILE
 
-__all__ = ["OUT_OF_MEMORY", "StopSignals", "check_evaluation", "check_meta_loss",
-           "divergence_message", "explain_divergence", "is_out_of_memory", "out_of_memory",
-           "unadapted_loss"]
+__all__ = ["OUT_OF_MEMORY", "SignalStop", "StopSignals", "check_evaluation", "check_meta_loss",
+           "check_run_folder", "divergence_message", "explain_divergence", "interrupted",
+           "is_out_of_memory", "unadapted_loss"]
 
 # What running out of memory raises: Python's MemoryError (the CPU) and torch's
 # OutOfMemoryError (a GPU); torch's CPU allocator raises a RuntimeError (`is_out_of_memory`).
@@ -37,21 +46,53 @@ def is_out_of_memory(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and _CPU_ALLOCATOR_FAILED in str(error))
 
 
+class SignalStop(KeyboardInterrupt):
+    """A SIGINT or SIGTERM that stops the run at once: one that arrived outside the
+    meta-iterations, or a second one. `train` words it as a `RunInterrupted`."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
 class StopSignals:
-    """Turns SIGINT / SIGTERM into a request to checkpoint and stop at the end of the current
-    meta-iteration; a second signal stops at once."""
+    """Turns SIGINT / SIGTERM into a stop: while `deferred` (the meta-iterations) the first one
+    is kept in `received`, for the loop to checkpoint and stop at the end of its iteration;
+    otherwise, and for a second one, the handler raises `SignalStop` at once.
+
+    Example:
+        >>> stop = StopSignals()
+        >>> with stop.installed(), stop.deferred():
+        ...     signal.raise_signal(signal.SIGTERM)
+        >>> signal.Signals(stop.received).name
+        'SIGTERM'
+    """
 
     def __init__(self) -> None:
         self.received: Optional[int] = None
+        self._deferring = False
         self._previous: Dict[signal.Signals, Any] = {}
 
     def _handle(self, number: int, frame: Any) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = number
+        if self._deferring and self.received is None:
+            self.received = number
+            return
+        self.received = self.received or number
+        raise SignalStop(number)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator["StopSignals"]:
+        """Within the block, the first signal is only kept in `received`."""
+        self._deferring = True
+        try:
+            yield self
+        finally:
+            self._deferring = False
 
     @contextlib.contextmanager
     def installed(self) -> Iterator["StopSignals"]:
+        """Handles SIGINT and SIGTERM within the block (in the main thread only: elsewhere
+        signals cannot be handled, and the block runs as it is)."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
@@ -62,6 +103,63 @@ class StopSignals:
         finally:
             for number, handler in self._previous.items():
                 signal.signal(number, handler)
+
+
+def interrupted(signal_number: int, phase: str, run_dir: Path, done: int, iterations: int,
+                checkpoint: int) -> RunInterrupted:
+    """The one-line error of a run stopped by a signal in `phase`: "iteration" (at the end of
+    a meta-iteration, checkpointed), "at once" (a second signal during meta-training),
+    "starting" or "evaluating" (the final evaluation), after `done` of `iterations`
+    meta-iterations, the newest checkpoint being of iteration `checkpoint` (0: none).
+
+    Example:
+        >>> str(interrupted(15, "evaluating", Path("runs/a"), 6, 6, 6))  # doctest: +ELLIPSIS
+        'SIGTERM during the final evaluation, after 6 of 6 meta-iterations; the checkpoint ...'
+    """
+    name = signal.Signals(signal_number).name
+    if phase == "starting":
+        return RunInterrupted(f"{name} while the run was starting, before any meta-iteration; "
+                              f"nothing in {run_dir} was lost. Start it with the same command "
+                              f"and --resume (which continues a checkpoint, if there is one).",
+                              signal_number)
+    kept = (f"the checkpoint of iteration {checkpoint} in {run_dir} is kept" if checkpoint
+            else f"no checkpoint was written in {run_dir} yet")
+    if phase == "evaluating":
+        return RunInterrupted(f"{name} during the final evaluation, after {done} of {iterations} "
+                              f"meta-iterations; {kept}. The same command with --resume "
+                              f"evaluates it and writes the results.", signal_number)
+    what = (f"{name} at iteration {done} of {iterations}" if phase == "iteration" else
+            f"{name} again at iteration {done} of {iterations}: stopped at once")
+    return RunInterrupted(f"{what}; {kept}. Continue with the same command and --resume.",
+                          signal_number)
+
+
+def check_run_folder(run_dir: Path, done: int, iterations: int) -> None:
+    """Raises `RunFolderError` if the run folder, or a file the run wrote there as it started
+    (config.json, metrics.jsonl, its lock), has vanished: someone deleted it while the run
+    trained, and writing on would make a folder that looks like a run of its own.
+
+    Arguments:
+        run_dir: the run folder; done, iterations: where the run is, for the message.
+
+    Example:
+        >>> check_run_folder(Path("/no/such/run"), 7, 20)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gbml_ext.runner.errors.RunFolderError: the run folder /no/such/run was deleted while ...
+    """
+    where = f"at iteration {done} of {iterations}"
+    if not run_dir.is_dir():
+        raise RunFolderError(f"the run folder {run_dir} was deleted while the run trained; it "
+                             f"stopped {where}, wrote nothing more and is not done. Start it "
+                             f"again with the same command to have it.")
+    missing = [name for name in (CONFIG_FILE, METRICS_FILE, LOCK_FILE)
+               if not (run_dir / name).is_file()]
+    if missing:
+        raise RunFolderError(f"{' and '.join(missing)} vanished from {run_dir} while the run "
+                             f"trained; it stopped {where}, wrote nothing more and is not done. "
+                             f"Continue it from its checkpoint with the same command and "
+                             f"--resume, or start over with --overwrite.")
 
 
 def unadapted_loss(algorithm, tasks: Sequence) -> float:
@@ -174,34 +272,3 @@ def check_evaluation(evaluation: Dict[str, Any], factor: float, where: str) -> N
         print(f"gbml_ext: warning: {where}: the query loss grows from {before:.4g} before "
               f"adapting to {after:.4g} after {evaluation['steps']} steps (the inner loop "
               f"diverges at test time).", file=sys.stderr)
-
-
-def out_of_memory(error: BaseException, config: Config, device: torch.device, stage: str,
-                  last_checkpoint: int) -> OutOfMemory:
-    """The one-line error for memory that ran out during `stage` ("meta-training" or "the final
-    evaluation"): which memory, at which settings, what to lower, and the checkpoint kept.
-
-    Example:
-        >>> from gbml_ext.runner.config import load_config
-        >>> str(out_of_memory(MemoryError(), load_config(None), torch.device("cpu"),
-        ...                   "meta-training", 0))[:57]
-        'out of CPU memory in meta-training at train.meta_batch=16'
-    """
-    what = "GPU" if isinstance(error, torch.OutOfMemoryError) or device.type == "cuda" else "CPU"
-    data, algorithm = config.data, config.algorithm
-    at = (f"train.meta_batch={config.train.meta_batch}, model.name={config.model.name}, "
-          f"data.ways={data.ways}, data.shots={data.shots}, data.queries={data.queries}")
-    if stage == "meta-training":
-        at += f", algorithm.train_steps={algorithm.train_steps}"
-        fix = ("lower train.meta_batch, or set algorithm.tasks_per_chunk (e.g. "
-               f"{max(1, config.train.meta_batch // 4)}) or train.memory_budget_mb")
-    else:
-        at = f"algorithm.test_steps={algorithm.test_steps}, model.name={config.model.name}"
-        fix = "lower algorithm.test_steps (gbml-eval RUN_DIR --steps K re-evaluates a trained run)"
-        if device.type == "cuda":
-            fix += ", or evaluate on the CPU with gbml-eval RUN_DIR --device cpu"
-    kept = (f"the checkpoint of iteration {last_checkpoint} is kept; continue with the same "
-            f"command, the change and --resume" if last_checkpoint
-            else "no checkpoint was written yet; start again with the change and --overwrite")
-    return OutOfMemory(f"out of {what} memory in {stage} at {at}: {fix}; {kept}.")
-

@@ -10,7 +10,6 @@ outer optimizer.
 from __future__ import annotations
 
 import contextlib
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,23 +22,24 @@ from ..measure import start_peak_watch
 from ..precision import precision_context
 from .checkpoint import save_checkpoint
 from .config import Config, load_config
-from .distributed import DistributedContext, all_reduce_gradients
-from .errors import MetaLossDiverged, NonFiniteLossError, RunInterrupted
+from .distributed import agree, all_reduce_gradients, on_rank0
+from .errors import MetaLossDiverged, NonFiniteLossError
 from .evaluate import run_path
 from .guards import (
     OUT_OF_MEMORY,
+    SignalStop,
     StopSignals,
     check_evaluation,
     check_meta_loss,
+    check_run_folder,
     explain_divergence,
+    interrupted,
     is_out_of_memory,
-    out_of_memory,
     unadapted_loss,
 )
-from .plots import plot_training_curves
-from .records import final_results, log_record, validate
-from .report import write_results
-from .rundir import keep_previous_results, run_lock
+from .limits import out_of_memory
+from .records import final_results, log_record, validate, write_run_results
+from .rundir import run_lock
 from .start import RunContext, join_run, start_run
 from .state import TrainingState, build_run, cpu_threads, resolve_device, seed_everything
 
@@ -102,23 +102,33 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
         config = load_config(config, overrides)
     run = join_run(config, allow_change, progress)
     lock = run_lock(run.run_dir) if run.dist.is_main else contextlib.nullcontext()
-    with lock, cpu_threads(config.threads), precision_context(config.precision, run.device):
-        state = start_run(run, resume, overwrite, allow_change)
-        memory_baseline, first_iteration = start_peak_watch(run.device), state.iteration
-        chunking = _meta_train_explained(run, state)
-        results: Dict[str, Any] = {}
-        if run.dist.is_main:
-            results = _finish(run, state, memory_baseline, first_iteration, shared_process)
-            results["chunking"] = chunking
-            _write(run, state, results)
+    stop, phase, state = StopSignals(), "starting", None
+    try:
+        with lock, stop.installed(), cpu_threads(config.threads), \
+                precision_context(config.precision, run.device):
+            state = start_run(run, resume, overwrite, allow_change)
+            memory_baseline, first_iteration = start_peak_watch(run.device), state.iteration
+            phase = "at once"
+            chunking = _meta_train_explained(run, state, stop)
+            phase, results = "evaluating", {}
+            if run.dist.is_main:
+                results = _finish(run, state, memory_baseline, first_iteration, shared_process)
+                results["chunking"] = chunking
+                check_run_folder(run.run_dir, state.iteration, config.train.iterations)
+                write_run_results(run.run_dir, run.config, state.history, results)
+    except SignalStop as stopped:
+        done, kept = (0, 0) if state is None else (state.iteration, state.last_checkpoint)
+        raise interrupted(stopped.signal_number, phase, run.run_dir, done,
+                          config.train.iterations, kept) from None
     return RunResult(state.algorithm, state.history, results, run.run_dir, config)
 
 
-def _meta_train_explained(run: RunContext, state: TrainingState) -> Optional[Dict[str, Any]]:
+def _meta_train_explained(run: RunContext, state: TrainingState,
+                          stop: StopSignals) -> Optional[Dict[str, Any]]:
     """`_meta_train`, with a diverged meta-loss or memory that ran out worded for the user."""
     config = run.config
     try:
-        return _meta_train(run, state)
+        return _meta_train(run, state, stop)
     except MetaLossDiverged as error:
         train_tasks = state.sources["train"]
         raise explain_divergence(
@@ -145,14 +155,6 @@ def _finish(run: RunContext, state: TrainingState, memory_baseline: int, first_i
                             state.last_checkpoint) from None
 
 
-def _write(run: RunContext, state: TrainingState, results: Dict[str, Any]) -> None:
-    """Writes results.json and results.md (keeping a replaced results.json), and the plot."""
-    keep_previous_results(run.run_dir)
-    write_results(run.run_dir, results)
-    if run.config.train.plot:
-        plot_training_curves({run.config.name: state.history}, run.run_dir / "training.png")
-
-
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see `run_path`)."""
     path = run_path(config.algorithm, algorithm, training=True)
@@ -172,32 +174,28 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     return algorithm.accumulate_meta_gradient
 
 
-def _meta_train(run: RunContext, state: TrainingState) -> Optional[Dict[str, Any]]:
-    """Meta-trains until `train.iterations` (or `train.max_minutes`, or a signal); returns how
-    the batched path chunked the meta-batch (`ChunkPlan.to_dict`), or None when it did not."""
+def _meta_train(run: RunContext, state: TrainingState,
+                stop: StopSignals) -> Optional[Dict[str, Any]]:
+    """Meta-trains until `train.iterations`, or until every process agrees to stop early
+    (`train.max_minutes`, a signal); returns how the batched path chunked the meta-batch
+    (`ChunkPlan.to_dict`), or None when it did not."""
     from tqdm.auto import tqdm
 
-    config, dist = run.config, run.dist
+    config = run.config
     meta_gradient = _meta_gradient_fn(config, state.algorithm)
-    last_save = time.monotonic()
+    last_save, record = time.monotonic(), None
     bar = tqdm(total=config.train.iterations, initial=state.iteration, desc=config.name,
-               disable=not (run.progress and dist.is_main), dynamic_ncols=True)
-    with bar, StopSignals().installed() as stop:
-        out_of_time = _out_of_time(state, config, dist)  # resumed with its minutes used up
-        while not out_of_time and state.iteration < config.train.iterations:
+               disable=not (run.progress and run.dist.is_main), dynamic_ncols=True)
+    with bar, stop.deferred():
+        reason = _agree_stop(run, state, stop)  # resumed with its minutes used up
+        while reason is None and state.iteration < config.train.iterations:
             record = _meta_step(run, state, meta_gradient)
             _show(bar, record)
-            out_of_time = _out_of_time(state, config, dist)
-            if not dist.is_main:
-                continue
-            stopping = "signal" if stop.received is not None else "time" if out_of_time else None
-            if _record(run, state, record, stopping, last_save):
-                last_save = time.monotonic()
-            if stop.received is not None:
-                raise RunInterrupted(
-                    f"{signal.Signals(stop.received).name} at iteration {state.iteration} of "
-                    f"{config.train.iterations}; a checkpoint is in {run.run_dir}. Continue with "
-                    f"the same command and --resume.", stop.received)
+            saved, error = on_rank0(run.dist, _record, run, state, record, last_save)
+            last_save = time.monotonic() if saved else last_save
+            reason = _agree_stop(run, state, stop, error)
+        if reason is not None:
+            _stop_early(run, state, reason, record)
     plan = getattr(meta_gradient, "plan", None)
     return None if plan is None else plan.to_dict()
 
@@ -239,41 +237,61 @@ def _show(bar: Any, record: Dict[str, Any]) -> None:
     bar.update(1)
 
 
-def _record(run: RunContext, state: TrainingState, record: Dict[str, Any], stopping: Optional[str],
+def _log_due(train_cfg: Any, done: int) -> bool:
+    return bool(train_cfg.log_every) and (done % train_cfg.log_every == 0
+                                          or done == train_cfg.iterations)
+
+
+def _record(run: RunContext, state: TrainingState, record: Dict[str, Any],
             last_save: float) -> bool:
-    """Logs, validates and checkpoints after a step as the config asks (rank 0). `stopping`:
-    None, or why training ends here ("signal", "time"), which makes a checkpoint due; at the
-    time limit the last iteration is logged too. Returns whether a checkpoint was written."""
+    """Logs, validates and checkpoints after a step as the config asks (rank 0); returns
+    whether a checkpoint was written."""
     train_cfg, done = run.config.train, state.iteration
-    logged = bool(train_cfg.log_every) and (done % train_cfg.log_every == 0
-                                            or done == train_cfg.iterations)
-    if logged:
-        log_record(run.run_dir, state.history, record)
-    if train_cfg.eval_every and done % train_cfg.eval_every == 0:
-        validate(state, run.config, run.device, run.run_dir, done)
+    logs, validates = _log_due(train_cfg, done), bool(
+        train_cfg.eval_every and done % train_cfg.eval_every == 0)
     minutes = (time.monotonic() - last_save) / 60
-    saved = bool(stopping is not None or done == train_cfg.iterations
+    saved = bool(done == train_cfg.iterations
                  or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)
                  or (train_cfg.checkpoint_minutes and minutes >= train_cfg.checkpoint_minutes))
+    if logs or validates or saved:
+        check_run_folder(run.run_dir, done, train_cfg.iterations)
+    if logs:
+        log_record(run.run_dir, state.history, record)
+    if validates:
+        validate(state, run.config, run.device, run.run_dir, done)
     if saved:
         save_checkpoint(run.run_dir, state.checkpoint_payload(run.config))
         state.last_checkpoint = done
-    if stopping == "time" and train_cfg.log_every and not logged:
-        log_record(run.run_dir, state.history, record)  # the last iteration's loss
     return saved
 
 
-def _out_of_time(state: TrainingState, config: Config, dist: DistributedContext) -> bool:
-    """Whether the meta-iterations have used up `train.max_minutes` (never when it is 0). With
-    several processes rank 0's clock decides, so that every rank stops at the same iteration."""
-    limit = config.train.max_minutes
-    if not limit:
-        return False
-    out = state.train_seconds >= 60 * limit
-    if dist.enabled:
-        import torch.distributed
+def _stop_early(run: RunContext, state: TrainingState, reason: int | str,
+                record: Optional[Dict[str, Any]]) -> None:
+    """Ends meta-training for the agreed `reason` (a signal's number, or "time"): rank 0
+    checkpoints, unless this iteration's checkpoint is written, and at the time limit logs the
+    last iteration; every process waits for it; after a signal each raises `RunInterrupted`."""
+    train_cfg, done = run.config.train, state.iteration
 
-        flag = torch.tensor([float(out)], device=next(state.algorithm.parameters()).device)
-        torch.distributed.broadcast(flag, src=0)
-        out = bool(flag.item())
-    return out
+    def checkpoint() -> None:
+        check_run_folder(run.run_dir, done, train_cfg.iterations)
+        if state.last_checkpoint != done:
+            save_checkpoint(run.run_dir, state.checkpoint_payload(run.config))
+            state.last_checkpoint = done
+        if reason == "time" and record is not None and train_cfg.log_every and not _log_due(
+                train_cfg, done):
+            log_record(run.run_dir, state.history, record)  # the last iteration's loss
+
+    agree([], run.dist, run.device, on_rank0(run.dist, checkpoint)[1])
+    if isinstance(reason, int):
+        raise interrupted(reason, "iteration", run.run_dir, done, train_cfg.iterations, done)
+
+
+def _agree_stop(run: RunContext, state: TrainingState, stop: StopSignals,
+                error: Optional[Exception] = None) -> Optional[int | str]:
+    """Why every process stops meta-training now: the number of a signal that any of them
+    received, "time" when rank 0's clock has used up `train.max_minutes`, else None. Rank 0's
+    `error` stops them all (`distributed.agree`)."""
+    limit = run.config.train.max_minutes
+    late = run.dist.is_main and bool(limit) and state.train_seconds >= 60 * limit
+    number, out_of_time = agree([stop.received or 0, float(late)], run.dist, run.device, error)
+    return int(number) if number else "time" if out_of_time else None

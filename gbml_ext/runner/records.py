@@ -1,6 +1,6 @@
 """What a run records as it goes: a line of metrics.jsonl per logged iteration
 (`log_record`), a validation record (`validate`), and the results.json record of a finished run
-(`final_results`)."""
+(`final_results`), written with its table and plot (`write_run_results`)."""
 from __future__ import annotations
 
 import json
@@ -16,10 +16,12 @@ from .distributed import DistributedContext
 from .evaluate import evaluate, run_path
 from .guards import check_evaluation
 from .memory import training_memory
-from .report import environment_info
+from .plots import plot_training_curves
+from .report import environment_info, write_results
+from .rundir import keep_previous_results
 from .state import TrainingState
 
-__all__ = ["final_results", "log_record", "validate"]
+__all__ = ["final_results", "log_record", "validate", "write_run_results"]
 
 
 def validate(state: TrainingState, config: Config, device: torch.device, run_dir: Path,
@@ -77,3 +79,13 @@ def log_record(run_dir: Path, history: List[Dict[str, Any]], record: Dict[str, A
     history.append(record)
     with open(run_dir / "metrics.jsonl", "a") as stream:
         stream.write(json.dumps(record) + "\n")
+
+
+def write_run_results(run_dir: Path, config: Config, history: List[Dict[str, Any]],
+                      results: Dict[str, Any]) -> None:
+    """Writes a finished run's results.json and results.md (a results.json it replaces is kept
+    beside it), and its training.png when `train.plot`."""
+    keep_previous_results(run_dir)
+    write_results(run_dir, results)
+    if config.train.plot:
+        plot_training_curves({config.name: history}, run_dir / "training.png")
