@@ -19,7 +19,7 @@ Every factor starts at the identity, so the first update equals plain MAML's.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import nn
@@ -202,6 +202,12 @@ class KroneckerTransform(TransformFactory):
         self.nonlinear = nonlinear
         self.hidden_layers = hidden_layers
         self.psd = psd
+
+    def precision_warning(self, precision: str) -> Optional[str]:
+        if precision != "bf16":
+            return None
+        return ("precision = 'bf16' with a Kronecker transform diverged on the synthetic tasks "
+                "(docs/performance.md); prefer precision = 'fp32' for Meta-KFO.")
 
     def build(self, name: str, param: torch.Tensor) -> nn.Module:
         if self.nonlinear:

@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 from ..fileio import atomic_write_json
+from .build import precision_warning
 from .compat import ALLOWED_CHANGES
 from .config import Config, config_to_dict
 from .distributed import DistributedContext, broadcast_parameters, init_distributed
@@ -54,10 +55,9 @@ def join_run(config: Config, allow_change: Sequence[str], progress: bool) -> Run
         raise RunFolderError(f"--allow-change {' '.join(bad)}: only {', '.join(ALLOWED_CHANGES)} "
                              f"may change on resume.")
     device = resolve_device(config.device)
-    if config.precision == "bf16" and config.algorithm.transform != "none":
-        print("gbml_ext: warning: precision = 'bf16' with a Kronecker transform diverged on the "
-              "synthetic tasks (docs/performance.md); prefer precision = 'fp32' for KFO rows.",
-              file=sys.stderr)
+    warning = precision_warning(config)
+    if warning is not None:
+        print(f"gbml_ext: warning: {warning}", file=sys.stderr)
     dist = init_distributed(device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
