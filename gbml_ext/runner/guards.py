@@ -108,9 +108,9 @@ class StopSignals:
 def interrupted(signal_number: int, phase: str, run_dir: Path, done: int, iterations: int,
                 checkpoint: int) -> RunInterrupted:
     """The one-line error of a run stopped by a signal in `phase`: "iteration" (at the end of
-    a meta-iteration, checkpointed), "at once" (a second signal during meta-training),
-    "starting" or "evaluating" (the final evaluation), after `done` of `iterations`
-    meta-iterations, the newest checkpoint being of iteration `checkpoint` (0: none).
+    a meta-iteration, checkpointed), "meta-training" (at once: a second signal), "starting"
+    or "evaluating" (the final evaluation), after `done` of `iterations` meta-iterations, the
+    newest checkpoint being of iteration `checkpoint` (0: none).
 
     Example:
         >>> str(interrupted(15, "evaluating", Path("runs/a"), 6, 6, 6))  # doctest: +ELLIPSIS

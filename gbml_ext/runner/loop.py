@@ -13,7 +13,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -23,7 +23,7 @@ from ..precision import precision_context
 from .checkpoint import save_checkpoint
 from .config import Config, load_config
 from .distributed import agree, all_reduce_gradients, on_rank0
-from .errors import MetaLossDiverged, NonFiniteLossError
+from .errors import MetaLossDiverged, NonFiniteLossError, RunError
 from .evaluate import run_path
 from .guards import (
     OUT_OF_MEMORY,
@@ -37,7 +37,7 @@ from .guards import (
     is_out_of_memory,
     unadapted_loss,
 )
-from .limits import out_of_memory
+from .limits import NO_SPACE, cannot_write_run, out_of_memory
 from .records import final_results, log_record, validate, write_run_results
 from .rundir import run_lock
 from .start import RunContext, join_run, start_run
@@ -108,24 +108,40 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
                 precision_context(config.precision, run.device):
             state = start_run(run, resume, overwrite, allow_change)
             memory_baseline, first_iteration = start_peak_watch(run.device), state.iteration
-            phase = "at once"
+            phase = "meta-training"
             chunking = _meta_train_explained(run, state, stop)
             phase, results = "evaluating", {}
             if run.dist.is_main:
-                results = _finish(run, state, memory_baseline, first_iteration, shared_process)
+                results = final_results(state, config, run.device, run.dist, memory_baseline,
+                                        progress, first_iteration, shared_process)
                 results["chunking"] = chunking
                 check_run_folder(run.run_dir, state.iteration, config.train.iterations)
                 write_run_results(run.run_dir, run.config, state.history, results)
-    except SignalStop as stopped:
-        done, kept = (0, 0) if state is None else (state.iteration, state.last_checkpoint)
-        raise interrupted(stopped.signal_number, phase, run.run_dir, done,
-                          config.train.iterations, kept) from None
+    except SignalStop as stopped:  # at once: outside the meta-iterations, or a second signal
+        raise interrupted(stopped.signal_number, phase, run.run_dir,
+                          *_progress(state, config)) from None
+    except OSError as error:
+        if error.errno not in NO_SPACE or phase == "starting":
+            raise  # at the start: a folder that cannot be written at all (`run_command`)
+        raise cannot_write_run(error, phase, run.run_dir, *_progress(state, config)) from None
+    except (*OUT_OF_MEMORY, RuntimeError) as error:
+        if not is_out_of_memory(error) or isinstance(error, RunError):
+            raise
+        raise out_of_memory(error, config, run.device, phase, _progress(state, config)[2],
+                            getattr(state, "algorithm", None), run.dist.world_size) from None
     return RunResult(state.algorithm, state.history, results, run.run_dir, config)
+
+
+def _progress(state: Optional[TrainingState], config: Config) -> Tuple[int, int, int]:
+    """(meta-iterations done, asked for, the newest checkpoint's iteration) for a message."""
+    if state is None:
+        return 0, config.train.iterations, 0
+    return state.iteration, config.train.iterations, state.last_checkpoint
 
 
 def _meta_train_explained(run: RunContext, state: TrainingState,
                           stop: StopSignals) -> Optional[Dict[str, Any]]:
-    """`_meta_train`, with a diverged meta-loss or memory that ran out worded for the user."""
+    """`_meta_train`, with a diverged meta-loss worded for the user: which loop diverged."""
     config = run.config
     try:
         return _meta_train(run, state, stop)
@@ -135,24 +151,6 @@ def _meta_train_explained(run: RunContext, state: TrainingState,
             error, state.algorithm,
             lambda: sample_batch(train_tasks, min(4, config.train.meta_batch)).to(run.device),
             state.reference_loss, state.last_checkpoint, config) from None
-    except (*OUT_OF_MEMORY, RuntimeError) as error:
-        if not is_out_of_memory(error):
-            raise
-        raise out_of_memory(error, config, run.device, "meta-training",
-                            state.last_checkpoint) from None
-
-
-def _finish(run: RunContext, state: TrainingState, memory_baseline: int, first_iteration: int,
-            shared_process: bool) -> Dict[str, Any]:
-    """The final evaluation and the results record (rank 0 only)."""
-    try:
-        return final_results(state, run.config, run.device, run.dist, memory_baseline,
-                             run.progress, first_iteration, shared_process)
-    except (*OUT_OF_MEMORY, RuntimeError) as error:
-        if not is_out_of_memory(error):
-            raise
-        raise out_of_memory(error, run.config, run.device, "the final evaluation",
-                            state.last_checkpoint) from None
 
 
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:

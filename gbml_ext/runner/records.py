@@ -75,10 +75,21 @@ def final_results(state: TrainingState, config: Config, device: torch.device,
 
 
 def log_record(run_dir: Path, history: List[Dict[str, Any]], record: Dict[str, Any]) -> None:
-    """Appends `record` to the history and as one line to the run's metrics.jsonl."""
+    """Appends `record` to the history and as one line to the run's metrics.jsonl.
+
+    Raises:
+        OSError: the line cannot be written; `filename` is metrics.jsonl's path (a full disk
+            refuses the bytes as they are flushed, with no file name of its own).
+    """
     history.append(record)
-    with open(run_dir / "metrics.jsonl", "a") as stream:
-        stream.write(json.dumps(record) + "\n")
+    path = run_dir / "metrics.jsonl"
+    try:
+        with open(path, "a") as stream:
+            stream.write(json.dumps(record) + "\n")
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
 
 
 def write_run_results(run_dir: Path, config: Config, history: List[Dict[str, Any]],
