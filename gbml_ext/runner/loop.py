@@ -1,11 +1,10 @@
 """The experiment runner: meta-training, checkpoints and resume, evaluation, results.
 
-`train` reads as its steps: claim the run folder (`rundir`), build the run, restore a checkpoint
-or record the config, meta-train, evaluate, write results. The loop does not know which
-algorithm it runs: each step it draws one `TaskBatch` from the training source, asks the
-learner for its meta-gradient (`accumulate_meta_gradient` over the batch's task views, or the
-batched path on its stacked tensors), averages it across ranks when distributed, and steps the
-outer optimizer.
+`train` reads as its steps: start the run (`start`), meta-train, evaluate, write results, and
+word what stopped it (a signal, a full disk, memory: `guards`, `limits`). The loop does not know
+which algorithm it runs: each step it draws one `TaskBatch` from the training source, asks the
+learner for its meta-gradient, averages it across ranks when distributed, steps the outer
+optimizer, records the step (rank 0), and every rank agrees on whether to stop.
 """
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -117,26 +116,30 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
                 results["chunking"] = chunking
                 check_run_folder(run.run_dir, state.iteration, config.train.iterations)
                 write_run_results(run.run_dir, run.config, state.history, results)
-    except SignalStop as stopped:  # at once: outside the meta-iterations, or a second signal
-        raise interrupted(stopped.signal_number, phase, run.run_dir,
-                          *_progress(state, config)) from None
-    except OSError as error:
-        if error.errno not in NO_SPACE or phase == "starting":
-            raise  # at the start: a folder that cannot be written at all (`run_command`)
-        raise cannot_write_run(error, phase, run.run_dir, *_progress(state, config)) from None
-    except (*OUT_OF_MEMORY, RuntimeError) as error:
-        if not is_out_of_memory(error) or isinstance(error, RunError):
+    except (SignalStop, OSError, *OUT_OF_MEMORY, RuntimeError) as error:
+        worded = _worded(error, phase, run, state)
+        if worded is None:
             raise
-        raise out_of_memory(error, config, run.device, phase, _progress(state, config)[2],
-                            getattr(state, "algorithm", None), run.dist.world_size) from None
+        raise worded from None
     return RunResult(state.algorithm, state.history, results, run.run_dir, config)
 
 
-def _progress(state: Optional[TrainingState], config: Config) -> Tuple[int, int, int]:
-    """(meta-iterations done, asked for, the newest checkpoint's iteration) for a message."""
-    if state is None:
-        return 0, config.train.iterations, 0
-    return state.iteration, config.train.iterations, state.last_checkpoint
+def _worded(error: BaseException, phase: str, run: RunContext,
+            state: Optional[TrainingState]) -> Optional[RunError]:
+    """The user's one-line error for what stopped the run in `phase`: a signal that stops at
+    once (outside the meta-iterations, or a second one), a disk that filled or turned
+    read-only after the start, memory that ran out; None for anything else."""
+    iterations = run.config.train.iterations
+    done, kept = (0, 0) if state is None else (state.iteration, state.last_checkpoint)
+    if isinstance(error, SignalStop):
+        return interrupted(error.signal_number, phase, run.run_dir, done, iterations, kept)
+    if isinstance(error, OSError):  # at the start: a folder that cannot be written at all
+        return (cannot_write_run(error, phase, run.run_dir, done, iterations, kept)
+                if error.errno in NO_SPACE and phase != "starting" else None)
+    if not is_out_of_memory(error) or isinstance(error, RunError):
+        return None
+    return out_of_memory(error, run.config, run.device, phase, kept,
+                         None if state is None else state.algorithm, run.dist.world_size)
 
 
 def _meta_train_explained(run: RunContext, state: TrainingState,
