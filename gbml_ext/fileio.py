@@ -44,8 +44,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except OSError as error:
-        if error.errno is not None and error.filename in (str(temporary), temporary):
-            # Name the file the caller asked for, not the temporary one beside it.
+        if error.errno is not None and error.filename in (None, str(temporary), temporary):
+            # Name the file the caller asked for, not the temporary one beside it (a write
+            # that fails as the bytes are flushed, as on a full disk, names no file at all).
             raise OSError(error.errno, error.strerror, str(path)) from error
         raise
     finally:

@@ -144,9 +144,10 @@ def test_the_stop_file_stops_a_run_with_a_checkpoint_and_resume_finishes_it_unch
     args = [*TINY6, f"output_dir='{stopped}'", "--resume", "--no-progress"]
     code, _, err = cli(capsys, main, *args)
     assert code == 3 and clean_error(err, 1), err
-    assert "(pruned: validation loss above the median); stopped at iteration 4 of 6" in err
+    # Seen before the first resumed iteration: the run stops where its checkpoint is.
+    assert "(pruned: validation loss above the median); stopped at iteration 3 of 6" in err
     assert not (stopped / "stop").exists()  # taken: --resume goes on
-    assert torch.load(stopped / "checkpoint.pt", weights_only=False)["iteration"] == 4
+    assert torch.load(stopped / "checkpoint.pt", weights_only=True)["iteration"] == 3
     # No evaluation: the results are still those of the first three iterations.
     assert json.loads((stopped / "results.json").read_text())["iterations_done"] == 3
     assert cli(capsys, main, *args)[0] == 0

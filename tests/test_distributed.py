@@ -1,7 +1,11 @@
 """Two CPU processes (gloo) must apply exactly the meta-update one process applies to all tasks."""
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -71,3 +75,52 @@ def test_two_process_meta_update_equals_single_process(tmp_path):
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     # log_every defaults to 10, so only the last iteration is logged, once: rank 1 writes nothing.
     assert [json.loads(x)["iteration"] for x in lines] == [4]
+
+
+def _start_ranks(out, port, extra=()):
+    """Two gbml-train processes of one gloo group, as torchrun or srun start them."""
+    command = [sys.executable, "-m", "gbml_ext.runner", *TINY_RUN, f"output_dir='{out}'",
+               "--no-progress", *extra]
+    processes = []
+    for rank in range(2):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+               "OMP_NUM_THREADS": "1"}
+        processes.append(subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True,
+                                          cwd=out.parent))
+    return processes
+
+
+def _wait_for_lines(path, count, processes, seconds=180):
+    deadline = time.time() + seconds
+    while time.time() < deadline and not (path.exists()
+                                          and path.read_text().count("\n") >= count):
+        assert all(p.poll() is None for p in processes), [p.communicate() for p in processes]
+        time.sleep(0.1)
+
+
+TINY_RUN = ["data.options={dim=4, n_support=4, n_query=4}", "train.iterations=100000",
+            "train.meta_batch=2", "train.log_every=1", "train.checkpoint_every=0",
+            "evaluation.tasks=4", "train.plot=false"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signalled", [(0, 1), (1,)], ids=["every-rank", "rank-1-only"])
+def test_sigterm_stops_every_rank_together_with_a_checkpoint(tmp_path, signalled):
+    """A preempted multi-task job: SIGTERM reaches every rank (or only one of them, or at
+    different iterations); all agree to stop, rank 0 checkpoints, each exits 143 in one line,
+    none dies inside a collective."""
+    out = tmp_path / "run"
+    out.mkdir()
+    processes = _start_ranks(out, _free_port())
+    _wait_for_lines(out / "metrics.jsonl", 3, processes)
+    for rank in signalled:
+        processes[rank].send_signal(signal.SIGTERM)
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [143, 143], errors
+    for err in errors:
+        assert "Traceback" not in err and "Connection closed" not in err, err
+        assert "SIGTERM at iteration" in err and "--resume" in err, err
+    stopped_at = torch.load(out / "checkpoint.pt", weights_only=False)["iteration"]
+    assert f"SIGTERM at iteration {stopped_at} of 100000" in errors[0]
+    assert not (out / "run.lock").exists() and not (out / "results.json").exists()

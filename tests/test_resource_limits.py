@@ -2,6 +2,7 @@
 line that says what ran out, at which settings and what to lower, with a non-zero exit; the
 last checkpoint and the run's other files are kept as they were."""
 import json
+import re
 
 import pytest
 import torch
@@ -43,9 +44,12 @@ def test_out_of_memory_in_training_is_one_line_and_keeps_the_checkpoint(
     assert code == 1 and clean_error(err, 1), err
     assert f"out of {what} memory in meta-training" in err
     assert "train.meta_batch=2" in err and "model.name=linear" in err
-    assert "lower train.meta_batch" in err and "algorithm.tasks_per_chunk" in err
+    assert "data.options.dim=4, data.options.n_support=8, data.options.n_query=8" in err
+    assert "data.ways" not in err  # a regression task has no ways
     assert "train.memory_budget_mb" in err
     assert "checkpoint of iteration 3 is kept" in err and "--resume" in err
+    if what == "GPU":
+        assert "2.00 GiB" in err  # the size of the allocation that failed
     after = checksums(tmp_path)
     assert {name: after[name] for name in KEPT} == before
     assert not (tmp_path / "run.lock").exists()
@@ -53,6 +57,49 @@ def test_out_of_memory_in_training_is_one_line_and_keeps_the_checkpoint(
     monkeypatch.undo()
     result = train(tiny6(tmp_path), resume=True, progress=False)
     assert result.results["iterations_done"] == 6
+
+
+def test_the_advice_after_running_out_of_memory_in_training_works(tmp_path, monkeypatch,
+                                                                  capsys):
+    """The keys offered with --resume are keys resume accepts; the batch is offered for a new
+    run only, as resume refuses a changed train.meta_batch."""
+    train(tiny6(tmp_path, "train.iterations=3"), progress=False)
+    _raise_at(monkeypatch, 5, MemoryError())
+    code, _, err = cli(capsys, main, *TINY6, f"output_dir='{tmp_path}'", "--resume",
+                       "--no-progress")
+    assert code == 1, err
+    chunk = re.search(r"Set (algorithm\.tasks_per_chunk=\d+)", err)
+    assert chunk and "which --resume accepts" in err, err
+    assert "a new run with a lower train.meta_batch" in err, err
+    monkeypatch.undo()
+    assert cli(capsys, main, *TINY6, f"output_dir='{tmp_path}'", "train.meta_batch=1",
+               "--resume", "--no-progress")[0] == 2  # refused, as the message says
+    code, _, err = cli(capsys, main, *TINY6, f"output_dir='{tmp_path}'", chunk.group(1),
+                       "--resume", "--no-progress")
+    assert code == 0, err
+    assert json.loads((tmp_path / "results.json").read_text())["iterations_done"] == 6
+
+
+def test_out_of_memory_on_the_per_task_path_offers_no_chunking(tmp_path, monkeypatch, capsys):
+    _raise_at(monkeypatch, 2, MemoryError())
+    code, _, err = cli(capsys, main, *TINY6, "algorithm.path=per-task",
+                       f"output_dir='{tmp_path}'", "--no-progress")
+    assert code == 1 and clean_error(err, 1), err
+    assert "tasks_per_chunk" not in err and "memory_budget_mb" not in err, err
+    assert "a new run with a lower train.meta_batch" in err and "no checkpoint" in err, err
+
+
+def test_out_of_memory_while_building_the_run_names_the_key_that_sized_it(tmp_path, capsys):
+    """A task source too large to build: the keys that size the tasks and the model, the size
+    asked for, and no advice about the batch or a checkpoint that does not exist."""
+    code, _, err = cli(capsys, main, *TINY6, "data.options={dim=20000000}",
+                       f"output_dir='{tmp_path}/run'", "--no-progress")
+    assert code == 1 and clean_error(err, 1), err
+    assert "out of CPU memory building the run" in err and "2.84 PiB" in err, err
+    assert "data.options.dim=20000000" in err and "model.name=linear" in err, err
+    for misleading in ("meta_batch", "tasks_per_chunk", "data.ways", "last checkpoint"):
+        assert misleading not in err, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_out_of_memory_before_any_checkpoint_says_start_again(tmp_path, monkeypatch, capsys):
@@ -68,7 +115,7 @@ def test_out_of_memory_in_the_final_evaluation_names_its_settings(tmp_path, monk
     def evaluate(*args, **kwargs):
         raise MemoryError()
 
-    monkeypatch.setattr(records, "evaluate", evaluate)
+    monkeypatch.setattr(records, "final_evaluation", evaluate)
     code, _, err = cli(capsys, main, *TINY6, f"output_dir='{tmp_path}'", "--no-progress")
     assert code == 1 and clean_error(err, 1), err
     assert "in the final evaluation at algorithm.test_steps=2" in err
@@ -83,7 +130,7 @@ def test_out_of_memory_anywhere_else_is_one_line(tmp_path, monkeypatch, capsys):
     def evaluate(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory.")
 
-    monkeypatch.setattr(saved, "evaluate", evaluate)
+    monkeypatch.setattr(saved, "final_evaluation", evaluate)
     code, _, err = cli(capsys, eval_main, tmp_path, "--no-progress")
     assert code == 1 and clean_error(err, 1) and "out of GPU memory" in err, err
     assert "algorithm.test_steps" in err and checksums(tmp_path) == before
@@ -110,3 +157,59 @@ def test_the_cpu_allocators_failure_is_out_of_memory_too(tmp_path, monkeypatch, 
     _raise_at(monkeypatch, 2, RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     with pytest.raises(RuntimeError, match="shapes"):  # any other RuntimeError is a bug to see
         main([*TINY6, f"output_dir='{tmp_path}/other'", "--no-progress"])
+
+
+def _fill_disk(monkeypatch, folder):
+    """From now on every file written under `folder` goes to /dev/full, which refuses the bytes
+    as a full disk does: ENOSPC when they are flushed, with no file name attached."""
+    import builtins
+    import io
+    import os
+    from pathlib import Path
+
+    real_open = builtins.open
+    folder = Path(folder).absolute()
+
+    def full_open(file, mode="r", *args, **kwargs):
+        if (not isinstance(file, int) and any(c in mode for c in "wax+")
+                and folder in Path(os.fsdecode(file)).absolute().parents):
+            return real_open("/dev/full", mode.replace("x", "w"), *args, **kwargs)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    monkeypatch.setattr(io, "open", full_open)
+
+
+def test_a_full_disk_in_training_names_the_file_and_where_training_stopped(
+        tmp_path, monkeypatch, capsys):
+    real = loop.check_meta_loss
+
+    def check(loss, done, *args, **kwargs):
+        if done == 5:
+            _fill_disk(monkeypatch, tmp_path)
+        return real(loss, done, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "check_meta_loss", check)
+    code, _, err = cli(capsys, main, *TINY6, f"output_dir='{tmp_path}'", "--no-progress")
+    assert code == 1 and clean_error(err, 1), err
+    assert f"cannot write {tmp_path / 'metrics.jsonl'} (No space left on device)" in err, err
+    assert "at iteration 5 of 6" in err and "checkpoint of iteration 3 is kept" in err, err
+    assert "--resume" in err and not (tmp_path / "run.lock").exists()
+    monkeypatch.undo()
+    assert train(tiny6(tmp_path), resume=True, progress=False).results["iterations_done"] == 6
+
+
+def test_a_full_disk_after_training_says_training_finished(tmp_path, monkeypatch, capsys):
+    real = records.final_evaluation
+
+    def evaluate(*args, **kwargs):
+        _fill_disk(monkeypatch, tmp_path)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(records, "final_evaluation", evaluate)
+    code, _, err = cli(capsys, main, *TINY6, f"output_dir='{tmp_path}'", "--no-progress")
+    assert code == 1 and clean_error(err, 1), err
+    assert f"cannot write {tmp_path / 'results.json'} (No space left on device)" in err, err
+    assert "training finished (6 of 6 meta-iterations)" in err, err
+    assert "checkpoint of iteration 6 is kept" in err and "--resume" in err, err
+    assert not (tmp_path / "results.json").exists()

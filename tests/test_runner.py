@@ -169,3 +169,60 @@ def test_channels_last_model_gives_the_same_meta_gradient():
         gradients.append([p.grad.clone() for p in learner.parameters()])
     for plain, nhwc in zip(*gradients, strict=True):
         torch.testing.assert_close(nhwc, plain, rtol=1e-4, atol=1e-6)
+
+
+def _vanish_at(monkeypatch, iteration, *names):
+    """Makes the run folder (or the files `names` in it) disappear during `iteration`."""
+    import shutil
+
+    real = loop_module.check_meta_loss
+
+    def check(loss, done, reference, last_checkpoint, config):
+        if done == iteration:
+            run_dir = config.run_dir()
+            for name in names:
+                (run_dir / name).unlink()
+            if not names:
+                shutil.rmtree(run_dir)
+        return real(loss, done, reference, last_checkpoint, config)
+
+    monkeypatch.setattr(loop_module, "check_meta_loss", check)
+
+
+@pytest.mark.parametrize("names", [(), ("config.json",)], ids=["folder", "config.json"])
+def test_a_run_whose_folder_vanishes_stops_and_is_not_done(tmp_path, monkeypatch, capsys, names):
+    """Deleted while its run trains, a folder is not made again with files that look like a
+    finished run: the run stops at its next write with one line, and writes no results."""
+    from gbml_ext.runner.cli import main
+
+    out = tmp_path / "run"
+    _vanish_at(monkeypatch, 7, *names)
+    code = main([*TINY, f"output_dir='{out}'", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert str(out) in err and "iteration 7 of 20" in err and "not done" in err, err
+    if names:
+        assert "config.json" in err and "--resume" in err
+        assert (out / "checkpoint.pt").is_file() and not (out / "run.lock").exists()
+    else:
+        assert "was deleted" in err and not out.exists()  # not made again
+    assert not (out / "results.json").exists() and not (out / "config.json").exists()
+
+
+def test_a_run_folder_that_vanishes_in_the_final_evaluation_gets_no_results(tmp_path,
+                                                                           monkeypatch, capsys):
+    import shutil
+
+    import gbml_ext.runner.records as records
+
+    real = records.final_evaluation
+    out = tmp_path / "run"
+
+    def evaluate(*args, **kwargs):
+        shutil.rmtree(out)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(records, "final_evaluation", evaluate)
+    with pytest.raises(RuntimeError, match="was deleted"):
+        train(tiny_config(out), progress=False)
+    assert not out.exists()

@@ -32,10 +32,11 @@ is left to gain, so the shipped configs use n = 8d (experiments/configs/syntheti
 Training and evaluation sources share the task distribution (`dim`, `condition_number`,
 `covariance_seed`) and differ only in `seed`, the stream of draws.
 """
-from __future__ import annotations  # 256 lines: the two families share one derivation above
+from __future__ import annotations  # one file: the two families share one derivation above
 
+import inspect
 import math
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -106,6 +107,7 @@ class SyntheticTasks:
     """
 
     out_features: int
+    classes: Optional[int] = None  # of a task (None: regression); data.ways does not apply
 
     def __init__(self, *, dim: int = 8, n_support: int = 64, n_query: int = 64,
                  condition_number: float = 100.0, weight_std: float = 1.0,
@@ -120,6 +122,21 @@ class SyntheticTasks:
             dim, condition_number, covariance_seed, rotate, dtype)
         self.generator = torch.Generator().manual_seed(seed)
         self.one_at_a_time = one_at_a_time
+
+    @classmethod
+    def sizes(cls, options: Dict[str, Any]) -> Dict[str, Any]:
+        """dim (the input size), n_support and n_query of a source built with `options`.
+
+        Example:
+            >>> LogisticRegressionTasks.sizes({"dim": 4})
+            {'dim': 4, 'n_support': 64, 'n_query': 64}
+        """
+        def default(key: str) -> Any:  # the first class that names it (others pass **options)
+            return next(p.default for k in cls.__mro__ if hasattr(k, "sizes")
+                        for name, p in inspect.signature(k).parameters.items()
+                        if name == key)
+
+        return {k: options.get(k, default(k)) for k in ("dim", "n_support", "n_query")}
 
     def _draw(self, *tasks: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """Inputs (*tasks, n_support + n_query, dim) and weights (*tasks, dim): one task when
@@ -236,7 +253,7 @@ class LogisticRegressionTasks(SyntheticTasks):
         (torch.int64, True)
     """
 
-    out_features = 2
+    out_features = classes = 2
 
     def _targets(self, inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         logits = (inputs @ weight.unsqueeze(-1)).squeeze(-1)

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, cast
 import torch
 from torch import nn
 
-__all__ = ["LINNET_INITS", "DeepLinear", "linnet"]
+__all__ = ["LINNET_INITS", "DeepLinear", "linnet", "linnet_hidden_parameters"]
 
 LINNET_INITS = ("default", "orthogonal", "identity", "scaled")
 
@@ -161,3 +161,19 @@ def linnet(model: nn.Module, depth: int = 2, width: Optional[int] = None,
                       bias=old.bias is not None, init=init, like=old).to(old.weight.device)
     setattr(parent, child_name, head)
     return model
+
+
+def linnet_hidden_parameters(model: nn.Module) -> List[nn.Parameter]:
+    """The parameters of every layer but the last of `model`'s LinNet head (its last
+    `DeepLinear`, as `linnet` puts it in): what `model.linnet_adapt_hidden = false` keeps out of
+    the inner loop; [] for a model without one.
+
+    Example:
+        >>> model = linnet(torch.nn.Linear(4, 2), depth=3)
+        >>> [tuple(p.shape) for p in linnet_hidden_parameters(model)]
+        [(4, 4), (4,), (4, 4), (4,)]
+    """
+    heads = [m for m in model.modules() if isinstance(m, DeepLinear)]
+    if not heads:
+        return []
+    return [p for layer in heads[-1].layers[:-1] for p in layer.parameters()]

@@ -19,7 +19,7 @@ Every factor starts at the identity, so the first update equals plain MAML's.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import nn
@@ -220,6 +220,12 @@ class KroneckerTransform(TransformFactory):
                 f"adapt, e.g. GBML(nn.Linear(4, 2), transform=KroneckerTransform())."
             )
         super().check_names(module)
+
+    def precision_warning(self, precision: str) -> Optional[str]:
+        if precision != "bf16":
+            return None
+        return ("precision = 'bf16' with a Kronecker transform diverged on the synthetic tasks "
+                "(docs/performance.md); prefer precision = 'fp32' for Meta-KFO.")
 
     def build(self, name: str, param: torch.Tensor) -> nn.Module:
         if self.nonlinear:

@@ -101,6 +101,16 @@ class TransformFactory:
         # Built on the parameter's device and dtype, so a float64 or CUDA model just works.
         return self.build(name, param).to(device=param.device, dtype=param.dtype)
 
+    def precision_warning(self, precision: str) -> Optional[str]:
+        """Why meta-training with this transform at `precision` (a config's `precision` key:
+        "fp32", "tf32", "bf16") is not advised, or None; a run prints it as a warning.
+
+        Example:
+            >>> TransformFactory().precision_warning("bf16") is None
+            True
+        """
+        return None
+
     def build(self, name: str, param: torch.Tensor) -> nn.Module:
         """The transform of one selected parameter; subclasses implement it.
 

@@ -6,7 +6,6 @@ Every name a config gives is looked up in its package's registry (`gbml_ext.regi
 """
 from __future__ import annotations
 
-import inspect
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -16,16 +15,17 @@ from .. import nn as gnn
 from ..algorithms import ALGORITHMS
 from ..data.registry import DATASETS
 from ..data.registry import build_task_sources as build_dataset_sources
-from ..data.synthetic import SYNTHETIC_SOURCES, SyntheticTasks, synthetic_task_source
+from ..data.synthetic import SYNTHETIC_SOURCES, synthetic_task_source
 from ..data.tasks import TaskSource
 from ..nn import MODELS, TaskShape
+from ..nn.deep_linear import linnet_hidden_parameters
 from ..optim import TRANSFORMS, FrozenTransform
 from .config import ConfigError
 from .schema import AlgorithmConfig, Config, DataConfig, ModelConfig
 from .seeds import SPLIT_OFFSETS, stream_seed
 
 __all__ = ["build_algorithm", "build_learner", "build_model", "build_optimizer",
-           "build_sources"]
+           "build_sources", "precision_warning"]
 
 
 def build_sources(data: DataConfig, seed: int, rank: int = 0,
@@ -69,8 +69,7 @@ def _task_shape(data: DataConfig, vectors: bool) -> TaskShape:
     if data.source not in SYNTHETIC_SOURCES:
         raise ConfigError(f"this model takes vectors: data.source must be one of "
                           f"{tuple(SYNTHETIC_SOURCES)}, not {data.source!r}.")
-    default_dim = inspect.signature(SyntheticTasks).parameters["dim"].default
-    dim = data.options.get("dim", default_dim)
+    dim = SYNTHETIC_SOURCES[data.source].sizes(data.options)["dim"]
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         raise ConfigError(f"data.options.dim must be a positive integer (the input size of "
                           f"{data.source!r} tasks), got {dim!r}.")
@@ -101,8 +100,7 @@ def build_learner(config: Config) -> nn.Module:
     model = build_model(config.model, config.data)
     frozen: Tuple[int, ...] = ()
     if config.model.linnet_depth > 1 and not config.model.linnet_adapt_hidden:
-        head = [m for m in model.modules() if isinstance(m, gnn.DeepLinear)][-1]
-        frozen = tuple(id(p) for layer in head.layers[:-1] for p in layer.parameters())
+        frozen = tuple(id(p) for p in linnet_hidden_parameters(model))
     if config.model.channels_last:
         model = model.to(memory_format=torch.channels_last)  # converts only 4-d weights
     return build_algorithm(config.algorithm, model, frozen)
@@ -136,6 +134,19 @@ def build_algorithm(config: AlgorithmConfig, model: nn.Module,
         return spec.build(config, model, transform)
     except ValueError as error:
         raise ConfigError(str(error)) from error
+
+
+def precision_warning(config: Config) -> Optional[str]:
+    """What the config's transform (`algorithm.transform`) says against meta-training at the
+    config's `precision`, or None.
+
+    Example:
+        >>> from gbml_ext.runner.config import load_config
+        >>> precision_warning(load_config(None, ["precision=bf16"])) is None
+        True
+    """
+    factory = TRANSFORMS[config.algorithm.transform](config.algorithm)
+    return None if factory is None else factory.precision_warning(config.precision)
 
 
 def build_optimizer(config: Config, algorithm: nn.Module) -> torch.optim.Optimizer:

@@ -188,9 +188,12 @@ def describe_config(config: Config) -> str:
 
 def _check_consistency(config: Config) -> None:
     """Refuses combinations of valid values that cannot run together."""
-    if config.data.ways < 2 and config.data.source not in SYNTHETIC_SOURCES:
-        raise ConfigError(f"data.ways = {config.data.ways}: a task of one class is classified "
-                          f"100% right whatever the model learns; use data.ways >= 2.")
+    source = SYNTHETIC_SOURCES.get(config.data.source)  # a synthetic task has its own classes
+    classes = config.data.ways if source is None else source.classes
+    if classes is not None and classes < 2:
+        what = f"data.ways = {classes}" if source is None else f"{config.data.source!r}"
+        raise ConfigError(f"{what}: a task of one class is classified 100% right whatever the "
+                          f"model learns; use data.ways >= 2.")
     spec = ALGORITHMS[config.algorithm.name]
     if not config.model.linnet_adapt_hidden and not spec.takes_transform:
         takers = [name for name, entry in ALGORITHMS.items() if entry.takes_transform]

@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistributedContext", "init_distributed", "all_reduce_gradients", "broadcast_parameters"]
+from .errors import RunError
+
+__all__ = ["DistributedContext", "agree", "all_reduce_gradients", "broadcast_parameters",
+           "init_distributed", "on_rank0"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -68,3 +73,57 @@ def broadcast_parameters(module: torch.nn.Module) -> None:
     """Copies rank 0's parameters to every rank, so all start from the same meta-parameters."""
     for tensor in list(module.parameters()) + list(module.buffers()):
         dist.broadcast(tensor.data, src=0)
+
+
+def agree(values: Sequence[float], context: DistributedContext,
+          device: torch.device | str = "cpu",
+          error: Optional[Exception] = None) -> List[float]:
+    """The largest of each of `values` over every process, in one all-reduce; alone, `values`
+    as given. Every process calls it at the same point, so a flag that one process raises (a
+    signal it received, rank 0's clock past a limit) reaches all of them together, and none is
+    left waiting in a collective that another process will never join.
+
+    Arguments:
+        values: this process's numbers (flags as 0.0 / 1.0).
+        context: the processes (`init_distributed`).
+        device: where the collective runs (a GPU for NCCL).
+        error: what rank 0's own work since the last collective raised (`on_rank0`): raised
+            again there, while every other process raises a `RunError` that points to it.
+
+    Example:
+        >>> agree([0.0, 15.0], DistributedContext())
+        [0.0, 15.0]
+    """
+    if not context.enabled:
+        if error is not None:
+            raise error
+        return [float(v) for v in values]
+    flags = torch.tensor([float(error is not None), *map(float, values)], dtype=torch.float64,
+                         device=device)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    failed, *agreed = flags.tolist()
+    if error is not None:
+        raise error
+    if failed:
+        raise RunError(f"rank 0 stopped with an error (its own message says why); rank "
+                       f"{context.rank} stops with it.")
+    return agreed
+
+
+def on_rank0(context: DistributedContext, action: Callable[..., T],
+             *args: Any) -> Tuple[Optional[T], Optional[Exception]]:
+    """Runs `action(*args)` on rank 0 only: (its result, None), or (None, its error) when other
+    processes wait for rank 0 (pass the error to `agree`); the others get (None, None).
+
+    Example:
+        >>> on_rank0(DistributedContext(), max, 2, 3)
+        (3, None)
+    """
+    if not context.is_main:
+        return None, None
+    if not context.enabled:
+        return action(*args), None
+    try:
+        return action(*args), None
+    except Exception as error:
+        return None, error

@@ -1,5 +1,7 @@
-"""The runner's guards: stop cleanly on SIGINT / SIGTERM, and refuse a diverging inner loop
-with a message that names the last good checkpoint and the command that continues from it."""
+"""The runner's guards: stop cleanly on SIGINT / SIGTERM in every phase of a run, refuse a
+diverging inner loop with a message that names the last good checkpoint and the command that
+continues from it, and stop a run whose folder vanished. (Memory or disk space that ran out:
+`limits`.)"""
 from __future__ import annotations
 
 import contextlib
@@ -14,18 +16,18 @@ import torch
 
 from .. import engine
 from .config import Config
-from .distributed import DistributedContext
 from .errors import (
     MetaLossDiverged,
     NonFiniteLossError,
-    OutOfMemory,
+    RunFolderError,
     RunInterrupted,
     RunStopped,
 )
+from .rundir import CONFIG_FILE, LOCK_FILE, METRICS_FILE
 
-__all__ = ["OUT_OF_MEMORY", "STOP_FILE", "StopSignals", "check_evaluation", "check_meta_loss",
-           "divergence_message", "explain_divergence", "is_out_of_memory", "out_of_memory",
-           "unadapted_loss"]
+__all__ = ["OUT_OF_MEMORY", "STOP_FILE", "SignalStop", "StopSignals", "check_evaluation",
+           "check_meta_loss", "check_run_folder", "divergence_message", "explain_divergence",
+           "interrupted", "is_out_of_memory", "stop_asked", "stopped_by_file", "unadapted_loss"]
 
 # What running out of memory raises: Python's MemoryError (the CPU) and torch's
 # OutOfMemoryError (a GPU); torch's CPU allocator raises a RuntimeError (`is_out_of_memory`).
@@ -34,6 +36,40 @@ _CPU_ALLOCATOR_FAILED = "DefaultCPUAllocator: can't allocate memory"
 # A file in a run folder that asks the run to checkpoint and stop at the end of its current
 # meta-iteration, as SIGTERM does; its first line is the reason (gbml-tune prunes a trial so).
 STOP_FILE = "stop"
+
+
+def stop_asked(run_dir: Path) -> bool:
+    """Whether the run folder holds a `STOP_FILE` (rank 0 looks; the loop agrees it with the
+    other processes, as it does a signal)."""
+    return (Path(run_dir) / STOP_FILE).exists()
+
+
+def stopped_by_file(run_dir: Path, done: int, iterations: int) -> RunStopped:
+    """The error of a run that its `STOP_FILE` stopped at iteration `done`, once its checkpoint
+    is written: the message gives the file's reason; the file is removed, so that `--resume`
+    continues the run.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / STOP_FILE).write_text("pruned by the tuner")
+        >>> stop_asked(folder)
+        True
+        >>> error = stopped_by_file(folder, 7, 10)
+        >>> "(pruned by the tuner); stopped at iteration 7 of 10" in str(error), error.exit_code
+        (True, 3)
+        >>> stop_asked(folder)
+        False
+    """
+    path = Path(run_dir) / STOP_FILE
+    try:
+        reason = (path.read_text(errors="replace").strip().splitlines() or [""])[0]
+    except OSError:
+        reason = ""
+    path.unlink(missing_ok=True)
+    return RunStopped(f"{path} asked the run to stop{f' ({reason})' if reason else ''}; "
+                      f"stopped at iteration {done} of {iterations} with a checkpoint in "
+                      f"{run_dir}. Continue with the same command and --resume.")
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -48,72 +84,53 @@ def is_out_of_memory(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and _CPU_ALLOCATOR_FAILED in str(error))
 
 
-class StopSignals:
-    """Turns SIGINT / SIGTERM, or the run folder's `STOP_FILE`, into a request to checkpoint
-    and stop at the end of the current meta-iteration; a second signal stops at once.
+class SignalStop(KeyboardInterrupt):
+    """A SIGINT or SIGTERM that stops the run at once: one that arrived outside the
+    meta-iterations, or a second one. `train` words it as a `RunInterrupted`."""
 
-    `received` is the signal's number, `STOP_FILE` for the file, or None.
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+class StopSignals:
+    """Turns SIGINT / SIGTERM into a stop: while `deferred` (the meta-iterations) the first one
+    is kept in `received`, for the loop to checkpoint and stop at the end of its iteration;
+    otherwise, and for a second one, the handler raises `SignalStop` at once.
 
     Example:
-        >>> import tempfile
-        >>> folder, stop = Path(tempfile.mkdtemp()), StopSignals()
-        >>> stop.check_file(folder, DistributedContext(), torch.device("cpu")), stop.received
-        (False, None)
-        >>> _ = (folder / STOP_FILE).write_text("pruned by the tuner")
-        >>> stop.check_file(folder, DistributedContext(), torch.device("cpu"))
-        True
-        >>> error = stop.error(folder, 7, 10)
-        >>> "(pruned by the tuner); stopped at iteration 7 of 10" in str(error), error.exit_code
-        (True, 3)
-        >>> (folder / STOP_FILE).exists()
-        False
+        >>> stop = StopSignals()
+        >>> with stop.installed(), stop.deferred():
+        ...     signal.raise_signal(signal.SIGTERM)
+        >>> signal.Signals(stop.received).name
+        'SIGTERM'
     """
 
     def __init__(self) -> None:
-        self.received: Optional[int | str] = None
+        self.received: Optional[int] = None
+        self._deferring = False
         self._previous: Dict[signal.Signals, Any] = {}
 
-    def check_file(self, run_dir: Path, dist: DistributedContext, device: torch.device) -> bool:
-        """Whether `run_dir/STOP_FILE` asks the run to stop (then `received` is `STOP_FILE`).
-        The main process looks; with several processes its answer is broadcast, so that every
-        rank stops at the same iteration."""
-        asked = dist.is_main and (Path(run_dir) / STOP_FILE).exists()
-        if dist.enabled:
-            import torch.distributed
-
-            flag = torch.tensor([float(asked)], device=device)
-            torch.distributed.broadcast(flag, src=0)
-            asked = bool(flag.item())
-        if asked and self.received is None:
-            self.received = STOP_FILE
-        return asked
-
-    def error(self, run_dir: Path, done: int, iterations: int) -> RunInterrupted:
-        """The error of a run stopped at iteration `done` once its checkpoint is written:
-        `RunInterrupted` naming the signal, or `RunStopped` giving the stop file's reason (the
-        file is removed, so that `--resume` continues the run)."""
-        if self.received != STOP_FILE:
-            name = signal.Signals(int(self.received or 0)).name
-            return RunInterrupted(
-                f"{name} at iteration {done} of {iterations}; a checkpoint is in {run_dir}. "
-                f"Continue with the same command and --resume.", int(self.received or 0))
-        path = Path(run_dir) / STOP_FILE
-        try:
-            reason = (path.read_text(errors="replace").strip().splitlines() or [""])[0]
-        except OSError:
-            reason = ""
-        path.unlink(missing_ok=True)
-        return RunStopped(f"{path} asked the run to stop{f' ({reason})' if reason else ''}; "
-                          f"stopped at iteration {done} of {iterations} with a checkpoint in "
-                          f"{run_dir}. Continue with the same command and --resume.")
-
     def _handle(self, number: int, frame: Any) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = number
+        if self._deferring and self.received is None:
+            self.received = number
+            return
+        self.received = self.received or number
+        raise SignalStop(number)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator["StopSignals"]:
+        """Within the block, the first signal is only kept in `received`."""
+        self._deferring = True
+        try:
+            yield self
+        finally:
+            self._deferring = False
 
     @contextlib.contextmanager
     def installed(self) -> Iterator["StopSignals"]:
+        """Handles SIGINT and SIGTERM within the block (in the main thread only: elsewhere
+        signals cannot be handled, and the block runs as it is)."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
@@ -124,6 +141,63 @@ class StopSignals:
         finally:
             for number, handler in self._previous.items():
                 signal.signal(number, handler)
+
+
+def interrupted(signal_number: int, phase: str, run_dir: Path, done: int, iterations: int,
+                checkpoint: int) -> RunInterrupted:
+    """The one-line error of a run stopped by a signal in `phase`: "iteration" (at the end of
+    a meta-iteration, checkpointed), "meta-training" (at once: a second signal), "starting"
+    or "evaluating" (the final evaluation), after `done` of `iterations` meta-iterations, the
+    newest checkpoint being of iteration `checkpoint` (0: none).
+
+    Example:
+        >>> str(interrupted(15, "evaluating", Path("runs/a"), 6, 6, 6))  # doctest: +ELLIPSIS
+        'SIGTERM during the final evaluation, after 6 of 6 meta-iterations; the checkpoint ...'
+    """
+    name = signal.Signals(signal_number).name
+    if phase == "starting":
+        return RunInterrupted(f"{name} while the run was starting, before any meta-iteration; "
+                              f"nothing in {run_dir} was lost. Start it with the same command "
+                              f"and --resume (which continues a checkpoint, if there is one).",
+                              signal_number)
+    kept = (f"the checkpoint of iteration {checkpoint} in {run_dir} is kept" if checkpoint
+            else f"no checkpoint was written in {run_dir} yet")
+    if phase == "evaluating":
+        return RunInterrupted(f"{name} during the final evaluation, after {done} of {iterations} "
+                              f"meta-iterations; {kept}. The same command with --resume "
+                              f"evaluates it and writes the results.", signal_number)
+    what = (f"{name} at iteration {done} of {iterations}" if phase == "iteration" else
+            f"{name} again at iteration {done} of {iterations}: stopped at once")
+    return RunInterrupted(f"{what}; {kept}. Continue with the same command and --resume.",
+                          signal_number)
+
+
+def check_run_folder(run_dir: Path, done: int, iterations: int) -> None:
+    """Raises `RunFolderError` if the run folder, or a file the run wrote there as it started
+    (config.json, metrics.jsonl, its lock), has vanished: someone deleted it while the run
+    trained, and writing on would make a folder that looks like a run of its own.
+
+    Arguments:
+        run_dir: the run folder; done, iterations: where the run is, for the message.
+
+    Example:
+        >>> check_run_folder(Path("/no/such/run"), 7, 20)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gbml_ext.runner.errors.RunFolderError: the run folder /no/such/run was deleted while ...
+    """
+    where = f"at iteration {done} of {iterations}"
+    if not run_dir.is_dir():
+        raise RunFolderError(f"the run folder {run_dir} was deleted while the run trained; it "
+                             f"stopped {where}, wrote nothing more and is not done. Start it "
+                             f"again with the same command to have it.")
+    missing = [name for name in (CONFIG_FILE, METRICS_FILE, LOCK_FILE)
+               if not (run_dir / name).is_file()]
+    if missing:
+        raise RunFolderError(f"{' and '.join(missing)} vanished from {run_dir} while the run "
+                             f"trained; it stopped {where}, wrote nothing more and is not done. "
+                             f"Continue it from its checkpoint with the same command and "
+                             f"--resume, or start over with --overwrite.")
 
 
 def unadapted_loss(algorithm, tasks: Sequence) -> float:
@@ -236,34 +310,3 @@ def check_evaluation(evaluation: Dict[str, Any], factor: float, where: str) -> N
         print(f"gbml_ext: warning: {where}: the query loss grows from {before:.4g} before "
               f"adapting to {after:.4g} after {evaluation['steps']} steps (the inner loop "
               f"diverges at test time).", file=sys.stderr)
-
-
-def out_of_memory(error: BaseException, config: Config, device: torch.device, stage: str,
-                  last_checkpoint: int) -> OutOfMemory:
-    """The one-line error for memory that ran out during `stage` ("meta-training" or "the final
-    evaluation"): which memory, at which settings, what to lower, and the checkpoint kept.
-
-    Example:
-        >>> from gbml_ext.runner.config import load_config
-        >>> str(out_of_memory(MemoryError(), load_config(None), torch.device("cpu"),
-        ...                   "meta-training", 0))[:57]
-        'out of CPU memory in meta-training at train.meta_batch=16'
-    """
-    what = "GPU" if isinstance(error, torch.OutOfMemoryError) or device.type == "cuda" else "CPU"
-    data, algorithm = config.data, config.algorithm
-    at = (f"train.meta_batch={config.train.meta_batch}, model.name={config.model.name}, "
-          f"data.ways={data.ways}, data.shots={data.shots}, data.queries={data.queries}")
-    if stage == "meta-training":
-        at += f", algorithm.train_steps={algorithm.train_steps}"
-        fix = ("lower train.meta_batch, or set algorithm.tasks_per_chunk (e.g. "
-               f"{max(1, config.train.meta_batch // 4)}) or train.memory_budget_mb")
-    else:
-        at = f"algorithm.test_steps={algorithm.test_steps}, model.name={config.model.name}"
-        fix = "lower algorithm.test_steps (gbml-eval RUN_DIR --steps K re-evaluates a trained run)"
-        if device.type == "cuda":
-            fix += ", or evaluate on the CPU with gbml-eval RUN_DIR --device cpu"
-    kept = (f"the checkpoint of iteration {last_checkpoint} is kept; continue with the same "
-            f"command, the change and --resume" if last_checkpoint
-            else "no checkpoint was written yet; start again with the change and --overwrite")
-    return OutOfMemory(f"out of {what} memory in {stage} at {at}: {fix}; {kept}.")
-

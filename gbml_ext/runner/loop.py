@@ -1,16 +1,14 @@
 """The experiment runner: meta-training, checkpoints and resume, evaluation, results.
 
-`train` reads as its steps: claim the run folder (`rundir`), build the run, restore a checkpoint
-or record the config, meta-train, evaluate, write results. The loop does not know which
-algorithm it runs: each step it draws one `TaskBatch` from the training source, asks the
-learner for its meta-gradient (`accumulate_meta_gradient` over the batch's task views, or the
-batched path on its stacked tensors), averages it across ranks when distributed, and steps the
-outer optimizer.
+`train` reads as its steps: start the run (`start`), meta-train, evaluate, write results, and
+word what stopped it (a signal, a full disk, memory: `guards`, `limits`). The loop does not know
+which algorithm it runs: each step it draws one `TaskBatch` from the training source, asks the
+learner for its meta-gradient, averages it across ranks when distributed, steps the outer
+optimizer, records the step (rank 0), and every rank agrees on whether to stop.
 """
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,53 +17,32 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from ..data.tasks import sample_batch
-from ..fileio import atomic_write_json
 from ..measure import start_peak_watch
 from ..precision import precision_context
 from .checkpoint import save_checkpoint
-from .compat import ALLOWED_CHANGES
-from .config import Config, config_to_dict, load_config
-from .distributed import (
-    DistributedContext,
-    all_reduce_gradients,
-    broadcast_parameters,
-    init_distributed,
-)
-from .errors import (
-    MetaLossDiverged,
-    NonFiniteLossError,
-    RunFolderError,
-)
+from .config import Config, load_config
+from .distributed import agree, all_reduce_gradients, on_rank0
+from .errors import MetaLossDiverged, NonFiniteLossError, RunError
 from .evaluate import run_path
 from .guards import (
     OUT_OF_MEMORY,
+    SignalStop,
     StopSignals,
     check_evaluation,
     check_meta_loss,
+    check_run_folder,
     explain_divergence,
+    interrupted,
     is_out_of_memory,
-    out_of_memory,
+    stop_asked,
+    stopped_by_file,
     unadapted_loss,
 )
-from .plots import plot_training_curves
-from .records import final_results, log_record, log_validation
-from .report import write_metrics, write_results
-from .rundir import (
-    CONFIG_FILE,
-    claim_folder,
-    keep_previous_results,
-    refuse_shortening,
-    run_lock,
-)
-from .seeds import process_seed
-from .state import (
-    TrainingState,
-    build_run,
-    cpu_threads,
-    resolve_device,
-    restore_state,
-    seed_everything,
-)
+from .limits import NO_SPACE, cannot_write_run, out_of_memory
+from .records import final_results, log_record, log_validation, write_run_results
+from .rundir import run_lock
+from .start import RunContext, join_run, start_run
+from .state import TrainingState, build_run, cpu_threads, resolve_device, seed_everything
 
 __all__ = ["NonFiniteLossError", "RunResult", "TrainingState", "build_run", "check_evaluation",
            "resolve_device", "seed_everything", "train"]
@@ -124,67 +101,61 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
     """
     if not isinstance(config, Config):
         config = load_config(config, overrides)
-    bad = sorted(set(allow_change) - set(ALLOWED_CHANGES))
-    if bad:
-        raise RunFolderError(f"--allow-change {' '.join(bad)}: only {', '.join(ALLOWED_CHANGES)} "
-                             f"may change on resume.")
-    device = resolve_device(config.device)
-    if config.precision == "bf16" and config.algorithm.transform != "none":
-        print("gbml_ext: warning: precision = 'bf16' with a Kronecker transform diverged on the "
-              "synthetic tasks (docs/performance.md); prefer precision = 'fp32' for KFO rows.",
-              file=sys.stderr)
-    dist = init_distributed(device)
-    if dist.enabled and device.type == "cuda":  # one GPU per process on each node
-        device = torch.device("cuda", dist.local_rank)
-        torch.cuda.set_device(device)
-    if dist.enabled and config.train.meta_batch % dist.world_size:
-        raise RunFolderError(f"train.meta_batch={config.train.meta_batch} must be divisible by "
-                             f"the {dist.world_size} processes.")
-    run_dir = config.run_dir()
-    lock = run_lock(run_dir) if dist.is_main else contextlib.nullcontext()
-    with lock, cpu_threads(config.threads), precision_context(config.precision, device):
-        checkpoint = claim_folder(run_dir, resume, overwrite, dist.is_main)
-        refuse_shortening(checkpoint, config.train.iterations, run_dir)
-        state = build_run(config, device, dist.rank)
-        if dist.enabled:
-            broadcast_parameters(state.algorithm)
-        # Each rank draws its own stream of training tasks from the global generators too.
-        seed_everything(process_seed(config.seed, dist.rank))
-        if checkpoint is not None:
-            restore_state(state, checkpoint, config, allow_change)
-        if dist.is_main:
-            atomic_write_json(run_dir / CONFIG_FILE, config_to_dict(config))
-            write_metrics(run_dir, state.history)
-        memory_baseline, first_iteration = start_peak_watch(device), state.iteration
-        try:
-            chunking = _meta_train(state, config, device, dist, run_dir, progress)
-        except MetaLossDiverged as error:
-            train_tasks = state.sources["train"]
-            raise explain_divergence(
-                error, state.algorithm,
-                lambda: sample_batch(train_tasks, min(4, config.train.meta_batch)).to(device),
-                state.reference_loss, state.last_checkpoint, config) from None
-        except (*OUT_OF_MEMORY, RuntimeError) as error:
-            if not is_out_of_memory(error):
-                raise
-            raise out_of_memory(error, config, device, "meta-training",
-                                state.last_checkpoint) from None
-        results: Dict[str, Any] = {}
-        if dist.is_main:
-            try:
-                results = final_results(state, config, device, dist, memory_baseline,
-                                         progress, first_iteration, shared_process)
-            except (*OUT_OF_MEMORY, RuntimeError) as error:
-                if not is_out_of_memory(error):
-                    raise
-                raise out_of_memory(error, config, device, "the final evaluation",
-                                    state.last_checkpoint) from None
-            results["chunking"] = chunking
-            keep_previous_results(run_dir)
-            write_results(run_dir, results)
-            if config.train.plot:
-                plot_training_curves({config.name: state.history}, run_dir / "training.png")
-    return RunResult(state.algorithm, state.history, results, run_dir, config)
+    run = join_run(config, allow_change, progress)
+    lock = run_lock(run.run_dir) if run.dist.is_main else contextlib.nullcontext()
+    stop, phase, state = StopSignals(), "starting", None
+    try:
+        with lock, stop.installed(), cpu_threads(config.threads), \
+                precision_context(config.precision, run.device):
+            state = start_run(run, resume, overwrite, allow_change)
+            memory_baseline, first_iteration = start_peak_watch(run.device), state.iteration
+            phase = "meta-training"
+            chunking = _meta_train_explained(run, state, stop)
+            phase, results = "evaluating", {}
+            if run.dist.is_main:
+                results = final_results(state, config, run.device, run.dist, memory_baseline,
+                                        progress, first_iteration, shared_process)
+                results["chunking"] = chunking
+                check_run_folder(run.run_dir, state.iteration, config.train.iterations)
+                write_run_results(run.run_dir, run.config, state.history, results)
+    except (SignalStop, OSError, *OUT_OF_MEMORY, RuntimeError) as error:
+        worded = _worded(error, phase, run, state)
+        if worded is None:
+            raise
+        raise worded from None
+    return RunResult(state.algorithm, state.history, results, run.run_dir, config)
+
+
+def _worded(error: BaseException, phase: str, run: RunContext,
+            state: Optional[TrainingState]) -> Optional[RunError]:
+    """The user's one-line error for what stopped the run in `phase`: a signal that stops at
+    once (outside the meta-iterations, or a second one), a disk that filled or turned
+    read-only after the start, memory that ran out; None for anything else."""
+    iterations = run.config.train.iterations
+    done, kept = (0, 0) if state is None else (state.iteration, state.last_checkpoint)
+    if isinstance(error, SignalStop):
+        return interrupted(error.signal_number, phase, run.run_dir, done, iterations, kept)
+    if isinstance(error, OSError):  # at the start: a folder that cannot be written at all
+        return (cannot_write_run(error, phase, run.run_dir, done, iterations, kept)
+                if error.errno in NO_SPACE and phase != "starting" else None)
+    if not is_out_of_memory(error) or isinstance(error, RunError):
+        return None
+    return out_of_memory(error, run.config, run.device, phase, kept,
+                         None if state is None else state.algorithm, run.dist.world_size)
+
+
+def _meta_train_explained(run: RunContext, state: TrainingState,
+                          stop: StopSignals) -> Optional[Dict[str, Any]]:
+    """`_meta_train`, with a diverged meta-loss worded for the user: which loop diverged."""
+    config = run.config
+    try:
+        return _meta_train(run, state, stop)
+    except MetaLossDiverged as error:
+        train_tasks = state.sources["train"]
+        raise explain_divergence(
+            error, state.algorithm,
+            lambda: sample_batch(train_tasks, min(4, config.train.meta_batch)).to(run.device),
+            state.reference_loss, state.last_checkpoint, config) from None
 
 
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:
@@ -206,88 +177,132 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     return algorithm.accumulate_meta_gradient
 
 
-def _meta_train(state: TrainingState, config: Config, device: torch.device,
-                dist: DistributedContext, run_dir: Path, progress: bool
-                ) -> Optional[Dict[str, Any]]:
-    """Meta-trains until `train.iterations` (or `train.max_minutes`); returns how the batched
-    path chunked the meta-batch (`ChunkPlan.to_dict`), or None when it did not."""
+def _meta_train(run: RunContext, state: TrainingState,
+                stop: StopSignals) -> Optional[Dict[str, Any]]:
+    """Meta-trains until `train.iterations`, or until every process agrees to stop early
+    (`train.max_minutes`, a signal); returns how the batched path chunked the meta-batch
+    (`ChunkPlan.to_dict`), or None when it did not."""
     from tqdm.auto import tqdm
 
-    train_cfg = config.train
+    config = run.config
     meta_gradient = _meta_gradient_fn(config, state.algorithm)
-    local_batch = train_cfg.meta_batch // dist.world_size
-    last_save = time.monotonic()
-    bar = tqdm(range(state.iteration, train_cfg.iterations), initial=state.iteration,
-               total=train_cfg.iterations, desc=config.name,
-               disable=not (progress and dist.is_main), dynamic_ncols=True)
-    if _out_of_time(state, config, dist):  # resumed with its train.max_minutes used up
-        bar.close()
-        return None
-    with StopSignals().installed() as stop:
-        for iteration in bar:
-            tic = time.perf_counter()
-            batch = sample_batch(state.sources["train"], local_batch).to(device)
-            if state.reference_loss is None:
-                state.reference_loss = unadapted_loss(state.algorithm, batch)
-            state.optimizer.zero_grad(set_to_none=True)
-            outcomes = meta_gradient(batch, config.algorithm.train_steps)
-            if dist.enabled:
-                all_reduce_gradients(state.algorithm.parameters(), dist.world_size)
-            loss = torch.stack([o.loss for o in outcomes]).mean().item()
-            check_meta_loss(loss, iteration + 1, state.reference_loss, state.last_checkpoint,
-                            config)
-            state.optimizer.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            state.iteration_seconds.append(time.perf_counter() - tic)
-            state.train_seconds += state.iteration_seconds[-1]
-            state.iteration = done = iteration + 1
-            accuracies = [o.accuracy for o in outcomes if o.accuracy is not None]
-            accuracy = torch.stack(accuracies).mean().item() if accuracies else None
-            record = {"iteration": done, "split": "train", "loss": loss, "accuracy": accuracy,
-                      "seconds": state.iteration_seconds[-1]}
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False,
-                            **({"acc": f"{accuracy:.3f}"} if accuracy is not None else {}))
-            out_of_time = _out_of_time(state, config, dist)
-            asked = stop.check_file(run_dir, dist, device)  # guards.STOP_FILE
-            if not dist.is_main:
-                if out_of_time or asked:
-                    break
-                continue
-            if train_cfg.log_every and (done % train_cfg.log_every == 0
-                                        or done == train_cfg.iterations):
-                log_record(run_dir, state.history, record)
-            if train_cfg.eval_every and done % train_cfg.eval_every == 0:
-                log_validation(state, config, device, run_dir, done)
-            minutes = (time.monotonic() - last_save) / 60
-            if (done == train_cfg.iterations or stop.received is not None or out_of_time
-                    or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)
-                    or (train_cfg.checkpoint_minutes and minutes >= train_cfg.checkpoint_minutes)):
-                save_checkpoint(run_dir, state.checkpoint_payload(config))
-                state.last_checkpoint, last_save = done, time.monotonic()
-            if stop.received is not None:
-                bar.close()
-                raise stop.error(run_dir, done, train_cfg.iterations)
-            if out_of_time:
-                if train_cfg.log_every and done % train_cfg.log_every:
-                    log_record(run_dir, state.history, record)  # the last iteration's loss
-                break
-    bar.close()
+    last_save, record = time.monotonic(), None
+    bar = tqdm(total=config.train.iterations, initial=state.iteration, desc=config.name,
+               disable=not (run.progress and run.dist.is_main), dynamic_ncols=True)
+    with bar, stop.deferred():
+        reason = _agree_stop(run, state, stop)  # resumed with its minutes used up
+        while reason is None and state.iteration < config.train.iterations:
+            record = _meta_step(run, state, meta_gradient)
+            _show(bar, record)
+            saved, error = on_rank0(run.dist, _record, run, state, record, last_save)
+            last_save = time.monotonic() if saved else last_save
+            reason = _agree_stop(run, state, stop, error)
+        if reason is not None:
+            _stop_early(run, state, reason, record)
     plan = getattr(meta_gradient, "plan", None)
     return None if plan is None else plan.to_dict()
 
 
-def _out_of_time(state: TrainingState, config: Config, dist: DistributedContext) -> bool:
-    """Whether the meta-iterations have used up `train.max_minutes` (never when it is 0). With
-    several processes rank 0's clock decides, so that every rank stops at the same iteration."""
-    limit = config.train.max_minutes
-    if not limit:
-        return False
-    out = state.train_seconds >= 60 * limit
+def _meta_step(run: RunContext, state: TrainingState, meta_gradient: Callable) -> Dict[str, Any]:
+    """One outer step on a fresh meta-batch, averaged over the processes; returns its record
+    (a metrics.jsonl line)."""
+    config, device, dist = run.config, run.device, run.dist
+    tic = time.perf_counter()
+    batch = sample_batch(state.sources["train"],
+                         config.train.meta_batch // dist.world_size).to(device)
+    if state.reference_loss is None:
+        state.reference_loss = unadapted_loss(state.algorithm, batch)
+    state.optimizer.zero_grad(set_to_none=True)
+    outcomes = meta_gradient(batch, config.algorithm.train_steps)
     if dist.enabled:
-        import torch.distributed
+        all_reduce_gradients(state.algorithm.parameters(), dist.world_size)
+    loss = torch.stack([o.loss for o in outcomes]).mean().item()
+    check_meta_loss(loss, state.iteration + 1, state.reference_loss, state.last_checkpoint,
+                    config)
+    state.optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - tic
+    state.iteration_seconds.append(seconds)
+    state.train_seconds += seconds
+    state.iteration += 1
+    accuracies = [o.accuracy for o in outcomes if o.accuracy is not None]
+    accuracy = torch.stack(accuracies).mean().item() if accuracies else None
+    return {"iteration": state.iteration, "split": "train", "loss": loss, "accuracy": accuracy,
+            "seconds": seconds}
 
-        flag = torch.tensor([float(out)], device=next(state.algorithm.parameters()).device)
-        torch.distributed.broadcast(flag, src=0)
-        out = bool(flag.item())
-    return out
+
+def _show(bar: Any, record: Dict[str, Any]) -> None:
+    """Moves the progress bar one step, showing the meta-loss (and accuracy)."""
+    accuracy = record["accuracy"]
+    bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False,
+                    **({"acc": f"{accuracy:.3f}"} if accuracy is not None else {}))
+    bar.update(1)
+
+
+def _log_due(train_cfg: Any, done: int) -> bool:
+    return bool(train_cfg.log_every) and (done % train_cfg.log_every == 0
+                                          or done == train_cfg.iterations)
+
+
+def _record(run: RunContext, state: TrainingState, record: Dict[str, Any],
+            last_save: float) -> bool:
+    """Logs, validates and checkpoints after a step as the config asks (rank 0); returns
+    whether a checkpoint was written."""
+    train_cfg, done = run.config.train, state.iteration
+    logs, validates = _log_due(train_cfg, done), bool(
+        train_cfg.eval_every and done % train_cfg.eval_every == 0)
+    minutes = (time.monotonic() - last_save) / 60
+    saved = bool(done == train_cfg.iterations
+                 or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)
+                 or (train_cfg.checkpoint_minutes and minutes >= train_cfg.checkpoint_minutes))
+    if logs or validates or saved:
+        check_run_folder(run.run_dir, done, train_cfg.iterations)
+    if logs:
+        log_record(run.run_dir, state.history, record)
+    if validates:
+        log_validation(state, run.config, run.device, run.run_dir, done)
+    if saved:
+        save_checkpoint(run.run_dir, state.checkpoint_payload(run.config))
+        state.last_checkpoint = done
+    return saved
+
+
+def _stop_early(run: RunContext, state: TrainingState, reason: int | str,
+                record: Optional[Dict[str, Any]]) -> None:
+    """Ends meta-training for the agreed `reason` (a signal's number, "file" or "time"): rank 0
+    checkpoints, unless this iteration's checkpoint is written, and at the time limit logs the
+    last iteration; every process waits for it; after a signal each raises `RunInterrupted`,
+    after the stop file `RunStopped`."""
+    train_cfg, done = run.config.train, state.iteration
+
+    def checkpoint() -> None:
+        check_run_folder(run.run_dir, done, train_cfg.iterations)
+        if state.last_checkpoint != done:
+            save_checkpoint(run.run_dir, state.checkpoint_payload(run.config))
+            state.last_checkpoint = done
+        if reason == "time" and record is not None and train_cfg.log_every and not _log_due(
+                train_cfg, done):
+            log_record(run.run_dir, state.history, record)  # the last iteration's loss
+
+    agree([], run.dist, run.device, on_rank0(run.dist, checkpoint)[1])
+    if isinstance(reason, int):
+        raise interrupted(reason, "iteration", run.run_dir, done, train_cfg.iterations, done)
+    if reason == "file":
+        raise stopped_by_file(run.run_dir, done, train_cfg.iterations)
+
+
+def _agree_stop(run: RunContext, state: TrainingState, stop: StopSignals,
+                error: Optional[Exception] = None) -> Optional[int | str]:
+    """Why every process stops meta-training now: the number of a signal that any of them
+    received, "file" when rank 0 found the run folder's `STOP_FILE`, "time" when rank 0's
+    clock has used up `train.max_minutes`, else None. Rank 0's `error` stops them all
+    (`distributed.agree`)."""
+    limit = run.config.train.max_minutes
+    late = run.dist.is_main and bool(limit) and state.train_seconds >= 60 * limit
+    asked = run.dist.is_main and stop_asked(run.run_dir)
+    number, by_file, out_of_time = agree([stop.received or 0, float(asked), float(late)],
+                                         run.dist, run.device, error)
+    if number:
+        return int(number)
+    return "file" if by_file else "time" if out_of_time else None

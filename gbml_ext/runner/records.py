@@ -1,6 +1,7 @@
 """What a run records as it goes: a line of metrics.jsonl per logged iteration
 (`log_record`), a validation evaluation and its record (`log_validation`), and the
-results.json record of a finished run (`final_results`)."""
+results.json record of a finished run (`final_results`), written with its table and plot
+(`write_run_results`)."""
 from __future__ import annotations
 
 import json
@@ -16,11 +17,13 @@ from .distributed import DistributedContext
 from .evaluate import evaluate, evaluation_steps, final_evaluation, run_path
 from .guards import check_evaluation
 from .memory import training_memory
-from .report import environment_info
+from .plots import plot_training_curves
+from .report import environment_info, write_results
+from .rundir import keep_previous_results
 from .state import TrainingState
 from .summaries import at_step
 
-__all__ = ["final_results", "log_record", "log_validation"]
+__all__ = ["final_results", "log_record", "log_validation", "write_run_results"]
 
 
 def log_validation(state: TrainingState, config: Config, device: torch.device,
@@ -77,7 +80,28 @@ def final_results(state: TrainingState, config: Config, device: torch.device,
 
 
 def log_record(run_dir: Path, history: List[Dict[str, Any]], record: Dict[str, Any]) -> None:
-    """Appends `record` to the history and as one line to the run's metrics.jsonl."""
+    """Appends `record` to the history and as one line to the run's metrics.jsonl.
+
+    Raises:
+        OSError: the line cannot be written; `filename` is metrics.jsonl's path (a full disk
+            refuses the bytes as they are flushed, with no file name of its own).
+    """
     history.append(record)
-    with open(run_dir / "metrics.jsonl", "a") as stream:
-        stream.write(json.dumps(record) + "\n")
+    path = run_dir / "metrics.jsonl"
+    try:
+        with open(path, "a") as stream:
+            stream.write(json.dumps(record) + "\n")
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
+
+
+def write_run_results(run_dir: Path, config: Config, history: List[Dict[str, Any]],
+                      results: Dict[str, Any]) -> None:
+    """Writes a finished run's results.json and results.md (a results.json it replaces is kept
+    beside it), and its training.png when `train.plot`."""
+    keep_previous_results(run_dir)
+    write_results(run_dir, results)
+    if config.train.plot:
+        plot_training_curves({config.name: history}, run_dir / "training.png")
