@@ -32,8 +32,10 @@ clean:
 	rm -rf .venv runs .pytest_cache .ruff_cache .mypy_cache site dist
 
 # Wheels for `pip install --find-links dist gbml_ext` into another environment: gbml_ext's
-# wheel and sdist, and a learn2learn 0.2.0 wheel for this Python (scripts/dist.sh).
-dist: setup
+# wheel and sdist, and a learn2learn 0.2.0 wheel for that environment's Python
+# (scripts/dist.sh). Built with the active Python's build tools (python3 on PATH, or
+# PYTHON=...); it never sets up .venv.
+dist:
 	@bash scripts/dist.sh dist
 
 # The documentation site (mkdocs.yml, docs/) into site/; docs-serve serves it with reload.
