@@ -7,13 +7,14 @@ ARGS ?=
 setup:
 	@bash scripts/bootstrap.sh
 
-# Every test, the slow ones included, spread over the CPUs (pytest-xdist). test-fast leaves out
-# the tests marked slow, for a quick check while developing.
+# Every test, the slow ones included, spread over the CPUs (pytest-xdist). test-fast, a quick
+# check while developing, also runs over all CPUs and leaves out the tests marked slow (those
+# that train for more than a couple of seconds, the install and the docs-site tests, Slurm).
 test: setup
 	$(PY) -m pytest -q -n auto $(ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n auto -m "not slow" $(ARGS)
 
 test-all: test
 

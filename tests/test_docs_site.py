@@ -99,6 +99,7 @@ def _wait(driver, condition):
     return WebDriverWait(driver, WAIT_S).until(condition)
 
 
+@pytest.mark.slow  # builds the site (and reads it in the browser)
 def test_home_page_renders(browser, server):
     from selenium.webdriver.common.by import By
     browser.get(server + "/")
@@ -108,6 +109,7 @@ def test_home_page_renders(browser, server):
     assert browser.find_element(By.CSS_SELECTOR, "article img").get_attribute("naturalWidth") != "0"
 
 
+@pytest.mark.slow  # builds the site (and reads it in the browser)
 def test_navigation_reaches_the_kronecker_transform_api(browser, server):
     from selenium.webdriver.common.by import By
     browser.get(server + "/")
@@ -120,6 +122,7 @@ def test_navigation_reaches_the_kronecker_transform_api(browser, server):
     assert entry.is_displayed() and "KroneckerTransform" in entry.text
 
 
+@pytest.mark.slow  # builds the site (and reads it in the browser)
 def test_search_finds_kronecker_transform(browser, server):
     from selenium.webdriver.common.by import By
     browser.get(server + "/")
@@ -140,6 +143,7 @@ def test_search_finds_kronecker_transform(browser, server):
                for hit in hits for a in hit.find_elements(By.TAG_NAME, "a"))
 
 
+@pytest.mark.slow  # builds the site (and reads it in the browser)
 def test_config_reference_is_generated_at_build_time(site):
     page = html.unescape(re.sub(r"<[^>]+>", "", (site / "config" / "index.html").read_text()))
     assert "config-reference" not in page
@@ -200,6 +204,7 @@ def test_every_config_key_has_a_meaning_and_its_allowed_values():
     assert schema.Config.__doc__ and "runs/<name>/seed<seed>" in schema.Config.__doc__
 
 
+@pytest.mark.slow  # builds the site (and reads it in the browser)
 def test_the_built_pages_keep_lists_and_placeholders(site):
     for page in _pages(site):
         text = (site / page / "index.html").read_text()
@@ -273,6 +278,7 @@ return out;
 """
 
 
+@pytest.mark.slow  # builds the site (and reads it in the browser)
 def test_every_page_renders_its_lists_placeholders_tables_and_keys(browser, server, site):
     found: Dict[str, Dict[str, List[str]]] = {}
     for page in _pages(site):
@@ -284,6 +290,7 @@ def test_every_page_renders_its_lists_placeholders_tables_and_keys(browser, serv
     assert found == {}, "\n".join(f"{page}: {problems}" for page, problems in found.items())
 
 
+@pytest.mark.slow  # builds the site (and reads it in the browser)
 def test_the_config_reference_fits_the_page(browser, server):
     browser.get(f"{server}/config/")
     wide = browser.execute_script(

@@ -34,6 +34,9 @@ from packaging.utils import canonicalize_name
 
 import gbml_ext
 
+# Minutes of building and installing: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "build" / "install-test"
 VERSION = gbml_ext.__version__
