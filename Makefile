@@ -7,13 +7,14 @@ ARGS ?=
 setup:
 	@bash scripts/bootstrap.sh
 
-# Every test, the slow ones included, spread over the CPUs (pytest-xdist). test-fast leaves out
-# the tests marked slow, for a quick check while developing.
+# Every test, the slow ones included, spread over the CPUs (pytest-xdist). test-fast, a quick
+# check while developing, also runs over all CPUs and leaves out the tests marked slow (those
+# that train for more than a couple of seconds, the install and the docs-site tests, Slurm).
 test: setup
 	$(PY) -m pytest -q -n auto $(ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n auto -m "not slow" $(ARGS)
 
 test-all: test
 
@@ -32,8 +33,10 @@ clean:
 	rm -rf .venv runs .pytest_cache .ruff_cache .mypy_cache site dist
 
 # Wheels for `pip install --find-links dist gbml_ext` into another environment: gbml_ext's
-# wheel and sdist, and a learn2learn 0.2.0 wheel for this Python (scripts/dist.sh).
-dist: setup
+# wheel and sdist, and a learn2learn 0.2.0 wheel for that environment's Python
+# (scripts/dist.sh). Built with the active Python's build tools (python3 on PATH, or
+# PYTHON=...); it never sets up .venv.
+dist:
 	@bash scripts/dist.sh dist
 
 # The documentation site (mkdocs.yml, docs/) into site/; docs-serve serves it with reload.

@@ -39,7 +39,11 @@ setup(
     version=read_version(),
     description="Gradient-based meta-learning on learn2learn: MAML, FOMAML, ANIL, Meta-SGD, "
     "Reptile and Kronecker-factored meta-optimizers (Arnold, Iqbal & Sha, AISTATS 2021).",
-    packages=find_packages(include=["gbml_ext", "gbml_ext.*"]),
+    # The experiment configs ship as package data: experiments/configs/ (where a clone keeps
+    # them) becomes gbml_ext/configs/ in the wheel, found by gbml_ext.runner.shipped.
+    packages=find_packages(include=["gbml_ext", "gbml_ext.*"]) + ["gbml_ext.configs"],
+    package_dir={"gbml_ext.configs": "experiments/configs"},
+    package_data={"gbml_ext.configs": ["**/*.toml"]},
     python_requires=">=3.11",
     # learn2learn is declared loosely so that a copy built by scripts/build_learn2learn.sh
     # (`make dist` or scripts/bootstrap.sh) satisfies it: pip must never try to rebuild it

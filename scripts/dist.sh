@@ -5,16 +5,23 @@
 #   learn2learn-0.2.0-<python>-<platform>.whl, built by scripts/build_learn2learn.sh for this
 #   Python and platform (kept when it is newer than that script).
 #
-#   scripts/dist.sh [OUT_DIR]        PYTHON=... picks the interpreter (default .venv/bin/python)
+#   scripts/dist.sh [OUT_DIR]        PYTHON=... picks the interpreter (default: the active
+#                                    one, python3 on PATH)
+#
+# It builds with that interpreter's own tools and never creates an environment: it needs
+# build, Cython 3, setuptools >= 64 and wheel there (`pip install build 'cython>=3' wheel`),
+# a C compiler, Python's headers, and PyPI for learn2learn's sdist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-.venv/bin/python}
+PYTHON=${PYTHON:-$(command -v python3 || command -v python || echo python3)}
 OUT=${1:-dist}
 fail() { echo "dist: $*" >&2; exit 1; }
 
+command -v "$PYTHON" >/dev/null 2>&1 \
+  || fail "no Python at '$PYTHON': activate an environment or set PYTHON=..."
 "$PYTHON" -c "import build" >/dev/null 2>&1 \
-  || fail "the 'build' package is missing: $PYTHON -m pip install build (or: make setup)"
+  || fail "the 'build' package is missing: $PYTHON -m pip install build"
 mkdir -p "$OUT"
 
 tag=$("$PYTHON" -c "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')")

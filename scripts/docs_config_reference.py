@@ -23,11 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gbml_ext.algorithms import ALGORITHMS  # noqa: E402
 from gbml_ext.algorithms.spec import GENERAL_KEYS  # noqa: E402
+from gbml_ext.data.registry import DATASETS  # noqa: E402
+from gbml_ext.data.synthetic import SYNTHETIC_SOURCES  # noqa: E402
 from gbml_ext.optim import TRANSFORMS  # noqa: E402
 from gbml_ext.runner import compat, schema  # noqa: E402
 
 MARKER = "<!-- config-reference -->"
 ALGORITHMS_MARKER = "<!-- registered-algorithms -->"
+# The tables' class, for their compact layout (docs/stylesheets/extra.css).
+CSS_CLASS = "config-reference"
 SECTIONS = (("", schema.Config), ("data", schema.DataConfig), ("model", schema.ModelConfig),
             ("algorithm", schema.AlgorithmConfig), ("train", schema.TrainConfig),
             ("evaluation", schema.EvalConfig))
@@ -82,7 +86,16 @@ def _default(field: dataclasses.Field) -> str:
     return f"`{value!r}`".replace("|", "\\|")
 
 
-def _allowed(field: dataclasses.Field) -> str:
+def _source_names() -> str:
+    """data.source's values: the synthetic families and the datasets (with their aliases)."""
+    names = [f"`{name}`" for name in (*SYNTHETIC_SOURCES.names(), *DATASETS.names())]
+    aliases = [f"`{alias}`" for alias in DATASETS.aliases()]
+    return " \\| ".join(names) + (f" (also {', '.join(aliases)})" if aliases else "")
+
+
+def _allowed(field: dataclasses.Field, key: str) -> str:
+    if key == "data.source":
+        return _source_names()
     if "choices" in field.metadata:
         return " \\| ".join(f"`{c}`" for c in field.metadata["choices"])
     if "range" in field.metadata:
@@ -91,6 +104,11 @@ def _allowed(field: dataclasses.Field) -> str:
             return f"{'>' if low_open else '>='} {low!r}"
         return f"{'(' if low_open else '['}{low!r}, {high!r}]"
     return "true \\| false" if field.type == "bool" else "any"
+
+
+def _key_cell(key: str) -> str:
+    """A key as code that may break after a dot but never inside a word."""
+    return "<code>" + ".<wbr>".join(key.split(".")) + "</code>"
 
 
 def _cell(text: str) -> str:
@@ -144,17 +162,17 @@ def render() -> str:
         notes = key_notes(cls)
         title = f"`[{section}]`" if section else "Top level"
         summary = (cls.__doc__ or "").strip().splitlines()[0]
-        parts += [f"## {title}", "", _cell(summary), "",
-                  "| key | type | default | allowed | may change on resume | meaning |",
+        parts += [f"## {title}", "", _cell(summary), "", f'<div class="{CSS_CLASS}" markdown>',
+                  "", "| key | type | default | allowed | may change on resume | meaning |",
                   "|---|---|---|---|---|---|"]
         for field in dataclasses.fields(cls):
             if dataclasses.is_dataclass(field.type) or field.type.endswith("Config"):
                 continue
             key = f"{section}.{field.name}" if section else field.name
-            parts.append(f"| `{key}` | {_type_name(field)} | {_default(field)} | "
-                         f"{_allowed(field)} | {resume_rule(key)} | "
+            parts.append(f"| {_key_cell(key)} | {_type_name(field)} | {_default(field)} | "
+                         f"{_allowed(field, key)} | {resume_rule(key)} | "
                          f"{_cell(notes.get(field.name, ''))} |")
-        parts.append("")
+        parts += ["", "</div>", ""]
         if cls is schema.AlgorithmConfig:
             parts += algorithm_keys()
     return "\n".join(parts)

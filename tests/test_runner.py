@@ -54,7 +54,8 @@ def test_bad_config_values_are_clear_errors(override, message):
 
 
 def test_missing_config_file_is_clear(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist.*experiments/configs"):
+    with pytest.raises(ConfigError, match="does not exist; the configs shipped with gbml_ext "
+                                          "are in .*experiments/configs"):
         load_config(tmp_path / "nope.toml")
 
 

@@ -3,6 +3,7 @@ shared grammar and error handling are in `options`:
 
     gbml-train   [CONFIG] [--resume | --overwrite] [--allow-change KEY ...]
                  [--trust-checkpoint] [key=value ...]
+    gbml-train   --list-configs
     gbml-eval    RUN_DIR [--tasks N] [--steps K] [--split test|validation] [--device D]
                  [--out DIR] [--trust-checkpoint] [key=value ...]
 
@@ -21,6 +22,7 @@ from .checkpoint import trust_checkpoints
 from .config import describe_config, load_config
 from .errors import ResultNotSaved
 from .options import command_parser, exit_code_of, parse_command
+from .shipped import list_shipped_configs, shipped_configs_dir
 
 __all__ = ["eval_main", "main"]
 
@@ -41,12 +43,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "gbml-train", "Meta-train, evaluate and report one experiment config.",
         "gbml-train experiments/configs/synthetic/linreg_shallow.toml train.iterations=200 "
         "seed=1", runs=True)
-    parser.add_argument("config", nargs="?", help="TOML config file (default: built-in defaults)")
+    parser.add_argument("config", nargs="?", help="TOML config file, or the name of a shipped "
+                        "one (see --list-configs; default: built-in defaults)")
     parser.add_argument("--trust-checkpoint", action="store_true", help="with --resume: "
                         + _TRUST_HELP)
+    parser.add_argument("--list-configs", action="store_true",
+                        help="list the configs shipped with gbml_ext, by the names CONFIG "
+                             "takes, then exit")
     args, overrides = parse_command(parser, argv)
 
     def body() -> int:
+        if args.list_configs:
+            print(f"# the configs shipped with gbml_ext, in {shipped_configs_dir()}")
+            print("\n".join(list_shipped_configs()))
+            return 0
         config = load_config(args.config, overrides)
         if args.print_config:
             print(describe_config(config), end="")

@@ -35,6 +35,7 @@ from ..algorithms import ALGORITHMS
 from ..data.synthetic import SYNTHETIC_SOURCES
 from ..optim import TRANSFORMS
 from .schema import AlgorithmConfig, Config, range_text
+from .shipped import resolve_config_path, shipped_configs_dir
 
 __all__ = ["TUNE_TABLE", "Config", "ConfigError", "apply_overrides", "config_from_dict",
            "config_to_dict", "describe_config", "is_config_key", "load_config",
@@ -277,7 +278,16 @@ def read_config_data(path: Optional[str | Path]) -> Dict[str, Any]:
         >>> read_config_data("experiments/configs/synthetic/linreg_shallow.toml")["name"]
         'Shallow'
     """
-    return _read_toml(Path(path)) if path is not None else {}
+    return _read_toml(resolve_config_path(path)) if path is not None else {}
+
+
+def _shipped_hint() -> str:
+    """Where the configs that ship with gbml_ext are, for a message about a missing config."""
+    folder = shipped_configs_dir()
+    if folder is None:
+        return "give the path of a TOML config file."
+    return (f"the configs shipped with gbml_ext are in {folder} (gbml-train --list-configs "
+            f"lists them; give one by its name there, e.g. synthetic/linreg_shallow.toml).")
 
 
 def _deep_merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
@@ -298,8 +308,7 @@ def _read_toml(path: Path, seen: tuple = ()) -> Dict[str, Any]:
         raise ConfigError(f"config {path} is a folder, not a file; give one of its TOML "
                           f"files{example}.")
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; the configs shipped with "
-                          f"gbml_ext are under experiments/configs/.")
+        raise ConfigError(f"config file {path} does not exist; {_shipped_hint()}")
     if path.resolve() in seen:
         raise ConfigError(f"config file {path} extends itself through {list(map(str, seen))}.")
     try:
@@ -309,5 +318,12 @@ def _read_toml(path: Path, seen: tuple = ()) -> Dict[str, Any]:
     parent = data.pop("extends", None)
     if parent is None:
         return data
-    base = _read_toml(path.parent / parent, seen + (path.resolve(),))
+    if not isinstance(parent, str):
+        raise ConfigError(f"config file {path}: extends must be a file name in quotes, "
+                          f"got {parent!r}.")
+    target = path.parent / parent
+    if not target.exists():
+        raise ConfigError(f"config file {path} extends {parent!r}, which does not exist "
+                          f"({target}); fix its extends line.")
+    base = _read_toml(target, seen + (path.resolve(),))
     return _deep_merge(base, data)

@@ -76,6 +76,8 @@ class ModelConfig:
     """The network: a registered `name` (`gbml_ext.nn.MODELS`), its `options`, and an optional
     deep-linear head.
 
+    name: a registered model (`gbml_ext.nn.MODELS`: linear, deep_linear, omniglot_cnn4, ...).
+    options: the model builder's own arguments (the CNNs: hidden, layers, max_pool_factor, ...).
     linnet_depth: if > 1, the final Linear is replaced by that many linear layers ("LinNet").
     linnet_width: hidden width of the LinNet head (default: its input size).
     linnet_init: default | orthogonal | identity | scaled (see `gbml_ext.nn.DeepLinear`).
@@ -106,10 +108,13 @@ class AlgorithmConfig:
     transform: a registered gradient transform (`gbml_ext.optim.TRANSFORMS`): "none", or a
         Kronecker-factored one (Meta-KFO).
     transform_psd: use MᵀM Kronecker factors (with a transform only, as every transform_* key).
-    transform_hidden_layers: hidden layers of the "kronecker-mlp" transform's MLP.
+    transform_hidden_layers: hidden Kronecker layers of a non-linear transform
+        ("kronecker-mlp"); the linear ones have none.
     transform_params: parameter names that get a transform (empty: all; ANIL: all of the head).
     inner_lr: the inner-loop learning rate α (Meta-SGD: the starting rate).
     train_steps / test_steps: inner steps during meta-training / evaluation.
+    adapt_transform: the transform's own parameters adapt in the inner loop too: from the
+        second inner step on, a differentiable step on the support loss at `inner_lr`.
     path: auto | per-task | batched | compiled: how tasks are adapted, in training,
         validation and the final evaluation. "batched" adapts a chunk of tasks together
         (gbml_ext.fast, the per-task numbers up to float rounding); "per-task" clones the
@@ -151,8 +156,11 @@ class TrainConfig:
 
     iterations: meta-iterations; meta_batch: tasks per meta-iteration.
     optimizer: adam | sgd (Reptile's ε is the sgd `lr`).
+    lr: the outer (meta) optimizer's learning rate.
     log_every / eval_every: in meta-iterations (0 disables).
     eval_tasks: validation tasks per periodic evaluation.
+    checkpoint_every: also write a checkpoint every this many meta-iterations (0: only by
+        time, at the end and on a signal).
     checkpoint_minutes: write a checkpoint after this many minutes of work (0 disables); a
         checkpoint is also written at the end, on SIGINT / SIGTERM, and every
         `checkpoint_every` iterations when that is > 0.
@@ -188,6 +196,7 @@ class TrainConfig:
 class EvalConfig:
     """The final evaluation: `tasks` held-out tasks, mean and 95% confidence interval.
 
+    tasks: held-out tasks adapted to and scored.
     split: the tasks it draws: "test", or "validation" (for choosing settings).
     max_steps: every evaluation (the final one and the `train.eval_every` ones) scores the
         learner after 0, 1, ..., K inner steps, K = max(algorithm.test_steps, max_steps), and
@@ -212,6 +221,11 @@ class EvalConfig:
 class Config:
     """One experiment run. `output_dir` defaults to runs/<name>/seed<seed>.
 
+    name: the experiment's name, in its run folder and its results.
+    seed: seeds the model's initialization and the tasks drawn (`gbml-compare --seeds` sets
+        it per run).
+    device: auto (CUDA when there is one, else the CPU) | cpu | cuda.
+    output_dir: the run folder (empty: runs/<name>/seed<seed>).
     threads: torch's intra-op CPU threads during the run (0: leave torch's setting). Models of
         a few hundred parameters are bound by per-op overhead, and one thread avoids the cost
         of waking the others for every tiny op.
