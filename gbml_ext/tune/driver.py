@@ -21,7 +21,7 @@ from ..runner.guards import STOP_FILE
 from ..runner.rundir import run_lock
 from .space import TuneSetup
 from .study import make_pruner, make_sampler, open_study
-from .trials import PRUNED_AT, TrialSpec, TrialWatch, loadable, outcome
+from .trials import PRUNED_AT, TrialSpec, TrialWatch, live_local_run, loadable, outcome
 
 __all__ = ["run_study", "trial_counts"]
 
@@ -90,8 +90,10 @@ def _tell(study: Any, trial: Any, spec: Any, status: Any, setup: TuneSetup,
 
 
 def _wait(specs: Sequence[TrialSpec], watch: TrialWatch, seconds: float) -> None:
-    """Polls until no run of `specs` is running or queued (jobs an earlier command started)."""
-    while any(state.state in _LIVE for state in plan_status(specs)):
+    """Polls until no run of `specs` is running or queued: Slurm jobs, and runs that an
+    earlier gbml-tune started before it was killed."""
+    while (any(state.state in _LIVE for state in plan_status(specs))
+           or any(live_local_run(spec.run_dir) for spec in specs)):
         watch.poll()
         time.sleep(seconds)
     watch.poll()
@@ -125,6 +127,7 @@ def _run_batch(study: Any, setup: TuneSetup, out: Path, batch: List[Any], launch
     running = [spec for spec in specs if spec.number in watched]
     watch = TrialWatch(setup.metric, watched)
     if running:
+        _wait(running, watch, poll_seconds)  # what an earlier command left running
         if launcher == "slurm":
             launch(running, "slurm", slurm=slurm, wait=False)
         else:

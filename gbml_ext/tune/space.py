@@ -42,7 +42,7 @@ METRICS = {"loss": "minimize", "accuracy": "maximize"}
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler"}
 PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner",
            "successive-halving": "SuccessiveHalvingPruner", "hyperband": "HyperbandPruner",
-           "none": "NopPruner"}
+           "threshold": "ThresholdPruner", "none": "NopPruner"}
 _DISTRIBUTIONS = {"float": ("low", "high", "log", "step"), "int": ("low", "high", "log", "step"),
                   "categorical": ("choices",)}
 _SETTINGS = ("trials", "metric", "sampler", "sampler_options", "pruner", "pruner_options",
