@@ -1,8 +1,8 @@
 """A quiet Ctrl-C while a gbml_ext command starts.
 
-`gbml-train`, `gbml-eval`, `gbml-compare` and `gbml-tune` spend their first seconds importing torch and
-learn2learn, before their own code runs and can catch anything. A Ctrl-C then would end in a
-KeyboardInterrupt traceback; in a process started as one of these commands (or as
+`gbml-train`, `gbml-eval`, `gbml-compare` and `gbml-tune` spend their first seconds importing
+torch and learn2learn, before their own code runs and can catch anything. A Ctrl-C then would
+end in a KeyboardInterrupt traceback; in a process started as one of these commands (or as
 `python -m gbml_ext.runner`), `install` makes it one line instead. Other programs that import
 gbml_ext are left alone.
 """

@@ -13,7 +13,7 @@ from gbml_ext.runner import load_config
 from gbml_ext.runner.cli import main as train_main
 from gbml_ext.tune.cli import main as tune_main
 from gbml_ext.tune.report import best_config, config_toml
-from gbml_ext.tune.space import read_setup, toml_value
+from gbml_ext.tune.space import read_setup, setup_notes, toml_value
 from gbml_ext.tune.study import open_study
 from run_fixtures import REPO, checksums, clean_error, cli
 
@@ -152,3 +152,11 @@ def test_toml_value_round_trips_what_configs_hold():
     for value in values:
         assert tomllib.loads(f"v = {toml_value(value)}")["v"] == value
     assert Path(EXAMPLE).is_file()
+
+
+def test_a_pruner_without_a_validation_curve_is_pointed_out():
+    assert setup_notes(read_setup(EXAMPLE)) == []
+    assert setup_notes(read_setup(EXAMPLE, ["train.eval_every=0", "tune.pruner=none"])) == []
+    note = setup_notes(read_setup(EXAMPLE, ["train.eval_every=0"]))
+    assert note == ["train.eval_every = 0: the trials log no validation curve, so none is "
+                    "pruned (set train.eval_every=N to prune)"]

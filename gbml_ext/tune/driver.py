@@ -19,7 +19,7 @@ from ..launch.status import QUEUED, RUNNING
 from ..runner.errors import RunError
 from ..runner.guards import STOP_FILE
 from ..runner.rundir import run_lock
-from .space import TuneSetup
+from .space import TuneSetup, setup_notes
 from .study import make_pruner, make_sampler, open_study
 from .trials import PRUNED_AT, TrialSpec, TrialWatch, live_local_run, loadable, outcome
 
@@ -179,6 +179,8 @@ def run_study(setup: TuneSetup, out: Path, launcher: str = "local", jobs: int = 
         print(f"gbml-tune: {line}", file=sys.stderr, flush=True)
 
     out = Path(out)
+    for note in setup_notes(setup):
+        say(note)
     with run_lock(out):
         study, store = open_study(setup, out, launcher)
         study.pruner = make_pruner(setup)
