@@ -3,6 +3,7 @@ Optuna, and the study store that refuses another search. Every bad input is one 
 and leaves what was there unchanged."""
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -160,3 +161,18 @@ def test_a_pruner_without_a_validation_curve_is_pointed_out():
     note = setup_notes(read_setup(EXAMPLE, ["train.eval_every=0"]))
     assert note == ["train.eval_every = 0: the trials log no validation curve, so none is "
                     "pruned (set train.eval_every=N to prune)"]
+
+
+def test_values_that_load_alone_but_not_together_fail_their_trial_without_running(
+        tmp_path, capsys):
+    # Each value loads with the config; reptile takes no transform, so together they do not.
+    out = tmp_path / "tune"
+    code, _, err = cli(capsys, tune_main, EXAMPLE, "--out", out, "--trials", "2",
+                       "tune.space={algorithm={name={distribution='categorical', "
+                       "choices=['reptile']}, transform={distribution='categorical', "
+                       "choices=['kronecker']}}}")
+    assert code == 1 and "every trial so far failed; trial 0: its params do not make a valid " \
+        "config" in err and "Fix it and run the same command again" in err, err
+    rows = json.loads((out / "trials.json").read_text())["trials"]
+    assert [(r["state"], r["algorithm.name"]) for r in rows] == [("fail", "reptile")]
+    assert "Reptile takes plain SGD" in rows[0]["error"] and not (out / "trials").exists()

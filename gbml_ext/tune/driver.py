@@ -9,6 +9,7 @@ is still on it. Ctrl-C stops the local runs at a checkpoint; Slurm jobs go on.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..launch import launch, plan_status
 from ..launch.status import QUEUED, RUNNING
-from ..runner.errors import RunError
+from ..runner.errors import RunError, RunInterrupted
 from ..runner.guards import STOP_FILE
 from ..runner.rundir import run_lock
 from .space import TuneSetup, setup_notes
@@ -26,6 +27,7 @@ from .trials import PRUNED_AT, TrialSpec, TrialWatch, live_local_run, loadable, 
 __all__ = ["run_study", "trial_counts"]
 
 _LIVE = (RUNNING, QUEUED)
+_CONTINUE = "the same gbml-tune command continues the study."
 
 
 def _states() -> Any:
@@ -107,8 +109,9 @@ def _run_batch(study: Any, setup: TuneSetup, out: Path, batch: List[Any], launch
     specs: List[TrialSpec] = []
     watched: Dict[int, Tuple[Any, Path, Set[int]]] = {}
     decided: Dict[int, int] = {}
+    stored = {t.number: t for t in study.get_trials(deepcopy=False)}
     for trial in batch:
-        frozen = study._storage.get_trial(trial._trial_id)
+        frozen = stored[trial.number]
         spec = loadable(setup, out, trial.number, frozen.params)
         if isinstance(spec, str):
             trial.set_user_attr("error", spec[:500])
@@ -164,7 +167,8 @@ def run_study(setup: TuneSetup, out: Path, launcher: str = "local", jobs: int = 
     Raises:
         TuneError: a store that holds another search.
         RunFolderError: another gbml-tune is driving the study in `out`.
-        RunInterrupted: Ctrl-C; the local runs checkpointed, the same command continues.
+        RunInterrupted: Ctrl-C; the local runs checkpointed (Slurm jobs go on), the same
+            command continues.
         RunError: no trial has completed and the last batch all failed (the first failure's
             reason is named; the same command continues once it is fixed).
 
@@ -193,8 +197,15 @@ def run_study(setup: TuneSetup, out: Path, launcher: str = "local", jobs: int = 
             batch = _batch(study, setup, jobs)
             if not batch:
                 break
-            _run_batch(study, setup, out, batch, launcher, jobs, threads, slurm or {},
-                       poll_seconds, say)
+            try:
+                _run_batch(study, setup, out, batch, launcher, jobs, threads, slurm or {},
+                           poll_seconds, say)
+            except RunInterrupted as error:  # the local runs checkpointed
+                raise RunInterrupted(f"{str(error).split(';')[0]}; {_CONTINUE}",
+                                     error.exit_code - 128) from None
+            except KeyboardInterrupt:  # while waiting for Slurm jobs or earlier runs
+                raise RunInterrupted(f"stopped waiting for the trials, whose Slurm jobs or "
+                                     f"processes go on; {_CONTINUE}", signal.SIGINT) from None
             if after_batch is not None:
                 after_batch(study)
             counts = trial_counts(study)
