@@ -97,6 +97,9 @@ def test_ctrl_c_checkpoints_the_running_trial_and_the_same_command_finishes_it(t
     _, err = process.communicate(timeout=300)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "checkpointed and stopped" in err, err
+    assert err.strip().splitlines()[-1] == (  # the run's own line above it names --resume
+        "gbml-tune: stopped: 1 run(s) checkpointed and stopped (0 not started); the same "
+        "gbml-tune command continues the study.")
     assert (out / "trials/trial-0000/checkpoint.pt").is_file()
     assert [t.state for t in _study(out).trials] == [optuna.trial.TrialState.RUNNING]
 

@@ -79,7 +79,8 @@ def _tell(study: Any, trial: Any, spec: Any, status: Any, setup: TuneSetup,
     if ended.state == "running":
         raise RunError(f"trial {trial.number} is still running in {spec.run_dir}; run the "
                        f"same command again to wait for it.")
-    (spec.run_dir / STOP_FILE).unlink(missing_ok=True)  # a run that ended before it saw it
+    if status.state not in _LIVE and live_local_run(spec.run_dir) is None:
+        (spec.run_dir / STOP_FILE).unlink(missing_ok=True)  # it ended before it saw the file
     if ended.state == "complete":
         study.tell(trial, ended.value)
         return f"trial {trial.number}: validation {setup.metric} {ended.value:.6g}"
