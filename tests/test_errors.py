@@ -158,6 +158,9 @@ def test_ctrl_c_while_a_command_starts_is_one_line(capsys):
     assert _startup.command_name(["-m"], ["python", "-m", "gbml_ext.compare"]) == (
         "gbml-compare")
     assert _startup.command_name(["pytest"], ["python", "-m", "pytest"]) is None
+    assert _startup.command_name(["-m"], ["python", "-m", "gbml_ext.tune", "c.toml"]) == (
+        "gbml-tune")
+    assert _startup.command_name(["/venv/bin/gbml-tune"], []) == "gbml-tune"
     seen = []
     hook = _startup.quiet_interrupt_hook("gbml-eval", lambda *exc: seen.append(exc[0]))
     hook(KeyboardInterrupt, KeyboardInterrupt(), None)

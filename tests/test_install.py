@@ -220,7 +220,7 @@ def test_readme_example_and_commands_run_in_the_venv(user_venv, tmp_path):
     (tmp_path / "example.py").write_text(block)
     ran = _in_venv(venv, ["python", "example.py"], tmp_path)
     assert ran.returncode == 0, ran.stderr[-3000:]
-    for command in ("gbml-train", "gbml-compare", "gbml-eval"):
+    for command in ("gbml-train", "gbml-compare", "gbml-eval", "gbml-tune"):
         found = shutil.which(command, path=str(venv / "bin"))
         assert found, f"{command} is not on the venv's PATH"
     helped = _in_venv(venv, ["gbml-train", "--help"], tmp_path)

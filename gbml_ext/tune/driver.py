@@ -9,6 +9,7 @@ is still on it. Ctrl-C stops the local runs at a checkpoint; Slurm jobs go on.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,16 +17,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..launch import launch, plan_status
 from ..launch.status import QUEUED, RUNNING
-from ..runner.errors import RunError
+from ..runner.errors import RunError, RunInterrupted
 from ..runner.guards import STOP_FILE
 from ..runner.rundir import run_lock
-from .space import TuneSetup
+from .space import TuneSetup, setup_notes
 from .study import make_pruner, make_sampler, open_study
-from .trials import PRUNED_AT, TrialSpec, TrialWatch, loadable, outcome
+from .trials import PRUNED_AT, TrialSpec, TrialWatch, live_local_run, loadable, outcome
 
 __all__ = ["run_study", "trial_counts"]
 
 _LIVE = (RUNNING, QUEUED)
+_CONTINUE = "the same gbml-tune command continues the study."
 
 
 def _states() -> Any:
@@ -77,7 +79,8 @@ def _tell(study: Any, trial: Any, spec: Any, status: Any, setup: TuneSetup,
     if ended.state == "running":
         raise RunError(f"trial {trial.number} is still running in {spec.run_dir}; run the "
                        f"same command again to wait for it.")
-    (spec.run_dir / STOP_FILE).unlink(missing_ok=True)  # a run that ended before it saw it
+    if status.state not in _LIVE and live_local_run(spec.run_dir) is None:
+        (spec.run_dir / STOP_FILE).unlink(missing_ok=True)  # it ended before it saw the file
     if ended.state == "complete":
         study.tell(trial, ended.value)
         return f"trial {trial.number}: validation {setup.metric} {ended.value:.6g}"
@@ -90,8 +93,10 @@ def _tell(study: Any, trial: Any, spec: Any, status: Any, setup: TuneSetup,
 
 
 def _wait(specs: Sequence[TrialSpec], watch: TrialWatch, seconds: float) -> None:
-    """Polls until no run of `specs` is running or queued (jobs an earlier command started)."""
-    while any(state.state in _LIVE for state in plan_status(specs)):
+    """Polls until no run of `specs` is running or queued: Slurm jobs, and runs that an
+    earlier gbml-tune started before it was killed."""
+    while (any(state.state in _LIVE for state in plan_status(specs))
+           or any(live_local_run(spec.run_dir) for spec in specs)):
         watch.poll()
         time.sleep(seconds)
     watch.poll()
@@ -105,8 +110,9 @@ def _run_batch(study: Any, setup: TuneSetup, out: Path, batch: List[Any], launch
     specs: List[TrialSpec] = []
     watched: Dict[int, Tuple[Any, Path, Set[int]]] = {}
     decided: Dict[int, int] = {}
+    stored = {t.number: t for t in study.get_trials(deepcopy=False)}
     for trial in batch:
-        frozen = study._storage.get_trial(trial._trial_id)
+        frozen = stored[trial.number]
         spec = loadable(setup, out, trial.number, frozen.params)
         if isinstance(spec, str):
             trial.set_user_attr("error", spec[:500])
@@ -125,6 +131,7 @@ def _run_batch(study: Any, setup: TuneSetup, out: Path, batch: List[Any], launch
     running = [spec for spec in specs if spec.number in watched]
     watch = TrialWatch(setup.metric, watched)
     if running:
+        _wait(running, watch, poll_seconds)  # what an earlier command left running
         if launcher == "slurm":
             launch(running, "slurm", slurm=slurm, wait=False)
         else:
@@ -161,7 +168,8 @@ def run_study(setup: TuneSetup, out: Path, launcher: str = "local", jobs: int = 
     Raises:
         TuneError: a store that holds another search.
         RunFolderError: another gbml-tune is driving the study in `out`.
-        RunInterrupted: Ctrl-C; the local runs checkpointed, the same command continues.
+        RunInterrupted: Ctrl-C; the local runs checkpointed (Slurm jobs go on), the same
+            command continues.
         RunError: no trial has completed and the last batch all failed (the first failure's
             reason is named; the same command continues once it is fixed).
 
@@ -176,6 +184,8 @@ def run_study(setup: TuneSetup, out: Path, launcher: str = "local", jobs: int = 
         print(f"gbml-tune: {line}", file=sys.stderr, flush=True)
 
     out = Path(out)
+    for note in setup_notes(setup):
+        say(note)
     with run_lock(out):
         study, store = open_study(setup, out, launcher)
         study.pruner = make_pruner(setup)
@@ -188,8 +198,15 @@ def run_study(setup: TuneSetup, out: Path, launcher: str = "local", jobs: int = 
             batch = _batch(study, setup, jobs)
             if not batch:
                 break
-            _run_batch(study, setup, out, batch, launcher, jobs, threads, slurm or {},
-                       poll_seconds, say)
+            try:
+                _run_batch(study, setup, out, batch, launcher, jobs, threads, slurm or {},
+                           poll_seconds, say)
+            except RunInterrupted as error:  # the local runs checkpointed
+                raise RunInterrupted(f"{str(error).split(';')[0]}; {_CONTINUE}",
+                                     error.exit_code - 128) from None
+            except KeyboardInterrupt:  # while waiting for Slurm jobs or earlier runs
+                raise RunInterrupted(f"stopped waiting for the trials, whose Slurm jobs or "
+                                     f"processes go on; {_CONTINUE}", signal.SIGINT) from None
             if after_batch is not None:
                 after_batch(study)
             counts = trial_counts(study)

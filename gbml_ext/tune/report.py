@@ -134,7 +134,8 @@ def _plot(rows: List[Dict[str, Any]], setup: TuneSetup, best: Optional[int], pat
         ax.set_xlabel(key)
         ax.set_ylabel(f"validation {setup.metric}")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    if axes[0][0].get_legend_handles_labels()[0]:  # none while every trial failed
+        axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{setup.config.name}: {len(rows)} trials")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

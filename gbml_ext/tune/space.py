@@ -34,7 +34,7 @@ from ..runner.config import (
 )
 
 __all__ = ["METRICS", "PRUNERS", "SAMPLERS", "TuneError", "TuneSetup", "read_setup",
-           "toml_value"]
+           "settings_dict", "setup_notes", "toml_value"]
 
 # metric -> the study's direction.
 METRICS = {"loss": "minimize", "accuracy": "maximize"}
@@ -42,7 +42,7 @@ METRICS = {"loss": "minimize", "accuracy": "maximize"}
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler"}
 PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner",
            "successive-halving": "SuccessiveHalvingPruner", "hyperband": "HyperbandPruner",
-           "none": "NopPruner"}
+           "threshold": "ThresholdPruner", "none": "NopPruner"}
 _DISTRIBUTIONS = {"float": ("low", "high", "log", "step"), "int": ("low", "high", "log", "step"),
                   "categorical": ("choices",)}
 _SETTINGS = ("trials", "metric", "sampler", "sampler_options", "pruner", "pruner_options",
@@ -267,3 +267,19 @@ def settings_dict(setup: TuneSetup) -> Dict[str, Any]:
     data = {f.name: getattr(setup, f.name) for f in dataclasses.fields(setup)
             if f.name not in ("config_path", "overrides", "config", "space", "trials")}
     return {**data, "space": setup.space_json()}
+
+
+def setup_notes(setup: TuneSetup) -> List[str]:
+    """What a user should know before a study starts: a pruner without a validation curve to
+    read (`train.eval_every = 0`).
+
+    Example:
+        >>> setup = read_setup("experiments/configs/synthetic/linreg_tune.toml",
+        ...                    ["train.eval_every=0"])
+        >>> setup_notes(setup)  # doctest: +ELLIPSIS
+        ['train.eval_every = 0: the trials log no validation curve, so none is pruned ...']
+    """
+    if not setup.config.train.eval_every and setup.pruner != "none":
+        return ["train.eval_every = 0: the trials log no validation curve, so none is pruned "
+                "(set train.eval_every=N to prune)"]
+    return []

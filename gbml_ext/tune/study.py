@@ -114,6 +114,8 @@ def make_pruner(setup: TuneSetup) -> Any:
     """
     optuna = _quiet_optuna()
     cls = getattr(optuna.pruners, PRUNERS[setup.pruner])
+    if setup.pruner == "none":  # whatever options the table gives another pruner
+        return cls()
     try:
         return cls(**setup.pruner_options)
     except (TypeError, ValueError) as error:
@@ -129,9 +131,9 @@ def open_study(setup: TuneSetup, out: Path, launcher: str = "local") -> Tuple[An
             another space, metric or config (nothing in it is changed).
     """
     optuna = _quiet_optuna()
-    storage, path = open_storage(out, launcher)
     sampler, pruner = make_sampler(setup, setup.seed), make_pruner(setup)
     identity = search_identity(setup)
+    storage, path = open_storage(out, launcher)
     names = optuna.get_all_study_names(storage)
     if names and STUDY_NAME not in names:
         raise TuneError(f"{path} holds another study ({', '.join(names)}), not gbml-tune's; it "
