@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..algorithms import ALGORITHMS
 from ..fileio import atomic_write_json, atomic_write_text
 from ..runner.config import config_to_dict, load_config
 from ..runner.plots import pyplot
@@ -146,10 +147,15 @@ def _plot(rows: List[Dict[str, Any]], setup: TuneSetup, best: Optional[int], pat
 
 def best_config(setup: TuneSetup, params: Dict[str, Any]) -> Dict[str, Any]:
     """The config with `params`, its own evaluation settings, named `<name>-tuned`, with its
-    output folder left to the default (runs/<name>-tuned/seed<N>)."""
+    output folder left to the default (runs/<name>-tuned/seed<N>). Of the `[algorithm]` keys it
+    holds only those its algorithm reads, so that `gbml-train` takes the file as it is."""
     overrides = [*setup.overrides, *(f"{k}={toml_value(v)}" for k, v in params.items()),
                  f"name={toml_value(setup.config.name + '-tuned')}", "output_dir=''"]
-    return config_to_dict(load_config(setup.config_path, overrides))
+    config = load_config(setup.config_path, overrides)
+    data = config_to_dict(config)
+    read = ALGORITHMS[config.algorithm.name].keys_read(config.algorithm.transform)
+    data["algorithm"] = {k: v for k, v in data["algorithm"].items() if k in read}
+    return data
 
 
 def write_report(study: Any, setup: TuneSetup, out: Path) -> List[Path]:
