@@ -1,0 +1,66 @@
+"""The `wandb` backend: one Weights & Biases run per (config, seed), in the group named by
+`logging.group` (a grid's name, or the config's name), its files in the run folder's `wandb/`.
+
+wandb's own settings apply: `WANDB_MODE=offline` keeps everything on the machine (`wandb sync`
+uploads it later), `WANDB_PROJECT` names the project (default "gbml_ext"), `WANDB_ENTITY` the
+team. A resumed run continues the same wandb run (its id is kept in the run folder). wandb
+does not capture the run's console output here.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+from .base import LOGGERS, TrackedRun, Tracker
+
+__all__ = ["WandbTracker"]
+
+
+@LOGGERS.register("wandb", doc="a Weights & Biases run per (config, seed); the group groups a grid")
+class WandbTracker(Tracker):
+    """Metrics, the config, the final results in the run's summary, the figures as images.
+
+    Example:
+        >>> tracker = WandbTracker()
+        >>> state = tracker.start(TrackedRun("toy", 0, Path("runs/toy/seed0"), "toy"),
+        ...                       {"name": "toy"})  # doctest: +SKIP
+        >>> state["run_id"]  # doctest: +SKIP
+        '9c1d0f6a2b7e'
+    """
+
+    library = "wandb"
+    extra = "wandb"
+
+    def __init__(self) -> None:
+        self._run: Any = None
+
+    def start(self, run: TrackedRun, config: Mapping[str, Any]) -> Dict[str, Any]:
+        import wandb
+
+        run_id = run.stored.get("run_id") or uuid.uuid4().hex[:12]
+        project = run.stored.get("project") or os.environ.get("WANDB_PROJECT") or "gbml_ext"
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        self._run = wandb.init(
+            project=project, group=run.group, name=run.label, id=run_id, resume="allow",
+            dir=str(run.run_dir), config=None if run.stored else dict(config),
+            settings=wandb.Settings(console="off", disable_git=True, save_code=False))
+        return {"run_id": run_id, "project": project}
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        self._run.log(dict(metrics), step=step)
+
+    def images(self, step: int, figures: Sequence[Path]) -> None:
+        import wandb
+
+        self._run.log({f"figures/{path.stem}": wandb.Image(str(path)) for path in figures},
+                      step=step)
+
+    def finish(self, results: Optional[Mapping[str, float]]) -> None:
+        if self._run is None:
+            return
+        if results is not None:
+            self._run.summary.update(dict(results))
+        self._run.finish(exit_code=0 if results is not None else 1)
+        self._run = None
