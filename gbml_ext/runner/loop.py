@@ -22,6 +22,7 @@ from ..data.tasks import sample_batch
 from ..fileio import atomic_write_json
 from ..measure import start_peak_watch
 from ..precision import precision_context
+from ..trackers import RunTrackers
 from .checkpoint import save_checkpoint
 from .compat import ALLOWED_CHANGES
 from .config import Config, config_to_dict, load_config
@@ -48,7 +49,7 @@ from .guards import (
     unadapted_loss,
 )
 from .plots import plot_training_curves
-from .records import final_results, log_record, validate
+from .records import final_results, log_record, open_trackers, validate
 from .report import write_metrics, write_results
 from .rundir import (
     CONFIG_FILE,
@@ -142,7 +143,8 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
                              f"the {dist.world_size} processes.")
     run_dir = config.run_dir()
     lock = run_lock(run_dir) if dist.is_main else contextlib.nullcontext()
-    with lock, cpu_threads(config.threads), precision_context(config.precision, device):
+    trackers = open_trackers(config, run_dir, dist.is_main)  # logging.backends
+    with lock, cpu_threads(config.threads), precision_context(config.precision, device), trackers:
         checkpoint = claim_folder(run_dir, resume, overwrite, dist.is_main)
         refuse_shortening(checkpoint, config.train.iterations, run_dir)
         state = build_run(config, device, dist.rank)
@@ -157,7 +159,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
             write_metrics(run_dir, state.history)
         memory_baseline, first_iteration = start_peak_watch(device), state.iteration
         try:
-            chunking = _meta_train(state, config, device, dist, run_dir, progress)
+            chunking = _meta_train(state, config, device, dist, run_dir, progress, trackers)
         except MetaLossDiverged as error:
             train_tasks = state.sources["train"]
             raise explain_divergence(
@@ -184,6 +186,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
             write_results(run_dir, results)
             if config.train.plot:
                 plot_training_curves({config.name: state.history}, run_dir / "training.png")
+            trackers.finish(state.history, results, [run_dir / "training.png"])
     return RunResult(state.algorithm, state.history, results, run_dir, config)
 
 
@@ -207,7 +210,7 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
 
 
 def _meta_train(state: TrainingState, config: Config, device: torch.device,
-                dist: DistributedContext, run_dir: Path, progress: bool
+                dist: DistributedContext, run_dir: Path, progress: bool, trackers: RunTrackers
                 ) -> Optional[Dict[str, Any]]:
     """Meta-trains until `train.iterations` (or `train.max_minutes`); returns how the batched
     path chunked the meta-batch (`ChunkPlan.to_dict`), or None when it did not."""
@@ -259,6 +262,7 @@ def _meta_train(state: TrainingState, config: Config, device: torch.device,
                 log_record(run_dir, state.history, record)
             if train_cfg.eval_every and done % train_cfg.eval_every == 0:
                 validate(state, config, device, run_dir, done)
+            trackers.sync(state.history)
             minutes = (time.monotonic() - last_save) / 60
             if (done == train_cfg.iterations or stop.received is not None or out_of_time
                     or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)

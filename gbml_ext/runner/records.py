@@ -1,6 +1,6 @@
 """What a run records as it goes: a line of metrics.jsonl per logged iteration
-(`log_record`), a validation record (`validate`), and the results.json record of a finished run
-(`final_results`)."""
+(`log_record`), a validation record (`validate`), the results.json record of a finished run
+(`final_results`), and the trackers that copy them (`open_trackers`, `logging.backends`)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,8 @@ from typing import Any, Dict, List
 import torch
 
 from ..measure import peak_increase_since, start_peak_watch
-from .config import Config, config_to_dict
+from ..trackers import RunTrackers, TrackerUnavailable
+from .config import Config, ConfigError, config_to_dict
 from .distributed import DistributedContext
 from .evaluate import evaluate, evaluation_steps, final_evaluation, run_path
 from .guards import check_evaluation
@@ -20,7 +21,7 @@ from .report import environment_info
 from .state import TrainingState
 from .summaries import at_step
 
-__all__ = ["final_results", "log_record", "validate"]
+__all__ = ["final_results", "log_record", "open_trackers", "validate"]
 
 
 def validate(state: TrainingState, config: Config, device: torch.device, run_dir: Path,
@@ -81,3 +82,16 @@ def log_record(run_dir: Path, history: List[Dict[str, Any]], record: Dict[str, A
     history.append(record)
     with open(run_dir / "metrics.jsonl", "a") as stream:
         stream.write(json.dumps(record) + "\n")
+
+
+def open_trackers(config: Config, run_dir: Path, enabled: bool) -> RunTrackers:
+    """The run's `logging.backends` as one `RunTrackers` (nothing starts before its first
+    record; with `enabled` False, on every process but the first, nothing starts at all).
+
+    Raises:
+        ConfigError: a chosen backend whose library is not installed; names its extra.
+    """
+    try:
+        return RunTrackers(config_to_dict(config), run_dir, enabled)
+    except TrackerUnavailable as error:
+        raise ConfigError(str(error)) from None

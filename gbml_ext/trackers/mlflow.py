@@ -46,13 +46,14 @@ class MLflowTracker(Tracker):
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
-        uri = run.stored.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or (
-            f"sqlite:///{(run.run_dir / STORE).resolve()}")
+        # A resumed run stays in its store; "" is the run folder's own (which may have moved).
+        given = run.stored.get("tracking_uri", os.environ.get("MLFLOW_TRACKING_URI", ""))
+        uri = given or f"sqlite:///{(run.run_dir / STORE).resolve()}"
         self._client = client = MlflowClient(tracking_uri=uri)
         if run.stored.get("run_id"):
             self._run_id = run.stored["run_id"]
             client.update_run(self._run_id, status="RUNNING")
-            return {"tracking_uri": uri, "run_id": self._run_id}
+            return {"tracking_uri": given, "run_id": self._run_id}
         experiment = client.get_experiment_by_name(run.group)
         if experiment is not None:
             experiment_id = experiment.experiment_id
@@ -67,7 +68,7 @@ class MLflowTracker(Tracker):
         params = [Param(k, str(v)[:6000]) for k, v in hyperparameters(config).items()]
         for first in range(0, len(params), 100):  # MLflow takes 100 parameters a call
             client.log_batch(self._run_id, params=params[first:first + 100])
-        return {"tracking_uri": uri, "run_id": self._run_id}
+        return {"tracking_uri": given, "run_id": self._run_id}
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         from mlflow.entities import Metric

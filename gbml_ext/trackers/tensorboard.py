@@ -46,7 +46,7 @@ class TensorBoardTracker(Tracker):
             for summary in hparams(params, {"test/accuracy": 0.0, "test/loss": 0.0}):
                 self._writer.file_writer.add_summary(summary)
             self._writer.flush()
-        return {"log_dir": str(log_dir)}
+        return {"log_dir": LOG_DIR}
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         for name, value in metrics.items():
