@@ -84,6 +84,12 @@ class Tracker:
         """
         return {}
 
+    def last_step(self) -> Optional[int]:
+        """After `start` of a resumed run: the last step the backend's store holds of it, where
+        that can be less than the run folder's trackers.json says (a store that buffers what it
+        writes, after the process was killed); None: what trackers.json says."""
+        return None
+
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         """Logs scalar metrics (`gbml_ext.trackers.names`) at meta-iteration `step`."""
 

@@ -8,10 +8,12 @@ same MLflow run in the store it started in. For a grid in one store, point
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 from .base import LOGGERS, TrackedRun, Tracker
 from .names import hyperparameters
@@ -19,6 +21,19 @@ from .names import hyperparameters
 __all__ = ["MLflowTracker", "STORE"]
 
 STORE = "mlflow.db"  # the default store, inside the run folder
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """MLflow's own log lines held back (its store's setup, a traceback for every failed
+    call): a failure reaches the user as the runner's one warning."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @LOGGERS.register("mlflow", doc="an MLflow run per (config, seed); the experiment groups a grid")
@@ -42,6 +57,7 @@ class MLflowTracker(Tracker):
         self._client: Any = None
         self._run_id = ""
 
+    @_quiet()
     def start(self, run: TrackedRun, config: Mapping[str, Any]) -> Dict[str, Any]:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
@@ -70,6 +86,7 @@ class MLflowTracker(Tracker):
             client.log_batch(self._run_id, params=params[first:first + 100])
         return {"tracking_uri": given, "run_id": self._run_id}
 
+    @_quiet()
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         from mlflow.entities import Metric
 
@@ -77,10 +94,12 @@ class MLflowTracker(Tracker):
         self._client.log_batch(self._run_id, metrics=[
             Metric(name, value, now, step) for name, value in metrics.items()])
 
+    @_quiet()
     def images(self, step: int, figures: Sequence[Path]) -> None:
         for path in figures:
             self._client.log_artifact(self._run_id, str(path), "figures")
 
+    @_quiet()
     def finish(self, results: Optional[Mapping[str, float]]) -> None:
         if self._client is not None and self._run_id:
             self._client.set_terminated(self._run_id,

@@ -126,9 +126,12 @@ class RunTrackers:
             try:
                 backend = LOGGERS[name]()
                 entry["state"] = backend.start(run, self._config) or {}
+                held = backend.last_step() if run.stored else None
             except Exception as error:
                 _warn(name, error)
                 continue
+            if held is not None:  # log again what the store lost
+                entry["logged"] = {k: min(step, held) for k, step in entry["logged"].items()}
             self._live[name] = backend
         self._save()
 
