@@ -30,7 +30,7 @@ MARKER = "<!-- config-reference -->"
 ALGORITHMS_MARKER = "<!-- registered-algorithms -->"
 SECTIONS = (("", schema.Config), ("data", schema.DataConfig), ("model", schema.ModelConfig),
             ("algorithm", schema.AlgorithmConfig), ("train", schema.TrainConfig),
-            ("evaluation", schema.EvalConfig))
+            ("evaluation", schema.EvalConfig), ("logging", schema.LoggingConfig))
 
 
 def key_notes(cls: type) -> Dict[str, str]:
@@ -85,6 +85,8 @@ def _default(field: dataclasses.Field) -> str:
 def _allowed(field: dataclasses.Field) -> str:
     if "choices" in field.metadata:
         return " \\| ".join(f"`{c}`" for c in field.metadata["choices"])
+    if "items" in field.metadata:
+        return "a list of " + " \\| ".join(f"`{c}`" for c in field.metadata["items"])
     if "range" in field.metadata:
         low, high, low_open = field.metadata["range"]
         if high is None:
