@@ -192,3 +192,26 @@ def test_a_plan_groups_its_runs_by_the_comparison(tmp_path) -> None:
     assert [run.config.logging.group for run in plan] == ["study", "study", "mine", "mine"]
     alone = build_plan([SHALLOW, other], [0])
     assert [run.config.logging.group for run in alone] == ["Shallow+other", "mine"]
+
+
+def test_the_guide_lists_every_metric_name() -> None:
+    """docs/watching-runs.md's table holds every name a run logs ({k} for the step)."""
+    import re
+
+    from run_fixtures import REPO
+
+    guide = (REPO / "docs" / "watching-runs.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+/[a-z_0-9{}]+)`", guide))
+    records = [{"split": "train", "loss": 1.0, "accuracy": 0.5, "seconds": 0.1},
+               {"split": "validation", "loss": 1.0, "accuracy": 0.5, "loss_by_step": [1.0],
+                "accuracy_by_step": [0.5]}]
+    results = {"split": "test", "train_seconds": 1.0, "seconds_per_iteration": 0.1,
+               "peak_memory_mb": 1.0, "process_peak_memory_mb": 1.0,
+               "evaluation_peak_memory_mb": 1.0,
+               "evaluation": {"steps": 1, "loss": {"mean": 1.0, "ci95": 0.1},
+                              "accuracy": {"mean": 0.5, "ci95": 0.1},
+                              "loss_by_step": [{"mean": 1.0}],
+                              "accuracy_by_step": [{"mean": 0.5}]}}
+    names = {name for record in records for name in record_metrics(record)}
+    names |= set(results_metrics(results))
+    assert {re.sub(r"_step\d+$", "_step{k}", name) for name in names} <= documented
