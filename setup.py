@@ -31,6 +31,10 @@ EXTRAS = {
     # The benchmark's optional peers (benchmarks/peers/), imported only if present.
     "bench": ["higher==0.2.1", "torchopt==0.7.3"],
     "jax": ["jax"],
+    # Logging backends (logging.backends), each imported only when a run names it.
+    "tensorboard": ["tensorboard>=2.14"],
+    "mlflow": ["mlflow>=2.10"],
+    "wandb": ["wandb>=0.17"],
 }
 
 

@@ -62,10 +62,10 @@ if ! has "import learn2learn; assert learn2learn.__version__ == '$L2L_VERSION'";
   has "import learn2learn" || { echo "learn2learn failed to import after the build" >&2; exit 1; }
 fi
 
-log "installing gbml_ext (editable, with the dev, docs and cluster extras)"
+log "installing gbml_ext (editable, with the dev, docs, cluster, tune and logging extras)"
 # learn2learn is already installed, so the requirement is satisfied and pip does not rebuild it;
 # the exact torch pins installed above satisfy setup.py's ranges, so pip keeps them.
-PIP install --no-build-isolation -e ".[dev,docs,cluster,tune]"
+PIP install --no-build-isolation -e ".[dev,docs,cluster,tune,tensorboard,mlflow,wandb]"
 has "import gbml_ext" || { echo "gbml_ext failed to import" >&2; exit 1; }
 
 stamp_key > "$STAMP"

@@ -34,7 +34,7 @@ ALGORITHMS_MARKER = "<!-- registered-algorithms -->"
 CSS_CLASS = "config-reference"
 SECTIONS = (("", schema.Config), ("data", schema.DataConfig), ("model", schema.ModelConfig),
             ("algorithm", schema.AlgorithmConfig), ("train", schema.TrainConfig),
-            ("evaluation", schema.EvalConfig))
+            ("evaluation", schema.EvalConfig), ("logging", schema.LoggingConfig))
 
 
 def key_notes(cls: type) -> Dict[str, str]:
@@ -98,6 +98,8 @@ def _allowed(field: dataclasses.Field, key: str) -> str:
         return _source_names()
     if "choices" in field.metadata:
         return " \\| ".join(f"`{c}`" for c in field.metadata["choices"])
+    if "items" in field.metadata:
+        return "a list of " + " \\| ".join(f"`{c}`" for c in field.metadata["items"])
     if "range" in field.metadata:
         low, high, low_open = field.metadata["range"]
         if high is None:

@@ -51,7 +51,8 @@ def _worker(rank, world_size, port, out_dir):
 
     config = load_config(None, ["data.options={dim=4, n_support=4, n_query=4}",
                                 "train.iterations=4", "train.meta_batch=4", "evaluation.tasks=4",
-                                f"output_dir='{out_dir}/run'", "train.checkpoint_every=2"])
+                                f"output_dir='{out_dir}/run'", "train.checkpoint_every=2",
+                                "logging.backends=tensorboard"])
     train(config, progress=False)
     dist.destroy_process_group()
 
@@ -75,6 +76,8 @@ def test_two_process_meta_update_equals_single_process(tmp_path):
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     # log_every defaults to 10, so only the last iteration is logged, once: rank 1 writes nothing.
     assert [json.loads(x)["iteration"] for x in lines] == [4]
+    # Rank 0 alone logs to the backends: one TensorBoard event file.
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
 def _start_ranks(out, port, extra=()):

@@ -20,6 +20,7 @@ from gbml_ext.registry import Registry, UnknownName
 from gbml_ext.runner.build import build_learner
 from gbml_ext.runner.cli import main
 from gbml_ext.runner.config import ConfigError, describe_config, load_config
+from gbml_ext.trackers import LOGGERS
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "gbml_ext" / "runner"
@@ -68,6 +69,7 @@ def test_names_are_taken_once_and_can_be_released() -> None:
     (SAMPLERS, {"tensor", "learn2learn"}),
     (DATASETS, {"omniglot", "mini-imagenet", "cifar-fs", "fc100"}),
     (SYNTHETIC_SOURCES, {"linear-regression", "logistic-regression"}),
+    (LOGGERS, {"tensorboard", "mlflow", "wandb"}),
 ])
 def test_each_package_registers_what_it_provides(registry: Registry, names: set) -> None:
     assert set(registry.names()) == names
@@ -181,7 +183,8 @@ def _string_constants(path: Path) -> set:
 def test_the_runner_spells_no_registered_name() -> None:
     """The runner looks names up; it never names an algorithm, transform or model itself
     (but for the schema's defaults, and "none", the absent transform)."""
-    registered = set(ALGORITHMS.names()) | set(TRANSFORMS.names()) | set(MODELS.names())
+    registered = set(ALGORITHMS.names()) | set(TRANSFORMS.names()) | set(MODELS.names()) | set(
+        LOGGERS.names())
     registered.discard("none")
     defaults = load_config(None)
     allowed = {"schema.py": {defaults.algorithm.name, defaults.model.name}}

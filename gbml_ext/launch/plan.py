@@ -6,6 +6,7 @@ before anything starts.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -78,6 +79,17 @@ def _run_config(config_path: str, seed: int, overrides: Sequence[str],
     return config, args
 
 
+def _group(plan: List[RunSpec], out: Optional[str]) -> None:
+    """Gives the runs without a `logging.group` the plan's: its --out folder's name, else its
+    configs' names joined by "+", so that the trackers show the plan as one comparison."""
+    names = dict.fromkeys(run.config.name for run in plan)
+    group = Path(out).name if out is not None else "+".join(names)
+    for run in plan:
+        if not run.config.logging.group:
+            run.args.append(f"logging.group={json.dumps(group)}")
+            run.config = load_config(run.config_path, run.args)
+
+
 def check_plan(plan: Sequence[RunSpec]) -> None:
     """Refuses two runs that would share a folder or a table row, before anything starts.
 
@@ -144,7 +156,9 @@ def _check_seeds(seeds: Sequence[int]) -> None:
 def build_plan(config_paths: Sequence[str | Path], seeds: Sequence[int],
                overrides: Sequence[str] = (), out: Optional[str | Path] = None,
                resume: bool = False, overwrite: bool = False) -> List[RunSpec]:
-    """Every run of `config_paths` x `seeds`, checked before any starts.
+    """Every run of `config_paths` x `seeds`, checked before any starts. A run whose config
+    sets no `logging.group` gets the plan's: the `out` folder's name, else the configs' names
+    joined by "+" (the trackers group the runs by it).
 
     Arguments:
         config_paths: TOML configs, in the order of the table.
@@ -170,6 +184,7 @@ def build_plan(config_paths: Sequence[str | Path], seeds: Sequence[int],
     plan = [RunSpec(str(path), seed, *_run_config(str(path), seed, overrides,
                                                   None if out is None else str(out)))
             for path in config_paths for seed in seeds]
+    _group(plan, None if out is None else str(out))
     check_plan(plan)
     if not (resume or overwrite):
         used = [run for run in plan if holds_run(run.run_dir)]

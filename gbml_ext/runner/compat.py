@@ -32,7 +32,8 @@ __all__ = ["ALLOWED_CHANGES", "FREE_KEYS", "IMPLEMENTATION_KEYS", "config_differ
 IMPLEMENTATION_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "train.log_every",
                        "train.checkpoint_every", "train.checkpoint_minutes", "algorithm.path",
                        "algorithm.batched", "threads", "model.channels_last", "train.plot",
-                       "algorithm.tasks_per_chunk", "train.memory_budget_mb")
+                       "algorithm.tasks_per_chunk", "train.memory_budget_mb",
+                       "logging.backends", "logging.group")
 # Keys that never change the trained numbers: the above, the name, and evaluation settings;
 # and the time limit, which like train.iterations only says where training stops.
 FREE_KEYS = IMPLEMENTATION_KEYS + (

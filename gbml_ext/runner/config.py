@@ -52,6 +52,9 @@ class ConfigError(ValueError):
 def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
     expected = f.type if isinstance(f.type, str) else f.type.__name__
     base = expected.split("[")[0]
+    items = f.metadata.get("items")
+    if items is not None and isinstance(value, str):  # key=a,b on the command line
+        value = [word.strip() for word in value.split(",") if word.strip()]
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
@@ -65,6 +68,12 @@ def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
                           f"({type(value).__name__}).")
     if base == "float":
         value = float(value)
+    if items is not None:
+        unknown = [item for item in value if item not in items]
+        if unknown or len(set(value)) < len(value):
+            problem = f"has {unknown[0]!r}" if unknown else "names one twice"
+            raise ConfigError(f"config key '{path}' {problem}; allowed: a list of "
+                              f"{', '.join(items)}, each once.")
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"config key '{path}' is {value!r}; allowed: {', '.join(choices)}.")
@@ -177,6 +186,8 @@ def describe_config(config: Config) -> str:
             allowed = ""
             if "choices" in f.metadata:
                 allowed = ", one of: " + " | ".join(map(str, f.metadata["choices"]))
+            elif "items" in f.metadata:
+                allowed = ", each of: " + " | ".join(map(str, f.metadata["items"]))
             elif "range" in f.metadata:
                 allowed = ", " + range_text(f.metadata["range"])
             lines.append(f"{f.name} = {getattr(obj, f.name)!r}  # {kind}{allowed}")

@@ -19,6 +19,7 @@ import torch
 from ..data.tasks import sample_batch
 from ..measure import start_peak_watch
 from ..precision import precision_context
+from ..trackers import RunTrackers
 from .checkpoint import save_checkpoint
 from .config import Config, load_config
 from .distributed import agree, all_reduce_gradients, on_rank0
@@ -39,7 +40,13 @@ from .guards import (
     unadapted_loss,
 )
 from .limits import NO_SPACE, cannot_write_run, out_of_memory
-from .records import final_results, log_record, log_validation, write_run_results
+from .records import (
+    final_results,
+    log_record,
+    log_validation,
+    open_trackers,
+    write_run_results,
+)
 from .rundir import run_lock
 from .start import RunContext, join_run, start_run
 from .state import TrainingState, build_run, cpu_threads, resolve_device, seed_everything
@@ -104,13 +111,14 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
     run = join_run(config, allow_change, progress)
     lock = run_lock(run.run_dir) if run.dist.is_main else contextlib.nullcontext()
     stop, phase, state = StopSignals(), "starting", None
+    trackers = open_trackers(config, run.run_dir, run.dist.is_main)  # logging.backends
     try:
         with lock, stop.installed(), cpu_threads(config.threads), \
-                precision_context(config.precision, run.device):
+                precision_context(config.precision, run.device), trackers:
             state = start_run(run, resume, overwrite, allow_change)
             memory_baseline, first_iteration = start_peak_watch(run.device), state.iteration
             phase = "meta-training"
-            chunking = _meta_train_explained(run, state, stop)
+            chunking = _meta_train_explained(run, state, stop, trackers)
             phase, results = "evaluating", {}
             if run.dist.is_main:
                 results = final_results(state, config, run.device, run.dist, memory_baseline,
@@ -118,6 +126,7 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
                 results["chunking"] = chunking
                 check_run_folder(run.run_dir, state.iteration, config.train.iterations)
                 write_run_results(run.run_dir, run.config, state.history, results)
+                trackers.finish(state.history, results, [run.run_dir / "training.png"])
     except (SignalStop, OSError, *OUT_OF_MEMORY, RuntimeError) as error:
         worded = _worded(error, phase, run, state)
         if worded is None:
@@ -144,12 +153,12 @@ def _worded(error: BaseException, phase: str, run: RunContext,
                          None if state is None else state.algorithm, run.dist.world_size)
 
 
-def _meta_train_explained(run: RunContext, state: TrainingState,
-                          stop: StopSignals) -> Optional[Dict[str, Any]]:
+def _meta_train_explained(run: RunContext, state: TrainingState, stop: StopSignals,
+                          trackers: RunTrackers) -> Optional[Dict[str, Any]]:
     """`_meta_train`, with a diverged meta-loss worded for the user: which loop diverged."""
     config = run.config
     try:
-        return _meta_train(run, state, stop)
+        return _meta_train(run, state, stop, trackers)
     except MetaLossDiverged as error:
         train_tasks = state.sources["train"]
         raise explain_divergence(
@@ -177,8 +186,8 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     return algorithm.accumulate_meta_gradient
 
 
-def _meta_train(run: RunContext, state: TrainingState,
-                stop: StopSignals) -> Optional[Dict[str, Any]]:
+def _meta_train(run: RunContext, state: TrainingState, stop: StopSignals,
+                trackers: RunTrackers) -> Optional[Dict[str, Any]]:
     """Meta-trains until `train.iterations`, or until every process agrees to stop early
     (`train.max_minutes`, a signal); returns how the batched path chunked the meta-batch
     (`ChunkPlan.to_dict`), or None when it did not."""
@@ -196,6 +205,7 @@ def _meta_train(run: RunContext, state: TrainingState,
             _show(bar, record)
             saved, error = on_rank0(run.dist, _record, run, state, record, last_save)
             last_save = time.monotonic() if saved else last_save
+            trackers.sync(state.history)  # logging.backends: copies of the new records
             reason = _agree_stop(run, state, stop, error)
         if reason is not None:
             _stop_early(run, state, reason, record)

@@ -1,7 +1,8 @@
 """What a run records as it goes: a line of metrics.jsonl per logged iteration
-(`log_record`), a validation evaluation and its record (`log_validation`), and the
-results.json record of a finished run (`final_results`), written with its table and plot
-(`write_run_results`)."""
+(`log_record`), a validation evaluation and its record (`log_validation`), the results.json
+record of a finished run (`final_results`), written with its table and plot
+(`write_run_results`), and the trackers that copy them (`open_trackers`,
+`logging.backends`)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ from typing import Any, Dict, List
 import torch
 
 from ..measure import peak_increase_since, start_peak_watch
-from .config import Config, config_to_dict
+from ..trackers import RunTrackers, TrackerUnavailable
+from .config import Config, ConfigError, config_to_dict
 from .distributed import DistributedContext
 from .evaluate import evaluate, evaluation_steps, final_evaluation, run_path
 from .guards import check_evaluation
@@ -23,7 +25,7 @@ from .rundir import keep_previous_results
 from .state import TrainingState
 from .summaries import at_step
 
-__all__ = ["final_results", "log_record", "log_validation", "write_run_results"]
+__all__ = ["final_results", "log_record", "log_validation", "open_trackers", "write_run_results"]
 
 
 def log_validation(state: TrainingState, config: Config, device: torch.device,
@@ -105,3 +107,16 @@ def write_run_results(run_dir: Path, config: Config, history: List[Dict[str, Any
     write_results(run_dir, results)
     if config.train.plot:
         plot_training_curves({config.name: history}, run_dir / "training.png")
+
+
+def open_trackers(config: Config, run_dir: Path, enabled: bool) -> RunTrackers:
+    """The run's `logging.backends` as one `RunTrackers` (nothing starts before its first
+    record; with `enabled` False, on every process but the first, nothing starts at all).
+
+    Raises:
+        ConfigError: a chosen backend whose library is not installed; names its extra.
+    """
+    try:
+        return RunTrackers(config_to_dict(config), run_dir, enabled)
+    except TrackerUnavailable as error:
+        raise ConfigError(str(error)) from None

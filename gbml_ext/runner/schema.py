@@ -5,7 +5,8 @@ and validates configs against these.
 The keys that name an extension take their allowed values from its package's registry
 (`gbml_ext.registry`), read when a config is checked: `algorithm.name` from
 `gbml_ext.algorithms.ALGORITHMS`, `algorithm.transform` from `gbml_ext.optim.TRANSFORMS`,
-`model.name` from `gbml_ext.nn.MODELS`, `data.sampler` from `gbml_ext.data.registry.SAMPLERS`."""
+`model.name` from `gbml_ext.nn.MODELS`, `data.sampler` from `gbml_ext.data.registry.SAMPLERS`,
+each of `logging.backends` from `gbml_ext.trackers.LOGGERS`."""
 from __future__ import annotations
 
 import re
@@ -18,9 +19,10 @@ from ..data.registry import SAMPLERS
 from ..nn import MODELS
 from ..optim import TRANSFORMS
 from ..registry import Registry
+from ..trackers import LOGGERS
 
 __all__ = ["ALGORITHMS", "TRANSFORMS", "AlgorithmConfig", "Config", "DataConfig", "EvalConfig",
-           "ModelConfig", "TrainConfig", "range_text"]
+           "LoggingConfig", "ModelConfig", "TrainConfig", "range_text"]
 
 
 def _choices(*values):
@@ -30,6 +32,12 @@ def _choices(*values):
 def _registered(registry: Registry, default: str):
     """A string field whose allowed values are the registry's names when a config is read."""
     return field(default=default, metadata={"choices": registry})
+
+
+def _registered_list(registry: Registry):
+    """A list of strings, each one of the registry's names when a config is read; from the
+    command line also `key=a,b`."""
+    return field(default_factory=list, metadata={"items": registry})
 
 
 def _ranged(default, low=None, high=None, low_open: bool = False):
@@ -218,6 +226,22 @@ class EvalConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """Where a run's metrics are copied to, beside its run folder, which stays the record.
+
+    backends: the trackers the run logs to (`gbml_ext.trackers.LOGGERS`), each installed with
+        its extra (pip install 'gbml_ext[NAME]'); on the command line
+        `logging.backends=NAME,NAME`. Metric names: `gbml_ext.trackers.names`.
+    group: the name that groups runs in the trackers (the MLflow experiment, the wandb group);
+        empty: the config's name, or, for a run of gbml-compare or a launcher, the comparison's
+        (its --out folder's name).
+    """
+
+    backends: List[str] = _registered_list(LOGGERS)
+    group: str = ""
+
+
+@dataclass
 class Config:
     """One experiment run. `output_dir` defaults to runs/<name>/seed<seed>.
 
@@ -245,6 +269,7 @@ class Config:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def run_dir(self) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name).strip("_") or "experiment"
