@@ -9,9 +9,9 @@ LinNet heads, frozen layers (`FrozenTransform`), batch-norm on the batch's stati
 numbers are the per-task engine's up to float rounding (tests/test_compiled_step.py).
 
 Compiling costs seconds to minutes on a CPU, paid on the first call for each learner, tensor
-shapes, steps and mode (meta-gradient or curves), and then taken from the cache here; inductor
-also keeps its kernels on disk (`TORCHINDUCTOR_CACHE_DIR`, else torch's default), so a second
-process compiles faster. `needs_compiling` says whether a call will compile and
+shapes, steps and mode (meta-gradient or curves), then taken from the cache
+(`gbml_ext.fast.compile_cache`); inductor also keeps what it compiled on disk
+(`TORCHINDUCTOR_CACHE_DIR`, else torch's default), which a later process reuses. `needs_compiling` says whether a call will compile and
 `first_call_seconds` how long the latest first call took (compiling included). A learner this
 path cannot run (no batched form: Reptile, iMAML, learn2learn's MAML; a module dynamo cannot
 trace) is refused with a `CompiledPathUnsupported` naming the reason and the path to use.
@@ -21,17 +21,21 @@ not `.grad = None`.
 """
 from __future__ import annotations
 
-import time
-import types
-import weakref
-from dataclasses import dataclass
-from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from ..data.tasks import Task
 from ..engine import LossFn, TaskOutcome, accuracy, default_loss
+from .compile_cache import (
+    cache_key,
+    cached_entry,
+    call_timed,
+    first_call_seconds,
+    forget,
+    is_compiled,
+)
 from .form import BatchedForm
 from .functional_step import curves_function, meta_gradient_function, meta_inputs
 from .meta import _outcomes
@@ -58,19 +62,6 @@ class CompiledPathUnsupported(BatchedPathUnsupported):
     running statistics, frozen parameters, a step torch.compile cannot trace) and which path
     to use. A `BatchedPathUnsupported`, hence a `ValueError`.
     """
-
-
-@dataclass
-class _Entry:
-    """One compiled function and how long its first call took (None: not called through)."""
-
-    function: Callable
-    first_call_s: Optional[float] = None
-
-
-_CACHE: weakref.WeakKeyDictionary[nn.Module, Dict[Hashable, _Entry]] = (
-    weakref.WeakKeyDictionary())
-_FIRST_CALL_S: weakref.WeakKeyDictionary[nn.Module, float] = weakref.WeakKeyDictionary()
 
 
 def compiled_unsupported_reason(algorithm: nn.Module) -> Optional[str]:
@@ -109,48 +100,6 @@ def check_compiled(algorithm: nn.Module) -> BatchedForm:
     return form
 
 
-def _structure(form: BatchedForm) -> Hashable:
-    """What a compiled function bakes in of a form: its settings, and its modules and
-    parameters (a fresh encoder module around the same body counts as the same)."""
-    roots = [form.module, *form.transforms]
-    modules = [(type(m), id(m)) for root in roots for m in root.modules()]
-    if form.encoder is not None:
-        modules += [(type(form.encoder), 0)]
-        modules += [(type(m), id(m)) for m in list(form.encoder.modules())[1:]]
-    params = [(tuple(p.shape), p.dtype, p.device) for root in roots for p in root.parameters()]
-    return (float(form.lr), form.first_order, form.adapt_transform, form.allow_unused,
-            tuple(form.transform_of), tuple(modules), tuple(params))
-
-
-def _key(kind: str, form: BatchedForm, steps: int, loss_fn: Optional[LossFn],
-         tensors: Sequence[torch.Tensor]) -> Hashable:
-    loss_key = loss_fn if loss_fn is not None else ("default", tensors[1].dtype)
-    shapes = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
-    return (kind, int(steps), loss_key, shapes, _structure(form))
-
-
-def _fresh(function: Callable) -> Callable:
-    """`function` with a code object of its own: dynamo caches graphs per code object, so each
-    learner and shape gets its own `recompile_limit` instead of sharing one."""
-    code = function.__code__.replace()
-    copy = types.FunctionType(code, function.__globals__, function.__name__,
-                              function.__defaults__, function.__closure__)
-    return copy
-
-
-def _entry(algorithm: nn.Module, kind: str, form: BatchedForm, steps: int,
-           loss_fn: Optional[LossFn], tensors: Sequence[torch.Tensor]) -> Tuple[Hashable, _Entry]:
-    """The cached compiled function of these arguments (built, not yet compiled, if new)."""
-    per_learner = _CACHE.setdefault(algorithm, {})
-    key = _key(kind, form, steps, loss_fn, tensors)
-    if key not in per_learner:
-        criterion = loss_fn or default_loss(tensors[1])
-        build = meta_gradient_function if kind == "meta-gradient" else curves_function
-        pure = _fresh(build(form, steps, criterion))
-        per_learner[key] = _Entry(torch.compile(pure, fullgraph=True, dynamic=False))
-    return key, per_learner[key]
-
-
 def needs_compiling(algorithm: nn.Module, tasks: Sequence[Task], steps: int,
                     loss_fn: Optional[LossFn] = None, training: bool = True) -> bool:
     """Whether the next compiled call on these arguments compiles first (a caller can say so).
@@ -167,56 +116,45 @@ def needs_compiling(algorithm: nn.Module, tasks: Sequence[Task], steps: int,
         True
     """
     form = check_compiled(algorithm)
-    kind = "meta-gradient" if training else "curves"
-    entry = _CACHE.get(algorithm, {}).get(_key(kind, form, steps, loss_fn, stack_tasks(tasks)))
-    return entry is None or entry.first_call_s is None
+    key = cache_key(_kind(training), form, steps, loss_fn, stack_tasks(tasks))
+    return not is_compiled(algorithm, key)
 
 
-def first_call_seconds(algorithm: nn.Module) -> Optional[float]:
-    """Seconds the latest first call of a compiled function of `algorithm` took, compiling
-    included (None: nothing compiled for it yet). The steps after it run without compiling.
-
-    Example:
-        >>> import gbml_ext
-        >>> first_call_seconds(gbml_ext.MAML(torch.nn.Linear(3, 1))) is None
-        True
-    """
-    return _FIRST_CALL_S.get(algorithm)
+def _kind(training: bool) -> str:
+    return "meta-gradient" if training else "curves"
 
 
-def _call(algorithm: nn.Module, key: Hashable, entry: _Entry, kind: str, args: Tuple) -> Tuple:
-    """Runs `entry`; its first call compiles, is timed, and turns a trace failure into a
-    `CompiledPathUnsupported`. An interrupt propagates as it is and records nothing."""
-    if entry.first_call_s is not None:
-        return entry.function(*args)
-    start = time.perf_counter()
+def _function(kind: str, form: BatchedForm, steps: int, loss_fn: Optional[LossFn],
+              targets: torch.Tensor) -> Callable:
+    """The step's pure function (`gbml_ext.fast.functional_step`)."""
+    build = meta_gradient_function if kind == _kind(True) else curves_function
+    return build(form, steps, loss_fn or default_loss(targets))
+
+
+def _run(algorithm: nn.Module, tasks: Sequence[Task], steps: int, loss_fn: Optional[LossFn],
+         kind: str, eager: bool) -> Tuple[BatchedForm, Tuple[torch.Tensor, ...], Any]:
+    """The form, the stacked tensors and what the step's function returns on them, compiled
+    (cached; compiling on the first call) unless `eager`. A step torch.compile cannot trace
+    is refused in one line; anything else, an interrupt included, propagates as it is."""
+    form = check_compiled(algorithm)
+    check_equal_shapes(tasks)
+    tensors = stack_tasks(tasks)
+    args = (*meta_inputs(form), *tensors)
+    if eager:
+        return form, tensors, _function(kind, form, steps, loss_fn, tensors[1])(*args)
+    key = cache_key(kind, form, steps, loss_fn, tensors)
+    entry = cached_entry(algorithm, key,
+                         lambda: _function(kind, form, steps, loss_fn, tensors[1]))
     try:
-        result = entry.function(*args)
+        return form, tensors, call_timed(algorithm, entry, args)
     except torch._dynamo.exc.TorchDynamoException as error:
-        _CACHE.get(algorithm, {}).pop(key, None)
+        if entry.first_call_s is not None:
+            raise
+        forget(algorithm, key)
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise CompiledPathUnsupported(
             f"torch.compile cannot trace {type(algorithm).__name__}'s {kind} ({first_line}). "
             f"Use algorithm.path = 'batched' or 'per-task' instead.") from None
-    entry.first_call_s = time.perf_counter() - start
-    _FIRST_CALL_S[algorithm] = entry.first_call_s
-    return result
-
-
-def _prepare(algorithm: nn.Module, tasks: Sequence[Task], steps: int,
-             loss_fn: Optional[LossFn], kind: str, eager: bool
-             ) -> Tuple[BatchedForm, Tuple[torch.Tensor, ...], Callable[[Tuple], Tuple]]:
-    """The form, the stacked tensors and how to run the step's function on arguments."""
-    form = check_compiled(algorithm)
-    check_equal_shapes(tasks)
-    tensors = stack_tasks(tasks)
-    if eager:
-        criterion = loss_fn or default_loss(tensors[1])
-        build = meta_gradient_function if kind == "meta-gradient" else curves_function
-        function = build(form, steps, criterion)
-        return form, tensors, lambda args: function(*args)
-    key, entry = _entry(algorithm, kind, form, steps, loss_fn, tensors)
-    return form, tensors, lambda args: _call(algorithm, key, entry, kind, args)
 
 
 def compiled_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: int,
@@ -253,9 +191,9 @@ def compiled_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: i
     """
     if not tasks:
         return []
-    form, tensors, run = _prepare(algorithm, tasks, steps, loss_fn, "meta-gradient", eager)
     with torch.enable_grad():
-        gradients, losses, outputs = run((*meta_inputs(form), *tensors))
+        form, tensors, (gradients, losses, outputs) = _run(algorithm, tasks, steps, loss_fn,
+                                                           _kind(True), eager)
     _accumulate(form, gradients)
     return _outcomes(losses, outputs, tensors[3])
 
@@ -299,9 +237,9 @@ def compiled_adaptation_curves(algorithm: nn.Module, tasks: Sequence[Task], step
     """
     if not tasks:
         return []
-    form, tensors, run = _prepare(algorithm, tasks, steps, loss_fn, "curves", eager)
     with torch.no_grad():
-        losses, outputs = run((*meta_inputs(form), *tensors))
+        _, tensors, (losses, outputs) = _run(algorithm, tasks, steps, loss_fn, _kind(False),
+                                             eager)
     targets = tensors[3].unsqueeze(1).expand(-1, steps + 1, *tensors[3].shape[1:])
     accuracies = accuracy(outputs, targets)
     return [[TaskOutcome(losses[i, k], None if accuracies is None else accuracies[i, k])
