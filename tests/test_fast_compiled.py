@@ -19,12 +19,12 @@ from gbml_ext.engine import accumulate_meta_gradient, adaptation_curve
 from gbml_ext.fast import (
     CompiledPathUnsupported,
     choose_path,
+    compile_cache,
     compiled_adaptation_curves,
     compiled_meta_gradient,
     first_call_seconds,
     needs_compiling,
 )
-from gbml_ext.fast import compile_cache
 from gbml_ext.fast import compiled as compiled_module
 from helpers import classification_task, regression_task
 
