@@ -16,15 +16,18 @@ Modules: `form` (the batched-form protocol), `support` (what can run, stacking t
 `inner` (`StackedLearner`, one inner step of every task, including learn2learn's adapted
 transform), `direct` (Linear stacks without vmap), `meta` (the entry points), `select` (path
 selection: "auto" takes this path on CUDA and, on a CPU, for models without convolutions),
-`compiled` (first-order steps and evaluation with an
-inductor-compiled loss, opt-in: `algorithm.path = "compiled"`), `chunking` (how many tasks
-adapt at once under a memory budget).
+`functional_step` (the whole meta-step, inner steps, vmap over tasks and the meta-gradient, as
+one pure function of the meta-parameters and the stacked tasks) and `compiled` (that function
+under `torch.compile`, cached per learner and shapes; opt-in: `algorithm.path = "compiled"`),
+`chunking` (how many tasks adapt at once under a memory budget).
 """
 from .chunking import ChunkedMetaGradient, ChunkPlan, tasks_per_chunk_for_budget
 from .compiled import (
     CompiledPathUnsupported,
     compiled_adaptation_curves,
     compiled_meta_gradient,
+    first_call_seconds,
+    needs_compiling,
 )
 from .form import BatchedForm, FormOrReason
 from .inner import StackedLearner
@@ -35,5 +38,6 @@ from .support import BatchedPathUnsupported, check_supported, unsupported_reason
 __all__ = ["BatchedForm", "BatchedPathUnsupported", "ChunkPlan", "ChunkedMetaGradient",
            "CompiledPathUnsupported", "FormOrReason", "PATHS", "StackedLearner",
            "batched_adaptation_curves", "batched_meta_gradient", "check_supported", "choose_path",
-           "compiled_adaptation_curves", "compiled_meta_gradient", "has_convolutions",
-           "tasks_per_chunk_for_budget", "unsupported_reason"]
+           "compiled_adaptation_curves", "compiled_meta_gradient", "first_call_seconds",
+           "has_convolutions", "needs_compiling", "tasks_per_chunk_for_budget",
+           "unsupported_reason"]

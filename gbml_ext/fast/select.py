@@ -1,5 +1,5 @@
 """Which path runs a meta-learner: the per-task engine, the fast (batched) path, or the
-compiled path (opt-in only; see `gbml_ext.fast.compiled`).
+compiled path (opt-in only: compiling costs seconds to minutes; see `gbml_ext.fast.compiled`).
 
 The fast path removes per-task launch and Python overhead, which dominates on a GPU and for
 small models. On a CPU, convolutional models run slower batched: vmap turns each convolution
@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .compiled import check_compiled, compiled_unsupported_reason
+from .compiled import check_compiled
 from .support import check_supported, unsupported_reason
 
 __all__ = ["PATHS", "choose_path", "has_convolutions"]
@@ -46,15 +46,15 @@ def choose_path(requested: str, algorithm: nn.Module,
 
     "auto" is "batched" when the batched path supports the algorithm (MAML, FOMAML, Meta-SGD,
     Meta-KFO with or without adapt_transform, ANIL; not Reptile, iMAML, learn2learn's MAML)
-    and the device is CUDA or the model has no convolutions. "compiled" compiles what can be
-    compiled: evaluation of a plain MAML/FOMAML, and meta-training when it is first-order;
-    MAML's second-order meta-training stays "per-task".
+    and the device is CUDA or the model has no convolutions. "compiled" runs every learner
+    with a batched form as one compiled graph, in training and evaluation.
 
     Arguments:
         requested: "auto", "per-task", "batched" or "compiled".
         algorithm: the meta-learner.
         device: where it runs; None: the device of its first parameter.
-        training: resolve the path of meta-training steps (else of evaluation).
+        training: resolve the path of meta-training steps (else of evaluation; the same
+            path today).
 
     Raises:
         ValueError: an unknown `requested`.
@@ -76,9 +76,7 @@ def choose_path(requested: str, algorithm: nn.Module,
         check_supported(algorithm)
         return requested
     if requested == "compiled":
-        check_compiled(algorithm, training=False)
-        if training and compiled_unsupported_reason(algorithm, training=True) is not None:
-            return "per-task"  # second order: the double backward cannot be compiled
+        check_compiled(algorithm)
         return requested
     if unsupported_reason(algorithm) is not None:
         return "per-task"

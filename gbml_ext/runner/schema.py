@@ -128,11 +128,10 @@ class AlgorithmConfig:
         (gbml_ext.fast, the per-task numbers up to float rounding); "per-task" clones the
         model once per task; "auto" takes "batched" where the algorithm's learner has a
         batched form (`gbml_ext.fast.form`; the run says why when it has none) and the device
-        is CUDA or the model has no convolutions (gbml_ext.fast.select). "compiled" (a plain
-        GBML learner, without transform) compiles the task loss with torch.compile for
-        evaluation and for first-order meta-training; second-order meta-training stays
-        per-task. The evaluation path is recorded as
-        results.json's "path".
+        is CUDA or the model has no convolutions (gbml_ext.fast.select). "compiled" (every
+        learner "batched" runs) makes the whole meta-step, and each evaluation, one graph
+        compiled by torch.compile (gbml_ext.fast.compiled): seconds to minutes of compiling
+        first, for long runs. The evaluation path is recorded as results.json's "path".
     batched: true is a synonym of path = "batched" (kept for older configs).
     adapt_transform: the transform's own parameters also take an inner step, from the second
         step on (with a transform only).
