@@ -188,22 +188,23 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
 
 
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:
-    """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see `run_path`)."""
-    path = run_path(config.algorithm, algorithm, training=True)
-    if path == "batched" and (config.algorithm.tasks_per_chunk or config.train.memory_budget_mb):
-        from ..fast import ChunkedMetaGradient
+    """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see `run_path`):
+    its entry of `gbml_ext.fast.PATHS`, chunked (`Chunked`) when `algorithm.tasks_per_chunk`
+    or `train.memory_budget_mb` asks for it and the path adapts tasks together; it says on
+    stderr when the path compiles."""
+    from tqdm.auto import tqdm
 
-        return ChunkedMetaGradient(algorithm, config.algorithm.tasks_per_chunk,
-                                   config.train.memory_budget_mb)
-    if path == "batched":
-        from ..fast import batched_meta_gradient
+    from ..fast import PATHS, Chunked
+    from ..fast.paths import MetaStep
 
-        return lambda tasks, steps: batched_meta_gradient(algorithm, tasks, steps)
-    if path == "compiled":
-        from ..fast import compiled_meta_gradient
-
-        return lambda tasks, steps: compiled_meta_gradient(algorithm, tasks, steps)
-    return algorithm.accumulate_meta_gradient
+    train_cfg = config.train
+    path = PATHS[run_path(config.algorithm, algorithm, training=True,
+                          iterations=train_cfg.iterations,
+                          time_limit_s=60 * train_cfg.max_minutes or None)]
+    if path.batches_tasks and (config.algorithm.tasks_per_chunk or train_cfg.memory_budget_mb):
+        path = Chunked(path, config.algorithm.tasks_per_chunk, train_cfg.memory_budget_mb)
+    return MetaStep(path, algorithm,
+                    lambda line: tqdm.write(f"gbml_ext: {line}", file=sys.stderr))
 
 
 def _meta_train(state: TrainingState, config: Config, device: torch.device,
