@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import Any, Callable, List, Optional, Protocol, Sequence, Type, runtime_checkable
+from typing import Any, Callable, List, Optional, Protocol, Sequence, Type, TypeVar, runtime_checkable
 
 import torch
 from torch import nn
@@ -44,6 +44,7 @@ __all__ = ["BatchedPath", "CompiledPath", "MetaStep", "PATHS", "Path", "PerTaskP
            "first_call_s"]
 
 Curves = List[List[TaskOutcome]]
+_T = TypeVar("_T")
 
 
 @runtime_checkable
@@ -195,7 +196,8 @@ class CompiledPath:
         """Seconds of the first call for `learner` in this process (compiling included)."""
         return self._first.get(learner)
 
-    def _timed(self, learner: nn.Module, key: tuple, call):  # type: ignore[no-untyped-def]
+    def _timed(self, learner: nn.Module, key: tuple, call: Callable[[], _T]) -> _T:
+        """`call()`, timed when it is the first call of `key` for `learner`."""
         if key in self._called.get(learner, set()):
             return call()
         start = time.perf_counter()

@@ -23,7 +23,7 @@ from .schema import AlgorithmConfig, Config
 from .summaries import at_step, best_step, confidence_interval, step_summaries, summarize
 
 __all__ = ["CHOICE_RULE", "EVAL_TASKS_PER_CHUNK", "confidence_interval", "evaluate",
-           "evaluation_steps", "final_evaluation", "run_path", "summarize"]
+           "evaluation_steps", "final_evaluation", "run_path", "summarize", "training_path"]
 
 # Tasks drawn at a time, and adapted together by the fast path's evaluation (which bounds its
 # memory to one chunk's step). Every path draws the same chunks, hence the same tasks.
@@ -60,6 +60,21 @@ def run_path(config: AlgorithmConfig, algorithm: nn.Module, training: bool = Fal
         requested = "batched"
     return choose_path(requested, algorithm, training=training, iterations=iterations,
                        time_limit_s=time_limit_s)
+
+
+def training_path(config: Config, algorithm: nn.Module) -> str:
+    """The path of a run's meta-training steps: `run_path` for `train.iterations`
+    meta-iterations within `train.max_minutes` (results.json's "train_path").
+
+    Example:
+        >>> import gbml_ext
+        >>> from gbml_ext.runner.config import load_config
+        >>> training_path(load_config(None, []), gbml_ext.MAML(torch.nn.Linear(4, 1)))
+        'batched'
+    """
+    train = config.train
+    return run_path(config.algorithm, algorithm, training=True, iterations=train.iterations,
+                    time_limit_s=60 * train.max_minutes or None)
 
 
 def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: int,

@@ -36,7 +36,7 @@ from .errors import (
     NonFiniteLossError,
     RunFolderError,
 )
-from .evaluate import run_path
+from .evaluate import training_path
 from .guards import (
     OUT_OF_MEMORY,
     StopSignals,
@@ -188,7 +188,8 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), res
 
 
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:
-    """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see `run_path`):
+    """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see
+    `training_path`):
     its entry of `gbml_ext.fast.PATHS`, chunked (`Chunked`) when `algorithm.tasks_per_chunk`
     or `train.memory_budget_mb` asks for it and the path adapts tasks together; it says on
     stderr when the path compiles."""
@@ -197,12 +198,9 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     from ..fast import PATHS, Chunked
     from ..fast.paths import MetaStep
 
-    train_cfg = config.train
-    path = PATHS[run_path(config.algorithm, algorithm, training=True,
-                          iterations=train_cfg.iterations,
-                          time_limit_s=60 * train_cfg.max_minutes or None)]
-    if path.batches_tasks and (config.algorithm.tasks_per_chunk or train_cfg.memory_budget_mb):
-        path = Chunked(path, config.algorithm.tasks_per_chunk, train_cfg.memory_budget_mb)
+    path = PATHS[training_path(config, algorithm)]
+    if path.batches_tasks and (config.algorithm.tasks_per_chunk or config.train.memory_budget_mb):
+        path = Chunked(path, config.algorithm.tasks_per_chunk, config.train.memory_budget_mb)
     return MetaStep(path, algorithm,
                     lambda line: tqdm.write(f"gbml_ext: {line}", file=sys.stderr))
 

@@ -10,10 +10,11 @@ from typing import Any, Dict, List
 
 import torch
 
+from ..fast import first_call_s
 from ..measure import peak_increase_since, start_peak_watch
 from .config import Config, config_to_dict
 from .distributed import DistributedContext
-from .evaluate import evaluate, evaluation_steps, final_evaluation, run_path
+from .evaluate import evaluate, evaluation_steps, final_evaluation, run_path, training_path
 from .guards import check_evaluation
 from .memory import training_memory
 from .report import environment_info
@@ -45,7 +46,9 @@ def final_results(state: TrainingState, config: Config, device: torch.device,
                   first_iteration: int = 0, shared_process: bool = False) -> Dict[str, Any]:
     """The results.json record of a finished run: the final evaluation on
     `config.evaluation.split` (`evaluate.final_evaluation`), training's time and peak memory,
-    the environment and the config.
+    the paths of training ("train_path") and evaluation ("path"), the seconds of a compiling
+    path's first call ("first_call_s", None when nothing compiled), the environment and the
+    config.
     `shared_process`: other runs share this process, so on the CPU the peaks are not this run's
     and are recorded as None."""
     memory = training_memory(config.run_dir(), device, memory_baseline,
@@ -70,6 +73,9 @@ def final_results(state: TrainingState, config: Config, device: torch.device,
         "split": config.evaluation.split,
         "changes": state.changes,
         "path": path,
+        "train_path": training_path(config, state.algorithm),
+        # The compiled path's first call in this process, compiling included (None: none).
+        "first_call_s": first_call_s(state.algorithm),
         "precision": config.precision,
         # train.max_minutes ended meta-training before train.iterations.
         "stopped_by_time_limit": state.iteration < config.train.iterations,
