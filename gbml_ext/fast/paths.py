@@ -22,7 +22,17 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import Any, Callable, List, Optional, Protocol, Sequence, Type, TypeVar, runtime_checkable
+from typing import (
+    Any,
+    Callable,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Type,
+    TypeVar,
+    runtime_checkable,
+)
 
 import torch
 from torch import nn
