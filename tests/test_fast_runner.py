@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, cast
 
 import pytest
 import torch
@@ -130,7 +130,7 @@ def test_the_runner_trains_and_evaluates_through_the_registry_entry(
 
     counting = {key: CountingPath(PATHS[key]) for key in PATHS}
     for key, entry in counting.items():
-        monkeypatch.setitem(PATHS, key, entry)
+        monkeypatch.setitem(cast(Any, PATHS), key, entry)
     run(tmp_path, name, f"algorithm.path={name}")
     calls = counting[name].calls
     # 8 meta-batches of 3, 2 validations of 6 tasks and the final evaluation of 10 tasks.

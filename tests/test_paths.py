@@ -181,7 +181,7 @@ def test_a_meta_step_says_when_its_path_compiles() -> None:
 def test_the_runner_says_it_compiles_and_records_first_call_s(
         tmp_path: FilePath, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setitem(PATHS, "compiled", cast(Path, _CompilingOnce()))
+    monkeypatch.setitem(cast(Any, PATHS), "compiled", _CompilingOnce())
     settings = ["data.source=linear-regression", "data.options={dim=4, n_support=8, n_query=8}",
                 "train.iterations=3", "train.meta_batch=2", "evaluation.tasks=4",
                 "train.plot=false", "algorithm.name=fomaml"]
