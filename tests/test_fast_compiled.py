@@ -1,125 +1,241 @@
-"""The compiled path: FOMAML's meta-gradient against a closed form, evaluation curves against the
-per-task engine, and which algorithms it takes. Compiling costs seconds, so the default suite
-compiles only a linear model; the CNN check is slow."""
+"""The compiled path: which learners it takes, how it caches and times its compiled functions,
+and (slow: compiling takes tens of seconds on a CPU) the compiled step against the per-task
+engine for a few representative learners, with no recompiles once compiled. The step's
+numbers for every algorithm are checked eagerly in tests/test_compiled_step.py."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import gc
+from typing import Any, Callable, List
+
+import learn2learn as l2l
 import pytest
 import torch
 
 import gbml_ext
 from gbml_ext import Task
-from gbml_ext.engine import adaptation_curve
-from gbml_ext.fast import CompiledPathUnsupported, choose_path
-from gbml_ext.fast.compiled import compiled_adaptation_curves, compiled_meta_gradient
+from gbml_ext.engine import accumulate_meta_gradient, adaptation_curve
+from gbml_ext.fast import (
+    CompiledPathUnsupported,
+    choose_path,
+    compiled_adaptation_curves,
+    compiled_meta_gradient,
+    first_call_seconds,
+    needs_compiling,
+)
+from gbml_ext.fast import compile_cache
+from gbml_ext.fast import compiled as compiled_module
+from helpers import classification_task, regression_task
+
+__all__: List[str] = []
 
 
-def _regression_tasks(count: int, n: int = 6, dim: int = 3):
-    generator = torch.Generator().manual_seed(0)
-    return [Task(torch.randn(n, dim, generator=generator), torch.randn(n, 1, generator=generator),
-                 torch.randn(n, dim, generator=generator), torch.randn(n, 1, generator=generator))
-            for _ in range(count)]
+def _regression_tasks(count: int, seed: int = 0) -> List[Task]:
+    return [regression_task(n_support=6, n_query=5, dim=3, seed=seed + i) for i in range(count)]
 
 
-def _mse_gradient(w, b, x, y):
-    """∇ of mean((x w + b - y)²) by hand: (2/n) xᵀr and (2/n) Σr, r the residuals."""
-    residual = x @ w + b - y
-    return 2 * x.t() @ residual / len(x), 2 * residual.sum(0) / len(x)
-
-
-def test_fomaml_meta_gradient_equals_the_closed_form():
-    torch.manual_seed(0)
-    model = torch.nn.Linear(3, 1)
-    fomaml = gbml_ext.MAML(model, lr=0.3, first_order=True)
-    tasks = _regression_tasks(3)
-    outcomes = compiled_meta_gradient(fomaml, tasks, steps=2)
-    w0, b0 = model.weight.detach().t().double(), model.bias.detach().double()
-    expected_w, expected_b = torch.zeros_like(w0), torch.zeros_like(b0)
-    for task in tasks:
-        w, b = w0, b0
-        for _ in range(2):
-            gw, gb = _mse_gradient(w, b, task.support_x.double(), task.support_y.double())
-            w, b = w - 0.3 * gw, b - 0.3 * gb
-        gw, gb = _mse_gradient(w, b, task.query_x.double(), task.query_y.double())
-        expected_w += gw / len(tasks)
-        expected_b += gb / len(tasks)
-    torch.testing.assert_close(model.weight.grad.double(), expected_w.t(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(model.bias.grad.double(), expected_b, rtol=1e-5, atol=1e-6)
-    assert len(outcomes) == 3 and outcomes[0].accuracy is None
-
-
-def test_evaluation_curves_equal_the_per_task_engine():
-    torch.manual_seed(1)
-    maml = gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.2)  # second order: evaluation only
-    tasks = _regression_tasks(2)
-    curves = compiled_adaptation_curves(maml, tasks, steps=3)
-    for task, curve in zip(tasks, curves):
-        reference = adaptation_curve(maml, task, 3)
-        got = torch.stack([outcome.loss for outcome in curve])
-        want = torch.stack([outcome.loss for outcome in reference])
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
-
-
-def test_the_path_compiles_what_it_can_and_names_the_rest():
+def test_every_learner_with_a_batched_form_takes_the_path_and_the_rest_are_named() -> None:
     maml = gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.1)
-    fomaml = gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.1, first_order=True)
-    assert choose_path("compiled", maml, training=False) == "compiled"
-    assert choose_path("compiled", maml, training=True) == "per-task"  # no double backward
-    assert choose_path("compiled", fomaml, training=True) == "compiled"
-    assert choose_path("auto", fomaml, "cpu") == "batched"  # "auto" never compiles
     kfo = gbml_ext.GBML(torch.nn.Linear(3, 2), transform=gbml_ext.KroneckerTransform(), lr=0.1)
-    for learner, message in [(kfo, "transform"),
-                             (gbml_ext.Reptile(torch.nn.Linear(3, 1)), "plain GBML")]:
-        with pytest.raises(CompiledPathUnsupported, match=message):
-            choose_path("compiled", learner)
-    with pytest.raises(CompiledPathUnsupported, match="double backward"):
-        compiled_meta_gradient(maml, _regression_tasks(1), 1)
+    anil = gbml_ext.ANIL(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2), lr=0.1)
+    for learner in (maml, kfo, anil):
+        assert choose_path("compiled", learner, training=True) == "compiled"
+        assert choose_path("compiled", learner, training=False) == "compiled"
+    assert choose_path("auto", maml, "cpu") == "batched"  # "auto" never compiles
+    running = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    frozen = torch.nn.Linear(3, 1)
+    frozen.bias.requires_grad_(False)
+    refused = [(gbml_ext.Reptile(torch.nn.Linear(3, 1)), "Reptile forms its own"),
+               (gbml_ext.IMAML(torch.nn.Linear(3, 1)), "IMAML forms its own"),
+               (l2l.algorithms.MAML(torch.nn.Linear(3, 1), lr=0.1), "not MAML"),
+               (gbml_ext.MAML(running, lr=0.1), "running statistics"),
+               (gbml_ext.MAML(frozen, lr=0.1, allow_nograd=True), "do not require grad")]
+    for learner, reason in refused:
+        with pytest.raises(CompiledPathUnsupported, match=reason) as error:
+            choose_path("compiled", learner, training=True)
+        assert "\n" not in str(error.value) and "algorithm.path = 'per-task'" in str(error.value)
+        with pytest.raises(CompiledPathUnsupported, match=reason):
+            compiled_meta_gradient(learner, _regression_tasks(1), 1)
 
 
-@pytest.fixture
-def float64():
-    """Float64 puts 1e-5 far above rounding, even for conv biases whose gradient is ~0."""
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
+def test_an_encoding_without_an_encoder_module_is_refused() -> None:
+    class Encoded(gbml_ext.GBML):
+        def batched_form(self) -> Any:
+            return dataclasses.replace(super().batched_form(), encode=lambda s, q: (s, q))
+
+    with pytest.raises(CompiledPathUnsupported, match="BatchedForm.encoder"):
+        compiled_adaptation_curves(Encoded(torch.nn.Linear(3, 1)), _regression_tasks(1), 1)
+
+
+def test_a_step_torch_compile_cannot_trace_is_refused_in_one_line() -> None:
+    class Untraceable(torch.nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            torch._dynamo.graph_break()  # no-op when eager; dynamo stops here
+            return super().forward(x)
+
+    maml = gbml_ext.MAML(Untraceable(3, 1), lr=0.1)
+    tasks = _regression_tasks(2)
+    with pytest.raises(CompiledPathUnsupported, match="cannot trace MAML's meta-gradient") as error:
+        compiled_meta_gradient(maml, tasks, 1)
+    assert "'batched'" in str(error.value) and "\n" not in str(error.value)
+    assert needs_compiling(maml, tasks, 1) and first_call_seconds(maml) is None
+    assert all(p.grad is None for p in maml.parameters())
+
+
+class _FakeCompile:
+    """Stands in for torch.compile: counts the functions built and runs them eagerly, the
+    first call of each raising `first_error` once if set."""
+
+    def __init__(self, first_error: type | None = None):
+        self.built = 0
+        self.first_error = first_error
+
+    def __call__(self, function: Callable, **options: Any) -> Callable:
+        assert options == {"fullgraph": True, "dynamic": False}
+        self.built += 1
+        failures = [self.first_error] if self.first_error else []
+
+        def run(*args: Any) -> Any:
+            if failures:
+                raise failures.pop()()
+            return function(*args)
+
+        return run
+
+
+def test_compiled_functions_are_cached_per_learner_shapes_steps_and_mode(monkeypatch) -> None:
+    fake = _FakeCompile()
+    monkeypatch.setattr(compiled_module.torch, "compile", fake)
+    maml = gbml_ext.MAML(torch.nn.Linear(3, 1).double(), lr=0.1)
+    tasks = _regression_tasks(3)
+    assert needs_compiling(maml, tasks, 2)
+    compiled_meta_gradient(maml, tasks, 2)
+    assert not needs_compiling(maml, tasks, 2) and first_call_seconds(maml) is not None
+    compiled_meta_gradient(maml, _regression_tasks(3, seed=7), 2)  # new tasks, same shapes
+    assert fake.built == 1
+    compiled_meta_gradient(maml, tasks, 3)                          # more steps
+    compiled_meta_gradient(maml, tasks[:2], 2)                      # fewer tasks
+    compiled_adaptation_curves(maml, tasks, 2)                      # evaluation
+    maml.first_order = True                                         # FOMAML now
+    compiled_meta_gradient(maml, tasks, 2)
+    assert fake.built == 5
+    twin = copy.deepcopy(maml)
+    compiled_meta_gradient(twin, tasks, 2)
+    assert fake.built == 6
+    gc.collect()
+    learners = len(compile_cache._CACHE)
+    del twin
+    gc.collect()
+    assert len(compile_cache._CACHE) == learners - 1  # weakly keyed: entries go with a learner
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_an_interrupted_first_call_propagates_and_records_nothing(monkeypatch, error) -> None:
+    monkeypatch.setattr(compiled_module.torch, "compile", _FakeCompile(first_error=error))
+    maml = gbml_ext.MAML(torch.nn.Linear(3, 1).double(), lr=0.1)
+    tasks = _regression_tasks(2)
+    with pytest.raises(error):
+        compiled_meta_gradient(maml, tasks, 1)
+    assert needs_compiling(maml, tasks, 1) and first_call_seconds(maml) is None
+    assert all(p.grad is None for p in maml.parameters())
+    compiled_meta_gradient(maml, tasks, 1)  # the next call compiles (here: runs) afresh
+    assert not needs_compiling(maml, tasks, 1)
+
+
+def _assert_gradients_close(algorithm: torch.nn.Module, twin: torch.nn.Module,
+                            relative: float) -> float:
+    """Every meta-gradient within `relative` of the whole gradient's norm; returns the largest
+    relative difference."""
+    total = torch.cat([p.grad.flatten() for p in algorithm.parameters()]).norm()
+    worst = 0.0
+    for (name, want), got in zip(algorithm.named_parameters(), twin.parameters()):
+        difference = float((got.grad - want.grad).norm() / total)
+        assert difference <= relative, (name, difference)
+        worst = max(worst, difference)
+    return worst
+
+
+def _unique_graphs() -> int:
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
 @pytest.mark.slow
-def test_cnn_fomaml_and_evaluation_equal_the_per_task_engine(float64):
+def test_compiled_maml_equals_the_engine_and_does_not_recompile() -> None:
+    """Second-order MAML, 2 steps, float64: one graph, then none for new tasks of the same
+    shapes or after the meta-parameters change."""
     torch.manual_seed(0)
-    tasks = [Task(torch.rand(5, 1, 28, 28), torch.arange(5), torch.rand(10, 1, 28, 28),
-                  torch.arange(10) % 5) for _ in range(2)]
-    gradients = []
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        # Two conv blocks: a CNN all the same (conv, batch-norm, pooling), compiled faster.
-        fomaml = gbml_ext.MAML(gbml_ext.nn.omniglot_cnn4(ways=5, hidden=8, layers=2), lr=0.4,
-                               first_order=True)
-        if compiled:
-            compiled_meta_gradient(fomaml, tasks, 2)
-        else:
-            fomaml.accumulate_meta_gradient(tasks, 2)
-        gradients.append({n: p.grad for n, p in fomaml.named_parameters()})
-    total = torch.cat([g.flatten() for g in gradients[0].values()]).norm()
-    for name, expected in gradients[0].items():
-        scale = torch.maximum(expected.norm(), 1e-3 * total)  # conv biases before BN: ~0
-        assert float((gradients[1][name] - expected).norm() / scale) < 1e-5, name
-    curves = compiled_adaptation_curves(fomaml, tasks, 2)
+    maml = gbml_ext.MAML(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+                                             torch.nn.Linear(4, 1)).double(), lr=0.3)
+    twin = copy.deepcopy(maml)
+    tasks = _regression_tasks(4)
+    accumulate_meta_gradient(maml, tasks, 2)
+    before = _unique_graphs()
+    outcomes = compiled_meta_gradient(twin, tasks, 2)
+    assert _unique_graphs() == before + 1 and first_call_seconds(twin) > 0
+    assert _assert_gradients_close(maml, twin, 1e-10) <= 1e-10
+    assert len(outcomes) == 4 and outcomes[0].accuracy is None
+    optimizer = torch.optim.SGD(twin.parameters(), lr=0.1)
+    for seed in (10, 20):
+        optimizer.step()
+        optimizer.zero_grad()
+        compiled_meta_gradient(twin, _regression_tasks(4, seed=seed), 2)
+    assert _unique_graphs() == before + 1 and not needs_compiling(twin, tasks, 2)
+
+
+@pytest.mark.slow
+def test_compiled_kfo_with_an_adapted_transform_and_its_curves_equal_the_engine() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(),
+                                torch.nn.Linear(5, 3)).double()
+    transform = gbml_ext.KroneckerTransform(nonlinear=True, hidden_layers=1, psd=True)
+    kfo = gbml_ext.GBML(model, transform=transform, lr=0.3, adapt_transform=True)
+    with torch.no_grad():
+        for param in kfo.compute_update.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    twin = copy.deepcopy(kfo)
+    tasks = [classification_task(seed=seed) for seed in range(3)]
+    expected = accumulate_meta_gradient(kfo, tasks, 2)
+    actual = compiled_meta_gradient(twin, tasks, 2)
+    _assert_gradients_close(kfo, twin, 1e-10)
+    for want, got in zip(expected, actual):
+        torch.testing.assert_close(got.loss, want.loss, rtol=1e-10, atol=1e-12)
+        assert float(got.accuracy) == float(want.accuracy)
+    curves = compiled_adaptation_curves(twin, tasks, 3)
     for task, curve in zip(tasks, curves):
-        reference = adaptation_curve(fomaml, task, 2)
-        for got, want in zip(curve, reference):
-            torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-8)
-            assert float(got.accuracy) == float(want.accuracy)
+        for got, want in zip(curve, adaptation_curve(kfo, task, 3)):
+            torch.testing.assert_close(got.loss, want.loss, rtol=1e-10, atol=1e-12)
 
 
-def test_runner_takes_the_compiled_path_when_asked(tmp_path):
+@pytest.mark.slow
+def test_compiled_anil_cnn_in_float32_agrees_with_the_engine() -> None:
+    """ANIL on a CNN (convolutions, batch-norm on the batch's statistics, max-pool; the body
+    inside the graph) in float32: within 1e-4 of the meta-gradient's norm."""
+    torch.manual_seed(0)
+    cnn = gbml_ext.nn.CNN4(3, in_channels=1, hidden=4, layers=2, image_size=8)
+    anil = gbml_ext.ANIL(cnn.features, cnn.classifier, lr=0.3)
+    twin = copy.deepcopy(anil)
+    tasks = [Task(torch.randn(6, 1, 8, 8), torch.arange(6) % 3, torch.randn(9, 1, 8, 8),
+                  torch.arange(9) % 3) for _ in range(4)]
+    accumulate_meta_gradient(anil, tasks, 2)
+    compiled_meta_gradient(twin, tasks, 2)
+    assert all(p.grad is not None for p in twin.body.parameters())
+    _assert_gradients_close(anil, twin, 1e-4)
+
+
+@pytest.mark.slow
+def test_runner_trains_second_order_maml_on_the_compiled_path(tmp_path) -> None:
     from gbml_ext.runner import load_config, train
 
     overrides = ["data.options={dim=3, n_support=6, n_query=6}", "train.iterations=3",
-                 "train.meta_batch=2", "evaluation.tasks=4", "algorithm.name=fomaml",
-                 "algorithm.path=compiled", f"output_dir='{tmp_path}'", "train.plot=false"]
-    result = train(load_config(None, overrides), progress=False)
+                 "train.meta_batch=2", "evaluation.tasks=4", "algorithm.name=maml",
+                 "train.plot=false"]
+    result = train(load_config(None, overrides + ["algorithm.path=compiled",
+                                                  f"output_dir='{tmp_path}/compiled'"]),
+                   progress=False)
     assert result.results["path"] == "compiled"
-    reference = train(load_config(None, [o for o in overrides if "path" not in o and
-                                         "output_dir" not in o]
-                                  + ["algorithm.path=per-task", f"output_dir='{tmp_path}/ref'"]),
+    reference = train(load_config(None, overrides + ["algorithm.path=per-task",
+                                                     f"output_dir='{tmp_path}/per-task'"]),
                       progress=False)
     torch.testing.assert_close(torch.tensor(result.results["evaluation"]["loss"]["mean"]),
                                torch.tensor(reference.results["evaluation"]["loss"]["mean"]),

@@ -14,7 +14,7 @@ from .gbml import GBML
 from .spec import register_algorithm
 from .update import check_lr
 
-__all__ = ["ANIL", "ANILHead"]
+__all__ = ["ANIL", "ANILHead", "StackedEncoder"]
 
 
 def _head_in_features(head: nn.Module) -> Optional[int]:
@@ -123,20 +123,46 @@ class ANIL(MetaLearner, nn.Module):
         return self.head.clone(**kwargs)
 
     def batched_form(self) -> FormOrReason:
-        """The head's batched form, with the body's features as the encoding of every task."""
+        """The head's batched form, with the body's features as the encoding of every task
+        (`encode`, and `encoder`, a module over the body, for the compiled path)."""
         form = per_task_reason(self) or self.head.batched_form()
         if isinstance(form, str):
             return form
-        return dataclasses.replace(form, encode=self.encode_stacked)
+        encoder = StackedEncoder(self.body)
+        return dataclasses.replace(form, encode=encoder, encoder=encoder)
 
     def encode_stacked(self, support_x: torch.Tensor, query_x: torch.Tensor
                        ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """`encode_task` for T tasks at once: (T, n_s, ...), (T, n_q, ...) -> body features.
+        """`encode_task` for T tasks at once: (T, n_s, ...), (T, n_q, ...) -> body features
+        (`StackedEncoder`)."""
+        return StackedEncoder(self.body)(support_x, query_x)
 
-        Support and query of a task go through together, as in `encode_task`; vmap keeps
-        batch-norm statistics per task, while the shared body weights make every convolution
-        one ordinary batched convolution over all T·(n_s + n_q) images.
-        """
+
+class StackedEncoder(nn.Module):
+    """ANIL's `encode_task` for T tasks at once, as a module over the body (its only
+    submodule): (T, n_s, ...), (T, n_q, ...) -> body features (T, n_s, f), (T, n_q, f).
+
+    Support and query of a task go through together, as in `encode_task`; vmap keeps
+    batch-norm statistics per task, while the shared body weights make every convolution one
+    ordinary batched convolution over all T·(n_s + n_q) images. Being a module, it runs under
+    `torch.func.functional_call` with the body's parameters as arguments (the compiled path).
+
+    Arguments:
+        body: the feature extractor, (batch, *input_shape) -> (batch, features).
+
+    Example:
+        >>> encoder = StackedEncoder(torch.nn.Linear(8, 16))
+        >>> support, query = encoder(torch.randn(4, 5, 8), torch.randn(4, 10, 8))
+        >>> support.shape, query.shape
+        (torch.Size([4, 5, 16]), torch.Size([4, 10, 16]))
+    """
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, support_x: torch.Tensor, query_x: torch.Tensor
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
         n_support = support_x.shape[1]
         features = torch.vmap(self.body)(torch.cat([support_x, query_x], dim=1))
         return features[:, :n_support], features[:, n_support:]

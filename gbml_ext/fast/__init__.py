@@ -16,16 +16,20 @@ refused with a `BatchedPathUnsupported` that gives its reason and names the per-
 Modules: `form` (the batched-form protocol), `support` (what can run, stacking tasks),
 `inner` (`StackedLearner`, one inner step of every task, including learn2learn's adapted
 transform), `direct` (Linear stacks without vmap), `meta` (the entry points), `paths` (the
-registry of paths, `PATHS`), `select` (path selection: "auto" as a rule over the paths),
-`compiled` (first-order steps and evaluation with an
-inductor-compiled loss, opt-in: `algorithm.path = "compiled"`), `chunking` (how many tasks
-adapt at once under a memory budget: `Chunked`, a wrapper of a path).
+registry of paths, `PATHS`: per task, batched, compiled), `select` (path selection: "auto" as a
+rule over the paths), `functional_step` (the whole meta-step, inner steps, vmap over tasks and
+the meta-gradient, as one pure function of the meta-parameters and the stacked tasks) and
+`compiled` (that function under `torch.compile`, cached per learner and shapes; opt-in:
+`algorithm.path = "compiled"`), `chunking` (how many tasks adapt at once under a memory
+budget: `Chunked`, a wrapper of a path).
 """
 from .chunking import Chunked, ChunkedMetaGradient, ChunkPlan, tasks_per_chunk_for_budget
 from .compiled import (
     CompiledPathUnsupported,
     compiled_adaptation_curves,
     compiled_meta_gradient,
+    first_call_seconds,
+    needs_compiling,
 )
 from .form import BatchedForm, FormOrReason
 from .inner import StackedLearner
@@ -38,5 +42,5 @@ __all__ = ["BatchedForm", "BatchedPathUnsupported", "ChunkPlan", "Chunked", "Chu
            "CompiledPathUnsupported", "FormOrReason", "PATHS", "PATH_CHOICES", "Path",
            "StackedLearner", "batched_adaptation_curves", "batched_meta_gradient",
            "check_supported", "choose_path", "compiled_adaptation_curves",
-           "compiled_meta_gradient", "first_call_s", "has_convolutions",
-           "tasks_per_chunk_for_budget", "unsupported_reason"]
+           "compiled_meta_gradient", "first_call_s", "first_call_seconds", "has_convolutions",
+           "needs_compiling", "tasks_per_chunk_for_budget", "unsupported_reason"]

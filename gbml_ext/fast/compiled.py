@@ -1,204 +1,246 @@
-"""The compiled path: first-order inner steps and evaluation with an inductor-compiled loss.
+"""The compiled path: a meta-batch's whole meta-step (or evaluation) as one compiled graph.
 
-torch 2.14 cannot compile a double backward ("aot_autograd does not currently support double
-backward"), so MAML's second-order meta-gradient cannot be compiled. What can be compiled is
-every step that keeps no graph through the inner gradients: FOMAML's meta-iterations, and the
-evaluation of any plain GBML (MAML or FOMAML), which adapts first-order. Here the task loss
-`(fast weights, x, y) -> (loss, outputs)` of the learner's module is compiled with
-`torch.compile(dynamic=False)` once per module (one graph per input shape and grad mode), and
-each task runs a first-order loop on fresh leaves: w ← w + (-lr · g), learn2learn's arithmetic.
-The numbers equal the per-task engine's up to float rounding (tests/test_fast_compiled.py).
+`gbml_ext.fast.functional_step` writes the step as one pure function of the meta-parameters
+and the stacked tasks: `torch.func.grad` of the mean over `vmap` of each task's query loss after
+inner steps taken with `torch.func.grad`. Autograd keeps no graph, so `torch.compile` takes all
+of it (`fullgraph=True`), MAML's second order included: MAML, FOMAML, Meta-SGD, Meta-KFO (linear
+or not, PSD, adapted transform), ANIL with any of these heads (the body inside the graph),
+LinNet heads, frozen layers (`FrozenTransform`), batch-norm on the batch's statistics. The
+numbers are the per-task engine's up to float rounding (tests/test_compiled_step.py).
 
-Compiling costs seconds to tens of seconds on a CPU (less when inductor's on-disk cache is warm),
-paid once per module, so the path suits long runs and large evaluations, not short ones. Dynamo
-keeps at most `torch._dynamo.config.cache_size_limit` graphs per function; many modules compiled
-in one process beyond that fall back to eager, with dynamo's warning.
+Compiling costs seconds to minutes on a CPU, paid on the first call for each learner, tensor
+shapes, steps and mode (meta-gradient or curves), then taken from the cache
+(`gbml_ext.fast.compile_cache`); inductor also keeps what it compiled on disk
+(`TORCHINDUCTOR_CACHE_DIR`, else torch's default), which a later process reuses. `needs_compiling` says whether a call will compile and
+`first_call_seconds` how long the latest first call took (compiling included). A learner this
+path cannot run (no batched form: Reptile, iMAML, learn2learn's MAML; a module dynamo cannot
+trace) is refused with a `CompiledPathUnsupported` naming the reason and the path to use.
 
-Supported: a learner whose batched form (`gbml_ext.fast.form`) has no encoding and no gradient
-transform, such as `GBML` as MAML and FOMAML (Finn et al. 2017), every parameter adapting, no
-batch-norm running statistics. Meta-training also needs `first_order`.
+Unlike the per-task path, a parameter the query loss never reaches gets a zero meta-gradient,
+not `.grad = None`.
 """
 from __future__ import annotations
 
-import weakref
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from ..data.tasks import Task
 from ..engine import LossFn, TaskOutcome, accuracy, default_loss
+from .compile_cache import (
+    cache_key,
+    cached_entry,
+    call_timed,
+    first_call_seconds,
+    forget,
+    is_compiled,
+)
 from .form import BatchedForm
-from .support import BatchedPathUnsupported, batched_form_of, unsupported_reason
+from .functional_step import curves_function, meta_gradient_function, meta_inputs
+from .meta import _outcomes
+from .support import (
+    BatchedPathUnsupported,
+    batched_form_of,
+    check_equal_shapes,
+    stack_tasks,
+    unsupported_reason,
+)
 
 __all__ = ["CompiledPathUnsupported", "check_compiled", "compiled_adaptation_curves",
-           "compiled_meta_gradient", "compiled_unsupported_reason"]
+           "compiled_meta_gradient", "compiled_unsupported_reason", "first_call_seconds",
+           "needs_compiling"]
 
-Params = Dict[str, torch.Tensor]
-TaskLoss = Callable[[Params, torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
-_COMPILED: weakref.WeakKeyDictionary[nn.Module, Dict[object, TaskLoss]] = (
-    weakref.WeakKeyDictionary())
+_HINT = "Use algorithm.path = 'per-task' (or 'auto') instead."
 
 
 class CompiledPathUnsupported(BatchedPathUnsupported):
-    """The compiled path cannot run this algorithm (or cannot train it: second order).
+    """The compiled path cannot run this learner.
 
     Raised by `compiled_meta_gradient`, `compiled_adaptation_curves` and
-    `choose_path("compiled", ...)`; the message says why (not a plain MAML/FOMAML, a
-    transform, MAML's double backward) and to use `algorithm.path = 'per-task'` or 'auto'. A
-    `BatchedPathUnsupported`, hence a `ValueError`.
+    `choose_path("compiled", ...)`; the one-line message says why (no batched form, batch-norm
+    running statistics, frozen parameters, a step torch.compile cannot trace) and which path
+    to use. A `BatchedPathUnsupported`, hence a `ValueError`.
     """
 
 
-def compiled_unsupported_reason(algorithm: nn.Module, training: bool) -> Optional[str]:
-    """Why the compiled path cannot run `algorithm` (meta-training when `training`, else
-    evaluation), or None when it can.
+def compiled_unsupported_reason(algorithm: nn.Module) -> Optional[str]:
+    """Why the compiled path cannot run `algorithm`, or None when it can (as far as can be
+    told before tracing it).
 
     Example:
         >>> import gbml_ext
-        >>> compiled_unsupported_reason(gbml_ext.MAML(torch.nn.Linear(3, 1)), training=False)
-        >>> compiled_unsupported_reason(gbml_ext.MAML(torch.nn.Linear(3, 1)), True)[:30]
-        'torch 2.14 cannot compile MAML'
+        >>> compiled_unsupported_reason(gbml_ext.MAML(torch.nn.Linear(3, 1))) is None
+        True
+        >>> compiled_unsupported_reason(gbml_ext.Reptile(torch.nn.Linear(3, 1)))[:22]
+        'Reptile forms its own '
     """
-    form = batched_form_of(algorithm)
-    if isinstance(form, str) or form.encode is not None:  # per task only, or an encoding
-        return (f"The compiled path runs plain GBML learners (MAML, FOMAML), not "
-                f"{type(algorithm).__name__}.")
-    reason = unsupported_reason(algorithm)  # batch-norm statistics, frozen parameters
+    reason = unsupported_reason(algorithm)
     if reason is not None:
-        return reason.replace("batched path", "compiled path").replace("under vmap", "")
-    if not form.plain_sgd:
-        return "The compiled path runs plain SGD inner steps; this learner has a transform."
-    if training and not form.first_order:
-        return ("torch 2.14 cannot compile MAML's double backward; meta-train first-order "
-                "(algorithm.name = 'fomaml') or on the per-task path.")
+        return reason.replace("batched path", "compiled path")
+    form = batched_form_of(algorithm)
+    if not isinstance(form, str) and form.encode is not None and form.encoder is None:
+        return (f"{type(algorithm).__name__}'s batched form encodes tasks without an encoder "
+                f"module (BatchedForm.encoder), which the compiled graph needs.")
     return None
 
 
-def check_compiled(algorithm: nn.Module, training: bool) -> BatchedForm:
-    """`algorithm`'s batched form, or a `CompiledPathUnsupported` saying why it cannot run."""
-    reason = compiled_unsupported_reason(algorithm, training)
-    form = batched_form_of(algorithm)
-    if reason is not None or isinstance(form, str):
-        raise CompiledPathUnsupported(
-            f"{reason} Use algorithm.path = 'per-task' (or 'auto') instead.")
-    return form
-
-
-def _task_loss(module: nn.Module, loss_fn: Optional[LossFn], targets: torch.Tensor) -> TaskLoss:
-    """The compiled `(params, x, y) -> (loss, outputs)` of `module`, built once per loss."""
-    key: object = loss_fn if loss_fn is not None else targets.dtype  # default_loss's choice
-    per_module = _COMPILED.setdefault(module, {})
-    if key not in per_module:
-        criterion = loss_fn or default_loss(targets)
-
-        def task_loss(params: Params, x: torch.Tensor, y: torch.Tensor
-                      ) -> Tuple[torch.Tensor, torch.Tensor]:
-            outputs = functional_call(module, params, (x,))
-            return criterion(outputs, y), outputs
-
-        per_module[key] = torch.compile(task_loss, dynamic=False)
-    return per_module[key]
-
-
-def _leaves(learner: BatchedForm) -> Params:
-    """The meta-parameters' values as fresh leaves: no graph to the meta-parameters."""
-    return {n: p.detach().requires_grad_() for n, p in learner.module.named_parameters()}
-
-
-def _adapt(loss: TaskLoss, learner: BatchedForm, task: Task, steps: int) -> Params:
-    """Fast weights after `steps` first-order SGD steps, as fresh leaves."""
-    params = _leaves(learner)
-    for _ in range(steps):
-        params = _step(loss, learner, params, task)
-    return params
-
-
-def _step(loss: TaskLoss, learner: BatchedForm, params: Params, task: Task) -> Params:
-    gradients = torch.autograd.grad(loss(params, task.support_x, task.support_y)[0],
-                                    list(params.values()))
-    return {n: (w + g.mul(-float(learner.lr))).detach().requires_grad_()
-            for (n, w), g in zip(params.items(), gradients)}
-
-
-def compiled_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: int,
-                           loss_fn: Optional[LossFn] = None) -> List[TaskOutcome]:
-    """Adds FOMAML's meta-gradient of the mean query loss over `tasks` to the parameters'
-    `.grad`: each task's query gradient at its adapted weights. The contract and the numbers
-    of `gbml_ext.engine.accumulate_meta_gradient` for a first-order GBML.
-
-    Arguments:
-        algorithm: a first-order `GBML` without transform (FOMAML).
-        tasks: support (n_s, ...) and query (n_q, ...) tensors per task.
-        steps: inner steps per task.
-        loss_fn: `(outputs, targets) -> scalar`; cross-entropy or MSE by target dtype if None.
-
-    Returns:
-        one detached `TaskOutcome` per task.
+def check_compiled(algorithm: nn.Module) -> BatchedForm:
+    """`algorithm`'s batched form, or a `CompiledPathUnsupported` saying why it cannot run.
 
     Example:
         >>> import gbml_ext
-        >>> fomaml = gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.1, first_order=True)
-        >>> tasks = [Task(torch.randn(6, 3), torch.randn(6, 1), torch.randn(4, 3),
-        ...               torch.randn(4, 1))]
-        >>> len(compiled_meta_gradient(fomaml, tasks, 1))   # doctest: +SKIP
-        1
+        >>> check_compiled(gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.2)).lr
+        0.2
     """
-    learner = check_compiled(algorithm, training=True)
-    outcomes: List[TaskOutcome] = []
-    meta_params = list(learner.module.parameters())
-    for task in tasks:
-        loss = _task_loss(learner.module, loss_fn, task.support_y)
-        params = _adapt(loss, learner, task, steps)
-        query_loss, outputs = loss(params, task.query_x, task.query_y)
-        gradients = torch.autograd.grad(query_loss / len(tasks), list(params.values()))
-        for param, gradient in zip(meta_params, gradients):
-            param.grad = gradient if param.grad is None else param.grad + gradient
-        outcomes.append(TaskOutcome(query_loss.detach(),
-                                    accuracy(outputs.detach(), task.query_y)))
-    return outcomes
+    reason = compiled_unsupported_reason(algorithm)
+    form = batched_form_of(algorithm)
+    if reason is not None or isinstance(form, str):
+        raise CompiledPathUnsupported(f"{reason} {_HINT}")
+    return form
 
 
-def compiled_adaptation_curves(algorithm: nn.Module, tasks: Sequence[Task], steps: int,
-                               loss_fn: Optional[LossFn] = None) -> List[List[TaskOutcome]]:
-    """Query loss and accuracy after 0..`steps` inner steps for every task (what
-    `gbml_ext.engine.adaptation_curve` gives per task), with the compiled loss; the query is
-    scored under no_grad.
+def needs_compiling(algorithm: nn.Module, tasks: Sequence[Task], steps: int,
+                    loss_fn: Optional[LossFn] = None, training: bool = True) -> bool:
+    """Whether the next compiled call on these arguments compiles first (a caller can say so).
 
     Arguments:
-        algorithm: a `GBML` without transform (MAML or FOMAML, Finn et al. 2017).
-        tasks: support (n_s, ...) and query (n_q, ...) tensors per task, or a `TaskBatch`.
-        steps: the largest number of inner steps scored.
-        loss_fn: `(outputs, targets) -> scalar`; cross-entropy or MSE by target dtype if None.
+        algorithm, tasks, steps, loss_fn: as for `compiled_meta_gradient`.
+        training: the meta-gradient's function, else the adaptation curves'.
+
+    Example:
+        >>> import gbml_ext
+        >>> tasks = [Task(torch.randn(6, 3), torch.randn(6, 1), torch.randn(4, 3),
+        ...               torch.randn(4, 1))]
+        >>> needs_compiling(gbml_ext.MAML(torch.nn.Linear(3, 1)), tasks, 1)
+        True
+    """
+    form = check_compiled(algorithm)
+    key = cache_key(_kind(training), form, steps, loss_fn, stack_tasks(tasks))
+    return not is_compiled(algorithm, key)
+
+
+def _kind(training: bool) -> str:
+    return "meta-gradient" if training else "curves"
+
+
+def _function(kind: str, form: BatchedForm, steps: int, loss_fn: Optional[LossFn],
+              targets: torch.Tensor) -> Callable:
+    """The step's pure function (`gbml_ext.fast.functional_step`)."""
+    build = meta_gradient_function if kind == _kind(True) else curves_function
+    return build(form, steps, loss_fn or default_loss(targets))
+
+
+def _run(algorithm: nn.Module, tasks: Sequence[Task], steps: int, loss_fn: Optional[LossFn],
+         kind: str, eager: bool) -> Tuple[BatchedForm, Tuple[torch.Tensor, ...], Any]:
+    """The form, the stacked tensors and what the step's function returns on them, compiled
+    (cached; compiling on the first call) unless `eager`. A step torch.compile cannot trace
+    is refused in one line; anything else, an interrupt included, propagates as it is."""
+    form = check_compiled(algorithm)
+    check_equal_shapes(tasks)
+    tensors = stack_tasks(tasks)
+    args = (*meta_inputs(form), *tensors)
+    if eager:
+        return form, tensors, _function(kind, form, steps, loss_fn, tensors[1])(*args)
+    key = cache_key(kind, form, steps, loss_fn, tensors)
+    entry = cached_entry(algorithm, key,
+                         lambda: _function(kind, form, steps, loss_fn, tensors[1]))
+    try:
+        return form, tensors, call_timed(algorithm, entry, args)
+    except torch._dynamo.exc.TorchDynamoException as error:
+        if entry.first_call_s is not None:
+            raise
+        forget(algorithm, key)
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CompiledPathUnsupported(
+            f"torch.compile cannot trace {type(algorithm).__name__}'s {kind} ({first_line}). "
+            f"Use algorithm.path = 'batched' or 'per-task' instead.") from None
+
+
+def compiled_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: int,
+                           loss_fn: Optional[LossFn] = None, eager: bool = False
+                           ) -> List[TaskOutcome]:
+    """Adds the meta-gradient of the mean query loss over `tasks` to the parameters' `.grad`,
+    computed by one compiled graph (the contract of `batched_meta_gradient`; the numbers of
+    `gbml_ext.engine.accumulate_meta_gradient` up to float rounding).
+
+    Arguments:
+        algorithm: a learner with a batched form (`gbml_ext.fast.form`): a `GBML` (MAML,
+            FOMAML, Meta-SGD, Meta-KFO, any `adapt_transform`) or an `ANIL` over such a head.
+        tasks: a `TaskBatch`, or tasks of identical shapes (stacked here).
+        steps: inner steps per task.
+        loss_fn: `(outputs, targets) -> scalar` for one task, traceable under vmap;
+            cross-entropy or MSE by target dtype if None.
+        eager: run the same function without compiling it (for debugging and tests).
 
     Returns:
-        one list of `steps + 1` detached outcomes per task; entry k is after k steps.
+        one detached `TaskOutcome` per task, in order.
 
     Raises:
-        CompiledPathUnsupported: a learner the compiled path cannot run
-            (`compiled_unsupported_reason`).
+        CompiledPathUnsupported: a learner this path cannot run (`compiled_unsupported_reason`,
+            or a step torch.compile cannot trace); a `BatchedPathUnsupported` for tasks of
+            unequal shapes.
 
     Example:
         >>> import gbml_ext
         >>> maml = gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.1)
         >>> tasks = [Task(torch.randn(6, 3), torch.randn(6, 1), torch.randn(4, 3),
         ...               torch.randn(4, 1))]
-        >>> curves = compiled_adaptation_curves(maml, tasks, 2)  # doctest: +SKIP
-        >>> len(curves), len(curves[0])                          # doctest: +SKIP
+        >>> len(compiled_meta_gradient(maml, tasks, 1))   # doctest: +SKIP
+        1
+    """
+    if not tasks:
+        return []
+    with torch.enable_grad():
+        form, tensors, (gradients, losses, outputs) = _run(algorithm, tasks, steps, loss_fn,
+                                                           _kind(True), eager)
+    _accumulate(form, gradients)
+    return _outcomes(losses, outputs, tensors[3])
+
+
+def _accumulate(form: BatchedForm, gradients: Tuple) -> None:
+    """Adds each meta-parameter's gradient to its `.grad`."""
+    d_theta, d_psi, d_phi = gradients
+    pairs = [(form.module, d_theta), *zip(form.transforms, d_psi)]
+    if form.encoder is not None:
+        pairs.append((form.encoder, d_phi))
+    for module, named in pairs:
+        for name, param in module.named_parameters():
+            gradient = named[name]
+            param.grad = gradient if param.grad is None else param.grad + gradient
+
+
+def compiled_adaptation_curves(algorithm: nn.Module, tasks: Sequence[Task], steps: int,
+                               loss_fn: Optional[LossFn] = None, eager: bool = False
+                               ) -> List[List[TaskOutcome]]:
+    """Query loss and accuracy after 0..`steps` inner steps for every task, no meta-graph,
+    from one compiled graph (what `gbml_ext.engine.adaptation_curve` gives per task).
+
+    Arguments:
+        algorithm, tasks, loss_fn, eager: as for `compiled_meta_gradient`.
+        steps: the largest number of inner steps scored.
+
+    Returns:
+        one list of `steps + 1` detached outcomes per task; entry k is after k steps.
+
+    Raises:
+        CompiledPathUnsupported: as for `compiled_meta_gradient`.
+
+    Example:
+        >>> import gbml_ext
+        >>> maml = gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.1)
+        >>> tasks = [Task(torch.randn(6, 3), torch.randn(6, 1), torch.randn(4, 3),
+        ...               torch.randn(4, 1))]
+        >>> curves = compiled_adaptation_curves(maml, tasks, 2, eager=True)
+        >>> len(curves), len(curves[0])
         (1, 3)
     """
-    learner = check_compiled(algorithm, training=False)
-    curves: List[List[TaskOutcome]] = []
-    for task in tasks:
-        loss = _task_loss(learner.module, loss_fn, task.support_y)
-        params = _leaves(learner)
-        curve = []
-        for step in range(steps + 1):
-            if step:
-                params = _step(loss, learner, params, task)
-            with torch.no_grad():
-                query_loss, outputs = loss(params, task.query_x, task.query_y)
-            curve.append(TaskOutcome(query_loss, accuracy(outputs, task.query_y)))
-        curves.append(curve)
-    return curves
+    if not tasks:
+        return []
+    with torch.no_grad():
+        _, tensors, (losses, outputs) = _run(algorithm, tasks, steps, loss_fn, _kind(False),
+                                             eager)
+    targets = tensors[3].unsqueeze(1).expand(-1, steps + 1, *tensors[3].shape[1:])
+    accuracies = accuracy(outputs, targets)
+    return [[TaskOutcome(losses[i, k], None if accuracies is None else accuracies[i, k])
+             for k in range(steps + 1)] for i in range(len(losses))]

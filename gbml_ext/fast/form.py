@@ -43,12 +43,17 @@ class BatchedForm:
             maps, a frozen parameter's zero update).
         encode: how a task's inputs are encoded once, before the inner loop, on the stacked
             tensors (ANIL: the body's features); None: the inputs as they are.
+        encoder: `encode` as a module, `(support_x, query_x) -> (support, query)` on the
+            stacked tensors, whose parameters are meta-learned (ANIL's body). The compiled
+            path calls it through `torch.func.functional_call`, inside its graph, so those
+            parameters get their meta-gradient; an `encode` without it runs on the batched path
+            only.
 
     Example:
         >>> import gbml_ext
         >>> form = gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.1).batched_form()
-        >>> form.lr, form.plain_sgd, form.encode is None
-        (0.1, True, True)
+        >>> form.lr, form.plain_sgd, form.encode is None, form.encoder is None
+        (0.1, True, True, True)
     """
 
     module: nn.Module
@@ -59,6 +64,7 @@ class BatchedForm:
     transform_of: Sequence[Optional[int]] = ()
     transforms: Sequence[nn.Module] = ()
     encode: Optional[Encoder] = None
+    encoder: Optional[nn.Module] = None
 
     @property
     def plain_sgd(self) -> bool:

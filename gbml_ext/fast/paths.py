@@ -21,7 +21,6 @@ is a rule over these entries: `gbml_ext.fast.select.choose_path`.
 from __future__ import annotations
 
 import time
-import weakref
 from typing import (
     Any,
     Callable,
@@ -30,7 +29,6 @@ from typing import (
     Protocol,
     Sequence,
     Type,
-    TypeVar,
     runtime_checkable,
 )
 
@@ -46,6 +44,8 @@ from .compiled import (
     compiled_adaptation_curves,
     compiled_meta_gradient,
     compiled_unsupported_reason,
+    first_call_seconds,
+    needs_compiling,
 )
 from .meta import batched_adaptation_curves, batched_meta_gradient
 from .support import BatchedPathUnsupported, unsupported_reason
@@ -54,7 +54,6 @@ __all__ = ["BatchedPath", "CompiledPath", "MetaStep", "PATHS", "Path", "PerTaskP
            "first_call_s"]
 
 Curves = List[List[TaskOutcome]]
-_T = TypeVar("_T")
 
 
 @runtime_checkable
@@ -173,13 +172,14 @@ class BatchedPath(_Eager):
 
 
 class CompiledPath:
-    """The compiled path (`gbml_ext.fast.compiled`); its first call for a learner compiles.
+    """The compiled path (`gbml_ext.fast.compiled`): the whole step as one compiled graph; its
+    first call for a learner, shapes, steps and mode compiles.
 
     Example:
         >>> import gbml_ext
         >>> path = PATHS["compiled"]
         >>> maml = gbml_ext.MAML(torch.nn.Linear(3, 1))
-        >>> path.first_call_s(maml) is None, path.unsupported(maml, "cpu", training=False)
+        >>> path.first_call_s(maml) is None, path.unsupported(maml, "cpu", training=True)
         (True, None)
     """
 
@@ -187,46 +187,30 @@ class CompiledPath:
     batches_tasks = True
     refusal: Type[ValueError] = CompiledPathUnsupported
 
-    def __init__(self) -> None:
-        # learner -> (training, steps) keys called through, and the first call's seconds.
-        self._called: weakref.WeakKeyDictionary[nn.Module, set] = weakref.WeakKeyDictionary()
-        self._first: weakref.WeakKeyDictionary[nn.Module, float] = weakref.WeakKeyDictionary()
-
     def unsupported(self, learner: nn.Module, device: torch.device | str | None,
                     training: bool) -> Optional[str]:
-        """`gbml_ext.fast.compiled.compiled_unsupported_reason`."""
-        return compiled_unsupported_reason(learner, training)
+        """`gbml_ext.fast.compiled.compiled_unsupported_reason` (the same for training and
+        evaluation, on every device)."""
+        return compiled_unsupported_reason(learner)
 
     def will_compile(self, learner: nn.Module, batch: Sequence[Task], steps: int,
                      training: bool) -> bool:
-        """True until this learner's first call in this mode and with these steps ran."""
-        return (training, steps) not in self._called.get(learner, set())
+        """`gbml_ext.fast.compiled.needs_compiling`."""
+        return needs_compiling(learner, batch, steps, training=training)
 
     def first_call_s(self, learner: nn.Module) -> Optional[float]:
-        """Seconds of the first call for `learner` in this process (compiling included)."""
-        return self._first.get(learner)
-
-    def _timed(self, learner: nn.Module, key: tuple, call: Callable[[], _T]) -> _T:
-        """`call()`, timed when it is the first call of `key` for `learner`."""
-        if key in self._called.get(learner, set()):
-            return call()
-        start = time.perf_counter()
-        result = call()
-        self._first.setdefault(learner, time.perf_counter() - start)
-        self._called.setdefault(learner, set()).add(key)
-        return result
+        """`gbml_ext.fast.compiled.first_call_seconds`: the latest first call for `learner`."""
+        return first_call_seconds(learner)
 
     def meta_gradient(self, learner: nn.Module, batch: Sequence[Task], steps: int,
                       loss_fn: Optional[LossFn] = None) -> List[TaskOutcome]:
         """`gbml_ext.fast.compiled_meta_gradient`."""
-        return self._timed(learner, (True, steps),
-                           lambda: compiled_meta_gradient(learner, batch, steps, loss_fn))
+        return compiled_meta_gradient(learner, batch, steps, loss_fn)
 
     def curves(self, learner: nn.Module, batch: Sequence[Task], steps: int,
                loss_fn: Optional[LossFn] = None) -> Curves:
         """`gbml_ext.fast.compiled_adaptation_curves`."""
-        return self._timed(learner, (False, steps),
-                           lambda: compiled_adaptation_curves(learner, batch, steps, loss_fn))
+        return compiled_adaptation_curves(learner, batch, steps, loss_fn)
 
     def __repr__(self) -> str:
         return "<path 'compiled'>"

@@ -18,9 +18,7 @@ for compiling):
    mini-ImageNet CNN4s, and 0.4-0.6x for evaluating them.
 4. "per-task" otherwise (it runs every learner).
 
-An explicitly asked path that cannot run the learner is refused with its reason, except that a
-path which can evaluate a learner but not meta-train it (torch 2.14 compiles no double
-backward, so second-order MAML on the compiled path) meta-trains on the per-task path.
+An explicitly asked path that cannot run the learner is refused with its reason.
 """
 from __future__ import annotations
 
@@ -163,11 +161,9 @@ def choose_path(requested: str, algorithm: nn.Module,
     where = _device_of(algorithm, device)
     if requested != "auto":
         path = PATHS[requested]
-        reason = path.unsupported(algorithm, where, False)
+        reason = path.unsupported(algorithm, where, training)
         if reason is not None:
             raise path.refusal(f"{reason} {PER_TASK_HINT}")
-        if training and path.unsupported(algorithm, where, True) is not None:
-            return "per-task"  # it evaluates this learner but cannot meta-train it
         return requested
     usable = [name for name, path in PATHS.items()
               if path.unsupported(algorithm, where, training) is None]

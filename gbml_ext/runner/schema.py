@@ -111,10 +111,10 @@ class AlgorithmConfig:
         (gbml_ext.fast, the per-task numbers up to float rounding); "per-task" clones the
         model once per task; "auto" takes "batched" where it supports the algorithm (not
         reptile, imaml, l2l-maml) and the device is CUDA or the model has no convolutions
-        (gbml_ext.fast.select). "compiled" (maml, fomaml without transform) compiles the task
-        loss with torch.compile for evaluation and for first-order meta-training; MAML's
-        second-order meta-training stays per-task. The evaluation path is recorded as
-        results.json's "path".
+        (gbml_ext.fast.select). "compiled" (every algorithm "batched" runs) makes the whole
+        meta-step, and each evaluation, one graph compiled by torch.compile
+        (gbml_ext.fast.compiled): seconds to minutes of compiling first, for long runs. The
+        evaluation path is recorded as results.json's "path".
     batched: true is a synonym of path = "batched" (kept for older configs).
     imaml_lam, cg_steps: iMAML's proximal strength λ and conjugate-gradient iterations.
     tasks_per_chunk: on the batched path, adapt at most this many tasks of a meta-batch at once
