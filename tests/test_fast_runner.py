@@ -109,7 +109,7 @@ class CountingPath:
     def will_compile(self, *args: Any, **kwargs: Any) -> bool:
         return False
 
-    def first_call_s(self, learner: Any) -> None:
+    def first_call_s(self, learner: Any, training: bool = True) -> None:
         return None
 
     def meta_gradient(self, learner: Any, batch: Any, steps: int, loss_fn: Any = None) -> Any:

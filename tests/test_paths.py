@@ -156,8 +156,8 @@ class _CompilingOnce:
     def will_compile(self, learner: Any, batch: Any, steps: int, training: bool) -> bool:
         return learner not in self.compiled
 
-    def first_call_s(self, learner: Any) -> Any:
-        return 12.5 if learner in self.compiled else None
+    def first_call_s(self, learner: Any, training: bool = True) -> Any:
+        return (12.5 if training else None) if learner in self.compiled else None
 
     def meta_gradient(self, learner: Any, batch: Any, steps: int, loss_fn: Any = None) -> Any:
         if learner not in self.compiled:
@@ -191,6 +191,7 @@ def test_the_runner_says_it_compiles_and_records_first_call_s(
     assert capsys.readouterr().err.count("compiling the meta-step on the compiled path") == 1
     written = json.loads((compiled.run_dir / "results.json").read_text())
     assert (written["train_path"], written["first_call_s"]) == ("compiled", 12.5)
+    assert written["evaluation_first_call_s"] is None
     batched = train(load_config(None, settings + [f"output_dir='{tmp_path / 'b'}'"]),
                     progress=False)
     assert "compiling" not in capsys.readouterr().err
@@ -206,5 +207,35 @@ def test_a_compiled_run_records_its_first_call(tmp_path: FilePath,
         "algorithm.name=fomaml", "algorithm.path=compiled", f"output_dir='{tmp_path}'"])
     results = train(config, progress=False).results
     assert results["train_path"] == "compiled" and results["path"] == "compiled"
-    assert results["first_call_s"] is not None and results["first_call_s"] > 0
+    assert results["first_call_s"] > 0 and results["evaluation_first_call_s"] > 0
+    # Training's first call is the meta-gradient's, whatever evaluation compiled after it.
+    assert results["first_call_s"] != results["evaluation_first_call_s"]
     assert "compiling the meta-step on the compiled path" in capsys.readouterr().err
+
+
+def test_the_compiled_entry_keeps_the_first_call_of_each_mode(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compile cache reports the latest first call of a learner, whichever mode it was;
+    the entry keeps training's and evaluation's apart."""
+    import gbml_ext.fast.paths as paths
+
+    latest: dict = {}
+    compiled: set = set()
+
+    def compiling(seconds: float) -> Any:
+        def call(learner: Any, *args: Any) -> List[Any]:
+            if (learner, seconds) not in compiled:  # the first call compiles, and is recorded
+                compiled.add((learner, seconds))
+                latest["now"] = float(seconds)
+            return []
+        return call
+
+    monkeypatch.setattr(paths, "compiled_meta_gradient", compiling(5))
+    monkeypatch.setattr(paths, "compiled_adaptation_curves", compiling(7))
+    monkeypatch.setattr(paths, "first_call_seconds", lambda learner: latest.get("now"))
+    path, learner = paths.CompiledPath(), _linear_maml()
+    assert path.first_call_s(learner) is None
+    path.meta_gradient(learner, [], 1)
+    path.curves(learner, [], 1)
+    path.meta_gradient(learner, [], 1)  # no compiling: nothing new on record
+    assert (path.first_call_s(learner), path.first_call_s(learner, training=False)) == (5.0, 7.0)

@@ -175,9 +175,9 @@ class Chunked:
         size = self.plan.tasks_per_chunk if self.plan is not None else 1
         return self.path.will_compile(learner, batch[:size or len(batch)], steps, training)
 
-    def first_call_s(self, learner: nn.Module) -> Optional[float]:
+    def first_call_s(self, learner: nn.Module, training: bool = True) -> Optional[float]:
         """The wrapped path's answer."""
-        return self.path.first_call_s(learner)
+        return self.path.first_call_s(learner, training)
 
     def curves(self, learner: nn.Module, batch: Sequence[Task], steps: int,
                loss_fn: Optional[LossFn] = None) -> Curves:

@@ -21,6 +21,7 @@ is a rule over these entries: `gbml_ext.fast.select.choose_path`.
 from __future__ import annotations
 
 import time
+import weakref
 from typing import (
     Any,
     Callable,
@@ -29,6 +30,7 @@ from typing import (
     Protocol,
     Sequence,
     Type,
+    TypeVar,
     runtime_checkable,
 )
 
@@ -54,6 +56,7 @@ __all__ = ["BatchedPath", "CompiledPath", "MetaStep", "PATHS", "Path", "PerTaskP
            "first_call_s"]
 
 Curves = List[List[TaskOutcome]]
+_T = TypeVar("_T")
 
 
 @runtime_checkable
@@ -87,8 +90,9 @@ class Path(Protocol):
                      training: bool) -> bool:
         """Whether the next call on these arguments compiles first (seconds to minutes)."""
 
-    def first_call_s(self, learner: nn.Module) -> Optional[float]:
-        """Seconds the first (compiling) call for `learner` took; None if it compiled none."""
+    def first_call_s(self, learner: nn.Module, training: bool = True) -> Optional[float]:
+        """Seconds the first (compiling) call of meta-training (else of evaluation) took for
+        `learner`; None if it compiled none."""
 
 
 class _Eager:
@@ -103,7 +107,7 @@ class _Eager:
         """Never: this path does not compile."""
         return False
 
-    def first_call_s(self, learner: nn.Module) -> Optional[float]:
+    def first_call_s(self, learner: nn.Module, training: bool = True) -> Optional[float]:
         """None: this path does not compile."""
         return None
 
@@ -187,6 +191,12 @@ class CompiledPath:
     batches_tasks = True
     refusal: Type[ValueError] = CompiledPathUnsupported
 
+    def __init__(self) -> None:
+        self._training: weakref.WeakKeyDictionary[nn.Module, float] = (
+            weakref.WeakKeyDictionary())
+        self._evaluation: weakref.WeakKeyDictionary[nn.Module, float] = (
+            weakref.WeakKeyDictionary())
+
     def unsupported(self, learner: nn.Module, device: torch.device | str | None,
                     training: bool) -> Optional[str]:
         """`gbml_ext.fast.compiled.compiled_unsupported_reason` (the same for training and
@@ -198,19 +208,35 @@ class CompiledPath:
         """`gbml_ext.fast.compiled.needs_compiling`."""
         return needs_compiling(learner, batch, steps, training=training)
 
-    def first_call_s(self, learner: nn.Module) -> Optional[float]:
-        """`gbml_ext.fast.compiled.first_call_seconds`: the latest first call for `learner`."""
-        return first_call_seconds(learner)
+    def first_call_s(self, learner: nn.Module, training: bool = True) -> Optional[float]:
+        """The seconds of the latest compiling call of meta-training (else of evaluation)
+        for `learner` in this process (`gbml_ext.fast.compiled.first_call_seconds`, kept per
+        mode here)."""
+        return (self._training if training else self._evaluation).get(learner)
 
     def meta_gradient(self, learner: nn.Module, batch: Sequence[Task], steps: int,
                       loss_fn: Optional[LossFn] = None) -> List[TaskOutcome]:
         """`gbml_ext.fast.compiled_meta_gradient`."""
-        return compiled_meta_gradient(learner, batch, steps, loss_fn)
+        return self._noting(self._training, learner,
+                            lambda: compiled_meta_gradient(learner, batch, steps, loss_fn))
 
     def curves(self, learner: nn.Module, batch: Sequence[Task], steps: int,
                loss_fn: Optional[LossFn] = None) -> Curves:
         """`gbml_ext.fast.compiled_adaptation_curves`."""
-        return compiled_adaptation_curves(learner, batch, steps, loss_fn)
+        return self._noting(self._evaluation, learner,
+                            lambda: compiled_adaptation_curves(learner, batch, steps, loss_fn))
+
+    @staticmethod
+    def _noting(seconds: weakref.WeakKeyDictionary, learner: nn.Module,
+                call: Callable[[], _T]) -> _T:
+        """`call()`; when it compiled (a new first call is on record), its seconds go to
+        `seconds[learner]`."""
+        before = first_call_seconds(learner)
+        result = call()
+        after = first_call_seconds(learner)
+        if after is not None and after is not before:
+            seconds[learner] = after
+        return result
 
     def __repr__(self) -> str:
         return "<path 'compiled'>"
@@ -222,9 +248,10 @@ PATHS.register("batched", BatchedPath(), doc="the tasks of a batch together, und
 PATHS.register("compiled", CompiledPath(), doc="torch.compile; the first call compiles")
 
 
-def first_call_s(learner: nn.Module) -> Optional[float]:
-    """Seconds the first call of a compiling path took for `learner` in this process
-    (results.json's `first_call_s`), or None when no path compiled for it.
+def first_call_s(learner: nn.Module, training: bool = True) -> Optional[float]:
+    """Seconds the first (compiling) call of meta-training (else of evaluation) took for
+    `learner` in this process on a compiling path (results.json's `first_call_s` and
+    `evaluation_first_call_s`), or None when no path compiled for it.
 
     Example:
         >>> import gbml_ext
@@ -232,7 +259,7 @@ def first_call_s(learner: nn.Module) -> Optional[float]:
         True
     """
     return next((s for _, path in PATHS.items()
-                 if (s := path.first_call_s(learner)) is not None), None)
+                 if (s := path.first_call_s(learner, training)) is not None), None)
 
 
 class MetaStep:
@@ -261,6 +288,7 @@ class MetaStep:
     def __init__(self, path: Path, learner: nn.Module,
                  say: Optional[Callable[[str], Any]] = None):
         self.path, self.learner, self.say = path, learner, say
+        self._seen: set = set()  # (steps, tasks) called through: asked about once each
 
     @property
     def plan(self) -> Any:
@@ -270,11 +298,15 @@ class MetaStep:
     def __call__(self, tasks: Sequence[Task], steps: int,
                  loss_fn: Optional[LossFn] = None) -> List[TaskOutcome]:
         """Adds the meta-gradient of `tasks` to `.grad`; one outcome per task."""
-        if self.say is None or not self.path.will_compile(self.learner, tasks, steps, True):
+        seen = (steps, len(tasks))
+        if (self.say is None or seen in self._seen
+                or not self.path.will_compile(self.learner, tasks, steps, True)):
+            self._seen.add(seen)
             return self.path.meta_gradient(self.learner, tasks, steps, loss_fn)
         self.say(f"compiling the meta-step on the {self.path.name} path (its first call; "
                  f"seconds to minutes) ...")
         start = time.perf_counter()
         outcomes = self.path.meta_gradient(self.learner, tasks, steps, loss_fn)
         self.say(f"compiled and ran the first meta-step in {time.perf_counter() - start:.1f} s")
+        self._seen.add(seen)
         return outcomes

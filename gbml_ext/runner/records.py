@@ -47,8 +47,8 @@ def final_results(state: TrainingState, config: Config, device: torch.device,
     """The results.json record of a finished run: the final evaluation on
     `config.evaluation.split` (`evaluate.final_evaluation`), training's time and peak memory,
     the paths of training ("train_path") and evaluation ("path"), the seconds of a compiling
-    path's first call ("first_call_s", None when nothing compiled), the environment and the
-    config.
+    path's first call in training and evaluation ("first_call_s", "evaluation_first_call_s";
+    None when nothing compiled), the environment and the config.
     `shared_process`: other runs share this process, so on the CPU the peaks are not this run's
     and are recorded as None."""
     memory = training_memory(config.run_dir(), device, memory_baseline,
@@ -76,6 +76,7 @@ def final_results(state: TrainingState, config: Config, device: torch.device,
         "train_path": training_path(config, state.algorithm),
         # The compiled path's first call in this process, compiling included (None: none).
         "first_call_s": first_call_s(state.algorithm),
+        "evaluation_first_call_s": first_call_s(state.algorithm, training=False),
         "precision": config.precision,
         # train.max_minutes ended meta-training before train.iterations.
         "stopped_by_time_limit": state.iteration < config.train.iterations,
