@@ -60,11 +60,12 @@ def test_dry_run_of_the_compiled_step(tmp_path):
     """Config s beside the batched path (CUDA graphs: CUDA only), then MAML trained through the
     runner on the compiled path with CUDA graphs asked, with its first calls; the check's page
     shows both tables."""
-    from benchmarks.configs import CONFIGS, tiny
-    from benchmarks.peers.compiled import unsupported
     from gpu_check import markdown_report
     from gpu_compiled import DRY_RUN_RUNS, compiled
     from gpu_data import omniglot_archive
+
+    from benchmarks.configs import CONFIGS, tiny
+    from benchmarks.peers.compiled import unsupported
 
     work = tmp_path / "work"
     work.mkdir()
