@@ -209,9 +209,9 @@ class CompiledPath:
         return needs_compiling(learner, batch, steps, training=training)
 
     def first_call_s(self, learner: nn.Module, training: bool = True) -> Optional[float]:
-        """The seconds of the latest compiling call of meta-training (else of evaluation)
-        for `learner` in this process (`gbml_ext.fast.compiled.first_call_seconds`, kept per
-        mode here)."""
+        """The seconds of the first compiling call of meta-training (else of evaluation) for
+        `learner` in this process (`gbml_ext.fast.compiled.first_call_seconds`, kept per mode
+        here; later compiles, for other shapes, leave it)."""
         return (self._training if training else self._evaluation).get(learner)
 
     def meta_gradient(self, learner: nn.Module, batch: Sequence[Task], steps: int,
@@ -229,13 +229,13 @@ class CompiledPath:
     @staticmethod
     def _noting(seconds: weakref.WeakKeyDictionary, learner: nn.Module,
                 call: Callable[[], _T]) -> _T:
-        """`call()`; when it compiled (a new first call is on record), its seconds go to
-        `seconds[learner]`."""
+        """`call()`; when it compiled (a new first call is on record) and none did before in
+        this mode, its seconds go to `seconds[learner]`."""
         before = first_call_seconds(learner)
         result = call()
         after = first_call_seconds(learner)
         if after is not None and after is not before:
-            seconds[learner] = after
+            seconds.setdefault(learner, after)
         return result
 
     def __repr__(self) -> str:
