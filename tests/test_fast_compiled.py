@@ -19,12 +19,12 @@ from gbml_ext.engine import accumulate_meta_gradient, adaptation_curve
 from gbml_ext.fast import (
     CompiledPathUnsupported,
     choose_path,
+    compile_cache,
     compiled_adaptation_curves,
     compiled_meta_gradient,
     first_call_seconds,
     needs_compiling,
 )
-from gbml_ext.fast import compile_cache
 from gbml_ext.fast import compiled as compiled_module
 from helpers import classification_task, regression_task
 
@@ -185,11 +185,11 @@ def test_compiled_maml_equals_the_engine_and_does_not_recompile() -> None:
 
 @pytest.mark.slow
 def test_compiled_kfo_with_an_adapted_transform_and_its_curves_equal_the_engine() -> None:
+    """Second-order Meta-KFO, PSD factors adapting per task from the second step on."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(),
-                                torch.nn.Linear(5, 3)).double()
-    transform = gbml_ext.KroneckerTransform(nonlinear=True, hidden_layers=1, psd=True)
-    kfo = gbml_ext.GBML(model, transform=transform, lr=0.3, adapt_transform=True)
+    transform = gbml_ext.KroneckerTransform(psd=True)
+    kfo = gbml_ext.GBML(torch.nn.Linear(4, 3).double(), transform=transform, lr=0.3,
+                        adapt_transform=True)
     with torch.no_grad():
         for param in kfo.compute_update.parameters():
             param.add_(0.1 * torch.randn_like(param))
@@ -201,16 +201,16 @@ def test_compiled_kfo_with_an_adapted_transform_and_its_curves_equal_the_engine(
     for want, got in zip(expected, actual):
         torch.testing.assert_close(got.loss, want.loss, rtol=1e-10, atol=1e-12)
         assert float(got.accuracy) == float(want.accuracy)
-    curves = compiled_adaptation_curves(twin, tasks, 3)
+    curves = compiled_adaptation_curves(twin, tasks, 2)
     for task, curve in zip(tasks, curves):
-        for got, want in zip(curve, adaptation_curve(kfo, task, 3)):
+        for got, want in zip(curve, adaptation_curve(kfo, task, 2)):
             torch.testing.assert_close(got.loss, want.loss, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.slow
 def test_compiled_anil_cnn_in_float32_agrees_with_the_engine() -> None:
     """ANIL on a CNN (convolutions, batch-norm on the batch's statistics, max-pool; the body
-    inside the graph) in float32: within 1e-4 of the meta-gradient's norm."""
+    inside the graph) in float32: within 1e-5 of the meta-gradient's norm."""
     torch.manual_seed(0)
     cnn = gbml_ext.nn.CNN4(3, in_channels=1, hidden=4, layers=2, image_size=8)
     anil = gbml_ext.ANIL(cnn.features, cnn.classifier, lr=0.3)
@@ -220,7 +220,7 @@ def test_compiled_anil_cnn_in_float32_agrees_with_the_engine() -> None:
     accumulate_meta_gradient(anil, tasks, 2)
     compiled_meta_gradient(twin, tasks, 2)
     assert all(p.grad is not None for p in twin.body.parameters())
-    _assert_gradients_close(anil, twin, 1e-4)
+    _assert_gradients_close(anil, twin, 1e-5)
 
 
 @pytest.mark.slow

@@ -164,8 +164,13 @@ class StackedEncoder(nn.Module):
     def forward(self, support_x: torch.Tensor, query_x: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
         n_support = support_x.shape[1]
-        features = torch.vmap(self.body)(torch.cat([support_x, query_x], dim=1))
+        # A function, not the module: vmap names what it maps, and a module's name is its
+        # repr, which torch.compile cannot trace.
+        features = torch.vmap(self._body)(torch.cat([support_x, query_x], dim=1))
         return features[:, :n_support], features[:, n_support:]
+
+    def _body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
 
 
 def _head(model: nn.Module) -> nn.Module:

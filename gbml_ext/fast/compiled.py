@@ -11,10 +11,11 @@ numbers are the per-task engine's up to float rounding (tests/test_compiled_step
 Compiling costs seconds to minutes on a CPU, paid on the first call for each learner, tensor
 shapes, steps and mode (meta-gradient or curves), then taken from the cache
 (`gbml_ext.fast.compile_cache`); inductor also keeps what it compiled on disk
-(`TORCHINDUCTOR_CACHE_DIR`, else torch's default), which a later process reuses. `needs_compiling` says whether a call will compile and
-`first_call_seconds` how long the latest first call took (compiling included). A learner this
-path cannot run (no batched form: Reptile, iMAML, learn2learn's MAML; a module dynamo cannot
-trace) is refused with a `CompiledPathUnsupported` naming the reason and the path to use.
+(`TORCHINDUCTOR_CACHE_DIR`, else torch's default), which a later process reuses.
+`needs_compiling` says whether a call will compile and `first_call_seconds` how long the
+latest first call took (compiling included). A learner this path cannot run (no batched
+form: Reptile, iMAML, learn2learn's MAML; a module dynamo cannot trace) is refused with a
+`CompiledPathUnsupported` naming the reason and the path to use.
 
 Unlike the per-task path, a parameter the query loss never reaches gets a zero meta-gradient,
 not `.grad = None`.
