@@ -22,8 +22,13 @@ tests/test_benchmark_peers.py):
                   _ZN2at4_ops10empty_like4call..."), which serves the fused Adam alone.
     jax           the same network in JAX, vmap over tasks, the meta-step under `jax.jit`, when
                   jax imports (configs a, b, s).
-    nhwc, compiled, compiled-nhwc   see benchmarks/peers/gbml_ext.py; the compiled ones only
-                  with `--compiled` (or named in --peers): they spend tens of seconds compiling.
+    nhwc          the per-task engine with channels-last weights (benchmarks/peers/gbml_ext.py).
+    compiled      the runner's compiled path (`algorithm.path = "compiled"`), on every config
+                  it can meta-train; compiled-nhwc with channels-last weights, and
+                  compiled-cudagraphs with CUDA graphs on top (CUDA only); see
+                  benchmarks/peers/compiled.py. Only with `--compiled` (or named in --peers):
+                  they spend seconds to minutes compiling, reported as `first_call_s`.
+                  `--compiled-configs` limits them to some configs.
 Install the optional peers with `pip install -e ".[bench]"`.
 
 The JSON (--json) and markdown (--markdown) reports are rewritten after every config, so a run
@@ -37,6 +42,8 @@ linreg_shallow.toml).
 Example:
     python -m benchmarks.inner_loop --device cpu --configs a,b,c,s --repeats 3 --json perf.json
     python -m benchmarks.inner_loop --tiny --repeats 1 --skip-memory   # a smoke test
+    python -m benchmarks.inner_loop --configs s --peers compiled,batched,learn2learn,jax \
+        --threads 1                     # the compiled path beside JAX and learn2learn
 """
 from __future__ import annotations
 
@@ -61,7 +68,8 @@ from .harness import (
     memory_probe,
     print_table,
 )
-from .peers import PEERS, UNAVAILABLE, build_meta_iteration, default_peers, peers_for
+from .peers import OPT_IN, PEERS, UNAVAILABLE, build_meta_iteration, default_peers, peers_for
+from .peers.compiled import unsupported as compiled_unsupported
 from .studies import memory_stays_flat, order_comparison
 
 __all__ = ["build_meta_iteration", "main", "markdown_report", "memory_stays_flat"]
@@ -80,8 +88,11 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"comma-separated subset of {','.join(PEERS)} (default: all "
                              f"installed but the compiled ones)")
     parser.add_argument("--compiled", action="store_true",
-                        help="add the compiled and compiled-nhwc peers (tens of seconds, more "
-                             "on a GPU, of compiling)")
+                        help=f"add the compiled peers ({', '.join(OPT_IN)}; seconds to minutes "
+                             f"of compiling each)")
+    parser.add_argument("--compiled-configs", default=None,
+                        help="comma-separated groups or configs on which the compiled peers "
+                             "run (default: every config they can run)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed meta-iterations per implementation (default 3 CPU, 20 CUDA)")
     parser.add_argument("--warmup", type=int, default=1,
@@ -107,6 +118,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory-probe", nargs=2, metavar=("CONFIG", "IMPLEMENTATION"),
                         help=argparse.SUPPRESS)
     return parser
+
+
+def _config_names(text: str) -> List[str]:
+    """The configs of comma-separated groups (a,b,c,s) or config names, in order."""
+    names = [name for group in filter(None, text.split(","))  # "" runs only extras
+             for name in CONFIG_GROUPS.get(group.strip(), [group.strip()])]
+    unknown = sorted(set(names) - set(CONFIGS))
+    if unknown:
+        raise SystemExit(f"unknown configs {unknown}; groups: {list(CONFIG_GROUPS)}, configs: "
+                         f"{list(CONFIGS)}")
+    return names
+
+
+def _why_not(peer: str, config: BenchmarkConfig) -> str:
+    """Why `peer` does not run `config` (the compiled path's reason for its peers)."""
+    reason = compiled_unsupported(config) if peer in OPT_IN else None
+    return f"does not run this config: {reason}" if reason else "does not run this config"
 
 
 def _unchanged(config: BenchmarkConfig) -> BenchmarkConfig:
@@ -146,7 +174,7 @@ def _chosen_peers(args: argparse.Namespace) -> Tuple[List[str], Dict[str, str]]:
     if unknown:
         raise SystemExit(f"unknown or uninstalled peers {unknown}; available: {list(PEERS)}")
     chosen = [name for name in names if name in PEERS]
-    chosen += [name for name in PEERS if args.compiled and name in ("compiled", "compiled-nhwc")
+    chosen += [name for name in PEERS if args.compiled and name in OPT_IN
                and name not in chosen]
     return chosen, {name: UNAVAILABLE[name] for name in names if name in UNAVAILABLE}
 
@@ -217,20 +245,20 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
           f"{report['ceiling']['conv2d_gflops']:.1f} GFLOP/s", flush=True)
 
     report["configs"] = {}
-    names = [name for group in filter(None, args.configs.split(","))  # "" runs only extras
-             for name in CONFIG_GROUPS.get(group.strip(), [group.strip()])]
-    unknown = sorted(set(names) - set(CONFIGS))
-    if unknown:
-        raise SystemExit(f"unknown configs {unknown}; groups: {list(CONFIG_GROUPS)}, configs: "
-                         f"{list(CONFIGS)}")
+    names = _config_names(args.configs)
+    compiled_on = None if args.compiled_configs is None else _config_names(args.compiled_configs)
     for name in dict.fromkeys(names):
         if out_of_time(name):
             continue
         config = shrink(CONFIGS[name])
         skipped: Dict[str, str] = {}
-        results = benchmark_config(config, peers_for(config, chosen), device, repeats,
-                                   args.warmup, not args.skip_memory, skipped,
-                                   args.count_flops)
+        here = [peer for peer in chosen if compiled_on is None or peer not in OPT_IN
+                or name in compiled_on]
+        runs = peers_for(config, here)
+        if args.peers is not None:  # a peer named that cannot run this config says why
+            skipped.update({peer: _why_not(peer, config) for peer in here if peer not in runs})
+        results = benchmark_config(config, runs, device, repeats, args.warmup,
+                                   not args.skip_memory, skipped, args.count_flops)
         report["configs"][name] = {"description": config.description, "results": results,
                                    "skipped_peers": skipped}
         print_table(f"{name}: {config.description}", results)

@@ -24,12 +24,18 @@ time budget, nothing failed) / skipped:
    saying so, when it is absent); DIR/training.json after every run. The drawings are decoded
    into the runner's cache in the background from the start of step 3 on;
 6. profile: torch.profiler over batched MAML on config a (benchmarks/profile_step.py), only
-   when time is left: DIR/profile.{json,md}.
+   when time is left: DIR/profile.{json,md};
+7. compiled: the compiled path (`algorithm.path = "compiled"`) and CUDA graphs on top of it
+   (inductor's triton.cudagraphs, as torch.compile(mode="reduce-overhead")): the benchmark on
+   configs s and a beside the batched path, then MAML 5w1s trained through the runner both
+   ways, each with its first_call_s (compiling included); its tables are in gpu_check.md.
+   `--no-compiled` leaves it out.
 
 Time: every step has a budget (`--*-budget`, seconds) and the whole check a deadline
 (`--deadline`, from its start, install included): a step gets the smaller of its budget and
 the time left, and a step with less than `--least-step-seconds` left is skipped and says so.
-The defaults fit 4 minutes on an H100 from a bare machine (install about 70 s).
+The defaults fit 6 minutes on an H100 from a bare machine (install about 70 s); with
+`--no-compiled --deadline 230`, 4 minutes.
 
 DIR gets gpu_check.md and gpu_check.json, rewritten before and after every step (a check cut
 off mid-step shows that step as running), and the steps' own files above: at most 7 files.
@@ -54,6 +60,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_compiled import compiled  # noqa: E402
 from gpu_data import omniglot_archive, warm_omniglot_cache  # noqa: E402
 from gpu_install import atomic_write_text, install  # noqa: E402
 from gpu_steps import benchmark, cuda_tests, profile, training, training_worker  # noqa: E402
@@ -98,15 +105,17 @@ def _benchmark_lines(step: Dict[str, Any]) -> List[str]:
 
 
 def _training_lines(step: Dict[str, Any]) -> List[str]:
-    lines = ["| run | path | iterations | test accuracy | s/iter | peak MB | error |",
-             "|---|---|---:|---:|---:|---:|---|"]
+    lines = ["| run | path | iterations | test accuracy | s/iter | first call s | peak MB | "
+             "error |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for name, run in step.get("runs", {}).items():
         if run.get("skipped"):
-            lines.append(f"| {name} | {run['path_asked']} | - | - | - | - | {run['skipped']} |")
+            lines.append(f"| {name} | {run['path_asked']} | - | - | - | - | - | "
+                         f"{run['skipped']} |")
             continue
-        lines.append(f"| {name} | {run.get('path', '-')} | {run.get('iterations', '-')} | "
-                     f"{_fmt(run.get('test_accuracy'))} | "
+        lines.append(f"| {name} | {run.get('train_path') or run.get('path', '-')} | "
+                     f"{run.get('iterations', '-')} | {_fmt(run.get('test_accuracy'))} | "
                      f"{_fmt(run.get('seconds_per_iteration'))} | "
+                     f"{_fmt(run.get('first_call_s'), '.1f')} | "
                      f"{_fmt(run.get('peak_memory_mb'), '.0f')} | {run['error'] or ''} |")
     return lines
 
@@ -129,12 +138,12 @@ def markdown_report(report: Dict[str, Any]) -> str:
              f"- install: `{json.dumps(report['install'])}`", ""]
     for step in report["steps"]:
         lines += [f"## {step['name']}: {step['status']}", "", step.get("detail", ""), ""]
-        if step["name"] == "benchmark":
+        if step["name"] in ("benchmark", "compiled"):
             lines += _benchmark_lines(step) + [""]
             lines += [f"- {config} / {peer}: {why}"
                       for config, peers in step.get("skipped_peers", {}).items()
                       for peer, why in peers.items()] + ["", "(benchmark.md has the tables)", ""]
-        if step["name"] == "omniglot training":
+        if step["name"] in ("omniglot training", "compiled"):
             lines += _training_lines(step) + [""]
         if step["name"] == "profile":
             lines += _profile_lines(step) + ["", "(profile.md has the top ops)", ""]
@@ -155,15 +164,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="meta-iterations per training run (default 4, dry run 1)")
     parser.add_argument("--repeats", type=int, default=5, help="benchmark repeats")
     parser.add_argument("--compiled", action="store_true",
-                        help="add the torch.compile peers to the benchmark (minutes of compiling)")
+                        help="add the compiled peers to the benchmark of every config too "
+                             "(minutes of compiling)")
+    parser.add_argument("--no-compiled", action="store_true",
+                        help="leave out the compiled step (the compiled path on configs s and a)")
     parser.add_argument("--full-benchmark", action="store_true",
                         help="every installed peer and the flat-memory check (needs budget)")
-    parser.add_argument("--deadline", type=float, default=230.0,
+    parser.add_argument("--deadline", type=float, default=350.0,
                         help="seconds for the whole check, install included")
     parser.add_argument("--tests-budget", type=float, default=45.0)
     parser.add_argument("--benchmark-budget", type=float, default=55.0)
     parser.add_argument("--training-budget", type=float, default=60.0)
     parser.add_argument("--profile-budget", type=float, default=25.0)
+    parser.add_argument("--compiled-budget", type=float, default=120.0)
     parser.add_argument("--least-step-seconds", type=float, default=15.0,
                         help="skip a step when less than this is left before the deadline")
     parser.add_argument("--training-worker", default=None, help=argparse.SUPPRESS)
@@ -177,6 +190,10 @@ def _steps(args: argparse.Namespace, work: Path
     iterations = args.iterations or (1 if args.dry_run else 4)
     data = omniglot_archive(args.wheelhouse, work, args.dry_run)
     warmer = warm_omniglot_cache(REPO, work, data)
+    compiled_step = [] if args.no_compiled else [
+        ("compiled", args.compiled_budget, lambda timeout: compiled(
+            REPO, work, args.out, data, args.device, args.dry_run, args.repeats, iterations,
+            timeout))]
     return [
         ("cuda tests", args.tests_budget, lambda timeout: cuda_tests(REPO, timeout)),
         ("benchmark", args.benchmark_budget, lambda timeout: benchmark(
@@ -187,6 +204,7 @@ def _steps(args: argparse.Namespace, work: Path
             warmer)),
         ("profile", args.profile_budget, lambda timeout: profile(
             REPO, args.out, args.device, args.dry_run, timeout)),
+        *compiled_step,
     ], warmer
 
 

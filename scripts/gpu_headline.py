@@ -2,6 +2,7 @@
 for a wall-clock budget, then evaluated on 600 test tasks.
 
     python3 scripts/gpu_headline.py --minutes 4 --out DIR      # or: make gpu-headline MINUTES=4
+    python3 scripts/gpu_headline.py --minutes 4 --out DIR --path compiled --cuda-graphs
     python3 scripts/gpu_headline.py --device cpu --dry-run --minutes 0.05 --out DIR   # tiny
 
 The config is experiments/configs/omniglot/5w1s/maml.toml (Finn et al. 2017: CNN4-64, inner
@@ -12,11 +13,16 @@ data is the full Omniglot archive that `make wheelhouse` carries (1,623 characte
 1100/100/423 split); like scripts/gpu_check.py it installs what is missing from the wheelhouse
 first (`--no-install` skips that).
 
+`--path` picks the runner's path (`algorithm.path`; "auto" by default), and `--cuda-graphs`
+turns on CUDA graphs for what the compiled path compiles (TORCHINDUCTOR_CUDAGRAPHS=1, what
+torch.compile(mode="reduce-overhead") sets). The compiled path's first meta-iteration compiles;
+its seconds (`first_call_s`) are reported beside the others and count in the training time.
+
 DIR gets headline.md and headline.json (iterations reached, training time, seconds per
-iteration, test accuracy with its 95% interval beside Finn et al.'s 98.7 ± 0.4 % and
-learn2learn's 99.1 %), and the run's results.json and metrics.jsonl. Extra `key=value`
-overrides after `--` go to the runner (e.g. `-- precision=tf32`). A dry run trains a tiny
-model on a random-stroke stand-in: its numbers mean nothing.
+iteration, the path and its first call, test accuracy with its 95% interval beside Finn et
+al.'s 98.7 ± 0.4 % and learn2learn's 99.1 %), and the run's results.json and metrics.jsonl.
+Extra `key=value` overrides after `--` go to the runner (e.g. `-- precision=tf32`). A dry run
+trains a tiny model on a random-stroke stand-in: its numbers mean nothing.
 """
 from __future__ import annotations
 
@@ -54,6 +60,10 @@ def markdown(summary: Dict[str, Any]) -> str:
              + (" (DRY RUN: numbers mean nothing)" if summary["dry_run"] else ""), "",
              f"- date: {summary['date']}", f"- command: `{summary['command']}`",
              f"- device: {summary.get('device')}; torch {summary.get('torch')}",
+             f"- path: {summary.get('train_path') or summary.get('path_asked')} (asked: "
+             f"{summary.get('path_asked')}{', CUDA graphs' if summary.get('cuda_graphs') else ''})"
+             + (f"; first call {summary['first_call_s']:.1f} s (compiling included)"
+                if summary.get("first_call_s") is not None else ""),
              f"- data: {summary['data']}", f"- config: {CONFIG}"
              + (f" + {' '.join(summary['overrides'])}" if summary["overrides"] else ""), "",
              "| run | meta-iterations | training time | s / iteration | test accuracy (600 "
@@ -83,6 +93,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--dry-run", action="store_true", help="a tiny model, nothing installed")
     parser.add_argument("--no-install", action="store_true")
+    parser.add_argument("--path", default="auto",
+                        choices=["auto", "per-task", "batched", "compiled"],
+                        help="the runner's algorithm.path (default auto)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="CUDA graphs on top of the compiled path (TORCHINDUCTOR_CUDAGRAPHS=1)")
     parser.add_argument("--wheelhouse", type=Path, default=REPO / "build/wheelhouse")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
     args = parser.parse_args(argv)
@@ -94,6 +109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             + (["--", *overrides] if overrides else [])),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "minutes": args.minutes, "dry_run": args.dry_run, "overrides": overrides,
+        "path_asked": args.path, "cuda_graphs": args.cuda_graphs,
         "published": [{"accuracy_percent": m, "ci95": i, "source": s} for m, i, s in PUBLISHED]}
     if not (args.dry_run or args.no_install):
         summary["install"] = install(args.wheelhouse, REPO)
@@ -104,6 +120,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _finish(args.out, summary, 1)
     run_dir = work / "run"
     settings = [f"device={args.device}", f"train.max_minutes={args.minutes}",
+                f"algorithm.path={args.path}",
                 "train.eval_every=0", "train.log_every=100", "train.plot=false",
                 f"output_dir={run_dir}"]
     if args.dry_run:
@@ -112,8 +129,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     command = [sys.executable, "-m", "gbml_ext.runner", CONFIG, "--no-progress", "--overwrite",
                *data_overrides, *settings, *overrides]
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if args.cuda_graphs:
+        env["TORCHINDUCTOR_CUDAGRAPHS"] = "1"
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env,
                             timeout=60 * args.minutes + 900)
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     summary["output_tail"] = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
@@ -131,6 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "stopped_by_time_limit": results.get("stopped_by_time_limit"),
         "accuracy": results["evaluation"]["accuracy"], "loss": results["evaluation"]["loss"],
         "test_tasks": results["evaluation"]["loss"]["n"], "path": results.get("path"),
+        "train_path": results.get("train_path"), "first_call_s": results.get("first_call_s"),
         "precision": results.get("precision"), "peak_memory_mb": results.get("peak_memory_mb"),
         "device": environment.get("hardware") or environment.get("device"),
         "torch": environment.get("torch")})

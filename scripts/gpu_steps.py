@@ -1,5 +1,5 @@
 """The checking steps of scripts/gpu_check.py: CUDA tests, the benchmark, Omniglot training, the
-profile of one meta-step.
+profile of one meta-step (the compiled path's step is in gpu_compiled.py).
 
 Each step runs in a subprocess of its own (a CUDA error cannot poison the next step) under a
 time limit, writes its own files into the report folder as it goes (so a step cut off at its
@@ -10,13 +10,14 @@ the seconds it took, a short detail and the tail of its output.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from gpu_data import Data
 
@@ -97,15 +98,18 @@ CHECK_CONFIGS = "a-maml,b-maml,a-fomaml,c-anil-kfo,s-linreg"
 
 
 def benchmark(repo: Path, out: Path, device: str, dry_run: bool, repeats: int,
-              timeout: float, compiled: bool = False, full: bool = False) -> Dict[str, Any]:
-    """The inner-loop benchmark on configs a, b, c and s, written to out/benchmark.{json,md}
-    config by config; it starts no config in the last 20 s of `timeout`."""
-    out_json, out_md = out / "benchmark.json", out / "benchmark.md"
+              timeout: float, compiled: bool = False, full: bool = False,
+              name: str = "benchmark", configs: str = CHECK_CONFIGS,
+              peers: str = CHECK_PEERS) -> Dict[str, Any]:
+    """The inner-loop benchmark on `configs` (a, b, c and s) with `peers`, written to
+    out/`name`.{json,md} config by config; it starts no config in the last 20 s of
+    `timeout`."""
+    out_json, out_md = out / f"{name}.json", out / f"{name}.md"
     command = [sys.executable, "-m", "benchmarks.inner_loop", "--device", device,
-               "--configs", CHECK_CONFIGS, "--json", str(out_json), "--markdown", str(out_md),
+               "--configs", configs, "--json", str(out_json), "--markdown", str(out_md),
                "--max-seconds", f"{max(1.0, timeout - 20):.0f}"]
     if not full:
-        command += ["--peers", CHECK_PEERS, "--skip-order-comparison", "--count-flops", "one"]
+        command += ["--peers", peers, "--skip-order-comparison", "--count-flops", "one"]
     if compiled:
         command += ["--compiled"]
     if dry_run:
@@ -114,7 +118,7 @@ def benchmark(repo: Path, out: Path, device: str, dry_run: bool, repeats: int,
     else:
         command += ["--repeats", str(repeats), "--warmup", "1",
                     "--flat-iterations", "200" if full else "0"]
-    step = run_step("benchmark", command, repo, timeout, timeout_status="partial")
+    step = run_step(name, command, repo, timeout, timeout_status="partial")
     if out_json.is_file():
         report = json.loads(out_json.read_text())
         step["results"] = {name: entry["results"] for name, entry in report["configs"].items()}
@@ -137,8 +141,9 @@ def training_worker(spec_json: str) -> None:
 
     spec = json.loads(spec_json)
     outcomes: Dict[str, Any] = {}
-    result_file = Path(spec["out"]) / "training.json"
-    for name, config_name, path, extra in TRAINING_RUNS:
+    result_file = Path(spec["out"]) / spec.get("result_file", "training.json")
+    cuda_graphs = spec.get("cuda_graphs", [])
+    for name, config_name, path, extra in spec.get("runs", TRAINING_RUNS):
         config = f"experiments/configs/omniglot/5w1s/{config_name}.toml"
         left = spec["deadline"] - time.time()
         if left < spec["least_seconds_per_run"]:
@@ -150,12 +155,13 @@ def training_worker(spec_json: str) -> None:
             f"algorithm.path={path}", f"output_dir={run_dir}", f"name=gpu-check-{name}"]
         start = time.perf_counter()
         try:
-            code = train([config, "--no-progress", "--overwrite", *overrides])
+            with _cuda_graphs(name in cuda_graphs):
+                code = train([config, "--no-progress", "--overwrite", *overrides])
             error = None if code == 0 else f"exit code {code}"
         except BaseException as failure:  # noqa: B036 (report every failure, go on)
             error = f"{type(failure).__name__}: {failure}"
         record: Dict[str, Any] = {"config": config, "path_asked": path, "error": error,
-                                  "overrides": extra,
+                                  "overrides": extra, "cuda_graphs": name in cuda_graphs,
                                   "seconds": round(time.perf_counter() - start, 1)}
         results_file = run_dir / "results.json"
         if error is None and results_file.is_file():
@@ -168,7 +174,8 @@ def training_worker(spec_json: str) -> None:
                 "final_train_loss": results.get("final_train_loss"),
                 "seconds_per_iteration": results.get("seconds_per_iteration"),
                 "peak_memory_mb": results.get("peak_memory_mb"),
-                "path": results.get("path"),
+                "path": results.get("path"), "train_path": results.get("train_path"),
+                "first_call_s": results.get("first_call_s"),
                 "device": (results.get("environment") or {}).get("device")})
         outcomes[name] = record
         result_file.write_text(json.dumps(outcomes, indent=1) + "\n")
@@ -176,16 +183,31 @@ def training_worker(spec_json: str) -> None:
     result_file.write_text(json.dumps(outcomes, indent=1) + "\n")
 
 
+def _cuda_graphs(on: bool) -> Any:
+    """A context in which inductor wraps what it compiles in CUDA graphs (when `on`)."""
+    if not on:
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor
+
+    return inductor.patch({"triton.cudagraphs": True})
+
+
 def training(repo: Path, work: Path, out: Path, data: Data, device: str, dry_run: bool,
              iterations: int, timeout: float,
-             warmer: Optional[subprocess.Popen] = None) -> Dict[str, Any]:
-    """Short Omniglot 5w1s runs of every config with a GPU path (`TRAINING_RUNS`), per task
-    and batched, at the MAML paper's settings but `iterations` meta-iterations and 20 test
-    tasks; runs that would start too close to the time limit are skipped and listed. `data`
-    is `omniglot_archive`'s answer; `warmer`, the cache warmer to wait for first."""
+             warmer: Optional[subprocess.Popen] = None, name: str = "omniglot training",
+             runs: Optional[List[Tuple[str, str, str, List[str]]]] = None,
+             result_file: str = "training.json", cuda_graphs: Sequence[str] = ()
+             ) -> Dict[str, Any]:
+    """Short Omniglot 5w1s runs (`runs`: every config with a GPU path, `TRAINING_RUNS`, per
+    task and batched), at the MAML paper's settings but `iterations` meta-iterations and 20
+    test tasks; runs that would start too close to the time limit are skipped and listed.
+    `data` is `omniglot_archive`'s answer; `warmer`, the cache warmer to wait for first; the
+    runs' records go to out/`result_file`; the runs named in `cuda_graphs` compile with CUDA
+    graphs (inductor's triton.cudagraphs)."""
+    runs = TRAINING_RUNS if runs is None else runs
     archive, source, data_overrides = data
     if archive is None:
-        return {"name": "omniglot training", "status": "skipped", "detail": source}
+        return {"name": name, "status": "skipped", "detail": source}
     start = time.perf_counter()
     warm_note = ""
     if warmer is not None:
@@ -203,19 +225,20 @@ def training(repo: Path, work: Path, out: Path, data: Data, device: str, dry_run
         overrides += ["train.meta_batch=2", "model.options={hidden = 8}", "data.queries=3",
                       "algorithm.train_steps=1", "algorithm.test_steps=1"]
     spec = json.dumps({"work": str(work), "out": str(out), "overrides": overrides,
-                       "deadline": time.time() + timeout - 5,
+                       "deadline": time.time() + timeout - 5, "runs": runs,
+                       "result_file": result_file, "cuda_graphs": list(cuda_graphs),
                        "least_seconds_per_run": 0 if dry_run else 8})
     command = [sys.executable, str(Path(__file__).resolve().parent / "gpu_check.py"),
                "--training-worker", spec]
-    step = run_step("omniglot training", command, repo, timeout, detail=source + warm_note,
+    step = run_step(name, command, repo, timeout, detail=source + warm_note,
                     timeout_status="partial")
     step["seconds_waiting_for_the_cache"] = round(time.perf_counter() - start, 1) - step[
         "seconds"]
-    results_file = out / "training.json"
+    results_file = out / result_file
     step["runs"] = json.loads(results_file.read_text()) if results_file.is_file() else {}
-    failed = [name for name, run in step["runs"].items() if run["error"]]
-    missing = [name for name, *_ in TRAINING_RUNS if name not in step["runs"]
-               or step["runs"][name].get("skipped")]
+    failed = [run_name for run_name, run in step["runs"].items() if run["error"]]
+    missing = [run_name for run_name, *_ in runs if run_name not in step["runs"]
+               or step["runs"][run_name].get("skipped")]
     if failed or (step["status"] == "fail"):
         step["status"] = "fail"
         step["detail"] += f"; failed: {failed or 'the worker'}"
@@ -240,3 +263,4 @@ def profile(repo: Path, out: Path, device: str, dry_run: bool, timeout: float
         step["summary"] = {key: value for key, value in summary.items()
                            if not key.startswith("top_")}
     return step
+

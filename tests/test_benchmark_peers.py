@@ -13,6 +13,7 @@ from benchmarks.peers import (
     OPT_IN,
     PEERS,
     UNAVAILABLE,
+    PeerUnavailable,
     build_meta_iteration,
     default_peers,
     peers_for,
@@ -38,8 +39,8 @@ def _meta_gradient(config_name: str, peer: str, device: torch.device, extra: Seq
     return {name: p.grad for name, p in learner.named_parameters()}
 
 
-# Compiling takes tens of seconds on a CPU, so the compiled path has its own slow test.
-SLOW_PEERS = ("compiled", "compiled-nhwc")
+# Compiling takes tens of seconds on a CPU, so the compiled path has its own slow tests.
+SLOW_PEERS = ("compiled", "compiled-nhwc", "compiled-cudagraphs")
 
 
 def _check_all_peers(config_name: str, device: torch.device, only: Sequence[str] = (),
@@ -78,13 +79,61 @@ def test_every_peer_gives_gbml_ext_meta_gradient(config_name):
     _check_all_peers(config_name, torch.device("cpu"))
 
 
-@pytest.mark.slow
-def test_compiled_first_order_peer_gives_gbml_ext_meta_gradient():
+def test_compiled_peers_run_the_configs_the_compiled_path_can_train():
+    from benchmarks.peers.compiled import unsupported
+    from gbml_ext.fast import PATHS
+
     assert "compiled" in peers_for(CONFIGS["a-fomaml"])
-    assert "compiled" not in peers_for(CONFIGS["a-maml"])  # no double backward compiled
-    # Two conv blocks instead of four: the same kinds of layers, compiled in less time.
-    _check_all_peers("a-fomaml", torch.device("cpu"), only=["compiled", "compiled-nhwc"],
-                     extra=["model.options={hidden = 8, layers = 2}"])
+    for name, config in CONFIGS.items():
+        learner = make_learner(config, torch.device("cpu"))
+        reason = PATHS["compiled"].unsupported(learner, "cpu", True)
+        assert unsupported(config) == reason
+        assert ("compiled" in peers_for(config)) == (reason is None), name
+        assert ("compiled-nhwc" in peers_for(config)) == (reason is None and name != "s-linreg")
+    step = build_meta_iteration(tiny(CONFIGS["a-fomaml"]), "compiled", torch.device("cpu"))
+    assert callable(step)  # built without compiling: compiling waits for the first call
+    with pytest.raises(PeerUnavailable, match="CUDA graphs need a CUDA device"):
+        build_meta_iteration(tiny(CONFIGS["a-fomaml"]), "compiled-cudagraphs",
+                             torch.device("cpu"))
+
+
+# Two conv blocks instead of four: the same kinds of layers, compiled in less time.
+_TWO_BLOCKS = ["model.options={hidden = 8, layers = 2}"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_name,extra", [("a-fomaml", _TWO_BLOCKS),
+                                               ("a-maml", _TWO_BLOCKS), ("s-linreg", []),
+                                               ("c-anil-kfo", _TWO_BLOCKS)])
+def test_compiled_peers_give_gbml_ext_meta_gradient(config_name, extra):
+    from benchmarks.peers.compiled import unsupported
+
+    reason = unsupported(_small(config_name, extra))
+    if reason is not None:
+        pytest.skip(f"the compiled path cannot meta-train {config_name}: {reason}")
+    only = ["compiled"] + (["compiled-nhwc"] if config_name != "s-linreg" else [])
+    _check_all_peers(config_name, torch.device("cpu"), only=only, extra=extra)
+
+
+@pytest.mark.slow  # compiles config s's (tiny) meta-step where the compiled path can train it
+def test_benchmark_runs_the_compiled_peer_beside_jax_and_learn2learn(tmp_path):
+    from benchmarks.inner_loop import main
+    from benchmarks.peers.compiled import unsupported
+
+    report = main(["--tiny", "--configs", "s", "--peers", "compiled,batched,learn2learn,jax",
+                   "--repeats", "1", "--warmup", "0", "--skip-memory", "--flat-iterations", "0",
+                   "--skip-order-comparison", "--count-flops", "none", "--threads", "1",
+                   "--json", str(tmp_path / "report.json")])
+    entry = report["configs"]["s-linreg"]
+    reason = unsupported(tiny(CONFIGS["s-linreg"]))
+    assert {"batched", "learn2learn"} <= set(entry["results"])
+    if reason is None:
+        assert entry["results"]["compiled"]["first_call_s"] > 0
+    else:
+        assert entry["skipped_peers"]["compiled"] == f"does not run this config: {reason}"
+    assert ("jax" in entry["results"]) == ("jax" in PEERS)
+    if "jax" not in PEERS:
+        assert "jax" in report["unavailable_peers"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
@@ -127,7 +176,7 @@ def test_every_peer_keeps_everything_on_the_requested_device(config_name):
 
 def test_peers_cover_the_libraries_that_are_installed():
     always = {"gbml_ext", "batched", "batched/4", "nhwc", "learn2learn", "torch.func",
-              "compiled"}
+              "compiled", "compiled-nhwc", "compiled-cudagraphs"}
     assert always <= set(PEERS)
     for optional in ("higher", "torchopt"):
         assert (optional in PEERS) == (importlib.util.find_spec(optional) is not None)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, cast
 
 import pytest
 import torch
@@ -95,20 +95,45 @@ def test_runs_on_both_paths_give_the_same_numbers(tmp_path: Path, extra: List[st
     assert validation[1] == pytest.approx(validation[0], rel=1e-5)
 
 
-def test_batched_training_calls_the_batched_path(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import gbml_ext.fast as batched_module
+class CountingPath:
+    """A stand-in registry entry that counts the runner's calls and passes them on."""
 
-    calls = []
-    original = batched_module.batched_meta_gradient
+    def __init__(self, path: Any) -> None:
+        self.path, self.name, self.batches_tasks = path, path.name, path.batches_tasks
+        self.refusal = path.refusal
+        self.calls: List[tuple] = []
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(len(args[1]))
-        return original(*args, **kwargs)
+    def unsupported(self, learner: Any, device: Any, training: bool) -> Any:
+        return self.path.unsupported(learner, device, training)
 
-    monkeypatch.setattr(batched_module, "batched_meta_gradient", counting)
-    run(tmp_path, "batched", "algorithm.path=batched")
-    assert calls == [3] * 8
-    calls.clear()
-    run(tmp_path, "per-task", "algorithm.path=per-task")
-    assert calls == []
+    def will_compile(self, *args: Any, **kwargs: Any) -> bool:
+        return False
+
+    def first_call_s(self, learner: Any, training: bool = True) -> None:
+        return None
+
+    def meta_gradient(self, learner: Any, batch: Any, steps: int, loss_fn: Any = None) -> Any:
+        self.calls.append(("meta_gradient", len(batch), steps))
+        return self.path.meta_gradient(learner, batch, steps, loss_fn)
+
+    def curves(self, learner: Any, batch: Any, steps: int, loss_fn: Any = None) -> Any:
+        self.calls.append(("curves", len(batch), steps))
+        return self.path.curves(learner, batch, steps, loss_fn)
+
+
+@pytest.mark.parametrize("name", ["batched", "per-task"])
+def test_the_runner_trains_and_evaluates_through_the_registry_entry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Training, validation and the final evaluation all call the chosen entry of PATHS, and no
+    other: swapping the entry swaps what runs."""
+    from gbml_ext.fast import PATHS
+
+    counting = {key: CountingPath(PATHS[key]) for key in PATHS}
+    for key, entry in counting.items():
+        monkeypatch.setitem(cast(Any, PATHS), key, entry)
+    run(tmp_path, name, f"algorithm.path={name}")
+    calls = counting[name].calls
+    # 8 meta-batches of 3, 2 validations of 6 tasks and the final evaluation of 10 tasks.
+    assert [c for c in calls if c[0] == "meta_gradient"] == [("meta_gradient", 3, 1)] * 8
+    assert [c for c in calls if c[0] == "curves"] == [("curves", 6, 2)] * 2 + [("curves", 10, 2)]
+    assert all(not entry.calls for key, entry in counting.items() if key != name)

@@ -22,15 +22,16 @@ def _dry_run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     command = [sys.executable, str(REPO / "scripts/gpu_check.py"), "--device", "cpu",
                "--dry-run", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"),
                "--wheelhouse", str(tmp_path / "no-wheelhouse"), *extra]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
 
 
 def test_dry_run_passes_every_step_and_writes_the_reports_as_it_goes(tmp_path):
     # The step budgets are a GPU machine's; a CPU shared with the rest of the suite (make test
     # runs it in parallel) gets more time for each, still inside the deadline.
+    # The compiled step compiles for minutes on a CPU: it has a slow test of its own below.
     result = _dry_run(tmp_path, "--deadline", "600", "--tests-budget", "120",
                       "--benchmark-budget", "150", "--training-budget", "150",
-                      "--profile-budget", "90")
+                      "--profile-budget", "90", "--no-compiled")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == [
@@ -54,11 +55,46 @@ def test_dry_run_passes_every_step_and_writes_the_reports_as_it_goes(tmp_path):
     assert "DRY RUN" in (out / "gpu_check.md").read_text()
 
 
+@pytest.mark.slow  # compiles a CNN's second-order meta-step on the CPU: minutes
+def test_dry_run_of_the_compiled_step(tmp_path):
+    """Config s beside the batched path (CUDA graphs: CUDA only), then MAML trained through the
+    runner on the compiled path with CUDA graphs asked, with its first calls; the check's page
+    shows both tables."""
+    from gpu_check import markdown_report
+    from gpu_compiled import DRY_RUN_RUNS, compiled
+    from gpu_data import omniglot_archive
+
+    from benchmarks.configs import CONFIGS, tiny
+    from benchmarks.peers.compiled import unsupported
+
+    work = tmp_path / "work"
+    work.mkdir()
+    data = omniglot_archive(tmp_path / "no-wheelhouse", work, dry_run=True)
+    step = compiled(REPO, work, tmp_path / "out", data, "cpu", True, repeats=1, iterations=1,
+                    timeout=900)
+    assert step["status"] == "pass", step["detail"] + step["output_tail"][-3000:]
+    assert list(step["results"]) == ["s-linreg"]  # config a too on a GPU (COMPILED_CONFIGS)
+    results, skipped = step["results"]["s-linreg"], step["skipped_peers"]["s-linreg"]
+    assert unsupported(tiny(CONFIGS["s-linreg"])) is None
+    assert {"batched", "compiled"} <= set(results) and results["compiled"]["first_call_s"] > 0
+    assert "CUDA graphs need a CUDA device" in skipped["compiled-cudagraphs"]
+    runs = step["runs"]
+    assert list(runs) == [name for name, *_ in DRY_RUN_RUNS] == ["maml-compiled-cudagraphs"]
+    run = runs["maml-compiled-cudagraphs"]
+    assert run["error"] is None and run["path_asked"] == "compiled" and run["cuda_graphs"], run
+    assert run["train_path"] == run["path"] == "compiled" and run["first_call_s"] > 0
+    report = {"verdict": "pass", "date": "-", "command": "-", "device": "cpu", "dry_run": True,
+              "seconds": 1, "deadline": 1, "environment": {}, "install": {}, "steps": [step]}
+    page = markdown_report(report)
+    assert "## compiled: pass" in page and "| s-linreg | compiled |" in page
+    assert "| maml-compiled-cudagraphs | compiled | 1 |" in page
+
+
 def test_a_deadline_skips_the_steps_it_leaves_no_time_for_and_says_so(tmp_path):
     result = _dry_run(tmp_path, "--deadline", "1", "--least-step-seconds", "5")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "out/gpu_check.json").read_text())
-    assert report["verdict"] == "partial" and len(report["incomplete_steps"]) == 4
+    assert report["verdict"] == "partial" and len(report["incomplete_steps"]) == 5
     assert all("deadline" in step["detail"] for step in report["steps"])
 
 
@@ -170,6 +206,24 @@ def test_headline_dry_run_stops_at_its_time_budget_and_reports_beside_the_papers
                                                      "metrics.jsonl", "results.json"]
     summary = json.loads((out / "headline.json").read_text())
     assert summary["stopped_by_time_limit"] and 1 <= summary["iterations"] < 60000
+    assert (summary["path_asked"], summary["cuda_graphs"], summary["first_call_s"]) == (
+        "auto", False, None)
     assert summary["test_tasks"] == 4 and 0 <= summary["accuracy"]["mean"] <= 1
     page = (out / "headline.md").read_text()
     assert "98.7 % ± 0.4 %" in page and "99.1 %" in page and "DRY RUN" in page
+
+
+def test_headline_page_names_the_path_and_its_first_call():
+    from gpu_headline import markdown
+
+    summary = {"minutes": 4, "dry_run": False, "date": "today", "command": "gpu_headline.py",
+               "device": "H100", "torch": "2.14.1", "data": "omniglot", "overrides": [],
+               "path_asked": "compiled", "cuda_graphs": True, "train_path": "compiled",
+               "first_call_s": 42.25, "iterations": 100, "train_seconds": 240.0,
+               "seconds_per_iteration": 0.004, "accuracy": {"mean": 0.9, "ci95": 0.01}}
+    page = markdown(summary)
+    assert ("- path: compiled (asked: compiled, CUDA graphs); first call 42.2 s (compiling "
+            "included)") in page
+    plain = markdown({**summary, "path_asked": "auto", "cuda_graphs": False,
+                      "train_path": "batched", "first_call_s": None})
+    assert "- path: batched (asked: auto)\n" in plain

@@ -1,7 +1,9 @@
 """Every implementation of one meta-iteration that the benchmark compares, by name.
 
     gbml_ext, batched, batched/4,  gbml_ext itself (peers/gbml_ext.py)
-    nhwc, compiled
+    nhwc
+    compiled, compiled-nhwc,       gbml_ext's compiled path (peers/compiled.py)
+    compiled-cudagraphs
     learn2learn                    the reference wrappers (peers/learn2learn.py)
     torch.func                     a hand-written functional inner loop (peers/torchfunc.py)
     higher                         `higher.innerloop_ctx`, when installed (peers/higher.py)
@@ -27,18 +29,18 @@ from torch import nn
 from gbml_ext.registry import Registry
 
 from ..configs import BenchmarkConfig, make_learner, make_tasks
-from . import gbml_ext, higher, jax, learn2learn, torchfunc, torchopt
+from . import compiled, gbml_ext, higher, jax, learn2learn, torchfunc, torchopt
 from .common import MetaIteration, Peer, PeerUnavailable
 
 __all__ = ["OPT_IN", "PEERS", "Peer", "PeerUnavailable", "UNAVAILABLE", "build_meta_iteration",
            "default_peers", "peers_for"]
 
 PEERS: Registry[Peer] = Registry("benchmark peer")
-for _module in (gbml_ext, learn2learn, torchfunc, higher, torchopt, jax):
+for _module in (gbml_ext, compiled, learn2learn, torchfunc, higher, torchopt, jax):
     for _peer in _module.PEERS:
         PEERS.register(_peer.name, _peer)
 # Run only when asked: torch.compile spends tens of seconds (minutes on a GPU) compiling.
-OPT_IN = ("compiled", "compiled-nhwc")
+OPT_IN = ("compiled", "compiled-nhwc", "compiled-cudagraphs")
 # Optional peers that did not load here, and why.
 UNAVAILABLE: Dict[str, str] = {name: reason for name, reason in (
     ("higher", None if higher.higher is not None else "higher is not installed; the bench "

@@ -1,4 +1,5 @@
-"""gbml_ext's own meta-iterations: the per-task engine and the batched fast path.
+"""gbml_ext's own meta-iterations: the per-task engine and the batched fast path (the
+compiled path's peers are in peers/compiled.py).
 
     gbml_ext     `learner.accumulate_meta_gradient(tasks, steps)`: one task at a time, one
                  backward per task (`gbml_ext.engine.accumulate_meta_gradient`).
@@ -8,11 +9,6 @@
                  configs with more than 4 tasks per meta-batch.
     nhwc         the per-task engine with convolution weights channels-last (the runner's
                  `model.channels_last = true`). Only on configs with convolutions.
-    compiled     `gbml_ext.fast.compiled_meta_gradient`: FOMAML with the task loss compiled
-                 by torch.compile (`algorithm.path = "compiled"`). Only on first-order
-                 configs without transform: torch 2.14 cannot compile a double backward.
-                 Compilation falls in the warm-up (`first_call_s` in the JSON).
-    compiled-nhwc  the same with channels-last convolution weights.
 """
 from __future__ import annotations
 
@@ -24,7 +20,7 @@ from torch import nn
 import gbml_ext
 from gbml_ext.algorithms import MetaLearner
 from gbml_ext.data.tasks import Task
-from gbml_ext.fast import batched_meta_gradient, compiled_meta_gradient
+from gbml_ext.fast import batched_meta_gradient
 
 from ..configs import IMAGE_SHAPES, BenchmarkConfig
 from .common import MetaIteration, Peer
@@ -58,28 +54,6 @@ def _channels_last(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[
     return _per_task(config, learner.to(memory_format=torch.channels_last), tasks)
 
 
-def _compiled(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task]
-              ) -> Tuple[nn.Module, MetaIteration]:
-    def meta_iteration() -> None:
-        compiled_meta_gradient(learner, list(tasks), config.steps)
-
-    return learner, meta_iteration
-
-
-def _compiled_channels_last(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task]
-                            ) -> Tuple[nn.Module, MetaIteration]:
-    return _compiled(config, learner.to(memory_format=torch.channels_last), tasks)
-
-
-def _first_order_plain(config: BenchmarkConfig) -> bool:
-    algorithm = config.config.algorithm
-    return algorithm.name == "fomaml" and algorithm.transform == "none"
-
-
-def _first_order_plain_convolutional(config: BenchmarkConfig) -> bool:
-    return _first_order_plain(config) and _has_convolutions(config)
-
-
 def _more_than_4_tasks(config: BenchmarkConfig) -> bool:
     return config.meta_batch > 4
 
@@ -94,7 +68,4 @@ PEERS: List[Peer] = [
     Peer("batched", _batched, version=_VERSION),
     Peer("batched/4", _batched_chunks_of_4, _more_than_4_tasks, version=_VERSION),
     Peer("nhwc", _channels_last, _has_convolutions, version=_VERSION),
-    Peer("compiled", _compiled, _first_order_plain, version=_VERSION),
-    Peer("compiled-nhwc", _compiled_channels_last, _first_order_plain_convolutional,
-         version=_VERSION),
 ]

@@ -17,13 +17,13 @@ from torch import nn
 
 from .. import engine
 from ..data.tasks import TaskSource, sample_batch
-from ..fast import batched_adaptation_curves, choose_path, compiled_adaptation_curves
+from ..fast import PATHS, choose_path
 from .config import ConfigError
 from .schema import AlgorithmConfig, Config
 from .summaries import at_step, best_step, confidence_interval, step_summaries, summarize
 
 __all__ = ["CHOICE_RULE", "EVAL_TASKS_PER_CHUNK", "confidence_interval", "evaluate",
-           "evaluation_steps", "final_evaluation", "run_path", "summarize"]
+           "evaluation_steps", "final_evaluation", "run_path", "summarize", "training_path"]
 
 # Tasks drawn at a time, and adapted together by the fast path's evaluation (which bounds its
 # memory to one chunk's step). Every path draws the same chunks, hence the same tasks.
@@ -33,12 +33,15 @@ CHOICE_RULE = ("the step among 1..K with the best mean validation accuracy (lowe
                "regression), the fewest steps on a tie")
 
 
-def run_path(config: AlgorithmConfig, algorithm: nn.Module, training: bool = False) -> str:
-    """The path ("per-task", "batched" or "compiled") a run of `config` takes for
-    `algorithm`, in its meta-training steps when `training`, else in evaluation.
+def run_path(config: AlgorithmConfig, algorithm: nn.Module, training: bool = False,
+             iterations: Optional[int] = None, time_limit_s: Optional[float] = None) -> str:
+    """The path (a name in `gbml_ext.fast.PATHS`: "per-task", "batched" or "compiled") a run
+    of `config` takes for `algorithm`, in its meta-training steps when `training`, else in
+    evaluation.
 
     `algorithm.batched = true` means `algorithm.path = "batched"`; "auto" is resolved by
-    `gbml_ext.fast.choose_path` on the algorithm's device.
+    `gbml_ext.fast.choose_path` on the algorithm's device, for `iterations` meta-iterations
+    within `time_limit_s` seconds (the run's length, which decides whether compiling pays).
 
     Raises:
         ConfigError: `batched = true` together with `path = "per-task"`.
@@ -55,7 +58,23 @@ def run_path(config: AlgorithmConfig, algorithm: nn.Module, training: bool = Fal
             raise ConfigError("algorithm.batched = true contradicts algorithm.path = 'per-task'; "
                               "drop algorithm.batched (a synonym of path = 'batched').")
         requested = "batched"
-    return choose_path(requested, algorithm, training=training)
+    return choose_path(requested, algorithm, training=training, iterations=iterations,
+                       time_limit_s=time_limit_s)
+
+
+def training_path(config: Config, algorithm: nn.Module) -> str:
+    """The path of a run's meta-training steps: `run_path` for `train.iterations`
+    meta-iterations within `train.max_minutes` (results.json's "train_path").
+
+    Example:
+        >>> import gbml_ext
+        >>> from gbml_ext.runner.config import load_config
+        >>> training_path(load_config(None, []), gbml_ext.MAML(torch.nn.Linear(4, 1)))
+        'batched'
+    """
+    train = config.train
+    return run_path(config.algorithm, algorithm, training=True, iterations=train.iterations,
+                    time_limit_s=60 * train.max_minutes or None)
 
 
 def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: int,
@@ -71,9 +90,11 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
         device: where tasks are moved (the algorithm must be there already).
         loss_fn: as for `engine.adaptation_curve`.
         progress: show a progress bar.
-        path: "per-task", "batched" (`EVAL_TASKS_PER_CHUNK` tasks at a time), "compiled"
-            or "auto" (`gbml_ext.fast.choose_path`). Every path sees the same tasks in the
-            same order: they are drawn `EVAL_TASKS_PER_CHUNK` at a time whatever the path.
+        path: a name in `gbml_ext.fast.PATHS` ("per-task"; "batched" and "compiled" adapt
+            `EVAL_TASKS_PER_CHUNK` tasks at a time) or "auto" (`gbml_ext.fast.choose_path`).
+            Every path sees the same tasks in the same order: they are drawn
+            `EVAL_TASKS_PER_CHUNK` at a time whatever the path. While a path compiles, the
+            progress bar says so.
 
     Returns:
         a dict with `steps` and `max_steps` (both `steps`); for the final step, `loss` and
@@ -100,19 +121,18 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
     """
     from tqdm.auto import tqdm
 
-    chosen = choose_path(path, algorithm, device)
+    chosen = PATHS[choose_path(path, algorithm, device)]
     curves: List[List[engine.TaskOutcome]] = []
     with tqdm(total=num_tasks, desc="evaluate", leave=False, disable=not progress) as bar:
         while len(curves) < num_tasks:
             batch = sample_batch(source, min(EVAL_TASKS_PER_CHUNK,
                                              num_tasks - len(curves))).to(device)
-            if chosen == "batched":
-                curves.extend(batched_adaptation_curves(algorithm, batch, steps, loss_fn, None))
-            elif chosen == "compiled":
-                curves.extend(compiled_adaptation_curves(algorithm, batch, steps, loss_fn))
-            else:
-                curves.extend(engine.adaptation_curve(algorithm, task, steps, loss_fn)
-                              for task in batch)
+            compiling = chosen.will_compile(algorithm, batch, steps, training=False)
+            if compiling:
+                bar.set_postfix_str(f"compiling ({chosen.name} path)")
+            curves.extend(chosen.curves(algorithm, batch, steps, loss_fn))
+            if compiling:
+                bar.set_postfix_str("")
             bar.update(len(batch))
     per_step_losses = [[c[k].loss.item() for c in curves] for k in range(steps + 1)]
     classification = all(c[-1].accuracy is not None for c in curves)

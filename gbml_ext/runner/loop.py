@@ -9,10 +9,10 @@ optimizer, records the step (rank 0), and every rank agrees on whether to stop.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 
@@ -24,7 +24,7 @@ from .checkpoint import save_checkpoint
 from .config import Config, load_config
 from .distributed import agree, all_reduce_gradients, on_rank0
 from .errors import MetaLossDiverged, NonFiniteLossError, RunError
-from .evaluate import run_path
+from .evaluate import training_path
 from .guards import (
     OUT_OF_MEMORY,
     SignalStop,
@@ -41,6 +41,7 @@ from .guards import (
 )
 from .limits import NO_SPACE, cannot_write_run, out_of_memory
 from .records import (
+    RunResult,
     final_results,
     log_record,
     log_validation,
@@ -53,29 +54,6 @@ from .state import TrainingState, build_run, cpu_threads, resolve_device, seed_e
 
 __all__ = ["NonFiniteLossError", "RunResult", "TrainingState", "build_run", "check_evaluation",
            "resolve_device", "seed_everything", "train"]
-
-
-@dataclass
-class RunResult:
-    """What `train` returns: the trained learner, the logged history and the final results.
-
-    Attributes:
-        algorithm: the meta-trained learner (GBML, ANIL, ...), on the run's device.
-        history: the logged records, as in metrics.jsonl: `iteration`, `split`, `loss`, ...
-        results: the results.json record: `evaluation` (as `evaluate` returns it), `config`, ...
-        run_dir: the run folder the files were written to.
-        config: the run's resolved config.
-
-    Example:
-        >>> result = train("experiments/configs/synthetic/linreg_shallow.toml")  # doctest: +SKIP
-        >>> result.results["evaluation"]["loss"]["mean"], result.run_dir  # doctest: +SKIP
-    """
-
-    algorithm: torch.nn.Module
-    history: List[Dict[str, Any]]
-    results: Dict[str, Any]
-    run_dir: Path
-    config: Optional[Config] = field(repr=False, default=None)
 
 
 def train(config: Config | str | Path | None, overrides: Sequence[str] = (), resume: bool = False,
@@ -168,22 +146,21 @@ def _meta_train_explained(run: RunContext, state: TrainingState, stop: StopSigna
 
 
 def _meta_gradient_fn(config: Config, algorithm) -> Callable:
-    """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see `run_path`)."""
-    path = run_path(config.algorithm, algorithm, training=True)
-    if path == "batched" and (config.algorithm.tasks_per_chunk or config.train.memory_budget_mb):
-        from ..fast import ChunkedMetaGradient
+    """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see
+    `training_path`):
+    its entry of `gbml_ext.fast.PATHS`, chunked (`Chunked`) when `algorithm.tasks_per_chunk`
+    or `train.memory_budget_mb` asks for it and the path adapts tasks together; it says on
+    stderr when the path compiles."""
+    from tqdm.auto import tqdm
 
-        return ChunkedMetaGradient(algorithm, config.algorithm.tasks_per_chunk,
-                                   config.train.memory_budget_mb)
-    if path == "batched":
-        from ..fast import batched_meta_gradient
+    from ..fast import PATHS, Chunked
+    from ..fast.paths import MetaStep
 
-        return lambda tasks, steps: batched_meta_gradient(algorithm, tasks, steps)
-    if path == "compiled":
-        from ..fast import compiled_meta_gradient
-
-        return lambda tasks, steps: compiled_meta_gradient(algorithm, tasks, steps)
-    return algorithm.accumulate_meta_gradient
+    path = PATHS[training_path(config, algorithm)]
+    if path.batches_tasks and (config.algorithm.tasks_per_chunk or config.train.memory_budget_mb):
+        path = Chunked(path, config.algorithm.tasks_per_chunk, config.train.memory_budget_mb)
+    return MetaStep(path, algorithm,
+                    lambda line: tqdm.write(f"gbml_ext: {line}", file=sys.stderr))
 
 
 def _meta_train(run: RunContext, state: TrainingState, stop: StopSignals,

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 
+from ..fast import first_call_s
 from ..measure import peak_increase_since, start_peak_watch
 from ..trackers import RunTrackers, TrackerUnavailable
 from .config import Config, ConfigError, config_to_dict
 from .distributed import DistributedContext
-from .evaluate import evaluate, evaluation_steps, final_evaluation, run_path
+from .evaluate import evaluate, evaluation_steps, final_evaluation, run_path, training_path
 from .guards import check_evaluation
 from .memory import training_memory
 from .plots import plot_training_curves
@@ -25,7 +27,33 @@ from .rundir import keep_previous_results
 from .state import TrainingState
 from .summaries import at_step
 
-__all__ = ["final_results", "log_record", "log_validation", "open_trackers", "write_run_results"]
+__all__ = ["RunResult", "final_results", "log_record", "log_validation", "open_trackers",
+           "write_run_results"]
+
+
+
+@dataclass
+class RunResult:
+    """What `train` returns: the trained learner, the logged history and the final results.
+
+    Attributes:
+        algorithm: the meta-trained learner (GBML, ANIL, ...), on the run's device.
+        history: the logged records, as in metrics.jsonl: `iteration`, `split`, `loss`, ...
+        results: the results.json record: `evaluation` (as `evaluate` returns it), `config`, ...
+        run_dir: the run folder the files were written to.
+        config: the run's resolved config.
+
+    Example:
+        >>> from gbml_ext.runner import train
+        >>> result = train("experiments/configs/synthetic/linreg_shallow.toml")  # doctest: +SKIP
+        >>> result.results["evaluation"]["loss"]["mean"], result.run_dir  # doctest: +SKIP
+    """
+
+    algorithm: torch.nn.Module
+    history: List[Dict[str, Any]]
+    results: Dict[str, Any]
+    run_dir: Path
+    config: Optional[Config] = field(repr=False, default=None)
 
 
 def log_validation(state: TrainingState, config: Config, device: torch.device,
@@ -50,7 +78,9 @@ def final_results(state: TrainingState, config: Config, device: torch.device,
                   first_iteration: int = 0, shared_process: bool = False) -> Dict[str, Any]:
     """The results.json record of a finished run: the final evaluation on
     `config.evaluation.split` (`evaluate.final_evaluation`), training's time and peak memory,
-    the environment and the config.
+    the paths of training ("train_path") and evaluation ("path"), the seconds of a compiling
+    path's first call in training and evaluation ("first_call_s", "evaluation_first_call_s";
+    None when nothing compiled), the environment and the config.
     `shared_process`: other runs share this process, so on the CPU the peaks are not this run's
     and are recorded as None."""
     memory = training_memory(config.run_dir(), device, memory_baseline,
@@ -75,6 +105,10 @@ def final_results(state: TrainingState, config: Config, device: torch.device,
         "split": config.evaluation.split,
         "changes": state.changes,
         "path": path,
+        "train_path": training_path(config, state.algorithm),
+        # The compiled path's first call in this process, compiling included (None: none).
+        "first_call_s": first_call_s(state.algorithm),
+        "evaluation_first_call_s": first_call_s(state.algorithm, training=False),
         "precision": config.precision,
         # train.max_minutes ended meta-training before train.iterations.
         "stopped_by_time_limit": state.iteration < config.train.iterations,

@@ -128,17 +128,21 @@ class AlgorithmConfig:
         (gbml_ext.fast, the per-task numbers up to float rounding); "per-task" clones the
         model once per task; "auto" takes "batched" where the algorithm's learner has a
         batched form (`gbml_ext.fast.form`; the run says why when it has none) and the device
-        is CUDA or the model has no convolutions (gbml_ext.fast.select). "compiled" (every
+        is CUDA or the model has no convolutions, and "compiled" for meta-training only where
+        the run is long enough to pay for compiling (gbml_ext.fast.select). "compiled" (every
         learner "batched" runs) makes the whole meta-step, and each evaluation, one graph
         compiled by torch.compile (gbml_ext.fast.compiled): seconds to minutes of compiling
-        first, for long runs. The evaluation path is recorded as results.json's "path".
+        first, for long runs. The paths are recorded as results.json's "train_path" and
+        "path" (evaluation), the compiling first calls as "first_call_s" and
+        "evaluation_first_call_s".
     batched: true is a synonym of path = "batched" (kept for older configs).
     adapt_transform: the transform's own parameters also take an inner step, from the second
         step on (with a transform only).
     imaml_lam, cg_steps: iMAML's proximal strength λ and conjugate-gradient iterations.
-    tasks_per_chunk: on the batched path, adapt at most this many tasks of a meta-batch at once
-        (0: all of them, or as many as `train.memory_budget_mb` allows). Same meta-gradient up
-        to float rounding; peak memory grows with the chunk.
+    tasks_per_chunk: on a path that adapts tasks together (batched, compiled), adapt at most
+        this many tasks of a meta-batch at once (0: all of them, or as many as
+        `train.memory_budget_mb` allows). Same meta-gradient up to float rounding; peak memory
+        grows with the chunk.
     """
 
     name: str = _registered(ALGORITHMS, "maml")
@@ -174,10 +178,10 @@ class TrainConfig:
     explode_factor: stop the run when the meta-loss exceeds this multiple of the unadapted
         query loss of the first meta-batch (or is not finite): the inner loop diverges.
     plot: write the run's training.png (experiments that draw their own figure turn it off).
-    memory_budget_mb: on the batched path, split the meta-batch into chunks so that one chunk's
-        peak memory stays under this many MB (0: no budget). The first meta-iteration runs one
-        task at a time and measures its peak (CUDA: allocated tensors; CPU: resident memory),
-        the rest use the largest even chunks that fit (`gbml_ext.fast.chunking`).
+    memory_budget_mb: on the batched or compiled path, split the meta-batch into chunks so that
+        one chunk's peak memory stays under this many MB (0: no budget). The first meta-iteration
+        runs one task at a time and measures its peak (CUDA: allocated tensors; CPU: resident
+        memory), the rest use the largest even chunks that fit (`gbml_ext.fast.chunking`).
         `algorithm.tasks_per_chunk` > 0 takes precedence.
     max_minutes: stop meta-training cleanly once the meta-iterations have taken this many
         minutes (0: no limit; the time is results.json's `train_seconds`, summed over resumes),
