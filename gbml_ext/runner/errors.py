@@ -105,7 +105,7 @@ class RunInterrupted(RunError):
 
 
 class RunStopped(RunInterrupted):
-    """The run folder's stop file (`guards.STOP_FILE`, written by whoever wants the run to
+    """The run folder's stop file (`stopfile.STOP_FILE`, written by whoever wants the run to
     end, e.g. gbml-tune pruning a trial) stopped the run after a checkpoint was written. The
     message names the iteration, the folder and the reason the file gave; the file is removed,
     so the same command with `--resume` continues the run. `exit_code` is 3."""

@@ -21,57 +21,17 @@ from .errors import (
     NonFiniteLossError,
     RunFolderError,
     RunInterrupted,
-    RunStopped,
 )
 from .rundir import CONFIG_FILE, LOCK_FILE, METRICS_FILE
 
-__all__ = ["OUT_OF_MEMORY", "STOP_FILE", "SignalStop", "StopSignals", "check_evaluation",
-           "check_meta_loss", "check_run_folder", "divergence_message", "explain_divergence",
-           "interrupted", "is_out_of_memory", "stop_asked", "stopped_by_file", "unadapted_loss"]
+__all__ = ["OUT_OF_MEMORY", "SignalStop", "StopSignals", "check_evaluation", "check_meta_loss",
+           "check_run_folder", "divergence_message", "explain_divergence", "interrupted",
+           "is_out_of_memory", "unadapted_loss"]
 
 # What running out of memory raises: Python's MemoryError (the CPU) and torch's
 # OutOfMemoryError (a GPU); torch's CPU allocator raises a RuntimeError (`is_out_of_memory`).
 OUT_OF_MEMORY = (MemoryError, torch.OutOfMemoryError)
 _CPU_ALLOCATOR_FAILED = "DefaultCPUAllocator: can't allocate memory"
-# A file in a run folder that asks the run to checkpoint and stop at the end of its current
-# meta-iteration, as SIGTERM does; its first line is the reason (gbml-tune prunes a trial so).
-STOP_FILE = "stop"
-
-
-def stop_asked(run_dir: Path) -> bool:
-    """Whether the run folder holds a `STOP_FILE` (rank 0 looks; the loop agrees it with the
-    other processes, as it does a signal)."""
-    return (Path(run_dir) / STOP_FILE).exists()
-
-
-def stopped_by_file(run_dir: Path, done: int, iterations: int) -> RunStopped:
-    """The error of a run that its `STOP_FILE` stopped at iteration `done`, once its checkpoint
-    is written: the message gives the file's reason; the file is removed, so that `--resume`
-    continues the run.
-
-    Example:
-        >>> import tempfile
-        >>> folder = Path(tempfile.mkdtemp())
-        >>> _ = (folder / STOP_FILE).write_text("pruned by the tuner")
-        >>> stop_asked(folder)
-        True
-        >>> error = stopped_by_file(folder, 7, 10)
-        >>> "(pruned by the tuner); stopped at iteration 7 of 10" in str(error), error.exit_code
-        (True, 3)
-        >>> stop_asked(folder)
-        False
-    """
-    path = Path(run_dir) / STOP_FILE
-    try:
-        reason = (path.read_text(errors="replace").strip().splitlines() or [""])[0]
-    except OSError:
-        reason = ""
-    path.unlink(missing_ok=True)
-    return RunStopped(f"{path} asked the run to stop{f' ({reason})' if reason else ''}; "
-                      f"stopped at iteration {done} of {iterations} with a checkpoint in "
-                      f"{run_dir}. Continue with the same command and --resume.")
-
-
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether `error` says that memory ran out: one of `OUT_OF_MEMORY`, or the RuntimeError of
     torch's CPU allocator.

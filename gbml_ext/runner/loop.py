@@ -35,8 +35,6 @@ from .guards import (
     explain_divergence,
     interrupted,
     is_out_of_memory,
-    stop_asked,
-    stopped_by_file,
     unadapted_loss,
 )
 from .limits import NO_SPACE, cannot_write_run, out_of_memory
@@ -51,6 +49,7 @@ from .records import (
 from .rundir import run_lock
 from .start import RunContext, join_run, start_run
 from .state import TrainingState, build_run, cpu_threads, resolve_device, seed_everything
+from .stopfile import stop_asked, stopped_by_file
 
 __all__ = ["NonFiniteLossError", "RunResult", "TrainingState", "build_run", "check_evaluation",
            "resolve_device", "seed_everything", "train"]

@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from ..launch import launch, plan_status
 from ..launch.status import QUEUED, RUNNING
 from ..runner.errors import RunError, RunInterrupted
-from ..runner.guards import STOP_FILE
 from ..runner.rundir import run_lock
+from ..runner.stopfile import STOP_FILE
 from .space import TuneSetup, setup_notes
 from .study import make_pruner, make_sampler, open_study
 from .trials import PRUNED_AT, TrialSpec, TrialWatch, live_local_run, loadable, outcome

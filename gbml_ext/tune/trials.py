@@ -18,8 +18,8 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from ..launch import RunSpec
 from ..launch.status import FAILED, RunStatus, read_job
 from ..runner.config import ConfigError, load_config
-from ..runner.guards import STOP_FILE
 from ..runner.rundir import read_history, read_results
+from ..runner.stopfile import STOP_FILE
 from .space import TuneSetup, toml_value
 
 __all__ = ["PRUNED_AT", "TRIALS_FOLDER", "Outcome", "TrialSpec", "TrialWatch", "live_local_run",
