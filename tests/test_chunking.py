@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import gbml_ext
-from gbml_ext.fast import ChunkedMetaGradient, tasks_per_chunk_for_budget
+from gbml_ext.fast import Chunked, ChunkedMetaGradient, tasks_per_chunk_for_budget
 from gbml_ext.runner import load_config, train
 from helpers import classification_task
 
@@ -91,8 +91,8 @@ def test_runner_chunks_by_config_or_budget_with_the_same_training(tmp_path, monk
 
     # The runner's chunking measures one task's peak; a stand-in with a known cost makes the
     # chunk size the budget allows known: 0.5 MB fits 2 tasks of 0.2 MB, so 7 run as 2+2+2+1.
-    monkeypatch.setattr(gbml_ext.fast, "ChunkedMetaGradient", functools.partial(
-        ChunkedMetaGradient, measure=one_task_costs_a_fifth_of_a_mb))
+    monkeypatch.setattr(gbml_ext.fast, "Chunked", functools.partial(
+        Chunked, measure=one_task_costs_a_fifth_of_a_mb))
     whole = _run(tmp_path, "whole")
     chunked = _run(tmp_path, "chunked", "algorithm.tasks_per_chunk=2")
     budget = _run(tmp_path, "budget", "train.memory_budget_mb=0.5")

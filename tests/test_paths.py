@@ -13,8 +13,8 @@ import torch
 
 import gbml_ext
 from gbml_ext.fast import PATHS, Chunked, Path, choose_path, select
-from gbml_ext.fast.paths import MetaStep
 from gbml_ext.fast.select import CompileEstimate
+from gbml_ext.fast.step import MetaStep
 from gbml_ext.runner import load_config, train
 from gbml_ext.runner.build import build_learner
 from gbml_ext.runner.evaluate import training_path

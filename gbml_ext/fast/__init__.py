@@ -16,7 +16,8 @@ refused with a `BatchedPathUnsupported` that gives its reason and names the per-
 Modules: `form` (the batched-form protocol), `support` (what can run, stacking tasks),
 `inner` (`StackedLearner`, one inner step of every task, including learn2learn's adapted
 transform), `direct` (Linear stacks without vmap), `meta` (the entry points), `paths` (the
-registry of paths, `PATHS`: per task, batched, compiled), `select` (path selection: "auto" as a
+registry of paths, `PATHS`: per task, batched, compiled; `step`: one bound to a learner for
+the runner), `select` (path selection: "auto" as a
 rule over the paths), `functional_step` (the whole meta-step, inner steps, vmap over tasks and
 the meta-gradient, as one pure function of the meta-parameters and the stacked tasks) and
 `compiled` (that function under `torch.compile`, cached per learner and shapes; opt-in:

@@ -153,7 +153,7 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     from tqdm.auto import tqdm
 
     from ..fast import PATHS, Chunked
-    from ..fast.paths import MetaStep
+    from ..fast.step import MetaStep
 
     path = PATHS[training_path(config, algorithm)]
     if path.batches_tasks and (config.algorithm.tasks_per_chunk or config.train.memory_budget_mb):
