@@ -48,7 +48,7 @@ def test_every_learner_with_a_batched_form_takes_the_path_and_the_rest_are_named
     frozen.bias.requires_grad_(False)
     refused = [(gbml_ext.Reptile(torch.nn.Linear(3, 1)), "Reptile forms its own"),
                (gbml_ext.IMAML(torch.nn.Linear(3, 1)), "IMAML forms its own"),
-               (l2l.algorithms.MAML(torch.nn.Linear(3, 1), lr=0.1), "not MAML"),
+               (l2l.algorithms.MAML(torch.nn.Linear(3, 1), lr=0.1), "MAML does not"),
                (gbml_ext.MAML(running, lr=0.1), "running statistics"),
                (gbml_ext.MAML(frozen, lr=0.1, allow_nograd=True), "do not require grad")]
     for learner, reason in refused:
