@@ -131,8 +131,7 @@ def _delta(a: List[Dict[str, Any]], b: List[Dict[str, Any]]) -> str:
 def _missing(results: List[Dict[str, Any]], seeds: Sequence[int], what: str) -> List[str]:
     done = {r["seed"] for r in results}
     absent = [str(s) for s in seeds if s not in done]
-    return [f"{what} seed{'s' if len(absent) > 1 else ''} {', '.join(absent)} not run"] if (
-        absent) else []
+    return [f"{what} {', '.join(absent)}"] if absent else []
 
 
 def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
@@ -145,7 +144,7 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
         trials = read_trials(study)
         tuned = seed_results(results_dir / setting / run_name(setting, row))
         untuned = seed_results(untuned_dir / setting / algorithms_grid.run_name(setting, row))
-        notes = ([] if trials else ["not tuned yet"]) + _missing(tuned, seeds, "final")
+        notes = ([] if trials else ["study"]) + _missing(tuned, seeds, "seeds")
         body.append([LABELS[row], tuned_settings(study, setting, row), _trial_counts(trials),
                      _best_validation(trials), _accuracy(tuned), steps_cell(tuned),
                      _accuracy(untuned), steps_cell(untuned), _delta(tuned, untuned),
@@ -162,10 +161,9 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
                                 "–" if not isinstance(accuracy, (int, float))
                                 else f"{100 * accuracy:.1f}",
                                 ", ".join(f"{_short(k)} {_value(trial.get(k))}" for k in space)])
-    header = ["row", "tuned settings (best trial)", "trials complete / pruned / failed",
-              "best validation accuracy %", "test accuracy %, tuned", "inner steps, tuned",
-              "test accuracy %, untuned", "inner steps, untuned", "Δ tuned − untuned",
-              "missing"]
+    header = ["row", "tuned settings (best trial)", "trials done / pruned / failed",
+              "best validation %", "test %, tuned", "steps, tuned", "test %, untuned",
+              "steps, untuned", "Δ", "still to run"]
     text = [f"### {TITLES[setting]}", "",
             f"Rows: `experiments/configs/omniglot/{setting}-tuned/<row>.toml`; {TRIALS} trials "
             f"each (`python -m experiments.tuned tune`), then the best trial's config with "

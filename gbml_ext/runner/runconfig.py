@@ -130,7 +130,7 @@ def refuse_unread_overrides(saved: Dict[str, Any], config: Config) -> None:
         >>> refuse_unread_overrides({}, config_from_dict({"train": {"lr": 0.5}}))
         ...                                              # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        gbml_ext.runner.config.ConfigError: train.lr=0.5 cannot change an evaluation (only ...
+        gbml_ext.runner.configfile.ConfigError: train.lr=0.5 cannot change an evaluation (only ...
     """
     changed = changed_settings(saved, config)
     unread = {key: value for key, value in changed.items() if key not in _READ_ANYWAY
