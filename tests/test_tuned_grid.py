@@ -215,7 +215,7 @@ def test_the_table_puts_the_tuned_row_next_to_the_untuned_one(tree: Dict[str, Pa
     assert imaml[5] == "2, 3"
     assert imaml[6:8] == [cell([0.4, 0.4]), "3"]
     assert imaml[8] == f"{100 * (0.8 - 0.4):+.1f}" and imaml[9] == "–"
-    assert row(text, "MAML")[9] == "not tuned yet; final seeds 0, 1 not run"
+    assert row(text, "MAML")[9] == "study; seeds 0, 1"
     steps = row(text, "iMAML", 1)  # accuracy after 0..3 steps, pooled over both seeds
     assert steps[1:] == ["20.0", "50.0", "**67.5**", "**75.0**"]
     trials = [row(text, "iMAML", 2 + i) for i in range(3)]
@@ -227,7 +227,7 @@ def test_the_headline_table_compares_the_longer_budget(tree: Dict[str, Path]) ->
     text = tuned_report.headline_section(tree["results"], [0, 1])
     maml = row(text, "MAML")
     assert maml[1:4] == ["3000/3000", cell([0.9, 0.8]), "1"]
-    assert maml[6] == "headline seed 1 not run" and row(text, "ANIL")[2] == "–"
+    assert maml[6] == "headline 1" and row(text, "ANIL")[2] == "–"
 
 
 def test_the_page_and_its_figure(tree: Dict[str, Path]) -> None:
