@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from run_fixtures import read_only  # noqa: F401 (a fixture for every test module)
+from run_fixtures import read_only, slurm  # noqa: F401 (fixtures for every test module)
 
 # `helpers` and `vision_fixtures` (in this folder) are importable as plain modules through
 # `pythonpath = ["tests"]` in pyproject.toml.

@@ -12,6 +12,8 @@ import errno
 import hashlib
 import io
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any, Callable, Dict, Tuple
 
@@ -111,3 +113,23 @@ def read_only(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
     monkeypatch.setattr(io, "open", fake_open)
     monkeypatch.setattr(os, "open", fake_os_open)
     return lambda folder: folders.append(Path(folder).absolute())
+
+
+def slurm_node_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout
+    return any(s.strip() in ("idle", "mix", "alloc") for s in states.split())
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A running one-node cluster: started here if needed; in CI a failure to start fails."""
+    if not slurm_node_up() and os.geteuid() == 0:
+        subprocess.run(["bash", str(REPO / "scripts/slurm_local.sh"), "start"],
+                       capture_output=True, text=True, timeout=300)
+    if not slurm_node_up():
+        message = "no Slurm node is up (sudo bash scripts/slurm_local.sh start)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)

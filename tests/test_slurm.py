@@ -4,8 +4,6 @@ requeue after preemption with a bit-identical result, and a data-parallel job.""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -21,26 +19,6 @@ GRID = ["train.iterations=12", "train.meta_batch=4", "evaluation.tasks=16", "tra
         "train.log_every=4"]
 SLURM = ["--launcher", "slurm", "--slurm", "cpus_per_task=1", "time=10"]
 pytestmark = pytest.mark.slow
-
-
-def _node_up() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout
-    return any(s.strip() in ("idle", "mix", "alloc") for s in states.split())
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    """A running one-node cluster: started here if needed; in CI a failure to start fails."""
-    if not _node_up() and os.geteuid() == 0:
-        subprocess.run(["bash", str(REPO / "scripts/slurm_local.sh"), "start"],
-                       capture_output=True, text=True, timeout=300)
-    if not _node_up():
-        message = "no Slurm node is up (sudo bash scripts/slurm_local.sh start)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def compare(capsys, *args) -> tuple:

@@ -4,9 +4,6 @@ as local processes, nothing submitted twice, and pruning that stops a running jo
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 
 import pytest
 import torch
@@ -20,26 +17,6 @@ TINY = ["data.options={dim=4, n_support=8, n_query=8}", "train.iterations=30",
         "evaluation.tasks=8", "train.plot=false", "algorithm.test_steps=1"]
 SLURM = ["--launcher", "slurm", "--slurm", "cpus_per_task=1", "time=10"]
 pytestmark = pytest.mark.slow
-
-
-def _node_up() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout
-    return any(s.strip() in ("idle", "mix", "alloc") for s in states.split())
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    """A running one-node cluster: started here if needed; in CI a failure to start fails."""
-    if not _node_up() and os.geteuid() == 0:
-        subprocess.run(["bash", str(REPO / "scripts/slurm_local.sh"), "start"],
-                       capture_output=True, text=True, timeout=300)
-    if not _node_up():
-        message = "no Slurm node is up (sudo bash scripts/slurm_local.sh start)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def _rows(out):
