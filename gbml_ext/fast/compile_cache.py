@@ -21,8 +21,8 @@ from torch import nn
 from ..engine import LossFn
 from .form import BatchedForm
 
-__all__ = ["CompiledEntry", "cache_key", "cached_entry", "call_timed", "first_call_seconds",
-           "forget", "is_compiled", "structure"]
+__all__ = ["CompiledEntry", "cache_key", "cached_entry", "call_timed", "entry_of",
+           "first_call_seconds", "forget", "is_compiled", "structure"]
 
 
 @dataclass
@@ -41,7 +41,8 @@ _FIRST_CALL_S: weakref.WeakKeyDictionary[nn.Module, float] = weakref.WeakKeyDict
 def structure(form: BatchedForm) -> Hashable:
     """What a compiled function bakes in of a form: its settings, its modules and its
     parameters' shapes, dtypes and devices (a fresh encoder module around the same body counts
-    as the same).
+    as the same), and what the compiled path's checks read (`requires_grad`, batch-norm's
+    `track_running_stats`), so a key that passed them once passes them again.
 
     Example:
         >>> import gbml_ext
@@ -50,14 +51,20 @@ def structure(form: BatchedForm) -> Hashable:
         True
     """
     roots = [form.module, *form.transforms]
-    modules = [(type(m), id(m)) for root in roots for m in root.modules()]
+    modules = [_module_key(m, id(m)) for root in roots for m in root.modules()]
     if form.encoder is not None:
-        modules += [(type(form.encoder), 0)]
-        modules += [(type(m), id(m)) for m in list(form.encoder.modules())[1:]]
+        modules += [_module_key(form.encoder, 0)]
+        modules += [_module_key(m, id(m)) for m in list(form.encoder.modules())[1:]]
         roots.append(form.encoder)
-    params = [(tuple(p.shape), p.dtype, p.device) for root in roots for p in root.parameters()]
+    params = [(tuple(p.shape), p.dtype, p.device, p.requires_grad)
+              for root in roots for p in root.parameters()]
     return (float(form.lr), form.first_order, form.adapt_transform, form.allow_unused,
             tuple(form.transform_of), tuple(modules), tuple(params))
+
+
+def _module_key(module: nn.Module, identity: int) -> Hashable:
+    """A module's type and identity, and what the compiled path's checks read of it."""
+    return type(module), identity, getattr(module, "track_running_stats", None)
 
 
 def cache_key(kind: str, form: BatchedForm, steps: int, loss_fn: Optional[LossFn],
@@ -88,9 +95,14 @@ def cached_entry(algorithm: nn.Module, key: Hashable, build: Callable[[], Callab
     return per_learner[key]
 
 
+def entry_of(algorithm: nn.Module, key: Hashable) -> Optional[CompiledEntry]:
+    """`key`'s entry for `algorithm`, or None when there is none yet."""
+    return _CACHE.get(algorithm, {}).get(key)
+
+
 def is_compiled(algorithm: nn.Module, key: Hashable) -> bool:
     """Whether a call of `key`'s entry has gone through (so the next one does not compile)."""
-    entry = _CACHE.get(algorithm, {}).get(key)
+    entry = entry_of(algorithm, key)
     return entry is not None and entry.first_call_s is not None
 
 

@@ -22,7 +22,7 @@ not `.grad = None`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -33,19 +33,20 @@ from .compile_cache import (
     cache_key,
     cached_entry,
     call_timed,
+    entry_of,
     first_call_seconds,
     forget,
     is_compiled,
 )
 from .form import BatchedForm
-from .functional_step import curves_function, meta_gradient_function, meta_inputs
+from .functional_step import curves_function, meta_gradient_function
 from .meta import _outcomes
 from .support import (
     BatchedPathUnsupported,
     batched_form_of,
     check_equal_shapes,
+    reason_of,
     stack_tasks,
-    unsupported_reason,
 )
 
 __all__ = ["CompiledPathUnsupported", "check_compiled", "compiled_adaptation_curves",
@@ -76,10 +77,13 @@ def compiled_unsupported_reason(algorithm: nn.Module) -> Optional[str]:
         >>> compiled_unsupported_reason(gbml_ext.Reptile(torch.nn.Linear(3, 1)))[:22]
         'Reptile forms its own '
     """
-    reason = unsupported_reason(algorithm)
+    return _reason(algorithm, batched_form_of(algorithm))
+
+
+def _reason(algorithm: nn.Module, form: Union[BatchedForm, str]) -> Optional[str]:
+    reason = reason_of(algorithm, form)
     if reason is not None:
         return reason.replace("batched path", "compiled path")
-    form = batched_form_of(algorithm)
     if not isinstance(form, str) and form.encode is not None and form.encoder is None:
         return (f"{type(algorithm).__name__}'s batched form encodes tasks without an encoder "
                 f"module (BatchedForm.encoder), which the compiled graph needs.")
@@ -94,8 +98,8 @@ def check_compiled(algorithm: nn.Module) -> BatchedForm:
         >>> check_compiled(gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.2)).lr
         0.2
     """
-    reason = compiled_unsupported_reason(algorithm)
-    form = batched_form_of(algorithm)
+    form = batched_form_of(algorithm)  # asked once: building it walks the learner
+    reason = _reason(algorithm, form)
     if reason is not None or isinstance(form, str):
         raise CompiledPathUnsupported(f"{reason} {_HINT}")
     return form
@@ -132,22 +136,46 @@ def _function(kind: str, form: BatchedForm, steps: int, loss_fn: Optional[LossFn
     return build(form, steps, loss_fn or default_loss(targets))
 
 
+Named = List[List[Tuple[str, nn.Parameter]]]
+
+
+def _named_parameters(form: BatchedForm) -> Named:
+    """The meta-parameters by module, in the order of `meta_inputs`: the module's, each
+    transform's, the encoder's (empty without one)."""
+    modules = [form.module, *form.transforms, form.encoder]
+    return [[] if m is None else list(m.named_parameters()) for m in modules]
+
+
+def _inputs(named: Named) -> Tuple[Any, ...]:
+    """`meta_inputs(form)` from `_named_parameters(form)`: detached, without walking again."""
+    values = [{name: p.detach() for name, p in pairs} for pairs in named]
+    return values[0], values[1:-1], values[-1]
+
+
 def _run(algorithm: nn.Module, tasks: Sequence[Task], steps: int, loss_fn: Optional[LossFn],
-         kind: str, eager: bool) -> Tuple[BatchedForm, Tuple[torch.Tensor, ...], Any]:
-    """The form, the stacked tensors and what the step's function returns on them, compiled
-    (cached; compiling on the first call) unless `eager`. A step torch.compile cannot trace
-    is refused in one line; anything else, an interrupt included, propagates as it is."""
-    form = check_compiled(algorithm)
+         kind: str, eager: bool) -> Tuple[Named, Tuple[torch.Tensor, ...], Any]:
+    """The meta-parameters (`_named_parameters`), the stacked tensors and what the step's
+    function returns on them, compiled (cached; compiling on the first call) unless `eager`.
+    A step torch.compile cannot trace is refused in one line; anything else, an interrupt
+    included, propagates as it is."""
+    form = batched_form_of(algorithm)
+    if isinstance(form, str):
+        check_compiled(algorithm)  # raises, with the reason
     check_equal_shapes(tasks)
     tensors = stack_tasks(tasks)
-    args = (*meta_inputs(form), *tensors)
+    named = _named_parameters(form)
+    args = (*_inputs(named), *tensors)
     if eager:
-        return form, tensors, _function(kind, form, steps, loss_fn, tensors[1])(*args)
+        check_compiled(algorithm)
+        return named, tensors, _function(kind, form, steps, loss_fn, tensors[1])(*args)
     key = cache_key(kind, form, steps, loss_fn, tensors)
-    entry = cached_entry(algorithm, key,
-                         lambda: _function(kind, form, steps, loss_fn, tensors[1]))
+    entry = entry_of(algorithm, key)
+    if entry is None:  # the key holds all the checks read (`structure`): check once per key
+        check_compiled(algorithm)
+        entry = cached_entry(algorithm, key,
+                             lambda: _function(kind, form, steps, loss_fn, tensors[1]))
     try:
-        return form, tensors, call_timed(algorithm, entry, args)
+        return named, tensors, call_timed(algorithm, entry, args)
     except torch._dynamo.exc.TorchDynamoException as error:
         if entry.first_call_s is not None:
             raise
@@ -193,21 +221,18 @@ def compiled_meta_gradient(algorithm: nn.Module, tasks: Sequence[Task], steps: i
     if not tasks:
         return []
     with torch.enable_grad():
-        form, tensors, (gradients, losses, outputs) = _run(algorithm, tasks, steps, loss_fn,
+        named, tensors, (gradients, losses, outputs) = _run(algorithm, tasks, steps, loss_fn,
                                                            _kind(True), eager)
-    _accumulate(form, gradients)
+    _accumulate(named, gradients)
     return _outcomes(losses, outputs, tensors[3])
 
 
-def _accumulate(form: BatchedForm, gradients: Tuple) -> None:
+def _accumulate(named: Named, gradients: Tuple) -> None:
     """Adds each meta-parameter's gradient to its `.grad`."""
     d_theta, d_psi, d_phi = gradients
-    pairs = [(form.module, d_theta), *zip(form.transforms, d_psi, strict=True)]
-    if form.encoder is not None:
-        pairs.append((form.encoder, d_phi))
-    for module, named in pairs:
-        for name, param in module.named_parameters():
-            gradient = named[name]
+    for pairs, gradient_of in zip(named, [d_theta, *d_psi, d_phi], strict=True):
+        for name, param in pairs:
+            gradient = gradient_of[name]
             param.grad = gradient if param.grad is None else param.grad + gradient
 
 

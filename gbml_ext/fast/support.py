@@ -17,7 +17,7 @@ from ..data.tasks import Task, TaskBatch
 from .form import BatchedForm, FormOrReason
 
 __all__ = ["BatchedPathUnsupported", "PER_TASK_HINT", "batched_form_of", "check_equal_shapes",
-           "check_supported", "stack_tasks", "unsupported_reason"]
+           "check_supported", "reason_of", "stack_tasks", "unsupported_reason"]
 
 PER_TASK_HINT = ("Use the per-task path instead: algorithm.path = 'per-task' in a config, or "
                  "gbml_ext.engine.accumulate_meta_gradient(algorithm, tasks, steps).")
@@ -43,7 +43,9 @@ def batched_form_of(algorithm: nn.Module) -> FormOrReason:
     return method()
 
 
-def _reason(algorithm: nn.Module, form: FormOrReason) -> Optional[str]:
+def reason_of(algorithm: nn.Module, form: FormOrReason) -> Optional[str]:
+    """Why the batched path cannot run `algorithm` whose `batched_form_of` is `form`, or None
+    (`unsupported_reason` without asking for the form again)."""
     if isinstance(form, str):
         return form
     for module in algorithm.modules():
@@ -71,7 +73,7 @@ def unsupported_reason(algorithm: nn.Module) -> Optional[str]:
         >>> unsupported_reason(gbml_ext.Reptile(torch.nn.Linear(3, 1)))[:22]
         'Reptile forms its own '
     """
-    return _reason(algorithm, batched_form_of(algorithm))
+    return reason_of(algorithm, batched_form_of(algorithm))
 
 
 def check_supported(algorithm: nn.Module) -> BatchedForm:
@@ -97,7 +99,7 @@ def check_supported(algorithm: nn.Module) -> BatchedForm:
         gbml_ext.fast.support.BatchedPathUnsupported: Reptile forms its own meta-gradient ...
     """
     form = batched_form_of(algorithm)
-    reason = _reason(algorithm, form)
+    reason = reason_of(algorithm, form)
     if reason is not None or isinstance(form, str):
         raise BatchedPathUnsupported(f"{reason} {PER_TASK_HINT}")
     return form

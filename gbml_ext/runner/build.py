@@ -150,7 +150,21 @@ def precision_warning(config: Config) -> Optional[str]:
 
 
 def build_optimizer(config: Config, algorithm: nn.Module) -> torch.optim.Optimizer:
-    """The outer optimizer of `train.optimizer` over every meta-parameter."""
-    if config.train.optimizer == "adam":
-        return torch.optim.Adam(algorithm.parameters(), lr=config.train.lr)
-    return torch.optim.SGD(algorithm.parameters(), lr=config.train.lr)
+    """The outer optimizer of `train.optimizer` over every meta-parameter, with torch's fused
+    kernel when `train.fused_optimizer` is set.
+
+    Raises:
+        ConfigError: `train.fused_optimizer` on a torch or device without that fused kernel.
+    """
+    train = config.train
+    kind = torch.optim.Adam if train.optimizer == "adam" else torch.optim.SGD
+    fused = {"fused": True} if train.fused_optimizer else {}
+    try:
+        return kind(algorithm.parameters(), lr=train.lr, **fused)
+    except (RuntimeError, TypeError, ValueError) as error:
+        if not fused:
+            raise
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"train.fused_optimizer: torch {torch.__version__} has no fused "
+                          f"{kind.__name__} here ({first}). Set train.fused_optimizer=false."
+                          ) from None

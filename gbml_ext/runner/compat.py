@@ -28,12 +28,12 @@ __all__ = ["ALLOWED_CHANGES", "FREE_KEYS", "IMPLEMENTATION_KEYS", "config_differ
 
 # Keys that change neither a run's numbers (beyond ~1e-6 of float rounding) nor its results:
 # where files go, logging, checkpointing, how each step is computed (path, threads, memory
-# format, chunks of the meta-batch) and whether training.png is drawn.
+# format, chunks of the meta-batch, the optimizer's fused kernel) and whether training.png is drawn.
 IMPLEMENTATION_KEYS = ("output_dir", "data.root", "data.options.cache_dir", "train.log_every",
                        "train.checkpoint_every", "train.checkpoint_minutes", "algorithm.path",
                        "algorithm.batched", "threads", "model.channels_last", "train.plot",
                        "algorithm.tasks_per_chunk", "train.memory_budget_mb",
-                       "logging.backends", "logging.group")
+                       "logging.backends", "logging.group", "train.fused_optimizer")
 # Keys that never change the trained numbers: the above, the name, and evaluation settings;
 # and the time limit, which like train.iterations only says where training stops.
 FREE_KEYS = IMPLEMENTATION_KEYS + (

@@ -168,6 +168,10 @@ class TrainConfig:
     iterations: meta-iterations; meta_batch: tasks per meta-iteration.
     optimizer: adam | sgd (Reptile's ε is the sgd `lr`).
     lr: the outer (meta) optimizer's learning rate.
+    fused_optimizer: step the optimizer with torch's fused kernel (one op for every parameter,
+        `fused=True`): the same update up to float rounding, and on small models (config s: 9
+        parameters) about half the optimizer's time per meta-iteration. Needs a torch whose
+        fused Adam / SGD runs on the run's device.
     log_every / eval_every: in meta-iterations (0 disables).
     eval_tasks: validation tasks per periodic evaluation.
     checkpoint_every: also write a checkpoint every this many meta-iterations (0: only by
@@ -192,6 +196,7 @@ class TrainConfig:
     meta_batch: int = _ranged(16, 1)
     optimizer: str = _choices("adam", "sgd")
     lr: float = _ranged(1e-3, 0.0, None, low_open=True)
+    fused_optimizer: bool = False
     log_every: int = _ranged(10, 0)
     eval_every: int = _ranged(0, 0)
     eval_tasks: int = _ranged(100, 2)
