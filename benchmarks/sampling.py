@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from .demo_speed import worktree
+from .runner_speed import train_results
 
 __all__ = ["main", "time_call"]
 
@@ -84,13 +83,7 @@ def sampling(rounds: int, omniglot: Path, threads: Sequence[int]) -> Dict[str, L
 
 
 def _train(config: Path, overrides: Sequence[str], out: Path, cwd: Path = REPO) -> float:
-    command = [sys.executable, "-m", "gbml_ext.runner", str(config), *overrides,
-               f"output_dir='{out}'", "--no-progress"]
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(cwd)})
-    if done.returncode:
-        raise SystemExit(f"sampling: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
-    return 1e3 * json.loads((out / "results.json").read_text())["seconds_per_iteration"]
+    return 1e3 * train_results(config, overrides, out, cwd)["seconds_per_iteration"]
 
 
 def runner(rounds: int, config: Path, variants: Dict[str, Sequence[str]],

@@ -158,9 +158,8 @@ def _run(algorithm: nn.Module, tasks: Sequence[Task], steps: int, loss_fn: Optio
     function returns on them, compiled (cached; compiling on the first call) unless `eager`.
     A step torch.compile cannot trace is refused in one line; anything else, an interrupt
     included, propagates as it is."""
-    form = batched_form_of(algorithm)
-    if isinstance(form, str):
-        check_compiled(algorithm)  # raises, with the reason
+    found = batched_form_of(algorithm)
+    form = check_compiled(algorithm) if isinstance(found, str) else found  # str: raises
     check_equal_shapes(tasks)
     tensors = stack_tasks(tasks)
     named = _named_parameters(form)

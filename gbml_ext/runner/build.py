@@ -157,7 +157,8 @@ def build_optimizer(config: Config, algorithm: nn.Module) -> torch.optim.Optimiz
         ConfigError: `train.fused_optimizer` on a torch or device without that fused kernel.
     """
     train = config.train
-    kind = torch.optim.Adam if train.optimizer == "adam" else torch.optim.SGD
+    kind: Callable[..., torch.optim.Optimizer] = (
+        torch.optim.Adam if train.optimizer == "adam" else torch.optim.SGD)
     fused = {"fused": True} if train.fused_optimizer else {}
     try:
         return kind(algorithm.parameters(), lr=train.lr, **fused)
@@ -166,5 +167,5 @@ def build_optimizer(config: Config, algorithm: nn.Module) -> torch.optim.Optimiz
             raise
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ConfigError(f"train.fused_optimizer: torch {torch.__version__} has no fused "
-                          f"{kind.__name__} here ({first}). Set train.fused_optimizer=false."
+                          f"{train.optimizer} here ({first}). Set train.fused_optimizer=false."
                           ) from None
