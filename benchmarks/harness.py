@@ -55,6 +55,14 @@ def timed(function: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def _block(function: Callable[[], object], calls: int) -> Callable[[], None]:
+    """`function` called `calls` times in a row."""
+    def block() -> None:
+        for _ in range(calls):
+            function()
+    return block
+
+
 def _grouped_conv_backward_flop(grad_out_shape: Any, x_shape: Any, w_shape: Any, bias: Any,
                                 stride: Any, padding: Any, dilation: Any, transposed: Any,
                                 output_padding: Any, groups: int, output_mask: Any,
@@ -127,8 +135,12 @@ def peak_memory(config: BenchmarkConfig, peer: str, device: torch.device) -> int
 def benchmark_config(config: BenchmarkConfig, peers: List[str], device: torch.device,
                      repeats: int, warmup: int, measure_memory: bool,
                      skipped: Optional[Dict[str, str]] = None,
-                     count_flops_of: str = "all") -> Results:
+                     count_flops_of: str = "all", min_repeat_s: float = 0.05) -> Results:
     """Interleaved median time, FLOPs, GFLOP/s and peak memory for each peer.
+
+    Each repeat times a block of consecutive calls lasting about `min_repeat_s` (at least one
+    call; `calls_per_repeat` in the results), as `timeit` does: a single sub-millisecond call
+    measures the caches the other peers left behind more than the call itself.
 
     A peer that cannot run here (`PeerUnavailable`) or fails in its first meta-iteration is
     left out, and `skipped` (when given) gets its reason, so one broken peer does not cost the
@@ -152,13 +164,16 @@ def benchmark_config(config: BenchmarkConfig, peers: List[str], device: torch.de
             del runs[name]
     for name in skipped:
         print(f"{name:<12} skipped: {skipped[name]}", flush=True)
-    for _ in range(warmup - 1):
-        for run in runs.values():
-            timed(run, device)
+    warm: Dict[str, float] = {}
+    for _ in range(max(1, warmup - 1)):
+        for name, run in runs.items():
+            warm[name] = timed(run, device)
+    calls = {name: max(1, min(10_000, int(min_repeat_s / max(warm[name], 1e-9))))
+             for name in runs}
     times: Dict[str, List[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            times[name].append(timed(run, device))
+            times[name].append(timed(_block(run, calls[name]), device) / calls[name])
     results: Results = {}
     shared_flops: Optional[int] = None
     for name, run in runs.items():
@@ -170,7 +185,8 @@ def benchmark_config(config: BenchmarkConfig, peers: List[str], device: torch.de
             flops = shared_flops
         results[name] = {"median_s": seconds, "times_s": times[name], "flops": flops,
                          "gflops_per_s": None if flops is None else flops / seconds / 1e9,
-                         "first_call_s": first_call.get(name)}
+                         "first_call_s": first_call.get(name),
+                         "calls_per_repeat": calls[name]}
     del runs
     gc.collect()
     for name in results:
@@ -187,7 +203,7 @@ def benchmark_config(config: BenchmarkConfig, peers: List[str], device: torch.de
 def print_table(title: str, results: Results) -> None:
     """The results of one config as an aligned text table on stdout."""
     print(f"\n## {title}")
-    print(f"{'implementation':<12} {'median s/iter':>13} {'vs l2l':>7} {'peak MB':>8} "
+    print(f"{'implementation':<12} {'median ms/iter':>14} {'vs l2l':>7} {'peak MB':>8} "
           f"{'GFLOP/iter':>10} {'GFLOP/s':>8}")
     for name, row in results.items():
         memory = "-" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f}"
@@ -195,7 +211,7 @@ def print_table(title: str, results: Results) -> None:
                    else f"{row['speedup_vs_learn2learn']:.2f}x")
         flops = "-" if row["flops"] is None else f"{row['flops'] / 1e9:.1f}"
         rate = "-" if row["gflops_per_s"] is None else f"{row['gflops_per_s']:.1f}"
-        print(f"{name:<12} {row['median_s']:>13.3f} {speedup:>7} {memory:>8} "
+        print(f"{name:<12} {1e3 * row['median_s']:>14.3f} {speedup:>7} {memory:>8} "
               f"{flops:>10} {rate:>8}", flush=True)
 
 

@@ -137,3 +137,26 @@ def test_configs_by_name_and_flops_counted_once(one_thread):
     assert results["gbml_ext"]["flops"] == results["batched"]["flops"] > 0
     with pytest.raises(SystemExit, match="unknown configs"):
         main(["--configs", "z-nothing", "--flat-iterations", "0"])
+
+
+def test_fast_peers_are_timed_over_blocks_of_calls(one_thread, monkeypatch):
+    """A sub-millisecond call is timed in blocks lasting about min_repeat_s, and the time is
+    per call; a slow one in single calls."""
+    from benchmarks import harness
+
+    slow_seconds = 0.03
+
+    def fake(config, name, device):
+        if name == "learn2learn":
+            return lambda: torch.ones(1).add_(1)
+        return lambda: __import__("time").sleep(slow_seconds)
+
+    monkeypatch.setattr(harness, "build_meta_iteration", fake)
+    results = harness.benchmark_config(CONFIGS["s-linreg"], ["learn2learn", "gbml_ext"],
+                                       torch.device("cpu"), repeats=2, warmup=1,
+                                       measure_memory=False, count_flops_of="none",
+                                       min_repeat_s=0.02)
+    fast, slow = results["learn2learn"], results["gbml_ext"]
+    assert fast["calls_per_repeat"] > 10 and fast["median_s"] < 1e-3
+    assert slow["calls_per_repeat"] == 1
+    assert slow["median_s"] == pytest.approx(slow_seconds, rel=0.5)

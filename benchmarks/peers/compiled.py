@@ -1,8 +1,9 @@
 """gbml_ext's compiled path as benchmark peers: the runner's `algorithm.path = "compiled"`.
 
     compiled             `PATHS["compiled"].meta_gradient` (`gbml_ext.fast.compiled`): the
-                         meta-step compiled by torch.compile. On every config whose learner
-                         the compiled path can meta-train (`Path.unsupported`).
+                         meta-step compiled by torch.compile, given the meta-batch as a
+                         `TaskBatch` stacked once (as the runner does). On every config whose
+                         learner the compiled path can meta-train (`Path.unsupported`).
     compiled-nhwc        the same with channels-last convolution weights (configs with
                          convolutions).
     compiled-cudagraphs  the same with CUDA graphs on top (inductor's `triton.cudagraphs`, what
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 import gbml_ext
-from gbml_ext.data.tasks import Task
+from gbml_ext.data.tasks import Task, TaskBatch
 from gbml_ext.fast import PATHS
 
 from ..configs import IMAGE_SHAPES, BenchmarkConfig, make_learner
@@ -69,7 +70,7 @@ def _cuda_graphs() -> Iterator[None]:
 
 def _compiled(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task]
               ) -> Tuple[nn.Module, MetaIteration]:
-    path, batch = PATHS["compiled"], list(tasks)
+    path, batch = PATHS["compiled"], TaskBatch.stack(list(tasks))
 
     def meta_iteration() -> None:
         path.meta_gradient(learner, batch, config.steps)

@@ -4,7 +4,9 @@ compiled path's peers are in peers/compiled.py).
     gbml_ext     `learner.accumulate_meta_gradient(tasks, steps)`: one task at a time, one
                  backward per task (`gbml_ext.engine.accumulate_meta_gradient`).
     batched      `gbml_ext.fast.batched_meta_gradient` (implemented in `gbml_ext.fast`): all
-                 tasks at once under `torch.vmap`, the runner's `algorithm.path = "batched"`.
+                 tasks at once under `torch.vmap`, the runner's `algorithm.path = "batched"`,
+                 given the meta-batch as a `TaskBatch` stacked once (what the runner's
+                 sampler hands it, and what the JAX peer gets).
     batched/4    the same, 4 tasks at a time (`tasks_per_chunk=4`): less memory. Only on
                  configs with more than 4 tasks per meta-batch.
     nhwc         the per-task engine with convolution weights channels-last (the runner's
@@ -19,7 +21,7 @@ from torch import nn
 
 import gbml_ext
 from gbml_ext.algorithms import MetaLearner
-from gbml_ext.data.tasks import Task
+from gbml_ext.data.tasks import Task, TaskBatch
 from gbml_ext.fast import batched_meta_gradient
 
 from ..configs import IMAGE_SHAPES, BenchmarkConfig
@@ -38,8 +40,10 @@ def _per_task(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task]
 
 def _batched(config: BenchmarkConfig, learner: nn.Module, tasks: Sequence[Task],
              tasks_per_chunk: Optional[int] = None) -> Tuple[nn.Module, MetaIteration]:
+    batch = TaskBatch.stack(list(tasks))
+
     def meta_iteration() -> None:
-        batched_meta_gradient(learner, list(tasks), config.steps, tasks_per_chunk=tasks_per_chunk)
+        batched_meta_gradient(learner, batch, config.steps, tasks_per_chunk=tasks_per_chunk)
 
     return learner, meta_iteration
 
