@@ -106,7 +106,7 @@ def table(runs: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
     for name, results in runs.items():
         per_it = [r["seconds_per_iteration"] for r in results]
         rows.append({
-            "variant": name, "path": results[0]["train_path"],
+            "variant": name, "path": results[0]["train_path"] or "not recorded",
             "ms_per_iteration": 1e3 * statistics.median(per_it),
             "vs_l2l": statistics.median(a / b for a, b in zip(reference, per_it, strict=True)),
             "first_call_s": _median([r["first_call_s"] for r in results]),
@@ -147,8 +147,8 @@ def figure(rows: Sequence[Dict[str, Any]], png: Path, title: str) -> None:
         ax.text(value, y, f" {value:.2f} ms ({row['vs_l2l']:.1f}x)", va="center", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("ms per meta-iteration (median; log scale)")
-    ax.set_title(title, fontsize=9)
-    ax.set_xlim(right=max(values) * 6)
+    ax.set_title(title, fontsize=8, wrap=True)
+    ax.set_xlim(min(values) / 2, max(values) * 4)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=120)
@@ -176,8 +176,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                          "runs": runs}, indent=1))
         print(f"wrote {args.json}")
     if args.png:
-        figure(rows, args.png, f"gbml-train on config s, {args.iterations} meta-iterations, "
-                               f"medians of {args.rounds} rounds ({date})")
+        figure(rows, args.png, f"gbml-train, config s, {args.iterations} meta-iterations, "
+                               f"medians of {args.rounds} rounds, {date}")
         print(f"wrote {args.png}")
     return 0
 
