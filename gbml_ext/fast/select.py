@@ -45,9 +45,10 @@ class CompileEstimate:
 
     Attributes:
         compile_s: the compiled path's first meta-iteration, compiling included, with a cold
-            inductor cache (`first_call_s` of the benchmark's compiled peer).
-        step_s: a meta-iteration on the path "auto" takes otherwise (batched or per-task).
-        compiled_step_s: a meta-iteration on the compiled path, after compiling.
+            inductor cache (results.json's `first_call_s`).
+        step_s: a runner meta-iteration on the path "auto" takes otherwise (batched or
+            per-task): results.json's `seconds_per_iteration`.
+        compiled_step_s: a runner meta-iteration on the compiled path, after compiling.
         source: the command and configuration the numbers come from.
     """
 
@@ -63,20 +64,21 @@ class CompileEstimate:
         return self.step_s - self.compiled_step_s
 
 
-# Keyed by (device type, the model has convolutions). To be measured with
+# Keyed by (device type, the model has convolutions). Measured through the runner, so that
+# sampling and the optimizer step are counted: `python -m benchmarks.runner_speed` (config s,
+# models without convolutions), or gbml-train on config a with algorithm.path=compiled and
+# with the path "auto" takes otherwise (models with convolutions). The benchmark's peers
 #   python -m benchmarks.inner_loop --device DEVICE --configs s,a --peers compiled,batched,gbml_ext
-# (config s for models without convolutions, config a for those with): compile_s is the
-# compiled peer's first_call_s, step_s the median of the peer "auto" takes otherwise (batched;
-# gbml_ext, the per-task engine, for convolutions on a CPU), compiled_step_s the compiled
-# peer's median. Where a number is None (not measured yet) "auto" does not compile.
+# time the meta-step alone. Where a number is None (not measured yet) "auto" does not compile.
 _TO_MEASURE = "to be measured: python -m benchmarks.inner_loop --peers compiled,batched,gbml_ext"
 COMPILE_ESTIMATES: Dict[Tuple[str, bool], CompileEstimate] = {
-    # Measured 2026-12-07 on an AMD EPYC, one thread, commit 38b5f2c, docs/data/
-    # compiled-s-2026-12-07.json: python -m benchmarks.inner_loop --configs s --peers
-    # compiled,batched,learn2learn,jax --threads 1 --count-flops none --repeats 5. A saving of
-    # 0.28 ms a step against 3.5 s of compiling: "auto" compiles runs of ~25,000 steps or more.
-    ("cpu", False): CompileEstimate(compile_s=3.49, step_s=0.00116, compiled_step_s=0.00089,
-                                    source="benchmarks.inner_loop --configs s, 2026-12-07"),
+    # Measured 2026-12-07 06:51-06:58 UTC on an AMD EPYC, one thread, commit 20ee32a, through
+    # the runner (docs/data/runner-s-2026-12-07.json): python -m benchmarks.runner_speed
+    # --rounds 3 --baseline 7922e7b. gbml-train on config s: batched 1.49 ms a meta-iteration,
+    # compiled 1.11 ms (warm cache), its first meta-step 9.8 s with a cold inductor cache. A
+    # saving of 0.39 ms a step against 9.8 s: "auto" compiles runs of ~51,000 steps or more.
+    ("cpu", False): CompileEstimate(compile_s=9.8, step_s=0.00149, compiled_step_s=0.00111,
+                                    source="benchmarks.runner_speed, 2026-12-07"),
     ("cpu", True): CompileEstimate(source=f"{_TO_MEASURE} --configs a"),
     ("cuda", False): CompileEstimate(source=f"{_TO_MEASURE} --configs s --device cuda"),
     ("cuda", True): CompileEstimate(source=f"{_TO_MEASURE} --configs a --device cuda"),

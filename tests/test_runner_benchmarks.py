@@ -1,4 +1,5 @@
-"""benchmarks.runner_speed: gbml-train on config s, each path against learn2learn's MAML."""
+"""The runner benchmarks: gbml-train on config s against learn2learn (runner_speed), and a
+meta-iteration's parts (loop_parts)."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import runner_speed
+from benchmarks import loop_parts, runner_speed
 
 __all__ = []
 
@@ -44,3 +45,14 @@ def test_the_command_runs_every_variant_and_writes_its_json_and_figure(tmp_path:
     assert rows["compiled cold"]["first_call_s"] > 0
     assert rows["batched"]["first_call_s"] is None
     assert png.stat().st_size > 1000
+
+
+def test_loop_parts_times_each_part_of_a_meta_iteration(tmp_path: Path) -> None:
+    out = tmp_path / "parts.json"
+    config = runner_speed.REPO / runner_speed.CONFIG
+    assert loop_parts.main([str(config), "algorithm.path=batched", "--iterations", "20",
+                            "--warmup", "2", "--json", str(out)]) == 0
+    medians = json.loads(out.read_text())["median_ms"]
+    assert list(medians) == list(loop_parts.PARTS)
+    assert all(value > 0 for value in medians.values())
+    assert medians["whole iteration"] >= medians["meta-step"] + medians["optimizer step"]
