@@ -163,16 +163,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--baseline", default=None, help="git revision to time as well")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--png", type=Path, default=None)
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="measure nothing: draw --png from this earlier --json")
     args = parser.parse_args(argv)
-    with worktree(args.baseline) as baseline:
-        runs = measure(args.rounds, args.iterations, baseline, args.baseline)
+    if args.from_json is not None:
+        stored = json.loads(args.from_json.read_text())
+        runs, date = stored["runs"], stored["date"]
+        args.rounds = len(next(iter(runs.values())))
+        args.iterations = stored.get("iterations", args.iterations)
+        args.json = None
+    else:
+        with worktree(args.baseline) as baseline:
+            runs = measure(args.rounds, args.iterations, baseline, args.baseline)
+        date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows = table(runs)
     print(markdown(rows))
-    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     command = "python -m benchmarks.runner_speed " + " ".join(
         sys.argv[1:] if argv is None else argv)
     if args.json:
-        args.json.write_text(json.dumps({"command": command, "date": date, "rows": rows,
+        args.json.write_text(json.dumps({"command": command, "date": date,
+                                         "iterations": args.iterations, "rows": rows,
                                          "runs": runs}, indent=1))
         print(f"wrote {args.json}")
     if args.png:

@@ -56,3 +56,19 @@ def test_loop_parts_times_each_part_of_a_meta_iteration(tmp_path: Path) -> None:
     assert list(medians) == list(loop_parts.PARTS)
     assert all(value > 0 for value in medians.values())
     assert medians["whole iteration"] >= medians["meta-step"] + medians["optimizer step"]
+
+
+def test_the_figure_redraws_from_a_stored_json_without_measuring(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("measured")
+
+    monkeypatch.setattr(runner_speed, "measure", refuse)
+    stored = tmp_path / "runner.json"
+    runs = {"l2l-maml": [_result(0.012, "per-task")],
+            "compiled warm": [_result(0.001, "compiled", 3.0)]}
+    stored.write_text(json.dumps({"command": "x", "date": "2026-12-07 06:58 UTC",
+                                  "runs": runs}))
+    png = tmp_path / "runner.png"
+    assert runner_speed.main(["--from-json", str(stored), "--png", str(png)]) == 0
+    assert png.stat().st_size > 1000
