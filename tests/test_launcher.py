@@ -77,6 +77,29 @@ def test_status_reads_every_state_from_the_run_folders(tmp_path, capsys):
     assert code == 0 and "failed" in out and not (plan[3].run_dir / "results.json").exists()
 
 
+def test_a_worker_still_starting_reads_as_running_so_nothing_starts_it_twice(tmp_path):
+    """Before a local worker takes its run.lock (it is importing torch), job.json's pid and the
+    process's command line, which names the run folder, say it is running."""
+    import socket
+
+    plan = build_plan([SHALLOW], [0], GRID, tmp_path)
+    run_dir = plan[0].run_dir
+    run_dir.mkdir(parents=True)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                               f"output_dir={run_dir}"])
+    try:
+        write_job(run_dir, {"launcher": "local", "pid": worker.pid,
+                            "host": socket.gethostname()})
+        state = plan_status(plan)[0]
+        assert state.state == "running" and str(worker.pid) in state.detail
+        assert [s.state for s in launch(plan)] == ["running"]  # not started a second time
+        assert not (run_dir / "results.json").exists()
+    finally:
+        worker.kill()
+        worker.wait()
+    assert plan_status(plan)[0].state != "running"  # a dead pid is not running
+
+
 def test_a_seed_override_beside_seeds_is_refused_before_anything_runs(tmp_path, capsys):
     code, _, err = compare(capsys, SHALLOW, "--seeds", "0", "1", "seed=5", "--out", tmp_path,
                            *GRID)

@@ -32,7 +32,8 @@ from .files import read_job
 from .plan import RunSpec
 from .registry import CHANGED, DONE, FAILED, LAUNCHERS, NOT_STARTED, QUEUED, RUNNING, RunStatus
 
-__all__ = ["finished", "format_status", "plan_status", "rerun_status", "run_status"]
+__all__ = ["finished", "format_status", "live_local_run", "plan_status", "rerun_status",
+           "run_status"]
 
 
 def _results(spec: RunSpec, quiet: bool) -> Optional[Dict[str, Any]]:
@@ -145,6 +146,29 @@ def _alive_here(run_dir: Path) -> Optional[int]:
     return pid
 
 
+def live_local_run(run_dir: Path) -> Optional[int]:
+    """The pid of the worker process that job.json names for `run_dir` on this host, while it
+    is alive and has not ended, also while it is still starting (importing torch, before it
+    takes its run.lock), so that no command starts the run a second time. Read from job.json
+    and /proc (None where /proc is not there).
+
+    Example:
+        >>> import tempfile
+        >>> live_local_run(Path(tempfile.mkdtemp())) is None
+        True
+    """
+    job = read_job(run_dir) or {}
+    pid = job.get("pid")
+    if ("exit_code" in job or not isinstance(pid, int)
+            or job.get("host") != socket.gethostname()):
+        return None
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if str(run_dir).encode() in command else None
+
+
 def _checkpoint_detail(run_dir: Path) -> str:
     return "checkpoint kept; resumes from it" if (run_dir / "checkpoint.pt").exists() else ""
 
@@ -163,7 +187,7 @@ def run_status(spec: RunSpec, polled: Dict[str, Any], quiet: bool = True,
     view = LAUNCHERS[name].view(job, polled.get(name)) if name in LAUNCHERS else None
     if view is not None and view.state in (QUEUED, RUNNING):
         return view
-    pid = _alive_here(run_dir)
+    pid = _alive_here(run_dir) or live_local_run(run_dir)
     if pid is not None:
         return RunStatus(RUNNING, f"pid {pid}")
     rerun = _rerun(spec, allow_change, results)

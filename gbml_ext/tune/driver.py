@@ -22,7 +22,7 @@ from ..runner.rundir import run_lock
 from ..runner.stopfile import STOP_FILE
 from .space import TuneSetup, setup_notes
 from .study import make_pruner, make_sampler, open_study
-from .trials import PRUNED_AT, TrialSpec, TrialWatch, live_local_run, loadable, outcome
+from .trials import PRUNED_AT, TrialSpec, TrialWatch, loadable, outcome
 
 __all__ = ["run_study", "trial_counts"]
 
@@ -79,7 +79,7 @@ def _tell(study: Any, trial: Any, spec: Any, status: Any, setup: TuneSetup,
     if ended.state == "running":
         raise RunError(f"trial {trial.number} is still running in {spec.run_dir}; run the "
                        f"same command again to wait for it.")
-    if status.state not in _LIVE and live_local_run(spec.run_dir) is None:
+    if status.state not in _LIVE:
         (spec.run_dir / STOP_FILE).unlink(missing_ok=True)  # it ended before it saw the file
     if ended.state == "complete":
         study.tell(trial, ended.value)
@@ -95,8 +95,7 @@ def _tell(study: Any, trial: Any, spec: Any, status: Any, setup: TuneSetup,
 def _wait(specs: Sequence[TrialSpec], watch: TrialWatch, seconds: float) -> None:
     """Polls until no run of `specs` is running or queued: Slurm jobs, and runs that an
     earlier gbml-tune started before it was killed."""
-    while (any(state.state in _LIVE for state in plan_status(specs))
-           or any(live_local_run(spec.run_dir) for spec in specs)):
+    while any(state.state in _LIVE for state in plan_status(specs)):  # starting ones too
         watch.poll()
         time.sleep(seconds)
     watch.poll()

@@ -9,20 +9,19 @@ validation records the run logs every `train.eval_every` meta-iterations (metric
 from __future__ import annotations
 
 import math
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ..launch import RunSpec
-from ..launch.status import FAILED, RunStatus, read_job
+from ..launch.status import FAILED, RunStatus
 from ..runner.config import ConfigError, load_config
 from ..runner.rundir import read_history, read_results
 from ..runner.stopfile import STOP_FILE
 from .space import TuneSetup, toml_value
 
-__all__ = ["PRUNED_AT", "TRIALS_FOLDER", "Outcome", "TrialSpec", "TrialWatch", "live_local_run",
+__all__ = ["PRUNED_AT", "TRIALS_FOLDER", "Outcome", "TrialSpec", "TrialWatch",
            "loadable", "outcome", "trial_folder", "trial_spec"]
 
 TRIALS_FOLDER = "trials"
@@ -189,26 +188,3 @@ def loadable(setup: TuneSetup, out: Path, number: int,
         return trial_spec(setup, out, number, params)
     except ConfigError as error:
         return f"its params do not make a valid config: {error}"
-
-
-def live_local_run(run_dir: Path) -> Optional[int]:
-    """The pid of a run process that the local launcher started for `run_dir` on this host and
-    that is still alive, also while it is still starting (before it takes its run.lock): a
-    study resumed after its gbml-tune process was killed waits for it instead of starting the
-    run twice. Read from job.json and /proc (None where /proc is not there).
-
-    Example:
-        >>> import tempfile
-        >>> live_local_run(Path(tempfile.mkdtemp())) is None
-        True
-    """
-    job = read_job(run_dir) or {}
-    pid = job.get("pid")
-    if (job.get("launcher") != "local" or "exit_code" in job or not isinstance(pid, int)
-            or job.get("host") != socket.gethostname()):
-        return None
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return pid if str(run_dir).encode() in command else None
