@@ -257,3 +257,43 @@ def test_runner_trains_on_the_compiled_path_as_on_the_per_task_path(tmp_path,
             torch.tensor(results["compiled"]["evaluation"]["per_task"][key]),
             torch.tensor(results["per-task"]["evaluation"]["per_task"][key]),
             rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_an_evaluation_s_short_last_chunk_reuses_the_compiled_graph() -> None:
+    """70 tasks are a chunk of 64 and one of 6: the 6 are padded with copies of the last task
+    to 64, so the curves compile once, and every task's curve is the per-task path's."""
+    from gbml_ext.data import LinearRegressionTasks
+    from gbml_ext.runner.evaluate import EVAL_TASKS_PER_CHUNK, evaluate
+
+    assert EVAL_TASKS_PER_CHUNK == 64
+    torch.manual_seed(0)
+    maml = gbml_ext.MAML(torch.nn.Linear(3, 1), lr=0.3)
+
+    def tasks() -> LinearRegressionTasks:
+        return LinearRegressionTasks(dim=3, n_support=5, n_query=5, seed=4)
+
+    compiled = evaluate(maml, tasks(), 70, 2, path="compiled")
+    kinds = [key[0] for key in compile_cache._CACHE[maml]]
+    assert kinds.count("curves") == 1
+    reference = evaluate(maml, tasks(), 70, 2, path="per-task")
+    got = torch.tensor(compiled["per_task"]["loss_by_step"])
+    assert got.shape == (3, 70)
+    torch.testing.assert_close(got, torch.tensor(reference["per_task"]["loss_by_step"]),
+                               rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank0", [True, False])
+def test_only_rank_0_says_the_step_is_compiling(capsys, rank0: bool) -> None:
+    from gbml_ext.data import LinearRegressionTasks
+    from gbml_ext.runner import load_config
+    from gbml_ext.runner.build import build_learner
+    from gbml_ext.runner.loop import _meta_gradient_fn
+
+    config = load_config(None, ["data.options={dim=3, n_support=5, n_query=5}",
+                                "algorithm.path=compiled"])
+    step = _meta_gradient_fn(config, build_learner(config), says=rank0)
+    step(LinearRegressionTasks(dim=3, n_support=5, n_query=5).sample_batch(2), 1)
+    said = capsys.readouterr().err
+    assert ("compiling the meta-step" in said) == rank0

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .. import engine
-from ..data.tasks import TaskSource, sample_batch
+from ..data.tasks import TaskBatch, TaskSource, sample_batch
 from ..fast import PATHS, choose_path
 from .config import ConfigError
 from .schema import AlgorithmConfig, Config
@@ -77,6 +77,19 @@ def training_path(config: Config, algorithm: nn.Module) -> str:
                     time_limit_s=60 * train.max_minutes or None)
 
 
+def _padded_if_compiled(path: Any, algorithm: nn.Module, batch: TaskBatch, steps: int
+                        ) -> TaskBatch:
+    """`batch` with copies of its last task up to `EVAL_TASKS_PER_CHUNK` tasks when its own
+    size would compile the path again and the full size is compiled already (the last, short
+    chunk of an evaluation on the compiled path); else `batch`. Tasks adapt independently, so
+    the copies change no other task's numbers, and the caller drops their curves."""
+    missing = EVAL_TASKS_PER_CHUNK - len(batch)
+    if missing <= 0 or not path.will_compile(algorithm, batch, steps, training=False):
+        return batch
+    padded = batch[list(range(len(batch))) + [len(batch) - 1] * missing]
+    return batch if path.will_compile(algorithm, padded, steps, training=False) else padded
+
+
 def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: int,
              device: torch.device | str = "cpu", loss_fn: Optional[engine.LossFn] = None,
              progress: bool = False, path: str = "auto") -> Dict[str, Any]:
@@ -127,10 +140,12 @@ def evaluate(algorithm: nn.Module, source: TaskSource, num_tasks: int, steps: in
         while len(curves) < num_tasks:
             batch = sample_batch(source, min(EVAL_TASKS_PER_CHUNK,
                                              num_tasks - len(curves))).to(device)
+            drawn = len(batch)
+            batch = _padded_if_compiled(chosen, algorithm, batch, steps)
             compiling = chosen.will_compile(algorithm, batch, steps, training=False)
             if compiling:
                 bar.set_postfix_str(f"compiling ({chosen.name} path)")
-            curves.extend(chosen.curves(algorithm, batch, steps, loss_fn))
+            curves.extend(chosen.curves(algorithm, batch, steps, loss_fn)[:drawn])
             if compiling:
                 bar.set_postfix_str("")
             bar.update(len(batch))

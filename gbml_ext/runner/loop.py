@@ -144,12 +144,12 @@ def _meta_train_explained(run: RunContext, state: TrainingState, stop: StopSigna
             state.reference_loss, state.last_checkpoint, config) from None
 
 
-def _meta_gradient_fn(config: Config, algorithm) -> Callable:
+def _meta_gradient_fn(config: Config, algorithm, says: bool = True) -> Callable:
     """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see
     `training_path`):
     its entry of `gbml_ext.fast.PATHS`, chunked (`Chunked`) when `algorithm.tasks_per_chunk`
-    or `train.memory_budget_mb` asks for it and the path adapts tasks together; it says on
-    stderr when the path compiles."""
+    or `train.memory_budget_mb` asks for it and the path adapts tasks together; when `says`
+    (rank 0), it says on stderr when the path compiles."""
     from tqdm.auto import tqdm
 
     from ..fast import PATHS, Chunked
@@ -159,7 +159,8 @@ def _meta_gradient_fn(config: Config, algorithm) -> Callable:
     if path.batches_tasks and (config.algorithm.tasks_per_chunk or config.train.memory_budget_mb):
         path = Chunked(path, config.algorithm.tasks_per_chunk, config.train.memory_budget_mb)
     return MetaStep(path, algorithm,
-                    lambda line: tqdm.write(f"gbml_ext: {line}", file=sys.stderr))
+                    (lambda line: tqdm.write(f"gbml_ext: {line}", file=sys.stderr))
+                    if says else None)
 
 
 def _meta_train(run: RunContext, state: TrainingState, stop: StopSignals,
@@ -170,7 +171,7 @@ def _meta_train(run: RunContext, state: TrainingState, stop: StopSignals,
     from tqdm.auto import tqdm
 
     config = run.config
-    meta_gradient = _meta_gradient_fn(config, state.algorithm)
+    meta_gradient = _meta_gradient_fn(config, state.algorithm, says=run.dist.is_main)
     last_save, record = time.monotonic(), None
     bar = tqdm(total=config.train.iterations, initial=state.iteration, desc=config.name,
                disable=not (run.progress and run.dist.is_main), dynamic_ncols=True)
