@@ -13,6 +13,7 @@ TINY = ["data.queries=1", "data.options={split_sizes=[5, 5, 5]}", "model.options
         "train.meta_batch=2", "device=cpu"]
 
 
+@pytest.mark.slow
 def test_rounds_are_written_and_the_report_takes_them(tmp_path: Path) -> None:
     root = write_omniglot_tree(tmp_path / "data", {"images_background": {"A": 5, "B": 5},
                                                    "images_evaluation": {"C": 5}}, drawings=2)

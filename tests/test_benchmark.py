@@ -22,6 +22,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_command_line_writes_every_section(tmp_path, one_thread):
     out, page = tmp_path / "perf.json", tmp_path / "perf.md"
     report = main(["--tiny", "--configs", "a,s", "--repeats", "1", "--warmup", "0",
@@ -52,6 +53,7 @@ def test_peers_count_the_same_flops(one_thread):
     assert len(set(flops.values())) == 1 and flops["gbml_ext"] > 0, flops
 
 
+@pytest.mark.slow
 def test_cpu_peak_memory_comes_from_a_fresh_process():
     config = tiny(CONFIGS["s-linreg"])
     assert peak_memory(config, "gbml_ext", torch.device("cpu")) >= 0

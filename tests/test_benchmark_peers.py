@@ -74,6 +74,7 @@ def _check_all_peers(config_name: str, device: torch.device, only: Sequence[str]
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 def test_every_peer_gives_gbml_ext_meta_gradient(config_name):
     _check_all_peers(config_name, torch.device("cpu"))
@@ -150,6 +151,7 @@ def test_jax_peer_gives_gbml_ext_meta_gradient_on_cuda():
     _check_all_peers("a-maml", torch.device("cuda"), only=["jax"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 def test_every_peer_keeps_everything_on_the_requested_device(config_name):
     """Builds every peer on the "meta" device (shapes only, no arithmetic) and runs one

@@ -25,6 +25,7 @@ def _dry_run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
 
 
+@pytest.mark.slow
 def test_dry_run_passes_every_step_and_writes_the_reports_as_it_goes(tmp_path):
     # The step budgets are a GPU machine's; a CPU shared with the rest of the suite (make test
     # runs it in parallel) gets more time for each, still inside the deadline.

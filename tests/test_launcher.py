@@ -39,6 +39,7 @@ def compare(capsys, *args) -> tuple:
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_two_local_jobs_give_the_numbers_of_one_bit_for_bit(tmp_path, capsys):
     grid = [SHALLOW, KFO, "--seeds", "0", "1", "--no-progress", *GRID]
     assert compare(capsys, *grid, "--out", tmp_path / "one", "--jobs", "1")[0] == 0
@@ -120,6 +121,7 @@ def test_jobs_below_one_is_a_clear_error(tmp_path, capsys, jobs):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_more_jobs_than_runs_is_clamped_and_said(tmp_path):
     plan = build_plan([SHALLOW], [0], GRID, tmp_path)
     with pytest.raises(RunError, match="give 1 or more"):
@@ -136,6 +138,7 @@ def test_slurm_without_sbatch_is_one_line_and_submits_nothing(tmp_path, capsys, 
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_every_running_run_and_a_rerun_resumes(tmp_path):
     out = tmp_path / "cmp"
     long = ["train.iterations=4000", "train.meta_batch=4", "evaluation.tasks=8",
@@ -184,6 +187,7 @@ def test_status_of_a_finished_grid_says_what_a_rerun_would_do(tmp_path, capsys):
     assert "2 done" in out
 
 
+@pytest.mark.slow
 def test_resume_refused_by_every_run_says_the_runs_hold_another_configs_results(tmp_path,
                                                                                 capsys):
     grid = [SHALLOW, "--seeds", "0", "--out", tmp_path, "--no-progress", *GRID]
@@ -197,6 +201,7 @@ def test_resume_refused_by_every_run_says_the_runs_hold_another_configs_results(
     assert before == {p: p.read_bytes() for p in tmp_path.rglob("results.json")}
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_runs_start_says_nothing_was_checkpointed(tmp_path):
     out = tmp_path / "cmp"
     command = [sys.executable, "-m", "gbml_ext.compare", str(SHALLOW), "--seeds", "0", "1",
@@ -229,6 +234,7 @@ with run_lock(run_dir):
 """
 
 
+@pytest.mark.slow
 def test_a_run_another_command_holds_is_waited_for_and_not_a_failure(tmp_path, capsys,
                                                                      monkeypatch):
     """Two commands on one --out: the second's worker finds the run locked by the first; the
