@@ -80,8 +80,9 @@ def test_two_process_meta_update_equals_single_process(tmp_path):
     assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
-def _start_ranks(out, port, extra=()):
-    """Two gbml-train processes of one gloo group, as torchrun or srun start them."""
+def _start_ranks(out, port, extra=(), rank1_path=None):
+    """Two gbml-train processes of one gloo group, as torchrun or srun start them (rank 1 with
+    `rank1_path` first on its PYTHONPATH, when given)."""
     command = [sys.executable, "-m", "gbml_ext.runner", *TINY_RUN, f"output_dir='{out}'",
                "--no-progress", *extra]
     processes = []
@@ -89,6 +90,9 @@ def _start_ranks(out, port, extra=()):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
                "OMP_NUM_THREADS": "1"}
+        if rank == 1 and rank1_path is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(rank1_path),
+                                                 os.environ.get("PYTHONPATH", "")])
         processes.append(subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True,
                                           cwd=out.parent))
     return processes
@@ -127,3 +131,40 @@ def test_sigterm_stops_every_rank_together_with_a_checkpoint(tmp_path, signalled
     stopped_at = torch.load(out / "checkpoint.pt", weights_only=False)["iteration"]
     assert f"SIGTERM at iteration {stopped_at} of 100000" in errors[0]
     assert not (out / "run.lock").exists() and not (out / "results.json").exists()
+
+
+RANK1_DIVERGES = """
+import gbml_ext.runner.loop as loop
+from gbml_ext.runner.errors import MetaLossDiverged
+
+_check = loop.check_meta_loss
+
+
+def check_meta_loss(loss, iteration, *args):
+    if iteration >= 3:
+        raise MetaLossDiverged(f"test: rank 1 alone diverged at iteration {iteration}", loss,
+                               iteration)
+    return _check(loss, iteration, *args)
+
+
+loop.check_meta_loss = check_meta_loss
+"""
+
+
+@pytest.mark.slow
+def test_a_failure_on_one_rank_alone_stops_every_rank(tmp_path):
+    """Rank 1's meta-loss diverges while rank 0's does not: both stop at that iteration, rank 1
+    with its own message and rank 0 pointing to it, instead of rank 0 waiting in the gradient
+    all-reduce that rank 1 never joins."""
+    out = tmp_path / "run"
+    out.mkdir()
+    patch = tmp_path / "rank1"
+    patch.mkdir()
+    (patch / "sitecustomize.py").write_text(RANK1_DIVERGES)
+    processes = _start_ranks(out, _free_port(), rank1_path=patch)
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert all(p.returncode not in (0, None) for p in processes), errors
+    assert "at iteration 3 of" in errors[1] and "diverges" in errors[1], errors[1]
+    assert "another process of this run stopped with an error" in errors[0], errors[0]
+    assert "Traceback" not in errors[0] and "Connection closed" not in errors[0], errors[0]
+    assert not (out / "results.json").exists()

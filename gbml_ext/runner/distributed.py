@@ -87,8 +87,9 @@ def agree(values: Sequence[float], context: DistributedContext,
         values: this process's numbers (flags as 0.0 / 1.0).
         context: the processes (`init_distributed`).
         device: where the collective runs (a GPU for NCCL).
-        error: what rank 0's own work since the last collective raised (`on_rank0`): raised
-            again there, while every other process raises a `RunError` that points to it.
+        error: what this process's own work since the last collective raised (rank 0's
+            through `on_rank0`; any rank's meta-step): raised again there, while every other
+            process raises a `RunError` that points to it.
 
     Example:
         >>> agree([0.0, 15.0], DistributedContext())
@@ -105,8 +106,8 @@ def agree(values: Sequence[float], context: DistributedContext,
     if error is not None:
         raise error
     if failed:
-        raise RunError(f"rank 0 stopped with an error (its own message says why); rank "
-                       f"{context.rank} stops with it.")
+        raise RunError(f"another process of this run stopped with an error (its own message "
+                       f"says why); rank {context.rank} stops with it.")
     return agreed
 
 

@@ -200,12 +200,19 @@ def _meta_step(run: RunContext, state: TrainingState, meta_gradient: Callable) -
     if state.reference_loss is None:
         state.reference_loss = unadapted_loss(state.algorithm, batch)
     state.optimizer.zero_grad(set_to_none=True)
-    outcomes = meta_gradient(batch, config.algorithm.train_steps)
+    try:  # this process's part; a failure on any rank stops them all before the all-reduce
+        outcomes = meta_gradient(batch, config.algorithm.train_steps)
+        loss = torch.stack([o.loss for o in outcomes]).mean().item()
+        check_meta_loss(loss, state.iteration + 1, state.reference_loss, state.last_checkpoint,
+                        config)
+        error: Optional[Exception] = None
+    except Exception as failure:  # noqa: BLE001 (re-raised by agree, here and everywhere)
+        if not dist.enabled:
+            raise
+        error = failure
     if dist.enabled:
+        agree([], dist, device, error)
         all_reduce_gradients(state.algorithm.parameters(), dist.world_size)
-    loss = torch.stack([o.loss for o in outcomes]).mean().item()
-    check_meta_loss(loss, state.iteration + 1, state.reference_loss, state.last_checkpoint,
-                    config)
     state.optimizer.step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
