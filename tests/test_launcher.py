@@ -270,3 +270,15 @@ def test_a_run_another_command_holds_is_waited_for_and_not_a_failure(tmp_path, c
     assert code == 0, err
     assert "failed" not in err and "Shallow seed 0: done by another process" in err, err
     assert "| Shallow |" in out
+
+
+def test_a_run_its_stop_file_stopped_is_not_reported_as_failed():
+    """gbml-tune prunes a trial through its stop file: the run exits 3 with a checkpoint, and
+    the launcher's progress line says it stopped and can resume, not that it failed."""
+    from gbml_ext.launch.local import _ended
+    from gbml_ext.runner.errors import STOPPED_EXIT_CODE, RunStopped
+
+    assert RunStopped("x").exit_code == STOPPED_EXIT_CODE
+    assert _ended(STOPPED_EXIT_CODE).startswith("stopped by its stop file")
+    assert "failed" not in _ended(STOPPED_EXIT_CODE)
+    assert _ended(1) == "failed (exit 1)" and _ended(0) == "done"

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Dict, List, Optional, Sequence
 
-from ..runner.errors import RunError, RunInterrupted
+from ..runner.errors import STOPPED_EXIT_CODE, RunError, RunInterrupted
 from .files import LOG_FILE, log_tail, read_job, write_job
 from .plan import RunSpec
 from .registry import DONE, FAILED, LAUNCHERS, RUNNING, Launcher, LaunchSettings, RunStatus
@@ -46,6 +46,15 @@ def worker_command(spec: RunSpec, allow_change: Sequence[str] = ()) -> List[str]
                "--no-progress", "--resume"]
     return command + (["--allow-change", *allow_change] if allow_change else [])
 
+
+
+def _ended(code: int) -> str:
+    """How a worker's exit code reads in the progress line."""
+    if code == 0:
+        return "done"
+    if code == STOPPED_EXIT_CODE:
+        return f"stopped by its stop file (exit {code}; resumable)"
+    return f"failed (exit {code})"
 
 @dataclass
 class LocalRun:
@@ -204,8 +213,8 @@ def run_local(plan: Sequence[RunSpec], jobs: int = 1, threads: Optional[int] = N
             _finish(run, code)
             codes[str(run.spec.run_dir)] = code
             tail = log_tail(str(run.spec.run_dir / LOG_FILE)) if to_log and code else ""
-            print(f"{run.spec.label}: {'done' if code == 0 else f'failed (exit {code})'} in "
-                  f"{took:.0f} s" + (f": {tail}" if tail else ""), file=sys.stderr, flush=True)
+            print(f"{run.spec.label}: {_ended(code)} in {took:.0f} s"
+                  + (f": {tail}" if tail else ""), file=sys.stderr, flush=True)
         _wait_for_others(held)
     except KeyboardInterrupt:
         stopped = list(running.values())

@@ -12,7 +12,8 @@ from .config import ConfigError
 
 __all__ = ["CheckpointError", "ConfigMismatchError", "DamagedFileError", "DeviceError",
            "MetaLossDiverged", "NonFiniteLossError", "OutOfMemory", "ResultNotSaved", "RunError",
-           "RunFolderError", "RunInterrupted", "RunStopped", "UnwritableError"]
+           "RunFolderError", "RunInterrupted", "RunStopped", "STOPPED_EXIT_CODE",
+           "UnwritableError"]
 
 
 class RunError(RuntimeError):
@@ -104,6 +105,9 @@ class RunInterrupted(RunError):
         self.exit_code = 128 + signal_number
 
 
+STOPPED_EXIT_CODE = 3  # a run its stop file stopped (`RunStopped`), resumable
+
+
 class RunStopped(RunInterrupted):
     """The run folder's stop file (`stopfile.STOP_FILE`, written by whoever wants the run to
     end, e.g. gbml-tune pruning a trial) stopped the run after a checkpoint was written. The
@@ -112,4 +116,4 @@ class RunStopped(RunInterrupted):
 
     def __init__(self, message: str) -> None:
         RunError.__init__(self, message)
-        self.exit_code = 3
+        self.exit_code = STOPPED_EXIT_CODE
