@@ -282,3 +282,8 @@ def test_a_run_its_stop_file_stopped_is_not_reported_as_failed():
     assert _ended(STOPPED_EXIT_CODE).startswith("stopped by its stop file")
     assert "failed" not in _ended(STOPPED_EXIT_CODE)
     assert _ended(1) == "failed (exit 1)" and _ended(0) == "done"
+    from gbml_ext.launch.local import LocalLauncher
+
+    view = LocalLauncher().view({"exit_code": STOPPED_EXIT_CODE}, None)
+    assert view is not None and view.detail.startswith("stopped by its stop file")
+    assert LocalLauncher().view({"exit_code": 1}, None).detail == "exit 1"

@@ -254,7 +254,9 @@ class LocalLauncher(Launcher):
         if code in (None, 0):
             return None
         tail = log_tail(record.get("log"))
-        return RunStatus(FAILED, f"exit {code}" + (f": {tail}" if tail else ""))
+        why = (f"stopped by its stop file (exit {code}); resumable" if code == STOPPED_EXIT_CODE
+               else f"exit {code}")
+        return RunStatus(FAILED, why + (f": {tail}" if tail else ""))
 
 
 LAUNCHERS.register("local", LocalLauncher(), doc="worker processes on this machine (--jobs N)")
