@@ -35,13 +35,13 @@ def time_parts(config_path: Path, overrides: Sequence[str], iterations: int, war
     """Seconds of each of `PARTS`, per iteration."""
     from gbml_ext.data.tasks import sample_batch
     from gbml_ext.runner.config import load_config
-    from gbml_ext.runner.loop import _meta_gradient_fn
+    from gbml_ext.runner.evaluate import training_step
     from gbml_ext.runner.state import build_run, resolve_device
 
     config = load_config(config_path, list(overrides))
     device = resolve_device(config.device)
     state = build_run(config, device)
-    meta_gradient = _meta_gradient_fn(config, state.algorithm)
+    meta_gradient = training_step(config, state.algorithm)
     source, steps = state.sources["train"], config.algorithm.train_steps
     times: Dict[str, List[float]] = {part: [] for part in PARTS}
 

@@ -3,7 +3,7 @@ like; and the benchmark's configs come from the runner's registry."""
 from __future__ import annotations
 
 import importlib.util
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import pytest
 import torch
@@ -44,7 +44,8 @@ SLOW_PEERS = ("compiled", "compiled-nhwc", "compiled-cudagraphs")
 
 
 def _check_all_peers(config_name: str, device: torch.device, only: Sequence[str] = (),
-                     extra: Sequence[str] = ()) -> None:
+                     extra: Sequence[str] = ()) -> List[str]:
+    """Asserts every peer's meta-gradient equals gbml_ext's; returns the peers compared."""
     torch.set_default_dtype(torch.float64)  # 1e-5 is then far above rounding (about 1e-13)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny problems: extra threads only contend for a shared CPU
@@ -53,9 +54,11 @@ def _check_all_peers(config_name: str, device: torch.device, only: Sequence[str]
         assert all(g is not None for g in reference.values())
         total = torch.cat([g.flatten() for g in reference.values()]).norm()
         assert total > 0
+        compared: List[str] = []
         for peer in peers_for(_small(config_name, extra), list(only) or None):
             if peer in SLOW_PEERS and peer not in only:
                 continue
+            compared.append(peer)
             gradient = _meta_gradient(config_name, peer, device, extra)
             for name, expected in reference.items():
                 got = gradient[name]
@@ -69,6 +72,7 @@ def _check_all_peers(config_name: str, device: torch.device, only: Sequence[str]
                 scale = torch.maximum(expected.norm(), 1e-3 * total)
                 error = float((got - expected).norm() / scale)
                 assert error < RTOL, f"{peer} differs from gbml_ext on {name}: {error:.2e}"
+        return compared
     finally:
         torch.set_default_dtype(torch.float32)
         torch.set_num_threads(threads)
@@ -77,7 +81,8 @@ def _check_all_peers(config_name: str, device: torch.device, only: Sequence[str]
 @pytest.mark.slow
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 def test_every_peer_gives_gbml_ext_meta_gradient(config_name):
-    _check_all_peers(config_name, torch.device("cpu"))
+    compared = _check_all_peers(config_name, torch.device("cpu"))
+    assert {"gbml_ext", "learn2learn"} <= set(compared), compared
 
 
 def test_compiled_peers_run_the_configs_the_compiled_path_can_train():
@@ -113,7 +118,7 @@ def test_compiled_peers_give_gbml_ext_meta_gradient(config_name, extra):
     if reason is not None:
         pytest.skip(f"the compiled path cannot meta-train {config_name}: {reason}")
     only = ["compiled"] + (["compiled-nhwc"] if config_name != "s-linreg" else [])
-    _check_all_peers(config_name, torch.device("cpu"), only=only, extra=extra)
+    assert _check_all_peers(config_name, torch.device("cpu"), only=only, extra=extra) == only
 
 
 @pytest.mark.slow  # compiles config s's (tiny) meta-step where the compiled path can train it
@@ -141,14 +146,15 @@ def test_benchmark_runs_the_compiled_peer_beside_jax_and_learn2learn(tmp_path):
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 def test_every_peer_gives_gbml_ext_meta_gradient_on_cuda(config_name):
     # JAX compiles each float64 config for seconds: it has its own CUDA test, on config a.
-    _check_all_peers(config_name, torch.device("cuda"),
-                     only=[peer for peer in PEERS if peer not in (*SLOW_PEERS, "jax")])
+    compared = _check_all_peers(config_name, torch.device("cuda"),
+                                only=[peer for peer in PEERS if peer not in (*SLOW_PEERS, "jax")])
+    assert "learn2learn" in compared, compared
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or "jax" not in PEERS,
                     reason="no CUDA device or no jax here")
 def test_jax_peer_gives_gbml_ext_meta_gradient_on_cuda():
-    _check_all_peers("a-maml", torch.device("cuda"), only=["jax"])
+    assert _check_all_peers("a-maml", torch.device("cuda"), only=["jax"]) == ["jax"]
 
 
 @pytest.mark.slow

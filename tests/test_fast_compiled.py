@@ -289,11 +289,11 @@ def test_only_rank_0_says_the_step_is_compiling(capsys, rank0: bool) -> None:
     from gbml_ext.data import LinearRegressionTasks
     from gbml_ext.runner import load_config
     from gbml_ext.runner.build import build_learner
-    from gbml_ext.runner.loop import _meta_gradient_fn
+    from gbml_ext.runner.evaluate import training_step
 
     config = load_config(None, ["data.options={dim=3, n_support=5, n_query=5}",
                                 "algorithm.path=compiled"])
-    step = _meta_gradient_fn(config, build_learner(config), says=rank0)
+    step = training_step(config, build_learner(config), says=rank0)
     step(LinearRegressionTasks(dim=3, n_support=5, n_query=5).sample_batch(2), 1)
     said = capsys.readouterr().err
     assert ("compiling the meta-step" in said) == rank0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from torch import nn
 
 from benchmarks.peers import PEERS
 from gbml_ext.algorithms import ALGORITHMS, AlgorithmSpec, MetaLearner, register_algorithm
@@ -79,13 +80,13 @@ def test_each_package_registers_what_it_provides(registry: Registry, names: set)
 CNN = ["data.source=omniglot", "model.name=omniglot_cnn4", "model.options={hidden=4}"]
 
 
-def _check_registered_algorithm(name: str) -> None:
-    """What must hold of every registered algorithm, whichever it is."""
+def _check_registered_algorithm(name: str) -> nn.Module:
+    """What must hold of every registered algorithm, whichever it is; returns the learner the
+    runner builds for it."""
     spec = ALGORITHMS[name]
     assert isinstance(spec, AlgorithmSpec)
     assert ALGORITHMS.doc(name) and "\n" not in ALGORITHMS.doc(name)
-    assert isinstance(build_learner(load_config(None, CNN + [f"algorithm.name={name}"])),
-                      MetaLearner)
+    learner = build_learner(load_config(None, CNN + [f"algorithm.name={name}"]))
     transforms = [t for t in TRANSFORMS.names() if t != "none"]
     with_transform = CNN + [f"algorithm.name={name}", f"algorithm.transform={transforms[0]}"]
     if spec.takes_transform:
@@ -94,6 +95,7 @@ def _check_registered_algorithm(name: str) -> None:
         with pytest.raises(ConfigError) as error:
             load_config(None, with_transform)
         assert str(error.value) == spec.no_transform
+    return learner
 
 
 def test_the_package_registers_its_algorithms_and_the_default_one() -> None:
@@ -103,7 +105,7 @@ def test_the_package_registers_its_algorithms_and_the_default_one() -> None:
 
 @pytest.mark.parametrize("name", ALGORITHMS.names())
 def test_every_registered_algorithm_builds_a_meta_learner_through_the_runner(name: str) -> None:
-    _check_registered_algorithm(name)
+    assert isinstance(_check_registered_algorithm(name), MetaLearner)
 
 
 def test_an_algorithm_registered_later_meets_the_same_checks() -> None:
@@ -113,7 +115,7 @@ def test_an_algorithm_registered_later_meets_the_same_checks() -> None:
                        "algorithm.transform = 'none'.")(ALGORITHMS["maml"].build)
     try:
         for name in ("later-maml", "later-plain"):
-            _check_registered_algorithm(name)
+            assert isinstance(_check_registered_algorithm(name), MetaLearner)
         test_what_an_algorithm_spec_says_is_what_the_config_checks()
     finally:
         ALGORITHMS.unregister("later-maml")

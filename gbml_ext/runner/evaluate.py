@@ -4,13 +4,15 @@ Tasks are drawn as `TaskBatch`es of `EVAL_TASKS_PER_CHUNK` from the split's seed
 same tasks for every algorithm and path, and adapted one by one (the per-task engine, over the
 batch's task views) or a batch at a time (the fast path, `gbml_ext.fast`), so both paths give
 the same numbers up to float rounding. `run_path` turns a config's `algorithm.path` into the
-path a run takes. `final_evaluation` is a run's final evaluation as its config asks: every step
-up to `evaluation_steps(config)` scored, and the steps reported fixed or chosen on validation
+path a run takes, and `training_step` binds it to the learner for the loop.
+`final_evaluation` is a run's final evaluation as its config asks: every step up to
+`evaluation_steps(config)` scored, and the steps reported fixed or chosen on validation
 tasks (`evaluation.choose_steps`).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+import sys
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -23,7 +25,8 @@ from .schema import AlgorithmConfig, Config
 from .summaries import at_step, best_step, confidence_interval, step_summaries, summarize
 
 __all__ = ["CHOICE_RULE", "EVAL_TASKS_PER_CHUNK", "confidence_interval", "evaluate",
-           "evaluation_steps", "final_evaluation", "run_path", "summarize", "training_path"]
+           "evaluation_steps", "final_evaluation", "run_path", "summarize", "training_path",
+           "training_step"]
 
 # Tasks drawn at a time, and adapted together by the fast path's evaluation (which bounds its
 # memory to one chunk's step). Every path draws the same chunks, hence the same tasks.
@@ -75,6 +78,25 @@ def training_path(config: Config, algorithm: nn.Module) -> str:
     train = config.train
     return run_path(config.algorithm, algorithm, training=True, iterations=train.iterations,
                     time_limit_s=60 * train.max_minutes or None)
+
+
+def training_step(config: Config, algorithm: nn.Module, says: bool = True) -> Callable:
+    """The meta-gradient of a meta-batch on the run's path (`training_path`), as the loop
+    calls it (`gbml_ext.fast.step.MetaStep`): its entry of `gbml_ext.fast.PATHS`, chunked
+    (`Chunked`) when `algorithm.tasks_per_chunk` or `train.memory_budget_mb` asks for it and
+    the path adapts tasks together; when `says` (rank 0), it says on stderr when the path
+    compiles."""
+    from tqdm.auto import tqdm
+
+    from ..fast import PATHS, Chunked
+    from ..fast.step import MetaStep
+
+    path = PATHS[training_path(config, algorithm)]
+    if path.batches_tasks and (config.algorithm.tasks_per_chunk or config.train.memory_budget_mb):
+        path = Chunked(path, config.algorithm.tasks_per_chunk, config.train.memory_budget_mb)
+    return MetaStep(path, algorithm,
+                    (lambda line: tqdm.write(f"gbml_ext: {line}", file=sys.stderr))
+                    if says else None)
 
 
 def _padded_if_compiled(path: Any, algorithm: nn.Module, batch: TaskBatch, steps: int

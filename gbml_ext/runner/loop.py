@@ -9,7 +9,6 @@ optimizer, records the step (rank 0), and every rank agrees on whether to stop.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -24,7 +23,7 @@ from .checkpoint import save_checkpoint
 from .config import Config, load_config
 from .distributed import agree, all_reduce_gradients, on_rank0
 from .errors import MetaLossDiverged, NonFiniteLossError, RunError
-from .evaluate import training_path
+from .evaluate import training_step
 from .guards import (
     OUT_OF_MEMORY,
     SignalStop,
@@ -144,25 +143,6 @@ def _meta_train_explained(run: RunContext, state: TrainingState, stop: StopSigna
             state.reference_loss, state.last_checkpoint, config) from None
 
 
-def _meta_gradient_fn(config: Config, algorithm, says: bool = True) -> Callable:
-    """The meta-gradient of a meta-batch on the run's path (`algorithm.path`, see
-    `training_path`):
-    its entry of `gbml_ext.fast.PATHS`, chunked (`Chunked`) when `algorithm.tasks_per_chunk`
-    or `train.memory_budget_mb` asks for it and the path adapts tasks together; when `says`
-    (rank 0), it says on stderr when the path compiles."""
-    from tqdm.auto import tqdm
-
-    from ..fast import PATHS, Chunked
-    from ..fast.step import MetaStep
-
-    path = PATHS[training_path(config, algorithm)]
-    if path.batches_tasks and (config.algorithm.tasks_per_chunk or config.train.memory_budget_mb):
-        path = Chunked(path, config.algorithm.tasks_per_chunk, config.train.memory_budget_mb)
-    return MetaStep(path, algorithm,
-                    (lambda line: tqdm.write(f"gbml_ext: {line}", file=sys.stderr))
-                    if says else None)
-
-
 def _meta_train(run: RunContext, state: TrainingState, stop: StopSignals,
                 trackers: RunTrackers) -> Optional[Dict[str, Any]]:
     """Meta-trains until `train.iterations`, or until every process agrees to stop early
@@ -171,7 +151,7 @@ def _meta_train(run: RunContext, state: TrainingState, stop: StopSignals,
     from tqdm.auto import tqdm
 
     config = run.config
-    meta_gradient = _meta_gradient_fn(config, state.algorithm, says=run.dist.is_main)
+    meta_gradient = training_step(config, state.algorithm, says=run.dist.is_main)
     last_save, record = time.monotonic(), None
     bar = tqdm(total=config.train.iterations, initial=state.iteration, desc=config.name,
                disable=not (run.progress and run.dist.is_main), dynamic_ncols=True)
