@@ -156,6 +156,15 @@ def test_a_stored_run_with_an_unread_key_set_resumes_and_reads_back(tmp_path: Pa
     assert resumed.results["iterations_done"] == 6
 
 
+def test_an_evaluation_override_of_an_unread_key_is_refused_even_at_its_default(
+        tmp_path: Path) -> None:
+    train(tiny6(tmp_path, "train.iterations=2"), progress=False)
+    for value in ("1.0", "7.0"):  # 1.0 is imaml_lam's default
+        with pytest.raises(ConfigError, match="maml does not read algorithm.imaml_lam"):
+            read_run_config(tmp_path, [f"algorithm.imaml_lam={value}"])
+    assert read_run_config(tmp_path, ["algorithm.inner_lr=0.2"]).algorithm.inner_lr == 0.2
+
+
 def test_upgrade_keeps_read_keys_and_leaves_unknown_algorithms_alone() -> None:
     stored = {"algorithm": {"name": "imaml", "imaml_lam": 7.0, "adapt_transform": True}}
     upgraded = upgrade_stored(stored)["algorithm"]

@@ -37,8 +37,8 @@ from ..optim import TRANSFORMS
 from .configfile import ConfigError, read_config_data
 from .schema import AlgorithmConfig, Config, range_text
 
-__all__ = ["TUNE_TABLE", "Config", "ConfigError", "apply_overrides", "config_from_dict",
-           "config_to_dict", "describe_config", "is_config_key", "load_config",
+__all__ = ["TUNE_TABLE", "Config", "ConfigError", "apply_overrides", "check_override_keys",
+           "config_from_dict", "config_to_dict", "describe_config", "is_config_key", "load_config",
            "read_config_data"]
 
 # A config's search space for gbml-tune (`gbml_ext.tune`); every other command ignores it.
@@ -135,6 +135,23 @@ def _from_dict(data: Dict[str, Any], strict: bool) -> Config:
              if strict or getattr(config.algorithm, key) != getattr(defaults, key)]
     _check_algorithm_keys(config.algorithm, given)
     return config
+
+
+def check_override_keys(config: Config, overrides: Sequence[str]) -> None:
+    """Refuses an `algorithm.KEY=value` override whose key `config`'s algorithm does not read,
+    even when the value is the default (a complete stored config is checked leniently, but a
+    key someone typed is meant to do something).
+
+    Example:
+        >>> try:
+        ...     check_override_keys(load_config(None), ["algorithm.imaml_lam=1.0"])
+        ... except ConfigError as error:
+        ...     print(str(error).split(";")[0])
+        maml does not read algorithm.imaml_lam
+    """
+    given = [key.split("=", 1)[0].strip().split(".", 1)[1] for key in overrides
+             if key.split("=", 1)[0].strip().startswith("algorithm.")]
+    _check_algorithm_keys(config.algorithm, [key for key in given if "." not in key])
 
 
 def _check_algorithm_keys(section: AlgorithmConfig, given: Collection[str]) -> None:

@@ -12,7 +12,8 @@ from typing import Any, Dict, Optional, Sequence
 
 from .checkpoint import load_latest_checkpoint
 from .compat import flatten
-from .config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
+from .config import (Config, ConfigError, apply_overrides, check_override_keys, config_from_dict,
+                     config_to_dict)
 from .errors import CheckpointError, DamagedFileError
 from .rundir import CONFIG_FILE, stored_config
 
@@ -78,6 +79,7 @@ def read_run_config(run_dir: str | Path, overrides: Sequence[str] = (),
         raise ConfigError(f"{error} (in {run_dir / CONFIG_FILE}, the config the run was "
                           f"trained with)") from error
     config = config_from_dict(apply_overrides(copy.deepcopy(data), overrides))
+    check_override_keys(config, overrides)
     flags = {"--tasks": ("evaluation.tasks", tasks), "--steps": ("algorithm.test_steps", steps),
              "--split": ("evaluation.split", None if split is None else repr(split))}
     for flag, (key, value) in flags.items():
