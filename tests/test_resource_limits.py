@@ -133,7 +133,8 @@ def test_out_of_memory_anywhere_else_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(saved, "final_evaluation", evaluate)
     code, _, err = cli(capsys, eval_main, tmp_path, "--no-progress")
     assert code == 1 and clean_error(err, 1) and "out of GPU memory" in err, err
-    assert "algorithm.test_steps" in err and checksums(tmp_path) == before
+    assert "(--steps N); the run folder was not changed" in err and "meta_batch" not in err
+    assert checksums(tmp_path) == before
 
     def build():
         raise MemoryError()

@@ -269,9 +269,12 @@ def exit_code_of(prog: str, body: Callable[[], int], debug: bool) -> int:
         if debug or not is_out_of_memory(error):
             raise
         what = "GPU" if isinstance(error, torch.OutOfMemoryError) else "CPU"
-        print(f"{prog}: error: out of {what} memory ({error or 'no detail'}). Lower "
-              f"train.meta_batch, algorithm.tasks_per_chunk or train.memory_budget_mb, or "
-              f"algorithm.test_steps to evaluate; nothing was written after the last checkpoint.",
+        fix = ("Evaluate in smaller chunks (algorithm.tasks_per_chunk=N) or with fewer steps "
+               "(--steps N); the run folder was not changed." if prog == "gbml-eval" else
+               "Lower train.meta_batch, algorithm.tasks_per_chunk or train.memory_budget_mb, "
+               "or algorithm.test_steps to evaluate; nothing was written after the last "
+               "checkpoint.")
+        print(f"{prog}: error: out of {what} memory ({error or 'no detail'}). {fix}",
               file=sys.stderr)
         return 1
     except OSError as error:
