@@ -32,11 +32,7 @@ from .engine import TaskOutcome, accumulate_meta_gradient, run_task
 from .fast import BatchedPathUnsupported, batched_meta_gradient
 from .optim import KroneckerTransform, MetaSGDTransform
 
-__all__ = [
-    "GBML", "MAML", "ANIL", "IMAML", "MetaSGD", "Reptile", "MetaLearner", "Learn2LearnMAML",
-    "KroneckerTransform", "MetaSGDTransform",
-    "Task", "TaskBatch", "TaskOutcome", "run_task", "accumulate_meta_gradient",
-    "batched_meta_gradient", "BatchedPathUnsupported",
-    "data", "engine", "fast", "nn", "optim",
-    "__version__",
-]
+__all__ = ["ANIL", "GBML", "IMAML", "MAML", "BatchedPathUnsupported", "KroneckerTransform",
+           "Learn2LearnMAML", "MetaLearner", "MetaSGD", "MetaSGDTransform", "Reptile", "Task",
+           "TaskBatch", "TaskOutcome", "__version__", "accumulate_meta_gradient",
+           "batched_meta_gradient", "data", "engine", "fast", "nn", "optim", "run_task"]

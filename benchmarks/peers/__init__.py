@@ -32,7 +32,7 @@ from ..configs import BenchmarkConfig, make_learner, make_tasks
 from . import compiled, gbml_ext, higher, jax, learn2learn, torchfunc, torchopt
 from .common import MetaIteration, Peer, PeerUnavailable
 
-__all__ = ["OPT_IN", "PEERS", "Peer", "PeerUnavailable", "UNAVAILABLE", "build_meta_iteration",
+__all__ = ["OPT_IN", "PEERS", "UNAVAILABLE", "Peer", "PeerUnavailable", "build_meta_iteration",
            "default_peers", "peers_for"]
 
 PEERS: Registry[Peer] = Registry("benchmark peer")

@@ -13,5 +13,5 @@ from .reference import Learn2LearnMAML
 from .reptile import Reptile
 from .spec import ALGORITHMS, AlgorithmSpec, register_algorithm
 
-__all__ = ["ALGORITHMS", "ANIL", "AlgorithmSpec", "GBML", "IMAML", "Learn2LearnMAML", "MAML",
+__all__ = ["ALGORITHMS", "ANIL", "GBML", "IMAML", "MAML", "AlgorithmSpec", "Learn2LearnMAML",
            "MetaLearner", "MetaSGD", "Reptile", "register_algorithm"]

@@ -22,8 +22,8 @@ from torch import nn
 
 from ..registry import Registry
 
-__all__ = ["ALGORITHMS", "AlgorithmSpec", "Builder", "GENERAL_KEYS", "TRANSFORM_KEYS",
-           "WITH_TRANSFORM", "register_algorithm"]
+__all__ = ["ALGORITHMS", "GENERAL_KEYS", "TRANSFORM_KEYS", "WITH_TRANSFORM", "AlgorithmSpec",
+           "Builder", "register_algorithm"]
 
 # (the config's [algorithm] section, the model, a gradient transform or None) -> the learner.
 # The section is a `gbml_ext.runner.schema.AlgorithmConfig`: inner_lr, adapt_transform, ...

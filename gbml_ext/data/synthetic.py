@@ -43,11 +43,8 @@ import torch
 from ..registry import Registry
 from .tasks import Task, TaskBatch, check_task_count, stack_samples
 
-__all__ = [
-    "ill_conditioned_covariance", "SyntheticTasks", "LinearRegressionTasks",
-    "LogisticRegressionTasks",
-    "SYNTHETIC_SOURCES", "synthetic_task_source",
-]
+__all__ = ["SYNTHETIC_SOURCES", "LinearRegressionTasks", "LogisticRegressionTasks",
+           "SyntheticTasks", "ill_conditioned_covariance", "synthetic_task_source"]
 
 
 def ill_conditioned_covariance(dim: int, condition_number: float, seed: int = 0,

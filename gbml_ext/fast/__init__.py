@@ -39,9 +39,9 @@ from .paths import PATHS, Path, first_call_s
 from .select import PATH_CHOICES, choose_path, has_convolutions
 from .support import BatchedPathUnsupported, check_supported, unsupported_reason
 
-__all__ = ["BatchedForm", "BatchedPathUnsupported", "ChunkPlan", "Chunked", "ChunkedMetaGradient",
-           "CompiledPathUnsupported", "FormOrReason", "PATHS", "PATH_CHOICES", "Path",
+__all__ = ["PATHS", "PATH_CHOICES", "BatchedForm", "BatchedPathUnsupported", "ChunkPlan", "Chunked",
+           "ChunkedMetaGradient", "CompiledPathUnsupported", "FormOrReason", "Path",
            "StackedLearner", "batched_adaptation_curves", "batched_meta_gradient",
-           "check_supported", "choose_path", "compiled_adaptation_curves",
-           "compiled_meta_gradient", "first_call_s", "first_call_seconds", "has_convolutions",
-           "needs_compiling", "tasks_per_chunk_for_budget", "unsupported_reason"]
+           "check_supported", "choose_path", "compiled_adaptation_curves", "compiled_meta_gradient",
+           "first_call_s", "first_call_seconds", "has_convolutions", "needs_compiling",
+           "tasks_per_chunk_for_budget", "unsupported_reason"]

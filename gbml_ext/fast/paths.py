@@ -50,7 +50,7 @@ from .compiled import (
 from .meta import batched_adaptation_curves, batched_meta_gradient
 from .support import BatchedPathUnsupported, unsupported_reason
 
-__all__ = ["BatchedPath", "CompiledPath", "PATHS", "Path", "PerTaskPath", "first_call_s"]
+__all__ = ["PATHS", "BatchedPath", "CompiledPath", "Path", "PerTaskPath", "first_call_s"]
 
 Curves = List[List[TaskOutcome]]
 _T = TypeVar("_T")

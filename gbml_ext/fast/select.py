@@ -32,8 +32,8 @@ from torch import nn
 from .paths import PATHS
 from .support import PER_TASK_HINT
 
-__all__ = ["COMPILE_ESTIMATES", "CompileEstimate", "PATH_CHOICES", "PAYBACK_MARGIN",
-           "choose_path", "compiling_pays", "has_convolutions"]
+__all__ = ["COMPILE_ESTIMATES", "PATH_CHOICES", "PAYBACK_MARGIN", "CompileEstimate", "choose_path",
+           "compiling_pays", "has_convolutions"]
 
 PATH_CHOICES = ("auto", *PATHS.names())
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)

@@ -16,7 +16,7 @@ from torch import nn
 from ..data.tasks import Task, TaskBatch
 from .form import BatchedForm, FormOrReason
 
-__all__ = ["BatchedPathUnsupported", "PER_TASK_HINT", "batched_form_of", "check_equal_shapes",
+__all__ = ["PER_TASK_HINT", "BatchedPathUnsupported", "batched_form_of", "check_equal_shapes",
            "check_supported", "reason_of", "stack_tasks", "unsupported_reason"]
 
 PER_TASK_HINT = ("Use the per-task path instead: algorithm.path = 'per-task' in a config, or "

@@ -41,11 +41,11 @@ from .slurm import SlurmLauncher, SlurmUnavailable, parse_slurm_options
 from .status import finished, format_status, plan_status, rerun_status
 
 __all__ = ["CHANGED", "DONE", "FAILED", "JOB_FILE", "LAUNCHERS", "LAUNCHER_FILES", "LOG_FILE",
-           "LaunchSettings", "Launcher", "LocalLauncher", "NOT_STARTED", "QUEUED", "RUNNING",
-           "RunSpec", "RunStatus", "SLURM_FOLDER", "SlurmLauncher", "SlurmUnavailable",
-           "build_plan", "check_plan", "finished", "format_status", "launch",
-           "launcher_arguments", "parse_slurm_options", "plan_status", "read_job",
-           "refuse_seed_override", "rerun_status", "run_local", "write_job"]
+           "NOT_STARTED", "QUEUED", "RUNNING", "SLURM_FOLDER", "LaunchSettings", "Launcher",
+           "LocalLauncher", "RunSpec", "RunStatus", "SlurmLauncher", "SlurmUnavailable",
+           "build_plan", "check_plan", "finished", "format_status", "launch", "launcher_arguments",
+           "parse_slurm_options", "plan_status", "read_job", "refuse_seed_override", "rerun_status",
+           "run_local", "write_job"]
 
 
 def _make_folders(plan: Sequence[RunSpec]) -> None:

@@ -17,8 +17,8 @@ from typing import Any, Dict, Optional, Sequence
 from ..registry import Registry
 from .plan import RunSpec
 
-__all__ = ["CHANGED", "DONE", "FAILED", "LAUNCHERS", "LaunchSettings", "Launcher", "NOT_STARTED",
-           "QUEUED", "RUNNING", "RunStatus"]
+__all__ = ["CHANGED", "DONE", "FAILED", "LAUNCHERS", "NOT_STARTED", "QUEUED", "RUNNING",
+           "LaunchSettings", "Launcher", "RunStatus"]
 
 DONE, RUNNING, QUEUED, FAILED = "done", "running", "queued", "failed"
 NOT_STARTED, CHANGED = "not started", "changed"

@@ -7,7 +7,7 @@ import learn2learn as l2l
 import torch
 from torch import nn
 
-__all__ = ["CNN4", "omniglot_cnn4", "mini_imagenet_cnn4", "cifarfs_cnn4"]
+__all__ = ["CNN4", "cifarfs_cnn4", "mini_imagenet_cnn4", "omniglot_cnn4"]
 
 
 class CNN4(nn.Module):

@@ -5,9 +5,6 @@ from .kronecker import KroneckerLinearMap, KroneckerMLPMap, KroneckerTransform, 
 from .metasgd import MetaSGDTransform, PerParameterLR
 from .transforms import TRANSFORMS, ParameterSelection, TransformBuilder, TransformFactory
 
-__all__ = [
-    "FrozenTransform", "NoUpdate",
-    "KroneckerTransform", "KroneckerLinearMap", "KroneckerMLPMap", "kronecker_dims",
-    "MetaSGDTransform", "PerParameterLR", "TransformFactory", "ParameterSelection",
-    "TRANSFORMS", "TransformBuilder",
-]
+__all__ = ["TRANSFORMS", "FrozenTransform", "KroneckerLinearMap", "KroneckerMLPMap",
+           "KroneckerTransform", "MetaSGDTransform", "NoUpdate", "ParameterSelection",
+           "PerParameterLR", "TransformBuilder", "TransformFactory", "kronecker_dims"]

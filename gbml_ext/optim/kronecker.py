@@ -26,7 +26,7 @@ from torch import nn
 
 from .transforms import TRANSFORMS, ParameterSelection, TransformFactory
 
-__all__ = ["KroneckerTransform", "KroneckerLinearMap", "KroneckerMLPMap", "kronecker_dims"]
+__all__ = ["KroneckerLinearMap", "KroneckerMLPMap", "KroneckerTransform", "kronecker_dims"]
 
 
 def kronecker_dims(name: str, shape: torch.Size) -> Tuple[int, int]:

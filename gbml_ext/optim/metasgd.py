@@ -6,7 +6,7 @@ from torch import nn
 
 from .transforms import ParameterSelection, TransformFactory
 
-__all__ = ["PerParameterLR", "MetaSGDTransform"]
+__all__ = ["MetaSGDTransform", "PerParameterLR"]
 
 
 class PerParameterLR(nn.Module):

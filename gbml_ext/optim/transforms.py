@@ -13,7 +13,7 @@ from torch import nn
 
 from ..registry import Registry
 
-__all__ = ["TRANSFORMS", "TransformBuilder", "TransformFactory", "ParameterSelection"]
+__all__ = ["TRANSFORMS", "ParameterSelection", "TransformBuilder", "TransformFactory"]
 
 ParameterSelection = Union[None, Iterable[str], Callable[[str], bool]]
 

@@ -10,10 +10,9 @@ from typing import Any, Dict
 
 from .config import ConfigError
 
-__all__ = ["CheckpointError", "ConfigMismatchError", "DamagedFileError", "DeviceError",
-           "MetaLossDiverged", "NonFiniteLossError", "OutOfMemory", "ResultNotSaved", "RunError",
-           "RunFolderError", "RunInterrupted", "RunStopped", "STOPPED_EXIT_CODE",
-           "UnwritableError"]
+__all__ = ["STOPPED_EXIT_CODE", "CheckpointError", "ConfigMismatchError", "DamagedFileError",
+           "DeviceError", "MetaLossDiverged", "NonFiniteLossError", "OutOfMemory", "ResultNotSaved",
+           "RunError", "RunFolderError", "RunInterrupted", "RunStopped", "UnwritableError"]
 
 
 class RunError(RuntimeError):

@@ -12,8 +12,14 @@ from typing import Any, Dict, Optional, Sequence
 
 from .checkpoint import load_latest_checkpoint
 from .compat import flatten
-from .config import (Config, ConfigError, apply_overrides, check_override_keys, config_from_dict,
-                     config_to_dict)
+from .config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    check_override_keys,
+    config_from_dict,
+    config_to_dict,
+)
 from .errors import CheckpointError, DamagedFileError
 from .rundir import CONFIG_FILE, stored_config
 

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 from .base import LOGGERS, TrackedRun, Tracker
 from .names import hyperparameters
 
-__all__ = ["MLflowTracker", "STORE"]
+__all__ = ["STORE", "MLflowTracker"]
 
 STORE = "mlflow.db"  # the default store, inside the run folder
 

@@ -18,7 +18,7 @@ from ..runner.config import config_to_dict, load_config
 from .space import PRUNERS, SAMPLERS, TuneError, TuneSetup, settings_dict
 
 __all__ = ["JOURNAL_STORE", "SQLITE_STORE", "STUDY_NAME", "make_pruner", "make_sampler",
-           "open_study", "open_storage", "search_identity"]
+           "open_storage", "open_study", "search_identity"]
 
 SQLITE_STORE, JOURNAL_STORE = "study.db", "study.journal"
 STUDY_NAME = "gbml-tune"
