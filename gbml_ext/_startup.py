@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import sys
 from types import TracebackType
-from typing import Optional, Sequence, Type
+from typing import Callable, Optional, Sequence, Type
+
+# What `sys.excepthook` holds.
+ExceptHook = Callable[[Type[BaseException], BaseException, Optional[TracebackType]], object]
 
 __all__ = ["COMMANDS", "command_name", "install", "quiet_interrupt_hook", "running_command"]
 
@@ -44,7 +47,7 @@ def command_name(argv: Sequence[str], orig_argv: Sequence[str]) -> Optional[str]
     return None
 
 
-def quiet_interrupt_hook(name: str, previous=sys.__excepthook__):
+def quiet_interrupt_hook(name: str, previous: ExceptHook = sys.__excepthook__) -> ExceptHook:
     """A `sys.excepthook` that reports a KeyboardInterrupt in one line and leaves every other
     exception to `previous`."""
 

@@ -7,16 +7,32 @@ per task) and, for Reptile, in how the meta-gradient is formed (`accumulate_meta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Protocol, Sequence
 
 import torch
 
 from .data.tasks import Task
 
-__all__ = ["LossFn", "TaskOutcome", "accumulate_meta_gradient", "accuracy", "adapt_learner",
-           "adaptation_curve", "default_loss", "run_task", "score_query"]
+__all__ = ["Algorithm", "Learner", "LossFn", "TaskOutcome", "accumulate_meta_gradient", "accuracy",
+           "adapt_learner", "adaptation_curve", "default_loss", "run_task", "score_query"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Learner(Protocol):
+    """What the engine asks of a clone: called on inputs, adapted in place by a loss."""
+
+    def __call__(self, inputs: torch.Tensor, /) -> torch.Tensor: ...
+
+    def adapt(self, loss: torch.Tensor) -> None: ...
+
+
+class Algorithm(Protocol):
+    """What the engine asks of a meta-learner (GBML, ANIL, ...): clones and a task encoding."""
+
+    def clone(self, first_order: Optional[bool] = None) -> Learner: ...
+
+    def encode_task(self, task: Task) -> Task: ...
 
 
 @dataclass
@@ -106,7 +122,7 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> Optional[torch.Ten
     return (outputs.argmax(dim=-1) == targets).float().mean(dim=-1)
 
 
-def adapt_learner(learner, inputs: torch.Tensor, targets: torch.Tensor, steps: int,
+def adapt_learner(learner: Learner, inputs: torch.Tensor, targets: torch.Tensor, steps: int,
                   loss_fn: LossFn) -> None:
     """Takes `steps` inner-loop steps of `learner.adapt` on (inputs, targets).
 
@@ -130,7 +146,7 @@ def adapt_learner(learner, inputs: torch.Tensor, targets: torch.Tensor, steps: i
         learner.adapt(loss_fn(learner(inputs), targets))
 
 
-def score_query(learner, task: Task, loss_fn: LossFn, train: bool = False) -> TaskOutcome:
+def score_query(learner: Learner, task: Task, loss_fn: LossFn, train: bool = False) -> TaskOutcome:
     """The (adapted) learner's query loss and accuracy; detached unless `train`.
 
     Arguments:
@@ -157,7 +173,7 @@ def score_query(learner, task: Task, loss_fn: LossFn, train: bool = False) -> Ta
     return TaskOutcome(loss if train else loss.detach(), accuracy(outputs.detach(), task.query_y))
 
 
-def run_task(algorithm, task: Task, steps: int, loss_fn: Optional[LossFn] = None,
+def run_task(algorithm: Algorithm, task: Task, steps: int, loss_fn: Optional[LossFn] = None,
              train: bool = True) -> TaskOutcome:
     """Adapts a fresh clone of `algorithm` on `task`'s support set and scores its query set.
 
@@ -184,7 +200,7 @@ def run_task(algorithm, task: Task, steps: int, loss_fn: Optional[LossFn] = None
     return score_query(learner, task, loss_fn, train)
 
 
-def accumulate_meta_gradient(algorithm, tasks: Sequence[Task], steps: int,
+def accumulate_meta_gradient(algorithm: Algorithm, tasks: Sequence[Task], steps: int,
                              loss_fn: Optional[LossFn] = None) -> List[TaskOutcome]:
     """Adds the meta-gradient of the mean query loss over `tasks` to the parameters' `.grad`.
 
@@ -218,7 +234,7 @@ def accumulate_meta_gradient(algorithm, tasks: Sequence[Task], steps: int,
     return outcomes
 
 
-def adaptation_curve(algorithm, task: Task, steps: int,
+def adaptation_curve(algorithm: Algorithm, task: Task, steps: int,
                      loss_fn: Optional[LossFn] = None) -> List[TaskOutcome]:
     """Query loss and accuracy after 0, 1, ..., `steps` inner steps on one task (no meta-graph).
 

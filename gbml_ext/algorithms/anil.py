@@ -118,9 +118,9 @@ class ANIL(MetaLearner, nn.Module):
         features = self.body(torch.cat([task.support_x, task.query_x]))
         return Task(features[:n_support], task.support_y, features[n_support:], task.query_y)
 
-    def clone(self, **kwargs: Any) -> ANILHead:
-        """A learner over the head only (see `ANILHead`); kwargs as for `GBML.clone`."""
-        return self.head.clone(**kwargs)
+    def clone(self, first_order: Optional[bool] = None, **kwargs: Any) -> ANILHead:
+        """A learner over the head only (see `ANILHead`); arguments as for `GBML.clone`."""
+        return self.head.clone(first_order=first_order, **kwargs)
 
     def batched_form(self) -> FormOrReason:
         """The head's batched form, with the body's features as the encoding of every task

@@ -1,7 +1,7 @@
 """What every meta-learner shares on top of `clone()` / `adapt()`."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from .. import engine
 from ..data.tasks import Task
@@ -58,6 +58,9 @@ class MetaLearner:
         >>> maml.evaluate_task(task, steps=1).accuracy.shape
         torch.Size([])
     """
+
+    if TYPE_CHECKING:  # what the learner class the mixin joins (e.g. l2l.algorithms.MAML) gives
+        def clone(self, first_order: Optional[bool] = None) -> engine.Learner: ...
 
     def encode_task(self, task: Task) -> Task:
         """The task the inner loop sees; here `task` itself (ANIL: the body's features,

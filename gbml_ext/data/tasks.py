@@ -60,7 +60,7 @@ class Task:
     def __post_init__(self) -> None:
         _check_lengths("Task", vars(self), 0, " leading example")
 
-    def to(self, device) -> Task:
+    def to(self, device: torch.device | str) -> Task:
         return Task(*(t.to(device, non_blocking=True) for t in
                       (self.support_x, self.support_y, self.query_x, self.query_y)))
 
@@ -128,7 +128,8 @@ class TaskBatch(Sequence[Task]):
     @overload
     def __getitem__(self, index: slice | Sequence[int] | np.ndarray | torch.Tensor
                     ) -> TaskBatch: ...
-    def __getitem__(self, index):
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray | torch.Tensor
+                    ) -> Task | TaskBatch:
         """`batch[i]`: task i as a `Task` of views; `batch[a:b]`: a smaller TaskBatch of views;
         `batch[[0, 2]]` (a list, tuple, NumPy array or tensor of task indices, or a boolean
         mask of length T): a TaskBatch of those tasks, one `index_select` per tensor.
@@ -149,7 +150,7 @@ class TaskBatch(Sequence[Task]):
             rows = self._rows(index)
             return TaskBatch(*(t.index_select(0, rows.to(t.device)) for t in self.tensors()))
         try:
-            position = operator.index(index)
+            position = operator.index(index)  # type: ignore[arg-type]  # or a 0-d tensor
         except TypeError:
             raise TypeError(f"a TaskBatch is indexed by an int, a slice, or a list, tuple, "
                             f"NumPy array or tensor of task indices (or a boolean mask); got "
@@ -158,7 +159,7 @@ class TaskBatch(Sequence[Task]):
             raise IndexError(f"task {position} is outside this batch of {len(self)} tasks.")
         return Task(*(t[position] for t in self.tensors()))
 
-    def _rows(self, index) -> torch.Tensor:
+    def _rows(self, index: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
         """The task indices a list, tuple, array or tensor (of ints or a boolean mask) selects,
         as a 1-D LongTensor on the CPU, checked against the batch's length."""
         try:
@@ -189,7 +190,7 @@ class TaskBatch(Sequence[Task]):
         """(support_x, support_y, query_x, query_y)."""
         return self.support_x, self.support_y, self.query_x, self.query_y
 
-    def to(self, device) -> TaskBatch:
+    def to(self, device: torch.device | str) -> TaskBatch:
         """The batch on `device` (the same object when it is already there)."""
         if all(t.device == torch.device(device) for t in self.tensors()):
             return self

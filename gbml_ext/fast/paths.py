@@ -29,6 +29,7 @@ from typing import (
     Sequence,
     Type,
     TypeVar,
+    cast,
     runtime_checkable,
 )
 
@@ -139,7 +140,8 @@ class PerTaskPath(_Eager):
     def curves(self, learner: nn.Module, batch: Sequence[Task], steps: int,
                loss_fn: Optional[LossFn] = None) -> Curves:
         """`gbml_ext.engine.adaptation_curve` of each task."""
-        return [engine.adaptation_curve(learner, task, steps, loss_fn) for task in batch]
+        algorithm = cast(engine.Algorithm, learner)  # a meta-learner: `unsupported` said so
+        return [engine.adaptation_curve(algorithm, task, steps, loss_fn) for task in batch]
 
 
 class BatchedPath(_Eager):

@@ -85,7 +85,8 @@ def _check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
-def _build(cls, data: Dict[str, Any], prefix: str = ""):
+def _build(cls: Any, data: Dict[str, Any], prefix: str = "") -> Any:
+    """An instance of the config dataclass `cls` from `data`, every key checked."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:

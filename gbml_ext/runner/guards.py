@@ -10,11 +10,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, cast
 
 import torch
 
 from .. import engine
+from ..data.tasks import Task
 from .config import Config
 from .errors import (
     MetaLossDiverged,
@@ -160,10 +161,11 @@ def check_run_folder(run_dir: Path, done: int, iterations: int) -> None:
                              f"--resume, or start over with --overwrite.")
 
 
-def unadapted_loss(algorithm, tasks: Sequence) -> float:
+def unadapted_loss(algorithm: torch.nn.Module, tasks: Sequence[Task]) -> float:
     """Mean query loss of the meta-batch before any adaptation: the scale a meta-loss is
     compared with to detect an exploding inner loop."""
-    losses = [engine.adaptation_curve(algorithm, task, 0)[0].loss.item() for task in tasks]
+    learner = cast(engine.Algorithm, algorithm)  # the run's meta-learner
+    losses = [engine.adaptation_curve(learner, task, 0)[0].loss.item() for task in tasks]
     return sum(losses) / len(losses)
 
 

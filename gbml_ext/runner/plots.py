@@ -21,7 +21,7 @@ from .summaries import (
 __all__ = ["draw_steps", "plot_comparison", "plot_training_curves", "pyplot", "read_history"]
 
 
-def pyplot():
+def pyplot() -> Any:
     """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 

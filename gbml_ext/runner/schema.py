@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..algorithms import ALGORITHMS
 from ..data.registry import SAMPLERS
@@ -25,28 +25,29 @@ __all__ = ["ALGORITHMS", "TRANSFORMS", "AlgorithmConfig", "Config", "DataConfig"
            "LoggingConfig", "ModelConfig", "TrainConfig", "range_text"]
 
 
-def _choices(*values):
+def _choices(*values: str) -> Any:
     return field(default=values[0], metadata={"choices": values})
 
 
-def _registered(registry: Registry, default: str):
+def _registered(registry: Registry, default: str) -> Any:
     """A string field whose allowed values are the registry's names when a config is read."""
     return field(default=default, metadata={"choices": registry})
 
 
-def _registered_list(registry: Registry):
+def _registered_list(registry: Registry) -> Any:
     """A list of strings, each one of the registry's names when a config is read; from the
     command line also `key=a,b`."""
     return field(default_factory=list, metadata={"items": registry})
 
 
-def _ranged(default, low=None, high=None, low_open: bool = False):
+def _ranged(default: float, low: Optional[float] = None, high: Optional[float] = None,
+            low_open: bool = False) -> Any:
     """A numeric field allowed in [low, high] (or (low, high] with `low_open`); None: unbounded.
     Floats must also be finite."""
     return field(default=default, metadata={"range": (low, high, low_open)})
 
 
-def range_text(spec) -> str:
+def range_text(spec: Tuple[Optional[float], Optional[float], bool]) -> str:
     """'> 0', '>= 1' or 'in [0, 16]'."""
     low, high, low_open = spec
     if high is None:

@@ -8,6 +8,7 @@ The same command again continues the study: finished trials are kept, interrupte
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,12 +17,12 @@ from ..launch import LAUNCHERS, parse_slurm_options
 from ..runner.config import describe_config
 from ..runner.options import command_parser, exit_code_of, parse_command
 from .report import BEST_FILE, REPORT_FILES, trial_rows, trials_markdown, write_report
-from .space import read_setup
+from .space import TuneSetup, read_setup
 
 __all__ = ["main"]
 
 
-def _arguments(parser) -> None:
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a TOML config with a [tune] table")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="the study's folder: its store, trials/trial-NNNN, the report")
@@ -90,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return exit_code_of("gbml-tune", body, args.debug)
 
 
-def _status(setup, out: Path) -> int:
+def _status(setup: TuneSetup, out: Path) -> int:
     """Prints the trials in `out`'s store, without creating one."""
     from .study import JOURNAL_STORE, SQLITE_STORE, open_study
 
