@@ -28,6 +28,18 @@ from experiments.tuned_grid import (
     run_name,
     tune_space,
 )
+from experiments.tuned_trials import (
+    FIRST_RANGE,
+    at_an_edge,
+    first_range_note,
+    first_range_studies,
+    read_trials,
+    short_key,
+    trial_lines,
+    trials_figure,
+    trials_figure_path,
+    value_text,
+)
 from gbml_ext.fileio import atomic_write_text
 from gbml_ext.runner.compat import flatten
 from gbml_ext.runner.plots import draw_steps, pyplot
@@ -53,41 +65,21 @@ def seed_results(folder: Path) -> List[Dict[str, Any]]:
     return [r for _, r in sorted(found, key=lambda pair: pair[0])]
 
 
-def read_trials(study: Path) -> List[Dict[str, Any]]:
-    """A study's trials as gbml-tune's trials.json holds them: one dict per trial with
-    `trial`, `state`, the metric and each tuned key ([] when there is none).
-
-    Example:
-        >>> read_trials(Path("no-such-study"))
-        []
-    """
-    data = _read(study / "trials.json")
-    if data is None:
-        return []
-    trials = data.get("trials", []) if isinstance(data, dict) else data
-    return [t for t in trials if isinstance(t, dict)]
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def _short(key: str) -> str:
-    return key.split(".")[-1]
-
-
 def tuned_settings(study: Path, setting: str, row: str) -> str:
     """The best config's value of every tuned key, e.g. 'inner_lr 0.231, imaml_lam 1.5'."""
     best = study / BEST_FILE
     if not best.is_file():
         return "–"
     values = flatten(tomllib.loads(best.read_text()))
-    return ", ".join(f"{_short(k)} {_value(values.get(k))}"
-                     for k in tune_space(setting, row).get("space", {}))
+    space = tune_space(setting, row).get("space", {})
+    cells = []
+    for key, spec in space.items():
+        cell = f"{short_key(key)} {value_text(values.get(key))}"
+        edge = (at_an_edge(float(values[key]), float(spec["low"]), float(spec["high"]))
+                if spec.get("log") and isinstance(values.get(key), (int, float)) else None)
+        cells.append(cell + (f" (at the {edge} edge of {spec['low']:g}..{spec['high']:g})"
+                             if edge else ""))
+    return ", ".join(cells)
 
 
 def _trial_counts(trials: List[Dict[str, Any]]) -> str:
@@ -138,7 +130,9 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
                     untuned_dir: Path = UNTUNED) -> str:
     """One setting's table (tuned next to untuned), its accuracy after 0..K steps, and its
     trials."""
-    body, curves, trial_lines = [], [], []
+    body: List[List[Any]] = []
+    curves: List[List[Any]] = []
+    lines: List[List[Any]] = []
     for row in rows(setting):
         study = results_dir / setting / "studies" / row
         trials = read_trials(study)
@@ -155,12 +149,9 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
             curves.append([LABELS[row], *(f"**{100 * v:.1f}**" if k in chosen else f"{100 * v:.1f}"
                                           for k, v in enumerate(curve))])
         space = list(tune_space(setting, row).get("space", {}))
-        for trial in trials:
-            accuracy = trial.get("accuracy")
-            trial_lines.append([LABELS[row], trial.get("trial", "?"), trial.get("state", "?"),
-                                "–" if not isinstance(accuracy, (int, float))
-                                else f"{100 * accuracy:.1f}",
-                                ", ".join(f"{_short(k)} {_value(trial.get(k))}" for k in space)])
+        first = first_range_studies(results_dir, setting).get(row, [])
+        lines += trial_lines(f"{LABELS[row]}, {FIRST_RANGE[0]:g}..{FIRST_RANGE[1]:g}", first,
+                             space) + trial_lines(LABELS[row], trials, space)
     header = ["row", "tuned settings (best trial)", "trials done / pruned / failed",
               "best validation %", "test %, tuned", "steps, tuned", "test %, untuned",
               "steps, untuned", "Δ", "still to run"]
@@ -174,17 +165,18 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
             "those the accuracy is read after, per seed; tuned rows choose them among 1..10 on "
             "200 validation tasks, untuned rows use their config's. Best validation accuracy: "
             "the best complete trial's, after the steps chosen on its own validation tasks."]
+    text += first_range_note(results_dir, setting)
     if curves:
         width = max(len(c) for c in curves) - 1
         text += ["", f"Test accuracy % after 0..{width - 1} inner steps, tuned, pooled over "
                  f"seeds (bold: the steps a seed reports):", "",
                  markdown_table(["row", *map(str, range(width))],
                                 [c + [""] * (width + 1 - len(c)) for c in curves]).rstrip()]
-    if trial_lines:
+    if lines:
         text += ["", "Trials (validation accuracy after the steps chosen on the trial's own "
                  "validation tasks; a pruned trial's last validation record):", "",
                  markdown_table(["row", "trial", "state", "validation accuracy %", "settings"],
-                                trial_lines).rstrip()]
+                                lines).rstrip()]
     return "\n".join(text) + "\n"
 
 
@@ -241,6 +233,12 @@ def figure(results_dir: Path, path: Path = FIGURE) -> bool:
     return drawn
 
 
+def _link(png: Path, doc: Path) -> Path:
+    """`png` as the page `doc` links it: relative when it lies under the page's folder."""
+    folder, png = doc.resolve().parent, png.resolve()
+    return png.relative_to(folder) if png.is_relative_to(folder) else png
+
+
 def write_report(results_dir: Path, doc: Path = DOC, png: Path = FIGURE,
                  seeds: Sequence[int] = (0, 1), untuned_dir: Path = UNTUNED) -> bool:
     """Replaces the text between `BEGIN` and `END` in `doc` with `report_text` (and a link to
@@ -254,12 +252,16 @@ def write_report(results_dir: Path, doc: Path = DOC, png: Path = FIGURE,
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     tables = report_text(results_dir, seeds, untuned_dir)
+    for setting in SETTINGS:
+        studies = {row: read_trials(results_dir / setting / "studies" / row)
+                   for row in rows(setting)}
+        trials_png = trials_figure_path(png.parent, setting)
+        if trials_figure(studies, setting, trials_png,
+                         first_range_studies(results_dir, setting)):
+            tables += f"\n![{TITLES[setting]}: every trial]({_link(trials_png, doc)})\n"
     drawn = figure(results_dir, png)
     if drawn:
-        folder = doc.resolve().parent
-        shown = (png.resolve().relative_to(folder) if png.resolve().is_relative_to(folder)
-                 else png.resolve())
-        tables += f"\n![test accuracy against inner steps]({shown})\n"
+        tables += f"\n![test accuracy against inner steps]({_link(png, doc)})\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(doc, f"{head}{BEGIN}\n\n{tables}\n{END}{tail}")
     return drawn

@@ -141,3 +141,26 @@ def test_a_trial_outcome_never_takes_a_test_split_number(tmp_path):
     assert outcome(spec, RunStatus("done"), "loss", 20).state == "pruned"
     assert outcome(spec, RunStatus("failed", "exit 1: diverged"), "loss", None).reason == (
         "exit 1: diverged")
+
+
+@pytest.mark.parametrize("distribution,labels", [
+    (optuna.distributions.FloatDistribution(0.05, 1.0, log=True), ["0.05", "0.1", "0.2", "0.5",
+                                                                   "1"]),
+    (optuna.distributions.IntDistribution(2, 4), ["2", "3", "4"]),
+], ids=["log-float", "int"])
+def test_the_figure_spans_each_keys_whole_range_in_plain_numbers(distribution, labels):
+    from gbml_ext.runner.plots import pyplot
+    from gbml_ext.tune.report import _x_axis
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    ax.scatter([0.2 if distribution.log else 3], [1.0])  # a trial in the middle of the range
+    _x_axis(ax, distribution, [])
+    fig.canvas.draw()
+    low, high = ax.get_xlim()
+    assert low < distribution.low and high > distribution.high
+    shown = [t.get_text().replace("\u2212", "-") for t in ax.get_xticklabels()
+             if low <= t.get_position()[0] <= high]
+    assert shown == labels
+    assert not any(t.get_text() for t in ax.xaxis.get_minorticklabels())
+    plt.close(fig)

@@ -245,6 +245,32 @@ def test_the_page_and_its_figure(tree: Dict[str, Path]) -> None:
     assert doc.read_text() == "# hand-written\n"
 
 
+def test_a_row_searched_again_past_its_first_ranges_edge_says_so(tree: Dict[str, Path]) -> None:
+    first = tree["results"] / "5w1s" / "first-range" / "anil"
+    first.mkdir(parents=True)
+    (first / "trials.json").write_text(json.dumps({"trials": [
+        {"trial": 0, "state": "complete", "accuracy": 0.55, RATE: 0.26},
+        {"trial": 1, "state": "complete", "accuracy": 0.72, RATE: 0.9}]}))
+    again = tree["results"] / "5w1s" / "studies" / "anil"
+    again.mkdir(parents=True)
+    (again / "trials.json").write_text(json.dumps({"trials": [
+        {"trial": 0, "state": "complete", "accuracy": 0.75, RATE: 3.5}]}))
+    (again / "best.toml").write_text("[algorithm]\ninner_lr = 3.5\n")
+    text = tuned_report.setting_section(tree["results"], "5w1s", [0, 1], tree["untuned"])
+    assert row(text, "ANIL")[1] == "inner_lr 3.5 (at the high edge of 0.25..4)"
+    assert ("ANIL, again over 0.25..4 (first best: 72.0 % at α 0.9, the high edge)" in text)
+    assert row(text, "iMAML")[1] == "inner_lr 0.123, imaml_lam 1.5"  # inside its range
+    firsts = [line for line in text.splitlines() if line.startswith("| ANIL, 0.05..1 |")]
+    assert [line.split(" | ")[1:4] for line in firsts] == [["0", "complete", "55.0"],
+                                                           ["1", "complete", "72.0"]]
+    doc = tree["root"] / "page.md"
+    doc.write_text(f"{tuned_report.BEGIN}\n{tuned_report.END}\n")
+    tuned_report.write_report(tree["results"], doc, tree["root"] / "img" / "steps.png", (0, 1),
+                              tree["untuned"])
+    assert "(img/omniglot-tuned-trials-5w1s.png)" in doc.read_text()
+    assert (tree["root"] / "img" / "omniglot-tuned-trials-5w1s.png").stat().st_size > 1000
+
+
 def test_archive_then_restore_gives_back_the_studies_and_runs(tmp_path: Path) -> None:
     runs, results, again = tmp_path / "runs", tmp_path / "results", tmp_path / "again"
     study = tuned_grid.study_folder(runs, "5w1s", "maml")

@@ -18,7 +18,8 @@ from .summaries import (
     reported_steps,
 )
 
-__all__ = ["draw_steps", "plot_comparison", "plot_training_curves", "pyplot", "read_history"]
+__all__ = ["draw_steps", "plain_log_axis", "plot_comparison", "plot_training_curves", "pyplot",
+           "read_history"]
 
 
 def pyplot() -> Any:
@@ -30,6 +31,19 @@ def pyplot() -> Any:
 
     return plt
 
+
+
+def plain_log_axis(ax: Any, low: float, high: float) -> None:
+    """A log-scale x axis over [low, high] (and a little margin), its ticks at 1, 2 and 5 times
+    a power of ten labelled as plain numbers (0.05, 0.1, 0.2) and no minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    margin = (high / low) ** 0.04
+    ax.set_xlim(low / margin, high * margin)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 def plot_training_curves(histories: Dict[str, List[Dict[str, Any]]], path: Path,
                          title: str = "meta-training") -> Optional[Path]:

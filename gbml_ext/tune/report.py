@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 from ..algorithms import ALGORITHMS
 from ..fileio import atomic_write_json, atomic_write_text
 from ..runner.config import config_to_dict, load_config
-from ..runner.plots import pyplot
+from ..runner.plots import plain_log_axis, pyplot
 from .space import TuneSetup, toml_value
 from .trials import PRUNED_AT, trial_folder
 
@@ -108,6 +108,25 @@ def _csv(rows: List[Dict[str, Any]]) -> str:
     return stream.getvalue()
 
 
+def _x_axis(ax: Any, distribution: Any, choices: List[Any]) -> None:
+    """A tuned key's axis: its choices by name, or its whole search range (log scale for a log
+    range, labelled 0.05, 0.1, ... rather than in powers of ten), so that where the trials fell
+    within the range is visible."""
+    if choices:
+        ax.set_xticks(range(len(choices)), [str(c) for c in choices])
+        return
+    low, high = float(distribution.low), float(distribution.high)
+    if getattr(distribution, "log", False):
+        plain_log_axis(ax, low, high)
+    else:
+        from matplotlib.ticker import MaxNLocator
+
+        margin = 0.04 * (high - low) if high > low else 0.5
+        ax.set_xlim(low - margin, high + margin)
+        if isinstance(distribution.low, int):  # an IntDistribution: whole-number ticks
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _plot(rows: List[Dict[str, Any]], setup: TuneSetup, best: Optional[int], path: Path) -> Path:
     """The metric against each tuned key: complete trials as dots, pruned ones (their last
     reported value) as crosses, the best ringed."""
@@ -128,10 +147,7 @@ def _plot(rows: List[Dict[str, Any]], setup: TuneSetup, best: Optional[int], pat
             x = chosen[0][key]
             ax.scatter([choices.index(x) if choices else x], [chosen[0][setup.metric]], s=160,
                        facecolors="none", edgecolors="C3", label="best")
-        if choices:
-            ax.set_xticks(range(len(choices)), [str(c) for c in choices])
-        elif getattr(distribution, "log", False):
-            ax.set_xscale("log")
+        _x_axis(ax, distribution, choices)
         ax.set_xlabel(key)
         ax.set_ylabel(f"validation {setup.metric}")
         ax.grid(alpha=0.3)

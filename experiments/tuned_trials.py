@@ -1,0 +1,203 @@
+"""The tuned grid's trials: a figure of each row's validation accuracy against its inner rate,
+with the search range's edges marked, so a row whose best trial sits at an edge (a range that
+may be too narrow for it) is visible at a glance; the trials table's lines; and the first
+studies of rows searched again over a wider range (`FIRST_RANGE_FOLDER`). Drawn from the
+archived trials.json only.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from experiments.algorithms_grid import LABELS
+from experiments.algorithms_report import TITLES
+from experiments.tuned_grid import rows, tune_space
+from gbml_ext.runner.plots import plain_log_axis, pyplot
+
+__all__ = ["FIRST_RANGE", "FIRST_RANGE_FOLDER", "KEY", "at_an_edge", "first_range_note",
+           "first_range_studies", "read_trials", "short_key", "trial_lines", "trials_figure",
+           "trials_figure_path", "value_text"]
+
+# The key every row tunes, and the figure's x axis.
+KEY = "algorithm.inner_lr"
+# A best value within this factor of a log range's edge counts as at the edge.
+EDGE_FACTOR = 1.25
+# Where a row's first study is kept when its best trial fell at an edge of the inner-rate range
+# every row started with (`FIRST_RANGE`) and the row was searched again over a wider one:
+# `<setting>/first-range/<row>/`, beside `<setting>/studies/<row>/`.
+FIRST_RANGE_FOLDER = "first-range"
+FIRST_RANGE = (0.05, 1.0)
+
+
+def first_range_studies(results_dir: Path, setting: str) -> Dict[str, List[Dict[str, Any]]]:
+    """{row: the trials of its first study} for the rows searched again."""
+    folder = results_dir / setting / FIRST_RANGE_FOLDER
+    found = {row: read_trials(folder / row) for row in rows(setting)}
+    return {row: trials for row, trials in found.items() if trials}
+
+
+def first_range_note(results_dir: Path, setting: str) -> List[str]:
+    """The lines that say which rows were searched again and why ([] when none was)."""
+    first = first_range_studies(results_dir, setting)
+    if not first:
+        return []
+    cells = []
+    for row, trials in first.items():
+        best = _best(trials, "accuracy")
+        low, high = _range(setting, row)
+        edge = at_an_edge(best[KEY], *FIRST_RANGE) if best is not None else None
+        cells.append(f"{LABELS[row]}, again over {low:g}..{high:g}" + (
+            f" (first best: {100 * best['accuracy']:.1f} % at α {best[KEY]:.3g}, the "
+            f"{edge} edge)" if best is not None and edge else ""))
+    low, high = FIRST_RANGE
+    return ["", f"Searched twice: the rows below were first searched over α in {low:g}..{high:g}"
+            f" (MAML's range). Their best trial fell at an edge of it, so each was searched "
+            f"again with the same {len(next(iter(first.values())))} trials over a range past "
+            f"that edge, and its table row is the second study's: {'; '.join(cells)}. The "
+            f"first studies are kept in `experiments/results/tuned/{setting}/"
+            f"{FIRST_RANGE_FOLDER}/` and listed in the trials table as \"{low:g}..{high:g}\"."]
+
+
+def trial_lines(label: str, trials: List[Dict[str, Any]], keys: List[str]) -> List[List[Any]]:
+    """The trials table's lines of one study: label, trial, state, validation accuracy %, the
+    tuned keys' values."""
+    lines = []
+    for trial in trials:
+        accuracy = trial.get("accuracy")
+        lines.append([label, trial.get("trial", "?"), trial.get("state", "?"),
+                      "–" if not isinstance(accuracy, (int, float)) else f"{100 * accuracy:.1f}",
+                      ", ".join(f"{short_key(k)} {value_text(trial.get(k))}" for k in keys)])
+    return lines
+
+
+def read_trials(study: Path) -> List[Dict[str, Any]]:
+    """A study's trials as gbml-tune's trials.json holds them: one dict per trial with
+    `trial`, `state`, the metric and each tuned key ([] when there is none).
+
+    Example:
+        >>> read_trials(Path("no-such-study"))
+        []
+    """
+    path = study / "trials.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    trials = data.get("trials", []) if isinstance(data, dict) else data
+    return [t for t in trials if isinstance(t, dict)]
+
+
+def value_text(value: Any) -> str:
+    """A tuned value as the tables show it: 'true', '0.426', '3'."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def short_key(key: str) -> str:
+    """'algorithm.inner_lr' -> 'inner_lr'."""
+    return key.split(".")[-1]
+
+
+def trials_figure_path(folder: Path, setting: str) -> Path:
+    """Where the setting's trials figure goes: `folder/omniglot-tuned-trials-<setting>.png`."""
+    return folder / f"omniglot-tuned-trials-{setting}.png"
+
+
+def _range(setting: str, row: str) -> Tuple[float, float]:
+    space = tune_space(setting, row).get("space", {}).get(KEY, {})
+    return float(space.get("low", math.nan)), float(space.get("high", math.nan))
+
+
+def at_an_edge(value: float, low: float, high: float) -> Optional[str]:
+    """'low' or 'high' when `value` lies within `EDGE_FACTOR` of that edge of a log range.
+
+    Example:
+        >>> at_an_edge(0.875, 0.05, 1.0), at_an_edge(0.3, 0.05, 1.0)
+        ('high', None)
+    """
+    if value <= low * EDGE_FACTOR:
+        return "low"
+    if value >= high / EDGE_FACTOR:
+        return "high"
+    return None
+
+
+def _best(trials: List[Dict[str, Any]], metric: str) -> Optional[Dict[str, Any]]:
+    complete = [t for t in trials if t.get("state") == "complete"
+                and isinstance(t.get(metric), (int, float)) and math.isfinite(t[metric])]
+    return max(complete, key=lambda t: t[metric]) if complete else None
+
+
+def _scatter(ax: Any, trials: List[Dict[str, Any]], metric: str, color: str,
+             label: str) -> None:
+    """Complete trials as dots, pruned ones (their last record) as crosses, in `color`."""
+    for state, marker in (("complete", "o"), ("pruned", "x")):
+        points = [(t[KEY], 100 * t[metric]) for t in trials if t.get("state") == state
+                  and isinstance(t.get(metric), (int, float)) and KEY in t]
+        if points:
+            ax.scatter(*zip(*points, strict=True), marker=marker, color=color, s=22,
+                       label=f"{label}, {state}")
+
+
+def trials_figure(studies: Dict[str, List[Dict[str, Any]]], setting: str, path: Path,
+                  first: Optional[Dict[str, List[Dict[str, Any]]]] = None,
+                  metric: str = "accuracy") -> bool:
+    """One panel per row with trials: validation `metric` (%) against the inner rate (log),
+    complete trials as dots, pruned ones (their last record) as crosses, the best ringed, the
+    search range's edges dashed; a row's first study over `FIRST_RANGE` (`first`) in orange,
+    its edges dotted. False (and no file) when no row has a trial.
+
+    Arguments:
+        studies: {row: its trials.json's trials} (rows without trials are left out).
+        setting: "5w1s" or "20w1s" (the title, and each row's range from its config).
+        path: the PNG to write.
+        first: {row: the trials of its first study}, for rows searched again.
+    """
+    first = first or {}
+    present = [row for row in rows(setting) if studies.get(row) or first.get(row)]
+    if not present:
+        return False
+    plt = pyplot()
+    columns = min(5, len(present))
+    lines = math.ceil(len(present) / columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(3.1 * columns, 2.8 * lines),
+                             squeeze=False, sharey=True)
+    for ax, row in zip(axes.flat, present, strict=False):
+        low, high = _range(setting, row)
+        if first.get(row):
+            _scatter(ax, first[row], metric, "C1", f"{FIRST_RANGE[0]:g}..{FIRST_RANGE[1]:g}")
+            for edge in FIRST_RANGE:
+                ax.axvline(edge, color="C1", linestyle=":", linewidth=0.8)
+            low, high = min(low, FIRST_RANGE[0]), max(high, FIRST_RANGE[1])
+        _scatter(ax, studies.get(row, []), metric, "C0", "search")
+        best = _best(studies.get(row, []), metric)
+        if best is not None:
+            ax.scatter([best[KEY]], [100 * best[metric]], s=130, facecolors="none",
+                       edgecolors="C3", label="best")
+        for edge in _range(setting, row):
+            if math.isfinite(edge):
+                ax.axvline(edge, color="0.5", linestyle="--", linewidth=0.8)
+        if math.isfinite(low) and math.isfinite(high):
+            plain_log_axis(ax, low, high)
+        ax.set_title(LABELS[row], fontsize=10)
+        ax.grid(alpha=0.3)
+        if first.get(row):
+            ax.legend(fontsize=6)
+    for ax in axes.flat[len(present):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"validation {metric} %")
+    for ax in axes[-1]:
+        ax.set_xlabel("inner rate α")
+    if not any(first.get(row) for row in present[:1]):
+        axes.flat[0].legend(fontsize=6)
+    fig.suptitle(f"{TITLES[setting]}: every trial (dashed: the search range)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
