@@ -164,3 +164,28 @@ def test_the_figure_spans_each_keys_whole_range_in_plain_numbers(distribution, l
     assert shown == labels
     assert not any(t.get_text() for t in ax.xaxis.get_minorticklabels())
     plt.close(fig)
+
+
+def test_a_best_value_at_an_edge_of_its_range_is_noted_in_the_table():
+    from types import SimpleNamespace
+
+    from gbml_ext.tune.report import edge_notes, trials_markdown
+
+    space = {"algorithm.inner_lr": optuna.distributions.FloatDistribution(0.05, 1.0, log=True),
+             "model.linnet_depth": optuna.distributions.IntDistribution(2, 10),
+             "algorithm.transform_psd": optuna.distributions.CategoricalDistribution([True])}
+    setup = SimpleNamespace(space=space, metric="accuracy", direction="maximize")
+    # 0.06 is 6 % of the way up a log range of 0.05..1, 0.8 is 93 %; depth 4 is inside 2..10.
+    inside = {"algorithm.inner_lr": 0.3, "model.linnet_depth": 4, "algorithm.transform_psd": True}
+    assert edge_notes(setup, inside) == []
+    low = edge_notes(setup, {**inside, "algorithm.inner_lr": 0.06})
+    assert len(low) == 1 and "inner_lr, 0.06, lies at the bottom of its range 0.05..1" in low[0]
+    high = edge_notes(setup, {**inside, "algorithm.inner_lr": 0.8, "model.linnet_depth": 10})
+    assert [note.split(",")[0] for note in high] == ["the best algorithm.inner_lr",
+                                                     "the best model.linnet_depth"]
+    assert "at the top of its range 2..10" in high[1]
+    rows = [{"trial": 0, "state": "complete", "accuracy": 0.7, "pruned_at": None,
+             **inside, "algorithm.inner_lr": 0.9, "run_dir": "t/0", "error": ""}]
+    table = trials_markdown(rows, setup, 0)
+    assert table.rstrip().splitlines()[-1].startswith("Note: the best algorithm.inner_lr, 0.9,")
+    assert "Note" not in trials_markdown(rows, setup, None)

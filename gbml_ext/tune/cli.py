@@ -16,7 +16,14 @@ from typing import Optional, Sequence
 from ..launch import LAUNCHERS, parse_slurm_options
 from ..runner.config import describe_config
 from ..runner.options import command_parser, exit_code_of, parse_command
-from .report import BEST_FILE, REPORT_FILES, trial_rows, trials_markdown, write_report
+from .report import (
+    BEST_FILE,
+    REPORT_FILES,
+    edge_notes,
+    trial_rows,
+    trials_markdown,
+    write_report,
+)
 from .space import TuneSetup, read_setup
 
 __all__ = ["main"]
@@ -86,6 +93,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f"{best.value:.6g}. Final run on the test split: gbml-train {out / BEST_FILE} "
                   f"(or gbml-compare {out / BEST_FILE} --seeds 0 1 2 --out DIR).",
                   file=sys.stderr)
+            for note in edge_notes(setup, best.params):
+                print(f"gbml-tune: note: {note}", file=sys.stderr)
         return 0
 
     return exit_code_of("gbml-tune", body, args.debug)

@@ -21,11 +21,14 @@ from ..runner.plots import plain_log_axis, pyplot
 from .space import TuneSetup, toml_value
 from .trials import PRUNED_AT, trial_folder
 
-__all__ = ["BEST_FILE", "REPORT_FILES", "best_config", "config_toml", "trial_rows",
-           "trials_markdown", "write_report"]
+__all__ = ["BEST_FILE", "EDGE_FRACTION", "REPORT_FILES", "best_config", "config_toml",
+           "edge_notes", "trial_rows", "trials_markdown", "write_report"]
 
 BEST_FILE = "best.toml"
 REPORT_FILES = ("trials.md", "trials.csv", "trials.json", "trials.png")
+# A best value within this fraction of its range (on the log scale for a log range) from an
+# edge may mean that the best value lies past that edge.
+EDGE_FRACTION = 0.08
 
 
 def config_toml(data: Dict[str, Any], header: str = "") -> str:
@@ -68,6 +71,39 @@ def trial_rows(study: Any, setup: TuneSetup, out: Path) -> List[Dict[str, Any]]:
     return rows
 
 
+def edge_notes(setup: TuneSetup, params: Dict[str, Any]) -> List[str]:
+    """One line per numeric key whose best value (`params`) lies at an edge of its range.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from optuna.distributions import FloatDistribution
+        >>> setup = SimpleNamespace(space={"algorithm.inner_lr": FloatDistribution(
+        ...     0.05, 1.0, log=True)})
+        >>> edge_notes(setup, {"algorithm.inner_lr": 0.3})
+        []
+        >>> print(edge_notes(setup, {"algorithm.inner_lr": 0.9})[0][:62])
+        the best algorithm.inner_lr, 0.9, lies at the top of its range
+    """
+    notes = []
+    for key, distribution in setup.space.items():
+        value = params.get(key)
+        if not hasattr(distribution, "low") or not isinstance(value, (int, float)):
+            continue
+        low, high = float(distribution.low), float(distribution.high)
+        scale = math.log if distribution.log else float
+        if high <= low or value <= 0 < low and distribution.log:
+            continue
+        where = (scale(value) - scale(low)) / (scale(high) - scale(low))
+        edge = ("bottom" if where <= EDGE_FRACTION else
+                "top" if where >= 1 - EDGE_FRACTION else None)
+        if edge:
+            notes.append(f"the best {key}, {value:.4g}, lies at the {edge} of its range "
+                         f"{low:g}..{high:g}, so the best value may lie past it. To look, "
+                         f"widen the range in [tune.space] and tune into a new --out (a "
+                         f"study keeps the space it started with).")
+    return notes
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -97,7 +133,9 @@ def trials_markdown(rows: List[Dict[str, Any]], setup: TuneSetup,
                  _cell(row[setup.metric]), _cell(row["pruned_at"]),
                  *(_cell(row[k]) for k in keys), row["run_dir"]]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    chosen = [row for row in rows if row["trial"] == best]
+    notes = edge_notes(setup, chosen[0]) if chosen else []
+    return "\n".join(lines + [f"\nNote: {note}" for note in notes]) + "\n"
 
 
 def _csv(rows: List[Dict[str, Any]]) -> str:
