@@ -75,8 +75,8 @@ def tuned_settings(study: Path, setting: str, row: str) -> str:
     cells = []
     for key, spec in space.items():
         cell = f"{short_key(key)} {value_text(values.get(key))}"
-        edge = (at_an_edge(float(values[key]), float(spec["low"]), float(spec["high"]))
-                if spec.get("log") and isinstance(values.get(key), (int, float)) else None)
+        edge = (at_an_edge(values[key], spec) if isinstance(values.get(key), (int, float))
+                and not isinstance(values.get(key), bool) else None)
         cells.append(cell + (f" (at the {edge} edge of {spec['low']:g}..{spec['high']:g})"
                              if edge else ""))
     return ", ".join(cells)

@@ -15,6 +15,7 @@ from experiments.algorithms_grid import LABELS
 from experiments.algorithms_report import TITLES
 from experiments.tuned_grid import rows, tune_space
 from gbml_ext.runner.plots import plain_log_axis, pyplot
+from gbml_ext.tune.report import edge_of
 
 __all__ = ["FIRST_RANGE", "FIRST_RANGE_FOLDER", "KEY", "at_an_edge", "first_range_note",
            "first_range_studies", "read_trials", "short_key", "trial_lines", "trials_figure",
@@ -22,8 +23,6 @@ __all__ = ["FIRST_RANGE", "FIRST_RANGE_FOLDER", "KEY", "at_an_edge", "first_rang
 
 # The key every row tunes, and the figure's x axis.
 KEY = "algorithm.inner_lr"
-# A best value within this factor of a log range's edge counts as at the edge.
-EDGE_FACTOR = 1.25
 # Where a row's first study is kept when its best trial fell at an edge of the inner-rate range
 # every row started with (`FIRST_RANGE`) and the row was searched again over a wider one:
 # `<setting>/first-range/<row>/`, beside `<setting>/studies/<row>/`.
@@ -47,7 +46,8 @@ def first_range_note(results_dir: Path, setting: str) -> List[str]:
     for row, trials in first.items():
         best = _best(trials, "accuracy")
         low, high = _range(setting, row)
-        edge = at_an_edge(best[KEY], *FIRST_RANGE) if best is not None else None
+        edge = (at_an_edge(best[KEY], {"low": FIRST_RANGE[0], "high": FIRST_RANGE[1], "log": True})
+                if best is not None else None)
         cells.append(f"{LABELS[row]}, again over {low:g}..{high:g}" + (
             f" (first best: {100 * best['accuracy']:.1f} % at α {best[KEY]:.3g}, the "
             f"{edge} edge)" if best is not None and edge else ""))
@@ -112,18 +112,20 @@ def _range(setting: str, row: str) -> Tuple[float, float]:
     return float(space.get("low", math.nan)), float(space.get("high", math.nan))
 
 
-def at_an_edge(value: float, low: float, high: float) -> Optional[str]:
-    """'low' or 'high' when `value` lies within `EDGE_FACTOR` of that edge of a log range.
+def at_an_edge(value: float, spec: Dict[str, Any]) -> Optional[str]:
+    """'low' or 'high' when `value` lies at that edge of a `[tune.space]` entry's range, by
+    gbml-tune's rule (`gbml_ext.tune.report.edge_of`); None inside it or for a choice.
 
     Example:
-        >>> at_an_edge(0.875, 0.05, 1.0), at_an_edge(0.3, 0.05, 1.0)
+        >>> at_an_edge(0.875, {"low": 0.05, "high": 1.0, "log": True})
+        'high'
+        >>> at_an_edge(4, {"low": 2, "high": 4}), at_an_edge(3, {"low": 2, "high": 4})
         ('high', None)
     """
-    if value <= low * EDGE_FACTOR:
-        return "low"
-    if value >= high / EDGE_FACTOR:
-        return "high"
-    return None
+    if "low" not in spec or "high" not in spec:
+        return None
+    edge = edge_of(float(value), float(spec["low"]), float(spec["high"]), bool(spec.get("log")))
+    return {"bottom": "low", "top": "high"}.get(edge or "")
 
 
 def _best(trials: List[Dict[str, Any]], metric: str) -> Optional[Dict[str, Any]]:

@@ -12,7 +12,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ..algorithms import ALGORITHMS
 from ..fileio import atomic_write_json, atomic_write_text
@@ -22,7 +22,7 @@ from .space import TuneSetup, toml_value
 from .trials import PRUNED_AT, trial_folder
 
 __all__ = ["BEST_FILE", "EDGE_FRACTION", "REPORT_FILES", "best_config", "config_toml",
-           "edge_notes", "trial_rows", "trials_markdown", "write_report"]
+           "edge_notes", "edge_of", "trial_rows", "trials_markdown", "write_report"]
 
 BEST_FILE = "best.toml"
 REPORT_FILES = ("trials.md", "trials.csv", "trials.json", "trials.png")
@@ -71,8 +71,24 @@ def trial_rows(study: Any, setup: TuneSetup, out: Path) -> List[Dict[str, Any]]:
     return rows
 
 
+def edge_of(value: float, low: float, high: float, log: bool) -> Optional[str]:
+    """"bottom" or "top" when `value` lies within `EDGE_FRACTION` of the range [low, high]
+    (measured on the log scale when `log`) from that edge, else None.
+
+    Example:
+        >>> edge_of(0.9, 0.05, 1.0, log=True), edge_of(0.3, 0.05, 1.0, log=True)
+        ('top', None)
+    """
+    scale: Callable[[float], float] = math.log if log else float
+    if high <= low or (log and min(value, low) <= 0):
+        return None
+    where = (scale(value) - scale(low)) / (scale(high) - scale(low))
+    return "bottom" if where <= EDGE_FRACTION else "top" if where >= 1 - EDGE_FRACTION else None
+
+
 def edge_notes(setup: TuneSetup, params: Dict[str, Any]) -> List[str]:
-    """One line per numeric key whose best value (`params`) lies at an edge of its range.
+    """One line per numeric key whose best value (`params`) lies at an edge of its range
+    (`edge_of`).
 
     Example:
         >>> from types import SimpleNamespace
@@ -90,12 +106,7 @@ def edge_notes(setup: TuneSetup, params: Dict[str, Any]) -> List[str]:
         if not hasattr(distribution, "low") or not isinstance(value, (int, float)):
             continue
         low, high = float(distribution.low), float(distribution.high)
-        scale = math.log if distribution.log else float
-        if high <= low or value <= 0 < low and distribution.log:
-            continue
-        where = (scale(value) - scale(low)) / (scale(high) - scale(low))
-        edge = ("bottom" if where <= EDGE_FRACTION else
-                "top" if where >= 1 - EDGE_FRACTION else None)
+        edge = edge_of(float(value), low, high, bool(distribution.log))
         if edge:
             notes.append(f"the best {key}, {value:.4g}, lies at the {edge} of its range "
                          f"{low:g}..{high:g}, so the best value may lie past it. To look, "
