@@ -8,6 +8,7 @@ folder hold a run.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -53,12 +54,17 @@ def read_job(run_dir: Path) -> Optional[Dict[str, Any]]:
     return record if isinstance(record, dict) else None
 
 
-def log_tail(path: Optional[str], lines: int = 3) -> str:
-    """The last non-empty lines of a log file, joined by ' | ' (empty if unreadable).
+def log_tail(path: Optional[str], lines: int = 3, limit: int = 400) -> str:
+    """Why a run ended, from its log: the last one-line error or stop message of a gbml_ext
+    command (`gbml-train: error: ...`), else the last non-empty lines joined by ' | ', whole
+    lines only, at most `limit` characters ('' if unreadable).
 
     Example:
-        >>> log_tail(None), log_tail("/nonexistent/launch.log")
-        ('', '')
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as log:
+        ...     _ = log.write("gbml_ext: starting fresh.\\ngbml-train: error: it diverged\\n")
+        >>> log_tail(log.name), log_tail(None), log_tail("/nonexistent/launch.log")
+        ('gbml-train: error: it diverged', '', '')
     """
     if not path:
         return ""
@@ -67,4 +73,11 @@ def log_tail(path: Optional[str], lines: int = 3) -> str:
                 if line.strip()]
     except OSError:
         return ""
-    return " | ".join(text[-lines:])[-400:]
+    said = [line for line in text if re.match(r"gbml-[a-z]+: (error|stopped): ", line)]
+    kept = said[-1:] or text[-1:]
+    for line in reversed(text[-lines:-1] if not said else []):
+        if len(" | ".join([line, *kept])) > limit:
+            break
+        kept.insert(0, line)
+    joined = " | ".join(kept)
+    return joined if len(joined) <= limit else joined[:limit - 1] + "…"
