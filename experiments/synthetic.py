@@ -133,7 +133,8 @@ def plot(runs: Dict[str, List[dict]], path: Path) -> None:
                             ylabel="test query loss", yscale="log")
         axes[1, column].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         for ax in axes[:, column]:
-            ax.legend(fontsize="small")
+            if ax.get_legend_handles_labels()[0]:  # none when no run has this panel's data
+                ax.legend(fontsize="small")
             ax.grid(alpha=0.3)
     fig.suptitle("MAML adapts slowly with shallow models; "
                  "depth or a Kronecker meta-optimizer helps")
