@@ -288,18 +288,3 @@ def test_a_run_its_stop_file_stopped_is_not_reported_as_failed():
     assert view is not None and view.detail.startswith("stopped by its stop file")
     assert LocalLauncher().view({"exit_code": 1}, None).detail == "exit 1"
 
-
-def test_a_failed_runs_reason_is_its_error_line_whole(tmp_path):
-    from gbml_ext.launch.files import log_tail
-
-    log = tmp_path / "launch.log"
-    error = ("gbml-train: error: meta-loss 1.586e+07 at iteration 1 is 9.53e+06x the unadapted "
-             "loss 1.66: the inner loop diverges. Start over with a lower rate.")
-    log.write_text("gbml_ext: nothing to resume in " + "runs/" * 80 + " (no checkpoint); "
-                   "starting fresh.\n" + error + "\n\n")
-    assert log_tail(str(log)) == error
-    # Without such a line: the last lines, whole ones only, within the limit.
-    log.write_text("first " * 30 + "\nsecond line\nTraceback: third line\n")
-    assert log_tail(str(log), limit=60) == "second line | Traceback: third line"
-    log.write_text("x" * 500 + "\n")
-    assert log_tail(str(log)) == "x" * 399 + "…"
