@@ -4,17 +4,12 @@ Nothing here reads the shared real data: every dataset is written into pytest's 
 `vision_fixtures`, and the default cache folder is redirected into tmp_path too.
 """
 import pickle
-import random
 
-import numpy as np
 import pytest
 import torch
 
 from gbml_ext.data import (
     DatasetError,
-    FewShotTasks,
-    ImageClassDataset,
-    Task,
     build_task_sources,
     images,
     load_cifar_fs,
@@ -23,6 +18,7 @@ from gbml_ext.data import (
     load_omniglot,
 )
 from vision_fixtures import (
+    assert_task,
     write_bertinetto_splits,
     write_cifar100_tree,
     write_fc100_split_files,
@@ -49,17 +45,6 @@ def assert_splits_disjoint(datasets):
         for b in SPLITS:
             if a < b:
                 assert not base_classes(datasets[a]) & base_classes(datasets[b]), (a, b)
-
-
-def assert_task(task, ways, shots, queries, image_shape):
-    assert isinstance(task, Task)
-    assert task.support_x.shape == (ways * shots, *image_shape)
-    assert task.query_x.shape == (ways * queries, *image_shape)
-    assert task.support_x.dtype == task.query_x.dtype == torch.float32
-    assert task.support_y.dtype == task.query_y.dtype == torch.long
-    assert task.support_y.bincount(minlength=ways).tolist() == [shots] * ways
-    assert task.query_y.bincount(minlength=ways).tolist() == [queries] * ways
-    assert 0.0 <= task.support_x.min() and task.support_x.max() <= 1.0
 
 
 @pytest.fixture(autouse=True)
@@ -288,68 +273,7 @@ def test_fc100_superclass_split(cifar_root, tmp_path):
         load_fc100(cifar_root, cache_dir=tmp_path / "cache")
 
 
-# ------------------------------------------------------------------------- FewShotTasks, registry
-
-def small_dataset(classes=6, per_class=5):
-    images = np.arange(classes * per_class, dtype=np.uint8).repeat(4).reshape(-1, 2, 2)
-    labels = [i // per_class for i in range(classes * per_class)]
-    return ImageClassDataset(images, labels, [f"class{c}" for c in range(classes)]).meta_dataset()
-
-
-def test_few_shot_tasks_shapes_labels_and_disjoint_support_query():
-    source = FewShotTasks(small_dataset(), ways=3, shots=2, queries=3)
-    for _ in range(5):
-        task = source.sample()
-        assert_task(task, 3, 2, 3, (1, 2, 2))
-        # Pixel value identifies the image: support and query never share one, and each label
-        # maps to a single source class in both.
-        support_ids = (task.support_x[:, 0, 0, 0] * 255).round().long()
-        query_ids = (task.query_x[:, 0, 0, 0] * 255).round().long()
-        assert not set(support_ids.tolist()) & set(query_ids.tolist())
-        for label in range(3):
-            classes = torch.cat([support_ids[task.support_y == label],
-                                 query_ids[task.query_y == label]]) // 5
-            assert classes.unique().numel() == 1
-
-
-def test_few_shot_tasks_seed_is_private_and_resumable():
-    def draw(source, count):
-        return [source.sample().support_x for _ in range(count)]
-    reference = draw(FewShotTasks(small_dataset(), 3, 1, 1, seed=7), 4)
-    random.seed(123)
-    source = FewShotTasks(small_dataset(), 3, 1, 1, seed=7)
-    first_two = draw(source, 2)
-    state = source.state_dict()
-    random.random()  # global RNG activity must not disturb a seeded source
-    resumed = FewShotTasks(small_dataset(), 3, 1, 1, seed=99)
-    resumed.load_state_dict(state)
-    assert all(torch.equal(a, b)
-               for a, b in zip(reference, first_two + draw(resumed, 2), strict=True))
-
-
-def test_few_shot_tasks_transforms_and_fixed_task_pool():
-    source = FewShotTasks(small_dataset(), 2, 1, 1, num_tasks=3,
-                          transforms=lambda image: image * 0 + 0.5, seed=0)
-    assert torch.all(source.sample().support_x == 0.5)
-
-    def pool(source):
-        return {tuple(source.sample().support_x.flatten().tolist()) for _ in range(40)}
-    first = pool(FewShotTasks(small_dataset(), 2, 1, 1, num_tasks=3, seed=5))
-    random.seed(1)
-    resumed = FewShotTasks(small_dataset(), 2, 1, 1, num_tasks=3, seed=5)
-    resumed.load_state_dict({"random_state": random.Random(77).getstate()})
-    assert len(first) <= 3 and pool(resumed) == first  # the pool depends on the seed alone
-
-
-def test_impossible_ways_or_shots_raise_dataset_error():
-    with pytest.raises(DatasetError,
-                       match="7-way tasks but this split has only 6 classes") as error:
-        FewShotTasks(small_dataset(), ways=7, shots=1, queries=1)
-    assert "ways <= 6" in str(error.value)
-    with pytest.raises(DatasetError, match=r"shots\+queries = 6.*'class0' has only 5") as error:
-        FewShotTasks(small_dataset(), ways=2, shots=1, queries=5)
-    assert "lower shots or queries" in str(error.value)
-
+# ---------------------------------------------------------------------------------- registry
 
 def test_build_task_sources_for_every_dataset(omniglot_root, cifar_root, tmp_path):
     fc100_dir = write_fc100_split_files(tmp_path / "fc100", {

@@ -15,11 +15,14 @@ import pickle
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 __all__ = [
+    "assert_task",
     "snapshot_tree",
     "write_bertinetto_splits",
     "write_cifar100_tree",
@@ -180,3 +183,19 @@ def write_cifar_fs(root: Path, split_sizes: Sequence[int] = (4, 3, 3),
     write_bertinetto_splits(root, {"train": names[:train], "val": names[train:val],
                                    "test": names[val:]})
     return root
+
+
+def assert_task(task: Any, ways: int, shots: int, queries: int,
+                image_shape: Sequence[int]) -> None:
+    """A task's shapes, dtypes, labels (`shots` and `queries` of each of `ways` classes) and
+    pixel range [0, 1]."""
+    from gbml_ext.data import Task
+
+    assert isinstance(task, Task)
+    assert task.support_x.shape == (ways * shots, *image_shape)
+    assert task.query_x.shape == (ways * queries, *image_shape)
+    assert task.support_x.dtype == task.query_x.dtype == torch.float32
+    assert task.support_y.dtype == task.query_y.dtype == torch.long
+    assert task.support_y.bincount(minlength=ways).tolist() == [shots] * ways
+    assert task.query_y.bincount(minlength=ways).tolist() == [queries] * ways
+    assert 0.0 <= task.support_x.min() and task.support_x.max() <= 1.0
