@@ -187,18 +187,22 @@ def trials_figure(studies: Dict[str, List[Dict[str, Any]]], setting: str, path: 
             plain_log_axis(ax, low, high)
         ax.set_title(LABELS[row], fontsize=10)
         ax.grid(alpha=0.3)
-        if first.get(row):
-            ax.legend(fontsize=6)
     for ax in axes.flat[len(present):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel(f"validation {metric} %")
     for ax in axes[-1]:
         ax.set_xlabel("inner rate α")
-    if not any(first.get(row) for row in present[:1]):
-        axes.flat[0].legend(fontsize=6)
-    fig.suptitle(f"{TITLES[setting]}: every trial (dashed: the search range)")
-    fig.tight_layout()
+    legend: Dict[str, Any] = {}  # one entry per label, across the panels
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    fig.legend(legend.values(), legend.keys(), loc="upper center", ncol=len(legend),
+               fontsize=8, bbox_to_anchor=(0.5, 0.955), frameon=False)
+    fig.suptitle(f"{TITLES[setting]}: every trial (dashed: the search range; dotted: "
+                 f"the first range, {FIRST_RANGE[0]:g}..{FIRST_RANGE[1]:g})" if first else
+                 f"{TITLES[setting]}: every trial (dashed: the search range)")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
