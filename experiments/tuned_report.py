@@ -225,6 +225,11 @@ def figure(results_dir: Path, path: Path = FIGURE) -> bool:
         drawn |= bool(present) and draw_steps(ax, present)
         ax.set_title(title)
         ax.grid(alpha=0.3)
+        if not present:
+            ax.text(0.5, 0.5, "no final run yet", ha="center", va="center", color="0.4",
+                    transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
     if drawn:
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
