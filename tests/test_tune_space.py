@@ -106,8 +106,11 @@ def test_a_store_of_another_search_is_refused_and_left_as_it_is(tmp_path, capsys
     study.tell(study.ask(read_setup(EXAMPLE).space), 0.25)
     before = checksums(out)
     other_space = "tune.space.train.lr={distribution='float', low=0.001, high=0.5, log=true}"
-    for words, why in ((["--status", other_space], "another space"),
-                       ([other_space], "another space"),
+    wider = "train.lr: 0.001..0.1, log there, 0.001..0.5, log here"
+    for words, why in ((["--status", other_space], f"another space ({wider})"),
+                       ([other_space], f"another space ({wider})"),
+                       (["tune.space={'train.lr'={distribution='float', low=0.001, high=0.1}}"],
+                        "another space (algorithm.inner_lr, train.lr there; train.lr here)"),
                        (["tune.metric=accuracy"], "another metric (loss there, accuracy here)"),
                        (["train.meta_batch=4"], "another config (train.meta_batch = 16 there, 4 "
                                                 "here)")):

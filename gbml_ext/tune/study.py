@@ -78,11 +78,35 @@ def search_identity(setup: TuneSetup) -> Dict[str, Any]:
     return {"space": settings["space"], "metric": setup.metric, "config": flat}
 
 
+def _range_text(spec: Any) -> str:
+    """A distribution as Optuna's JSON holds it, in words: '0.05..1, log', 'one of [2, 3]'.
+
+    Example:
+        >>> _range_text({"name": "FloatDistribution",
+        ...              "attributes": {"low": 0.05, "high": 1.0, "log": True, "step": None}})
+        '0.05..1, log'
+    """
+    attributes = spec.get("attributes", {}) if isinstance(spec, dict) else {}
+    if "choices" in attributes:
+        return f"one of {list(attributes['choices'])}"
+    if "low" in attributes and "high" in attributes:
+        return (f"{attributes['low']:g}..{attributes['high']:g}"
+                + (", log" if attributes.get("log") else "")
+                + (f", step {attributes['step']:g}" if attributes.get("step") else ""))
+    return str(spec)
+
+
 def _difference(saved: Dict[str, Any], now: Dict[str, Any]) -> str:
     """The first thing that differs between two identities, in words."""
     if saved.get("space") != now["space"]:
-        return (f"another space ({', '.join(saved.get('space') or {}) or 'none'} there; "
-                f"{', '.join(now['space'])} here, or other ranges)")
+        there, here = saved.get("space") or {}, now["space"]
+        changed = [key for key in here if key in there and there[key] != here[key]]
+        if set(there) == set(here) and changed:
+            key = changed[0]
+            return (f"another space ({key}: {_range_text(there[key])} there, "
+                    f"{_range_text(here[key])} here)")
+        return (f"another space ({', '.join(there) or 'none'} there; "
+                f"{', '.join(here)} here)")
     if saved.get("metric") != now["metric"]:
         return f"another metric ({saved.get('metric')} there, {now['metric']} here)"
     old, new = saved.get("config") or {}, now["config"]
