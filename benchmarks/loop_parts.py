@@ -1,11 +1,12 @@
-"""Where a runner meta-iteration's time goes: its parts, timed one by one.
+"""Where a runner meta-iteration's time goes: its parts, timed inside the runner's own step.
 
 Builds a run of CONFIG (with `key=value` overrides) as `gbml-train` does
-(`gbml_ext.runner.state.build_run`, the path from `gbml_ext.runner.loop`), then makes the calls
-of one meta-iteration of `gbml_ext.runner.loop._meta_step` in order, timing each: drawing the
-meta-batch, `zero_grad`, the meta-step on the run's path, reading the meta-loss, and the
-optimizer's step. Prints the median milliseconds of each over `--iterations` iterations (after
-`--warmup`, which includes compiling on the compiled path).
+(`gbml_ext.runner.state.build_run`, the path from `gbml_ext.runner.evaluate.training_step`),
+then calls the runner's meta-iteration itself (`gbml_ext.runner.loop._meta_step`) with its parts
+wrapped in timers: drawing the meta-batch, `zero_grad`, the meta-step on the run's path and the
+optimizer's step; "the rest" is what the iteration spends outside them (reading the meta-loss,
+the divergence check, the record). Prints the median milliseconds of each over `--iterations`
+iterations (after `--warmup`, which includes compiling on the compiled path).
 
     python -m benchmarks.loop_parts experiments/configs/synthetic/linreg_shallow.toml \\
         algorithm.path=compiled --threads 1 --json parts.json
@@ -20,52 +21,64 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
 __all__ = ["PARTS", "main", "time_parts"]
 
-PARTS = ("draw the meta-batch", "zero_grad", "meta-step", "read the meta-loss",
-         "optimizer step", "whole iteration")
+PARTS = ("draw the meta-batch", "zero_grad", "meta-step", "optimizer step", "the rest",
+         "whole iteration")
+
+
+def _timed(function: Callable[..., Any], into: List[float]) -> Callable[..., Any]:
+    """`function`, appending the seconds each call takes to `into`."""
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        tic = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            into.append(time.perf_counter() - tic)
+    return timed
 
 
 def time_parts(config_path: Path, overrides: Sequence[str], iterations: int, warmup: int
                ) -> Dict[str, List[float]]:
-    """Seconds of each of `PARTS`, per iteration."""
-    from gbml_ext.data.tasks import sample_batch
+    """Seconds of each of `PARTS`, per iteration, of `iterations` calls of the runner's
+    `_meta_step` after `warmup` more."""
+    from gbml_ext.runner import loop
     from gbml_ext.runner.config import load_config
     from gbml_ext.runner.evaluate import training_step
-    from gbml_ext.runner.state import build_run, resolve_device
+    from gbml_ext.runner.start import join_run
+    from gbml_ext.runner.state import build_run
 
     config = load_config(config_path, list(overrides))
-    device = resolve_device(config.device)
-    state = build_run(config, device)
-    meta_gradient = training_step(config, state.algorithm)
-    source, steps = state.sources["train"], config.algorithm.train_steps
+    run = join_run(config, (), progress=False)
+    state = build_run(config, run.device)
+    spent: Dict[str, List[float]] = {part: [] for part in PARTS[:4]}
+    meta_gradient = _timed(training_step(config, state.algorithm, says=False),
+                           spent["meta-step"])
+    state.optimizer.zero_grad = _timed(state.optimizer.zero_grad,  # type: ignore[method-assign]
+                                       spent["zero_grad"])
+    state.optimizer.step = _timed(state.optimizer.step,  # type: ignore[method-assign]
+                                  spent["optimizer step"])
+    real_draw = loop.sample_batch
+    loop.sample_batch = _timed(real_draw, spent["draw the meta-batch"])
     times: Dict[str, List[float]] = {part: [] for part in PARTS}
-
-    def iteration() -> List[float]:
-        marks = [time.perf_counter()]
-        batch = sample_batch(source, config.train.meta_batch).to(device)
-        marks.append(time.perf_counter())
-        state.optimizer.zero_grad(set_to_none=True)
-        marks.append(time.perf_counter())
-        outcomes = meta_gradient(batch, steps)
-        marks.append(time.perf_counter())
-        torch.stack([o.loss for o in outcomes]).mean().item()
-        marks.append(time.perf_counter())
-        state.optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        marks.append(time.perf_counter())
-        return [b - a for a, b in zip(marks, marks[1:], strict=False)] + [marks[-1] - marks[0]]
-
-    for _ in range(warmup):
-        iteration()
-    for _ in range(iterations):
-        for part, seconds in zip(PARTS, iteration(), strict=True):
-            times[part].append(seconds)
+    try:
+        for done in range(warmup + iterations):
+            for values in spent.values():
+                values.clear()
+            seconds = loop._meta_step(run, state, meta_gradient)["seconds"]
+            if done < warmup:
+                continue
+            parts = {part: sum(values) for part, values in spent.items()}
+            for part, value in parts.items():
+                times[part].append(value)
+            times["the rest"].append(seconds - sum(parts.values()))
+            times["whole iteration"].append(seconds)
+    finally:
+        loop.sample_batch = real_draw
     return times
 
 
