@@ -31,6 +31,7 @@ from experiments.tuned_grid import (
 from experiments.tuned_trials import (
     FIRST_RANGE,
     at_an_edge,
+    best_trial,
     first_range_note,
     first_range_studies,
     read_trials,
@@ -91,9 +92,8 @@ def _trial_counts(trials: List[Dict[str, Any]]) -> str:
 
 
 def _best_validation(trials: List[Dict[str, Any]]) -> str:
-    values = [t["accuracy"] for t in trials
-              if t.get("state") == "complete" and isinstance(t.get("accuracy"), (int, float))]
-    return f"{100 * max(values):.1f}" if values else "–"
+    best = best_trial(trials)
+    return "–" if best is None else f"{100 * best['accuracy']:.1f}"
 
 
 def steps_cell(results: List[Dict[str, Any]]) -> str:
@@ -133,6 +133,7 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
     body: List[List[Any]] = []
     curves: List[List[Any]] = []
     lines: List[List[Any]] = []
+    first_range = first_range_studies(results_dir, setting)
     for row in rows(setting):
         study = results_dir / setting / "studies" / row
         trials = read_trials(study)
@@ -149,7 +150,7 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
             curves.append([LABELS[row], *(f"**{100 * v:.1f}**" if k in chosen else f"{100 * v:.1f}"
                                           for k, v in enumerate(curve))])
         space = list(tune_space(setting, row).get("space", {}))
-        first = first_range_studies(results_dir, setting).get(row, [])
+        first = first_range.get(row, [])
         lines += trial_lines(f"{LABELS[row]}, {FIRST_RANGE[0]:g}..{FIRST_RANGE[1]:g}", first,
                              space) + trial_lines(LABELS[row], trials, space)
     header = ["row", "tuned settings (best trial)", "trials done / pruned / failed",

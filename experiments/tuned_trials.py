@@ -17,9 +17,9 @@ from experiments.tuned_grid import rows, tune_space
 from gbml_ext.runner.plots import plain_log_axis, pyplot
 from gbml_ext.tune.report import edge_of
 
-__all__ = ["FIRST_RANGE", "FIRST_RANGE_FOLDER", "KEY", "at_an_edge", "first_range_note",
-           "first_range_studies", "read_trials", "short_key", "trial_lines", "trials_figure",
-           "trials_figure_path", "value_text"]
+__all__ = ["FIRST_RANGE", "FIRST_RANGE_FOLDER", "KEY", "at_an_edge", "best_trial",
+           "first_range_note", "first_range_studies", "read_trials", "short_key", "trial_lines",
+           "trials_figure", "trials_figure_path", "value_text"]
 
 # The key every row tunes, and the figure's x axis.
 KEY = "algorithm.inner_lr"
@@ -44,7 +44,7 @@ def first_range_note(results_dir: Path, setting: str) -> List[str]:
         return []
     cells = []
     for row, trials in first.items():
-        best = _best(trials, "accuracy")
+        best = best_trial(trials, "accuracy")
         low, high = _range(setting, row)
         edge = (at_an_edge(best[KEY], {"low": FIRST_RANGE[0], "high": FIRST_RANGE[1], "log": True})
                 if best is not None else None)
@@ -128,7 +128,8 @@ def at_an_edge(value: float, spec: Dict[str, Any]) -> Optional[str]:
     return {"bottom": "low", "top": "high"}.get(edge or "")
 
 
-def _best(trials: List[Dict[str, Any]], metric: str) -> Optional[Dict[str, Any]]:
+def best_trial(trials: List[Dict[str, Any]], metric: str = "accuracy") -> Optional[Dict[str, Any]]:
+    """The complete trial with the highest finite `metric`; None when there is none."""
     complete = [t for t in trials if t.get("state") == "complete"
                 and isinstance(t.get(metric), (int, float)) and math.isfinite(t[metric])]
     return max(complete, key=lambda t: t[metric]) if complete else None
@@ -176,7 +177,7 @@ def trials_figure(studies: Dict[str, List[Dict[str, Any]]], setting: str, path: 
                 ax.axvline(edge, color="C1", linestyle=":", linewidth=0.8)
             low, high = min(low, FIRST_RANGE[0]), max(high, FIRST_RANGE[1])
         _scatter(ax, studies.get(row, []), metric, "C0", "search")
-        best = _best(studies.get(row, []), metric)
+        best = best_trial(studies.get(row, []), metric)
         if best is not None:
             ax.scatter([best[KEY]], [100 * best[metric]], s=130, facecolors="none",
                        edgecolors="C3", label="best")
