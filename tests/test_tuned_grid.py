@@ -172,7 +172,7 @@ def fake_run(folder: Path, seed: int, curves: List[List[float]], steps: int,
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps({
         "seed": seed, "iterations_done": iterations, "split": "test",
-        "config": {"train": {"iterations": iterations}}, "evaluation": {
+        "config": {"train": {"iterations": iterations, "meta_batch": 8}}, "evaluation": {
             "steps": steps, "steps_chosen": steps if chosen else None,
             "per_task": {"loss_by_step": [[1.0] * len(curves)] * len(by_step),
                          "accuracy_by_step": by_step if chosen else None,
@@ -228,6 +228,8 @@ def test_the_headline_table_compares_the_longer_budget(tree: Dict[str, Path]) ->
     maml = row(text, "MAML")
     assert maml[1:4] == ["3000/3000", cell([0.9, 0.8]), "1"]
     assert maml[6] == "headline 1" and row(text, "ANIL")[2] == "–"
+    # 60,000 meta-iterations of 32 tasks against 3,000 of 8
+    assert "98.7 ± 0.4 %" in text and "80x the 24,000 tasks of a headline run" in text
 
 
 def test_the_page_and_its_figure(tree: Dict[str, Path]) -> None:
