@@ -229,11 +229,14 @@ def figure(results_dir: Path, path: Path = FIGURE) -> bool:
     panels.append((f"{TITLES[HEADLINE_SETTING]}, {HEADLINE_FACTOR}x budget",
                    {LABELS[r]: seed_results(results_dir / "headline" / headline_name(r))
                     for r in HEADLINE}))
+    # one colour per row in every panel
+    colors = {LABELS[r]: f"C{i % 10}"
+              for i, r in enumerate(dict.fromkeys(r for s in SETTINGS for r in rows(s)))}
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5))
     drawn = False
     for ax, (title, runs) in zip(axes, panels, strict=True):
         present = {name: results for name, results in runs.items() if results}
-        drawn |= bool(present) and draw_steps(ax, present)
+        drawn |= bool(present) and draw_steps(ax, present, colors=colors)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         if not present:

@@ -263,3 +263,15 @@ def test_the_figure_draws_accuracy_against_steps(tmp_path: Path) -> None:
     assert rings == [[2], [1]]
     png = plot_comparison(runs, {}, tmp_path / "compare.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_keeps_the_colour_it_is_given_with_its_ring() -> None:
+    runs = {"a": [result(0, 2, [0.1, 0.5, 0.8, 0.6])], "b": [result(0, 1, [0.2, 0.4, 0.3, 0.2])]}
+    fig, ax = pyplot().subplots()
+    assert draw_steps(ax, runs, colors={"b": "#123456"})
+    colours = {line.get_label(): line.get_color() for line in ax.get_lines()
+               if line.get_label() in ("a", "b")}
+    assert colours["b"] == "#123456" and colours["a"] != "#123456"
+    ring = [line for line in ax.get_lines() if line.get_marker() == "o"
+            and list(line.get_xdata()) == [1]]
+    assert ring[0].get_color() == "#123456"

@@ -67,7 +67,8 @@ def plot_training_curves(histories: Dict[str, List[Dict[str, Any]]], path: Path,
 
 
 def draw_steps(ax: Any, runs: Dict[str, List[Dict[str, Any]]], metric: str = "accuracy",
-               labels: Optional[Dict[str, str]] = None) -> bool:
+               labels: Optional[Dict[str, str]] = None,
+               colors: Optional[Dict[str, str]] = None) -> bool:
     """Draws on `ax` each run's `metric` on its evaluation split after 0..K inner steps, pooled
     over seeds (`summaries.pooled_curve`), with a ring at the steps each seed reports (chosen on
     validation or fixed): a curve that falls after its peak shows an overshoot.
@@ -77,6 +78,8 @@ def draw_steps(ax: Any, runs: Dict[str, List[Dict[str, Any]]], metric: str = "ac
         runs: {config name: [results.json dict per seed]}.
         metric: "accuracy" (drawn in %) or "loss".
         labels: the legend's name of a config (default: the config name).
+        colors: a config's line colour, so that a config keeps its colour across panels
+            (default: matplotlib's colour cycle).
 
     Returns:
         whether any run had the metric after every step (runs recorded before accuracy was
@@ -96,7 +99,8 @@ def draw_steps(ax: Any, runs: Dict[str, List[Dict[str, Any]]], metric: str = "ac
             continue
         drawn = True
         (line,) = ax.plot(range(len(curve)), [v * scale for v in curve], marker=".",
-                          label=(labels or {}).get(name, name))
+                          label=(labels or {}).get(name, name),
+                          **({"color": colors[name]} if colors and name in colors else {}))
         for k in sorted({reported_steps(r["evaluation"]) for r in results}):
             ax.plot([k], [curve[k] * scale], "o", markersize=9, markerfacecolor="none",
                     color=line.get_color())
