@@ -28,6 +28,7 @@ from experiments.tuned_grid import (
     run_name,
     tune_space,
 )
+from experiments.tuned_headline import PUBLISHED_MAML_5W1S, PUBLISHED_TASKS, headline_figure
 from experiments.tuned_trials import (
     FIRST_RANGE,
     at_an_edge,
@@ -50,10 +51,9 @@ from gbml_ext.runner.summaries import pooled_curve, pooled_summary, reported_ste
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "omniglot-tuned.md"
 FIGURE = REPO / "docs" / "img" / "omniglot-tuned-steps.png"
+# The headline rows' learning curves, beside FIGURE.
+HEADLINE_FIGURE = "omniglot-tuned-headline-curves.png"
 UNTUNED = algorithms_grid.RESULTS
-# MAML's Omniglot 5-way 1-shot test accuracy as published (Finn et al., 2017), and the tasks it
-# meta-trained on: 60,000 meta-iterations of 32.
-PUBLISHED_MAML_5W1S, PUBLISHED_TASKS = "98.7 ± 0.4", 60_000 * 32
 BEGIN = "<!-- begin: tables by `python -m experiments.tuned report`; do not edit -->"
 END = "<!-- end: tables -->"
 
@@ -207,7 +207,8 @@ def headline_section(results_dir: Path, seeds: Sequence[int]) -> str:
         f"for {HEADLINE_FACTOR}x the grid's meta-iterations with the same tasks per "
         f"meta-iteration (`python -m experiments.tuned headline`).", "",
         markdown_table(header, body).rstrip(), "",
-        f"Published for MAML on this setting: {PUBLISHED_MAML_5W1S} % (Finn et al., 2017), after "
+        f"Published for MAML on this setting: {PUBLISHED_MAML_5W1S[0]} ± "
+        f"{PUBLISHED_MAML_5W1S[1]} % (Finn et al., 2017), after "
         f"60,000 meta-iterations of 32 tasks"
         + (f", {PUBLISHED_TASKS // min(tasks)}x the {min(tasks):,} tasks of a headline run."
            if len(tasks) == 1 else ".")]) + "\n"
@@ -217,6 +218,12 @@ def report_text(results_dir: Path, seeds: Sequence[int], untuned_dir: Path = UNT
     """Every setting's section, then the headline rows."""
     return "\n".join([*(setting_section(results_dir, s, seeds, untuned_dir) for s in SETTINGS),
                       headline_section(results_dir, seeds)])
+
+
+def row_colors() -> Dict[str, str]:
+    """One matplotlib colour per row label, the same in every panel and figure."""
+    every_row = dict.fromkeys(r for s in SETTINGS for r in rows(s))
+    return {LABELS[r]: f"C{i % 10}" for i, r in enumerate(every_row)}
 
 
 def figure(results_dir: Path, path: Path = FIGURE) -> bool:
@@ -229,9 +236,7 @@ def figure(results_dir: Path, path: Path = FIGURE) -> bool:
     panels.append((f"{TITLES[HEADLINE_SETTING]}, {HEADLINE_FACTOR}x budget",
                    {LABELS[r]: seed_results(results_dir / "headline" / headline_name(r))
                     for r in HEADLINE}))
-    # one colour per row in every panel
-    colors = {LABELS[r]: f"C{i % 10}"
-              for i, r in enumerate(dict.fromkeys(r for s in SETTINGS for r in rows(s)))}
+    colors = row_colors()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5))
     drawn = False
     for ax, (title, runs) in zip(axes, panels, strict=True):
@@ -281,6 +286,10 @@ def write_report(results_dir: Path, doc: Path = DOC, png: Path = FIGURE,
     drawn = figure(results_dir, png)
     if drawn:
         tables += f"\n![test accuracy against inner steps]({_link(png, doc)})\n"
+    curves_png = png.parent / HEADLINE_FIGURE
+    if headline_figure(results_dir, curves_png, row_colors()):
+        tables += (f"\n![{TITLES[HEADLINE_SETTING]}, headline rows: validation accuracy during "
+                   f"training]({_link(curves_png, doc)})\n")
     doc.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(doc, f"{head}{BEGIN}\n\n{tables}\n{END}{tail}")
     return drawn

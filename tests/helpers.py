@@ -1,6 +1,10 @@
 """Small shared helpers for the tests: tiny tasks and independent reference computations."""
 from __future__ import annotations
 
+import math
+import statistics
+from typing import List
+
 import numpy as np
 import torch
 
@@ -67,3 +71,15 @@ def finite_difference_grad(fn, params, eps=1e-6):
             gflat[i] = (plus - minus) / (2 * eps)
         grads.append(g)
     return grads
+
+
+def table_row(text: str, label: str, nth: int = 0) -> List[str]:
+    """The cells of the `nth` markdown table row of `text` whose first cell is `label`."""
+    lines = [x for x in text.splitlines() if x.startswith(f"| {label} |")]
+    return [cell.strip() for cell in lines[nth].strip("|").split("|")]
+
+
+def ci_cell(values: List[float]) -> str:
+    """mean ± 1.96 s/√n in %, one decimal, computed here without the package's summaries."""
+    ci = 1.96 * statistics.stdev(values) / math.sqrt(len(values))
+    return f"{100 * statistics.mean(values):.1f} ± {100 * ci:.1f}"

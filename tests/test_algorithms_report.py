@@ -1,13 +1,13 @@
 """The every-algorithm tables and figure are rebuilt from run folders by one command."""
 import json
-import math
-import statistics
 from pathlib import Path
 from typing import List
 
 import pytest
 
 from experiments import algorithms, algorithms_grid, algorithms_report
+from helpers import ci_cell as cell
+from helpers import table_row as row
 
 ENV = {"date": "2026-11-25T10:00:00+00:00", "hardware": "Test CPU, 1 threads", "torch": "2.x",
        "commit": "abcdef123456"}
@@ -25,17 +25,6 @@ def fake_run(folder: Path, seed: int, accuracies: List[float], seconds: float, p
     (folder / "metrics.jsonl").write_text("".join(
         json.dumps({"iteration": 50 * (i + 1), "split": "validation", "accuracy": a}) + "\n"
         for i, a in enumerate(validation)))
-
-
-def row(table: str, label: str) -> List[str]:
-    line = next(x for x in table.splitlines() if x.startswith(f"| {label} |"))
-    return [cell.strip() for cell in line.strip("|").split("|")]
-
-
-def cell(values: List[float]) -> str:
-    """mean ± 1.96 s/√n in %, computed here without the package's summaries."""
-    ci = 1.96 * statistics.stdev(values) / math.sqrt(len(values))
-    return f"{100 * statistics.mean(values):.1f} ± {100 * ci:.1f}"
 
 
 @pytest.fixture

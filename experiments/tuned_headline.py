@@ -1,0 +1,115 @@
+"""The headline rows' learning curves: validation accuracy against meta-iterations, read from
+each archived headline run's metrics.jsonl, so that the page shows whether a row's lead over
+another holds, grows or closes as training goes on."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from statistics import mean
+from typing import Any, Dict, List, Optional, Tuple
+
+from experiments.algorithms_grid import LABELS
+from experiments.tuned_grid import HEADLINE, headline_name
+from gbml_ext.runner.plots import pyplot
+from gbml_ext.runner.rundir import read_history
+
+__all__ = ["PUBLISHED_MAML_5W1S", "PUBLISHED_TASKS", "draw_headline", "headline_curves",
+           "headline_figure"]
+
+# MAML's Omniglot 5-way 1-shot test accuracy as published (Finn et al., 2017), and the tasks it
+# meta-trained on: 60,000 meta-iterations of 32.
+PUBLISHED_MAML_5W1S, PUBLISHED_TASKS = (98.7, 0.4), 60_000 * 32
+
+Curve = List[Tuple[int, float]]
+
+
+def headline_curves(folder: Path) -> Dict[int, Curve]:
+    """{seed: [(meta-iteration, validation accuracy)]} of a headline run's folder, from each
+    seed's metrics.jsonl (the validation records written during training).
+
+    Example:
+        >>> headline_curves(Path("no/such/run"))
+        {}
+    """
+    curves: Dict[int, Curve] = {}
+    for seed_dir in sorted(folder.glob("seed*")):
+        points = [(r["iteration"], r["accuracy"]) for r in read_history(seed_dir)
+                  if r.get("split") == "validation" and isinstance(r.get("accuracy"), float)]
+        if points:
+            curves[int(seed_dir.name.removeprefix("seed"))] = sorted(points)
+    return curves
+
+
+def _mean_curve(curves: Dict[int, Curve]) -> Curve:
+    """The mean over seeds at the meta-iterations every seed recorded."""
+    common = set.intersection(*({i for i, _ in c} for c in curves.values()))
+    by_seed = [dict(c) for c in curves.values()]
+    return [(i, mean(s[i] for s in by_seed)) for i in sorted(common)]
+
+
+def draw_headline(ax: Any, results_dir: Path, colors: Optional[Dict[str, str]] = None) -> bool:
+    """Draws on `ax` the validation accuracy (%) against meta-iterations of each headline row:
+    each seed thin, the mean over seeds thick, and MAML's published test accuracy as a dashed
+    line. False (and nothing drawn) when no headline run has a validation record.
+
+    Arguments:
+        ax: a matplotlib Axes.
+        results_dir: the archived results (experiments/results/tuned).
+        colors: a row label's line colour, to match the page's other figures.
+    """
+    config: Dict[str, Any] = {}
+    drawn = False
+    for row in HEADLINE:
+        folder = results_dir / "headline" / headline_name(row)
+        curves = headline_curves(folder)
+        if not curves:
+            continue
+        drawn = True
+        color = (colors or {}).get(LABELS[row])
+        for curve in curves.values():
+            ax.plot(*zip(*[(i, 100 * a) for i, a in curve], strict=True), lw=0.6, alpha=0.35,
+                    color=color)
+        seeds = f"seed{'s' if len(curves) > 1 else ''} {', '.join(map(str, curves))}"
+        ax.plot(*zip(*[(i, 100 * a) for i, a in _mean_curve(curves)], strict=True), lw=2,
+                color=color, label=f"{LABELS[row]} ({seeds})")
+        config = config or _first_config(folder)
+    if not drawn:
+        return False
+    published, ci = PUBLISHED_MAML_5W1S
+    ax.axhline(published, ls="--", color="0.3", lw=1)
+    ax.text(ax.get_xlim()[0], published - 1.2, f"MAML as published: {published} ± {ci} % "
+            f"(test, 60,000 meta-iterations of 32 tasks)", fontsize="small", color="0.3",
+            va="top")
+    train, steps = config.get("train", {}), config.get("algorithm", {}).get("test_steps")
+    ax.set_xlabel("meta-iteration" + (f" ({train['meta_batch']} tasks each)"
+                                      if "meta_batch" in train else ""))
+    ax.set_ylabel("validation accuracy %" + (f", {train['eval_tasks']} tasks"
+                                             if "eval_tasks" in train else "")
+                  + (f", {steps} steps" if steps else ""))
+    ax.set_title("Omniglot 5-way 1-shot, headline rows: validation during training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    return True
+
+
+def headline_figure(results_dir: Path, path: Path,
+                    colors: Optional[Dict[str, str]] = None) -> bool:
+    """`draw_headline` in a figure of its own, saved to `path`; False (and no file) when it
+    draws nothing."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = draw_headline(ax, results_dir, colors)
+    if drawn:
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def _first_config(folder: Path) -> Dict[str, Any]:
+    """The config.json of the run's first seed ({} when none was archived)."""
+    for config in sorted(folder.glob("seed*/config.json")):
+        loaded: Dict[str, Any] = json.loads(config.read_text())
+        return loaded
+    return {}
