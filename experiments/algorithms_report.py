@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from experiments.algorithms_grid import LABELS, SETTINGS, config_folder, rows, run_name
 from gbml_ext.fileio import atomic_write_text
-from gbml_ext.runner.plots import pyplot
+from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.report import format_metric, markdown_table
 from gbml_ext.runner.rundir import read_history
 from gbml_ext.runner.summaries import median_of, pooled_summary
@@ -207,9 +207,4 @@ def figure(results_dir: Path, path: Path = FIGURE) -> bool:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small", ncol=2)
-    if drawn:
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return drawn
+    return save_figure(fig, path, drawn)

@@ -25,7 +25,7 @@ from experiments.budget_grid import (
 )
 from experiments.curve import point_name
 from experiments.sweep import archive_runs
-from gbml_ext.runner.plots import pyplot
+from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.report import format_metric, markdown_table
 from gbml_ext.runner.summaries import pooled_summary
 
@@ -167,11 +167,7 @@ def _figure(out: Path, path: Path) -> bool:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Omniglot 5w1s accuracy %")
     axes[-1].legend(fontsize="small")
-    fig.tight_layout()
-    if drawn:
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return drawn
+    return save_figure(fig, path, drawn)
 
 
 def report(out: Path) -> None:

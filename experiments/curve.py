@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from experiments.sweep import Entry, data_root, launch_sweep, restore, sweep_arguments, sweep_plan
 from gbml_ext.launch import RunSpec
-from gbml_ext.runner.plots import pyplot
+from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.report import format_metric, markdown_table
 from gbml_ext.runner.summaries import pooled_summary
 
@@ -167,9 +167,7 @@ def _figure(data: Dict[str, Dict[Tuple[int, int], List[dict]]], path: Path) -> N
     axes[0].set_ylabel("Omniglot 5w1s test accuracy % (95% CI)")
     axes[1].legend(fontsize="small")
     fig.suptitle("Shallower or narrower backbones: who still adapts in one step?")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _test_results(folder: Path) -> List[dict]:

@@ -33,6 +33,7 @@ from torch import nn
 import gbml_ext
 from gbml_ext import engine
 from gbml_ext.nn import DeepLinear
+from gbml_ext.runner.plots import pyplot, save_figure
 
 SIGMA, NOISE, N_SHOTS = 2.0, 0.1, 32  # task scale σ, target noise, support = query size
 
@@ -137,10 +138,8 @@ def query_surface(model: nn.Module, task: gbml_ext.Task, w1: np.ndarray,
 
 def plot(result: Result, steps: int, path: Path) -> None:
     """Two panels side by side (Shallow, Deep), written to the PNG `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    import matplotlib.ticker
     from matplotlib.colors import LogNorm
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.8))
@@ -178,10 +177,7 @@ def plot(result: Result, steps: int, path: Path) -> None:
                  "the shallow one crawls", fontsize=13)
     fig.text(0.5, 0.02, "equal function class: f(x) = c·x  (Shallow c = w₁ + w₂, Deep c = w₂·w₁); "
              "same inner learning rate and number of steps", ha="center", fontsize=11)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, rect=(0, 0.06, 1, 0.97))
 
 
 def grid_around(points: np.ndarray, combine: Combine, a: float,

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence
 
 from gbml_ext.compare import compare
 from gbml_ext.fileio import move_files_aside
+from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.report import format_metric, markdown_table
 from gbml_ext.runner.rundir import read_history
 from gbml_ext.runner.summaries import pooled_summary
@@ -96,10 +97,7 @@ def family_table(runs: Dict[str, List[dict]], source: str) -> Optional[str]:
 def plot(runs: Dict[str, List[dict]], path: Path) -> None:
     """Top: post-adaptation (1 step) validation loss against meta-iteration, mean over seeds.
     Bottom: test loss against inner step at the end of meta-training (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import matplotlib.ticker
 
     sources = ["linear-regression", "logistic-regression"]
@@ -138,9 +136,7 @@ def plot(runs: Dict[str, List[dict]], path: Path) -> None:
             ax.grid(alpha=0.3)
     fig.suptitle("MAML adapts slowly with shallow models; "
                  "depth or a Kronecker meta-optimizer helps")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

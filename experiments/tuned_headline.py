@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from experiments.algorithms_grid import LABELS
 from experiments.tuned_grid import HEADLINE, headline_name
-from gbml_ext.runner.plots import pyplot
+from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.rundir import read_history
 
 __all__ = ["PUBLISHED_MAML_5W1S", "PUBLISHED_TASKS", "draw_headline", "headline_curves",
@@ -99,12 +99,7 @@ def headline_figure(results_dir: Path, path: Path,
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drawn = draw_headline(ax, results_dir, colors)
-    if drawn:
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return drawn
+    return save_figure(fig, path, drawn)
 
 
 def _first_config(folder: Path) -> Dict[str, Any]:

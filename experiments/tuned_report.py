@@ -44,7 +44,7 @@ from experiments.tuned_trials import (
 )
 from gbml_ext.fileio import atomic_write_text
 from gbml_ext.runner.compat import flatten
-from gbml_ext.runner.plots import draw_steps, pyplot
+from gbml_ext.runner.plots import draw_steps, pyplot, save_figure
 from gbml_ext.runner.report import format_metric, markdown_table
 from gbml_ext.runner.summaries import pooled_curve, pooled_summary, reported_steps
 
@@ -249,12 +249,7 @@ def figure(results_dir: Path, path: Path = FIGURE) -> bool:
                     transform=ax.transAxes)
             ax.set_xticks([])
             ax.set_yticks([])
-    if drawn:
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return drawn
+    return save_figure(fig, path, drawn)
 
 
 def _link(png: Path, doc: Path) -> Path:

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from experiments.algorithms_grid import LABELS
 from experiments.algorithms_report import TITLES
 from experiments.tuned_grid import rows, tune_space
-from gbml_ext.runner.plots import plain_log_axis, pyplot
+from gbml_ext.runner.plots import plain_log_axis, pyplot, save_figure
 from gbml_ext.tune.report import edge_of
 
 __all__ = ["FIRST_RANGE", "FIRST_RANGE_FOLDER", "KEY", "at_an_edge", "best_trial",
@@ -203,8 +203,4 @@ def trials_figure(studies: Dict[str, List[Dict[str, Any]]], setting: str, path: 
     fig.suptitle(f"{TITLES[setting]}: every trial (dashed: the search range; dotted: "
                  f"the first range, {FIRST_RANGE[0]:g}..{FIRST_RANGE[1]:g})" if first else
                  f"{TITLES[setting]}: every trial (dashed: the search range)")
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return save_figure(fig, path, dpi=110, rect=(0, 0, 1, 0.93))

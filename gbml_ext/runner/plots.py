@@ -7,7 +7,7 @@ lines that gather the data sit above them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .rundir import read_history
 from .summaries import (
@@ -19,7 +19,7 @@ from .summaries import (
 )
 
 __all__ = ["draw_steps", "plain_log_axis", "plot_comparison", "plot_training_curves", "pyplot",
-           "read_history"]
+           "read_history", "save_figure"]
 
 
 def pyplot() -> Any:
@@ -31,6 +31,24 @@ def pyplot() -> Any:
 
     return plt
 
+
+
+def save_figure(fig: Any, path: str | Path, drawn: bool = True, dpi: int = 120,
+                rect: Optional[Tuple[float, float, float, float]] = None) -> bool:
+    """Lays out `fig` (inside `rect`, in figure coordinates, when given) and writes it to `path`
+    (its folder made) when `drawn`; closes it either way. Returns `drawn`.
+
+    Example:
+        >>> fig = pyplot().figure()
+        >>> save_figure(fig, "never-written.png", drawn=False)
+        False
+    """
+    if drawn:
+        fig.tight_layout(**({"rect": rect} if rect else {}))
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return drawn
 
 
 def plain_log_axis(ax: Any, low: float, high: float) -> None:
@@ -60,9 +78,7 @@ def plot_training_curves(histories: Dict[str, List[Dict[str, Any]]], path: Path,
     ax.set_ylabel("post-adaptation query loss")
     ax.set_title(title)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return Path(path)
 
 
@@ -158,7 +174,5 @@ def plot_comparison(runs: Dict[str, List[Dict[str, Any]]],
                    va="center", transform=steps.transAxes)
     seeds = max(len(r) for r in runs.values())
     fig.suptitle(f"{len(names)} runs, {seeds} seed(s) each")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return Path(path)

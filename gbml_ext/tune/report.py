@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 from ..algorithms import ALGORITHMS
 from ..fileio import atomic_write_json, atomic_write_text
 from ..runner.config import config_to_dict, load_config
-from ..runner.plots import plain_log_axis, pyplot
+from ..runner.plots import plain_log_axis, pyplot, save_figure
 from .space import TuneSetup, toml_value
 from .trials import PRUNED_AT, trial_folder
 
@@ -203,10 +203,7 @@ def _plot(rows: List[Dict[str, Any]], setup: TuneSetup, best: Optional[int], pat
     if axes[0][0].get_legend_handles_labels()[0]:  # none while every trial failed
         axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{setup.config.name}: {len(rows)} trials")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
