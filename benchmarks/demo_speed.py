@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 __all__ = ["loss_table", "main", "worktree"]
 
@@ -33,7 +33,7 @@ def loss_table(stdout: str) -> str:
     return "\n".join(line.rsplit("|", 2)[0] for line in lines)  # drops "meta-train s / seed"
 
 
-def _run(cwd: Path, out: Path, sets: Sequence[str]) -> Dict[str, object]:
+def _run(cwd: Path, out: Path, sets: Sequence[str]) -> Dict[str, Any]:
     command = [sys.executable, "-m", "experiments.synthetic", "--out", str(out)]
     for item in sets:
         command += ["--set", item]

@@ -51,7 +51,8 @@ def busy_time(intervals: Sequence[Tuple[float, float]]) -> Tuple[float, float]:
     if not intervals:
         return 0, 0
     ordered = sorted(intervals)
-    busy, (current_start, current_end) = 0, ordered[0]
+    busy: float = 0
+    current_start, current_end = ordered[0]
     for start, end in ordered[1:]:
         if start > current_end:
             busy += current_end - current_start

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 METHODS = ("maml", "fomaml", "reptile", "imaml")
 STEPS = (1, 5, 10, 20)
@@ -44,7 +44,7 @@ def _cell(method: str, steps: int, iterations: int, seed: int = 0) -> Dict[str, 
     config = load_config(None, ["data.source=omniglot", "model.name=omniglot_cnn4",
                                 f"algorithm.name={method}", "algorithm.inner_lr=0.4",
                                 f"algorithm.train_steps={steps}"])
-    learner = build_learner(config)
+    learner: Any = build_learner(config)  # a MetaLearner module
     generator = torch.Generator().manual_seed(seed)
 
     def task() -> Task:

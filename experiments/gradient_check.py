@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, cast
 
 import torch
 
+from gbml_ext.algorithms.base import MetaLearner
 from gbml_ext.data.tasks import Task, sample_batch
-from gbml_ext.engine import run_task
+from gbml_ext.engine import Algorithm, run_task
 from gbml_ext.runner.config import load_config
 from gbml_ext.runner.state import build_run, seed_everything
 
@@ -61,11 +62,11 @@ def check_row(config_path: str, overrides: Sequence[str] = (), tasks: int = 2,
     params = [p for p in algorithm.parameters() if p.requires_grad]
 
     def loss() -> float:  # the value only: no graph to the meta-parameters
-        return sum(run_task(algorithm, t, steps, train=False).loss.item()
+        return sum(float(run_task(cast(Algorithm, algorithm), t, steps, train=False).loss.item())
                    for t in task_list) / tasks
 
     algorithm.zero_grad(set_to_none=True)
-    outcomes = algorithm.accumulate_meta_gradient(task_list, steps)  # type: ignore[operator]
+    outcomes = cast(MetaLearner, algorithm).accumulate_meta_gradient(task_list, steps)
     grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
     gradient_norm = float(torch.stack([(g * g).sum() for g in grads]).sum().sqrt())
     generator = torch.Generator().manual_seed(seed)

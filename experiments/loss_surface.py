@@ -191,7 +191,8 @@ def grid_around(points: np.ndarray, combine: Combine, a: float,
     box = np.concatenate(keep)
     centre, half = (box.max(0) + box.min(0)) / 2, (box.max(0) - box.min(0)).max() / 2
     half = 1.25 * half + 0.5
-    return np.meshgrid(*(np.linspace(c - half, c + half, n) for c in centre))
+    w1, w2 = np.meshgrid(*(np.linspace(c - half, c + half, n) for c in centre))
+    return w1, w2
 
 
 def run(out: Path, seed: int = 0, steps: int = 5, inner_lr: float = 0.01,

@@ -58,8 +58,10 @@ MODELS = ("omniglot_cnn4", "mini_imagenet_cnn4", "cifarfs_cnn4", "linear")
 
 
 def _conv_block(prefix: str, block: nn.Module) -> Callable[[Params, Any], Any]:
-    conv, norm = block.conv, block.normalize
-    stride, padding = tuple(conv.stride), [(p, p) for p in conv.padding]
+    conv: Any = block.get_submodule("conv")  # a Conv2d with integer padding
+    norm: Any = block.get_submodule("normalize")  # a batch norm (eps, affine weights)
+    stride = tuple(conv.stride)
+    padding: List[Tuple[int, int]] = [(int(p), int(p)) for p in conv.padding]
     eps = float(norm.eps)
     pool = block.max_pool if isinstance(block.max_pool, nn.MaxPool2d) else None
     window = None if pool is None else tuple(np.broadcast_to(pool.kernel_size, 2).tolist())
@@ -94,8 +96,9 @@ def jax_network(module: nn.Module) -> Network:
     if not isinstance(module, CNN4):
         raise PeerUnavailable(f"the JAX peer rewrites CNN4 and Linear, not "
                               f"{type(module).__name__}")
-    body, pool = module.features[0], module.features[1]
-    blocks = [_conv_block(f"features.0.{index}.", block) for index, block in enumerate(body)]
+    body, pool = module.features.get_submodule("0"), module.features.get_submodule("1")
+    blocks = [_conv_block(f"features.0.{index}.", block)
+              for index, block in enumerate(body.children())]
     flatten = isinstance(pool, nn.Flatten)
 
     def apply(params: Params, x: Any) -> Any:
@@ -160,7 +163,8 @@ def _jax_device(device: torch.device) -> Any:
 def _to_jax(tensor: torch.Tensor, device: Any) -> Any:
     """A torch tensor as a JAX array on `device`: DLPack (no copy) where it can, else a copy."""
     tensor = tensor.detach()
-    for from_dlpack in (getattr(jnp, "from_dlpack", None), jax.dlpack.from_dlpack):
+    readers: Tuple[Any, ...] = (getattr(jnp, "from_dlpack", None), jax.dlpack.from_dlpack)
+    for from_dlpack in readers:
         try:
             array = from_dlpack(tensor)
             if array.devices() == {device}:
