@@ -11,10 +11,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from experiments.algorithms_grid import LABELS
 from experiments.tuned_grid import HEADLINE, headline_name
 from gbml_ext.runner.plots import pyplot, save_figure
+from gbml_ext.runner.report import markdown_table
 from gbml_ext.runner.rundir import read_history
 
-__all__ = ["PUBLISHED_MAML_5W1S", "PUBLISHED_TASKS", "draw_headline", "headline_curves",
-           "headline_figure"]
+__all__ = ["PUBLISHED_MAML_5W1S", "PUBLISHED_TASKS", "curve_table", "draw_headline",
+           "headline_curves", "headline_figure"]
 
 # MAML's Omniglot 5-way 1-shot test accuracy as published (Finn et al., 2017), and the tasks it
 # meta-trained on: 60,000 meta-iterations of 32.
@@ -47,6 +48,27 @@ def _mean_curve(curves: Dict[int, Curve]) -> Curve:
     return [(i, mean(s[i] for s in by_seed)) for i in sorted(common)]
 
 
+def curve_table(results_dir: Path, block: int = 500) -> str:
+    """A markdown table of each headline row's validation accuracy (%) during training, the
+    mean over seeds averaged over each `block` meta-iterations ((0, block], (block, 2 block],
+    ...); "" when no headline run has a validation record."""
+    means = {LABELS[row]: _mean_curve(curves) for row in HEADLINE
+             if (curves := headline_curves(results_dir / "headline" / headline_name(row)))}
+    if not means:
+        return ""
+    last = max(i for curve in means.values() for i, _ in curve)
+    edges = range(0, last, block)
+    header = ["row", *(f"{low + 1:,}–{low + block:,}" for low in edges)]
+    body = [[label, *(_block_mean(curve, low, low + block) for low in edges)]
+            for label, curve in means.items()]
+    return markdown_table(header, body).rstrip()
+
+
+def _block_mean(curve: Curve, low: int, high: int) -> str:
+    values = [a for i, a in curve if low < i <= high]
+    return f"{100 * mean(values):.1f}" if values else "–"
+
+
 def draw_headline(ax: Any, results_dir: Path, colors: Optional[Dict[str, str]] = None) -> bool:
     """Draws on `ax` the validation accuracy (%) against meta-iterations of each headline row:
     each seed thin, the mean over seeds thick, and MAML's published test accuracy as a dashed
@@ -76,10 +98,12 @@ def draw_headline(ax: Any, results_dir: Path, colors: Optional[Dict[str, str]] =
     if not drawn:
         return False
     published, ci = PUBLISHED_MAML_5W1S
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, max(high, published + 3))  # the published line and its label in view
     ax.axhline(published, ls="--", color="0.3", lw=1)
-    ax.text(ax.get_xlim()[0], published - 1.2, f"MAML as published: {published} ± {ci} % "
+    ax.text(ax.get_xlim()[0], published + 0.3, f"MAML as published: {published} ± {ci} % "
             f"(test, 60,000 meta-iterations of 32 tasks)", fontsize="small", color="0.3",
-            va="top")
+            va="bottom")
     train, steps = config.get("train", {}), config.get("algorithm", {}).get("test_steps")
     ax.set_xlabel("meta-iteration" + (f" ({train['meta_batch']} tasks each)"
                                       if "meta_batch" in train else ""))

@@ -28,7 +28,12 @@ from experiments.tuned_grid import (
     run_name,
     tune_space,
 )
-from experiments.tuned_headline import PUBLISHED_MAML_5W1S, PUBLISHED_TASKS, headline_figure
+from experiments.tuned_headline import (
+    PUBLISHED_MAML_5W1S,
+    PUBLISHED_TASKS,
+    curve_table,
+    headline_figure,
+)
 from experiments.tuned_trials import (
     FIRST_RANGE,
     at_an_edge,
@@ -211,7 +216,10 @@ def headline_section(results_dir: Path, seeds: Sequence[int]) -> str:
         f"{PUBLISHED_MAML_5W1S[1]} % (Finn et al., 2017), after "
         f"60,000 meta-iterations of 32 tasks"
         + (f", {PUBLISHED_TASKS // min(tasks)}x the {min(tasks):,} tasks of a headline run."
-           if len(tasks) == 1 else ".")]) + "\n"
+           if len(tasks) == 1 else "."),
+        *(["", "Validation accuracy % during training (each record's tasks, after the config's "
+           "test steps), mean over seeds, averaged over each 500 meta-iterations:", "", curves]
+          if (curves := curve_table(results_dir)) else [])]) + "\n"
 
 
 def report_text(results_dir: Path, seeds: Sequence[int], untuned_dir: Path = UNTUNED) -> str:

@@ -161,3 +161,14 @@ def test_the_headline_figure_draws_the_mean_where_every_seed_has_a_point(tmp_pat
     assert mean.get_color() == "#123456"
     assert ax.get_xlabel() == "meta-iteration (8 tasks each)"
     assert ax.get_ylabel() == "validation accuracy %, 40 tasks, 3 steps"
+
+
+def test_the_curve_table_averages_each_block_of_meta_iterations(tmp_path: Path) -> None:
+    assert tuned_headline.curve_table(tmp_path) == ""
+    run = tmp_path / "headline" / "omniglot-5w1s-headline-anil"
+    validation_log(run / "seed0", {250: 0.6, 500: 0.8, 750: 0.5, 1000: 0.7})
+    validation_log(run / "seed1", {250: 0.4, 500: 0.6, 750: 0.7, 1000: 0.9})
+    text = tuned_headline.curve_table(tmp_path)
+    assert row(text, "row")[1:] == ["1–500", "501–1,000"]
+    # (0.6 + 0.8 + 0.4 + 0.6) / 4 and (0.5 + 0.7 + 0.7 + 0.9) / 4
+    assert row(text, "ANIL")[1:] == ["60.0", "70.0"]
