@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from experiments.algorithms_grid import LABELS, SETTINGS, config_folder, rows, run_name
+from experiments.sweep import seed_folders, seed_number, seed_results
 from gbml_ext.fileio import atomic_write_text
 from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.report import format_metric, markdown_table
@@ -39,16 +40,12 @@ def _read(path: Path) -> Optional[Dict[str, Any]]:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _seed(folder: Path) -> int:
-    return int(folder.name.removeprefix("seed"))
-
-
 def _unfinished(folder: Path) -> str:
     """'seed 1 unfinished (iteration 120 of 300)' for a seed folder without results.json."""
     done = max((r.get("iteration", 0) for r in read_history(folder)), default=0)
     config = _read(folder / "config.json")
     asked = config["train"]["iterations"] if config else "?"
-    return f"seed {_seed(folder)} unfinished (iteration {done} of {asked})"
+    return f"seed {seed_number(folder)} unfinished (iteration {done} of {asked})"
 
 
 def _iterations(results: List[Dict[str, Any]]) -> str:
@@ -73,10 +70,10 @@ def row_cells(folder: Path, row: str, seeds: Sequence[int], reason: Optional[str
               timing: Optional[Dict[str, Any]]) -> List[str]:
     """One table row: label, seeds, test accuracy % pooled and per seed, meta-iterations done
     / asked, seconds per meta-iteration, peak memory, and what is missing and why."""
-    seed_folders = sorted((p for p in folder.glob("seed*") if p.is_dir()), key=_seed)
-    results = [r for p in seed_folders if (r := _read(p / "results.json")) is not None]
-    notes = [_unfinished(p) for p in seed_folders if not (p / "results.json").is_file()]
-    found = {_seed(p) for p in seed_folders}
+    folders = seed_folders(folder)
+    results = [r for p in folders if (r := _read(p / "results.json")) is not None]
+    notes = [_unfinished(p) for p in folders if not (p / "results.json").is_file()]
+    found = {seed_number(p) for p in folders}
     missing = [str(s) for s in seeds if s not in found]
     if missing:
         notes.append(f"seed{'s' if len(missing) > 1 else ''} {', '.join(missing)} not run")
@@ -95,9 +92,7 @@ def row_cells(folder: Path, row: str, seeds: Sequence[int], reason: Optional[str
 
 
 def _setting_results(folder: Path, setting: str) -> List[Dict[str, Any]]:
-    return [r for row in rows(setting)
-            for p in sorted((folder / run_name(setting, row)).glob("seed*/results.json"))
-            if (r := _read(p)) is not None]
+    return [r for row in rows(setting) for r in seed_results(folder / run_name(setting, row))]
 
 
 def _shown(path: Path) -> Path:
@@ -179,7 +174,7 @@ def write_report(results_dir: Path, doc: Path = DOC, seeds: Sequence[int] = (0, 
 def validation_curve(folder: Path) -> Dict[int, float]:
     """Validation accuracy % against meta-iteration, the mean over the seeds that logged it."""
     by_iteration: Dict[int, List[float]] = {}
-    for seed in sorted(folder.glob("seed*")):
+    for seed in seed_folders(folder):
         for record in read_history(seed):
             if record.get("split") == "validation" and record.get("accuracy") is not None:
                 by_iteration.setdefault(record["iteration"], []).append(100 * record["accuracy"])

@@ -3,16 +3,16 @@
 each run, and the variant chosen on validation."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from experiments.curve import point_name
+from experiments.sweep import seed_results
 from gbml_ext.runner.summaries import pooled_summary
 
 __all__ = ["ABLATION", "ABLATION_POINT", "BUDGETS", "EVAL_EVERY", "EVAL_TASKS",
            "FOLLOWUP_ITERATIONS", "FOLLOWUP_POINT", "ROWS", "ablation_dir", "budget_folder",
-           "chosen_variant", "row_run_dir", "seed_results"]
+           "chosen_variant", "row_run_dir"]
 
 ROWS = ["maml", "maml_kfo"]
 # (layers, hidden) -> budgets in meta-iterations, shortest first.
@@ -54,11 +54,6 @@ def row_run_dir(folder: Path, row: str, seed: int) -> Path:
 def ablation_dir(out: Path, label: str) -> Path:
     """The folder of an ablation variant's runs (`label`: a key of `ABLATION`)."""
     return out / "onelayer" / "validation" / f"onelayer-v{list(ABLATION).index(label)}"
-
-
-def seed_results(folder: Path) -> List[dict]:
-    """Every seed's results.json under `folder` (`folder/seed<N>/results.json`)."""
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("seed*/results.json"))]
 
 
 def chosen_variant(out: Path) -> Optional[str]:

@@ -21,10 +21,9 @@ from experiments.budget_grid import (
     budget_folder,
     chosen_variant,
     row_run_dir,
-    seed_results,
 )
 from experiments.curve import point_name
-from experiments.sweep import archive_runs
+from experiments.sweep import archive_runs, seed_folders, seed_results
 from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.report import format_metric, markdown_table
 from gbml_ext.runner.summaries import pooled_summary
@@ -65,8 +64,9 @@ def _validation_curve(run_dir: Path) -> Dict[int, float]:
 
 
 def _evaluations(folder: Path, split: str, steps: int) -> List[dict]:
-    return [{"evaluation": json.loads(p.read_text())["evaluation"]} for p in
-            sorted(folder.glob(f"seed*/eval-{split}-{steps}steps-400tasks.json"))]
+    name = f"eval-{split}-{steps}steps-400tasks.json"
+    return [{"evaluation": json.loads((p / name).read_text())["evaluation"]}
+            for p in seed_folders(folder) if (p / name).is_file()]
 
 
 def _gap(kfo: dict, maml: dict) -> str:

@@ -26,7 +26,16 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from experiments.sweep import Entry, data_root, launch_sweep, restore, sweep_arguments, sweep_plan
+from experiments.sweep import (
+    Entry,
+    data_root,
+    launch_sweep,
+    restore,
+    seed_folders,
+    seed_results,
+    sweep_arguments,
+    sweep_plan,
+)
 from gbml_ext.launch import RunSpec
 from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.report import format_metric, markdown_table
@@ -91,15 +100,11 @@ def linnet_plan(seeds: Sequence[int], root: Path, out: Path) -> List[RunSpec]:
         for i, overrides in enumerate(LINNET_VARIANTS.values())])
 
 
-def _results(folder: Path) -> List[dict]:
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("seed*/results.json"))]
-
-
 def collect(out: Path) -> Dict[str, Dict[Tuple[int, int], List[dict]]]:
     table: Dict[str, Dict[Tuple[int, int], List[dict]]] = {}
     for layers, hidden in points():
         for row in ROWS:
-            results = _results(out / point_name(layers, hidden) / f"omniglot-5w1s-curve-{row}")
+            results = seed_results(out / point_name(layers, hidden) / f"omniglot-5w1s-curve-{row}")
             if results:
                 table.setdefault(row, {})[(layers, hidden)] = results
     return table
@@ -172,7 +177,8 @@ def _figure(data: Dict[str, Dict[Tuple[int, int], List[dict]]], path: Path) -> N
 
 def _test_results(folder: Path) -> List[dict]:
     """The variant's test-split re-evaluations (`gbml-eval RUN --split test`), if made."""
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("seed*/eval-test-*.json"))]
+    return [json.loads(p.read_text()) for seed in seed_folders(folder)
+            for p in sorted(seed.glob("eval-test-*.json"))]
 
 
 def _linnet_table(folder: Path) -> Optional[str]:
@@ -180,7 +186,7 @@ def _linnet_table(folder: Path) -> Optional[str]:
     a variant was re-evaluated on the test split after the choice."""
     body = []
     for i, label in enumerate(LINNET_VARIANTS):
-        results = _results(folder / f"linnet-v{i}")
+        results = seed_results(folder / f"linnet-v{i}")
         if not results:
             continue
         tested = _test_results(folder / f"linnet-v{i}")

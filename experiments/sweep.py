@@ -12,11 +12,13 @@ and `launch_sweep` hands it to the launcher the command line chose:
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Sequence
+from typing import Any, Dict, List, Sequence
 
 from gbml_ext.launch import (
     FAILED,
@@ -32,10 +34,13 @@ from gbml_ext.launch import (
 )
 from gbml_ext.runner.options import exit_code_of
 
-__all__ = ["DEFAULT_ROOT", "Entry", "archive_runs", "data_root", "launch_sweep", "restore",
-           "sweep_arguments", "sweep_plan"]
+__all__ = ["DEFAULT_ROOT", "SEED_FOLDER", "Entry", "archive_runs", "data_root", "launch_sweep",
+           "restore", "seed_folders", "seed_number", "seed_results", "sweep_arguments",
+           "sweep_plan"]
 
 DEFAULT_ROOT = Path("../shared/data/omniglot/omniglot-py.tar.gz")
+# A run's folder for one seed, as the launchers name it (gbml_ext.launch.plan).
+SEED_FOLDER = re.compile(r"seed(\d+)")
 
 
 @dataclass
@@ -95,11 +100,46 @@ def launch_sweep(plan: Sequence[RunSpec], args: argparse.Namespace, prog: str) -
     return exit_code_of(prog, body, debug=False)
 
 
+def seed_folders(folder: Path) -> List[Path]:
+    """The run folders `seed<N>` directly under `folder`, by seed; the copies that a re-run
+    moves aside (`seed0.old-<time>`) are left out.
+
+    Example:
+        >>> seed_folders(Path("no/such/run"))
+        []
+    """
+    found = [(int(match.group(1)), path) for path in folder.glob("seed*")
+             if path.is_dir() and (match := SEED_FOLDER.fullmatch(path.name))]
+    return [path for _, path in sorted(found)]
+
+
+def seed_number(folder: Path) -> int:
+    """N of a run folder `seed<N>`.
+
+    Example:
+        >>> seed_number(Path("runs/maml/seed12"))
+        12
+    """
+    match = SEED_FOLDER.fullmatch(folder.name)
+    if match is None:
+        raise ValueError(f"{folder} is not a run folder named seed<N>")
+    return int(match[1])
+
+
+def seed_results(folder: Path) -> List[Dict[str, Any]]:
+    """Each seed's results.json under `folder` (`folder/seed<N>/results.json`), by seed; a seed
+    without one is left out."""
+    return [json.loads((p / "results.json").read_text()) for p in seed_folders(folder)
+            if (p / "results.json").is_file()]
+
+
 def archive_runs(runs: Path, archive: Path, keep: Sequence[str]) -> int:
-    """Copies the files named in `keep` (never checkpoints) of every finished run (one with a
-    results.json) under `runs` to the same place under `archive`; returns the runs copied."""
+    """Copies the files named in `keep` (never checkpoints) of every finished run (a `seed<N>`
+    folder with a results.json) under `runs` to the same place under `archive`; returns the
+    runs copied."""
     copied = 0
-    for done in sorted(runs.rglob("seed*/results.json")):
+    for done in sorted(p for p in runs.rglob("seed*/results.json")
+                       if SEED_FOLDER.fullmatch(p.parent.name)):
         target = archive / done.parent.relative_to(runs)
         target.mkdir(parents=True, exist_ok=True)
         for name in keep:

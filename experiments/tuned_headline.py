@@ -9,17 +9,31 @@ from statistics import mean
 from typing import Any, Dict, List, Optional, Tuple
 
 from experiments.algorithms_grid import LABELS
+from experiments.sweep import seed_folders, seed_number
 from experiments.tuned_grid import HEADLINE, headline_name
 from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.report import markdown_table
 from gbml_ext.runner.rundir import read_history
 
 __all__ = ["PUBLISHED_MAML_5W1S", "PUBLISHED_TASKS", "curve_table", "draw_headline",
-           "headline_curves", "headline_figure"]
+           "headline_curves", "headline_figure", "published_text"]
 
-# MAML's Omniglot 5-way 1-shot test accuracy as published (Finn et al., 2017), and the tasks it
-# meta-trained on: 60,000 meta-iterations of 32.
-PUBLISHED_MAML_5W1S, PUBLISHED_TASKS = (98.7, 0.4), 60_000 * 32
+# MAML's Omniglot 5-way 1-shot test accuracy as published (Finn et al., 2017), ± its 95 %
+# interval, and what it meta-trained on: 60,000 meta-iterations of 32 tasks.
+PUBLISHED_MAML_5W1S, PUBLISHED_ITERATIONS, PUBLISHED_META_BATCH = (98.7, 0.4), 60_000, 32
+PUBLISHED_TASKS = PUBLISHED_ITERATIONS * PUBLISHED_META_BATCH
+
+
+def published_text() -> str:
+    """The published MAML result in words.
+
+    Example:
+        >>> published_text()
+        '98.7 ± 0.4 % (Finn et al., 2017), after 60,000 meta-iterations of 32 tasks'
+    """
+    accuracy, interval = PUBLISHED_MAML_5W1S
+    return (f"{accuracy} ± {interval} % (Finn et al., 2017), after {PUBLISHED_ITERATIONS:,} "
+            f"meta-iterations of {PUBLISHED_META_BATCH} tasks")
 
 Curve = List[Tuple[int, float]]
 
@@ -33,11 +47,11 @@ def headline_curves(folder: Path) -> Dict[int, Curve]:
         {}
     """
     curves: Dict[int, Curve] = {}
-    for seed_dir in sorted(folder.glob("seed*")):
+    for seed_dir in seed_folders(folder):
         points = [(r["iteration"], r["accuracy"]) for r in read_history(seed_dir)
                   if r.get("split") == "validation" and isinstance(r.get("accuracy"), float)]
         if points:
-            curves[int(seed_dir.name.removeprefix("seed"))] = sorted(points)
+            curves[seed_number(seed_dir)] = sorted(points)
     return curves
 
 
@@ -89,21 +103,21 @@ def draw_headline(ax: Any, results_dir: Path, colors: Optional[Dict[str, str]] =
         drawn = True
         color = (colors or {}).get(LABELS[row])
         for curve in curves.values():
-            ax.plot(*zip(*[(i, 100 * a) for i, a in curve], strict=True), lw=0.6, alpha=0.35,
-                    color=color)
+            (line,) = ax.plot(*zip(*[(i, 100 * a) for i, a in curve], strict=True), lw=0.6,
+                              alpha=0.35, color=color)
+            color = line.get_color()  # without one given: the first seed's, for the row
         seeds = f"seed{'s' if len(curves) > 1 else ''} {', '.join(map(str, curves))}"
         ax.plot(*zip(*[(i, 100 * a) for i, a in _mean_curve(curves)], strict=True), lw=2,
                 color=color, label=f"{LABELS[row]} ({seeds})")
         config = config or _first_config(folder)
     if not drawn:
         return False
-    published, ci = PUBLISHED_MAML_5W1S
+    published = PUBLISHED_MAML_5W1S[0]
     low, high = ax.get_ylim()
     ax.set_ylim(low, max(high, published + 3))  # the published line and its label in view
     ax.axhline(published, ls="--", color="0.3", lw=1)
-    ax.text(ax.get_xlim()[0], published + 0.3, f"MAML as published: {published} ± {ci} % "
-            f"(test, 60,000 meta-iterations of 32 tasks)", fontsize="small", color="0.3",
-            va="bottom")
+    ax.text(ax.get_xlim()[0], published + 0.3, f"MAML as published (test): {published_text()}",
+            fontsize="small", color="0.3", va="bottom")
     train, steps = config.get("train", {}), config.get("algorithm", {}).get("test_steps")
     ax.set_xlabel("meta-iteration" + (f" ({train['meta_batch']} tasks each)"
                                       if "meta_batch" in train else ""))
@@ -128,7 +142,8 @@ def headline_figure(results_dir: Path, path: Path,
 
 def _first_config(folder: Path) -> Dict[str, Any]:
     """The config.json of the run's first seed ({} when none was archived)."""
-    for config in sorted(folder.glob("seed*/config.json")):
-        loaded: Dict[str, Any] = json.loads(config.read_text())
-        return loaded
+    for seed_dir in seed_folders(folder):
+        if (seed_dir / "config.json").is_file():
+            loaded: Dict[str, Any] = json.loads((seed_dir / "config.json").read_text())
+            return loaded
     return {}

@@ -9,14 +9,14 @@ grid's results (experiments/results/algorithms).
 """
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 from experiments import algorithms_grid
 from experiments.algorithms_grid import LABELS, SETTINGS
 from experiments.algorithms_report import TITLES
+from experiments.sweep import seed_results
 from experiments.tuned_grid import (
     BEST_FILE,
     HEADLINE,
@@ -28,12 +28,7 @@ from experiments.tuned_grid import (
     run_name,
     tune_space,
 )
-from experiments.tuned_headline import (
-    PUBLISHED_MAML_5W1S,
-    PUBLISHED_TASKS,
-    curve_table,
-    headline_figure,
-)
+from experiments.tuned_headline import PUBLISHED_TASKS, curve_table, headline_figure, published_text
 from experiments.tuned_trials import (
     FIRST_RANGE,
     at_an_edge,
@@ -61,17 +56,6 @@ HEADLINE_FIGURE = "omniglot-tuned-headline-curves.png"
 UNTUNED = algorithms_grid.RESULTS
 BEGIN = "<!-- begin: tables by `python -m experiments.tuned report`; do not edit -->"
 END = "<!-- end: tables -->"
-
-
-def _read(path: Path) -> Optional[Dict[str, Any]]:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def seed_results(folder: Path) -> List[Dict[str, Any]]:
-    """The results.json of each seed under a run's folder, by seed."""
-    found = [(int(p.parent.name.removeprefix("seed")), r)
-             for p in folder.glob("seed*/results.json") if (r := _read(p)) is not None]
-    return [r for _, r in sorted(found, key=lambda pair: pair[0])]
 
 
 def tuned_settings(study: Path, setting: str, row: str) -> str:
@@ -196,8 +180,7 @@ def headline_section(results_dir: Path, seeds: Sequence[int]) -> str:
     tasks = set()
     for row in HEADLINE:
         long = seed_results(results_dir / "headline" / headline_name(row))
-        tasks |= {r["config"]["train"]["iterations"] * r["config"]["train"]["meta_batch"]
-                  for r in long}
+        tasks |= {r["iterations_done"] * r["config"]["train"]["meta_batch"] for r in long}
         grid = seed_results(results_dir / HEADLINE_SETTING / run_name(HEADLINE_SETTING, row))
         iterations = ", ".join(sorted({f"{r['iterations_done']}/"
                                        f"{r['config']['train']['iterations']}" for r in long}))
@@ -212,14 +195,22 @@ def headline_section(results_dir: Path, seeds: Sequence[int]) -> str:
         f"for {HEADLINE_FACTOR}x the grid's meta-iterations with the same tasks per "
         f"meta-iteration (`python -m experiments.tuned headline`).", "",
         markdown_table(header, body).rstrip(), "",
-        f"Published for MAML on this setting: {PUBLISHED_MAML_5W1S[0]} ± "
-        f"{PUBLISHED_MAML_5W1S[1]} % (Finn et al., 2017), after "
-        f"60,000 meta-iterations of 32 tasks"
-        + (f", {PUBLISHED_TASKS // min(tasks)}x the {min(tasks):,} tasks of a headline run."
+        f"Published for MAML on this setting: {published_text()}"
+        + (f", {_times(PUBLISHED_TASKS, min(tasks))} the {min(tasks):,} tasks of a headline run."
            if len(tasks) == 1 else "."),
         *(["", "Validation accuracy % during training (each record's tasks, after the config's "
            "test steps), mean over seeds, averaged over each 500 meta-iterations:", "", curves]
           if (curves := curve_table(results_dir)) else [])]) + "\n"
+
+
+def _times(big: int, small: int) -> str:
+    """'80x' when `small` divides `big`, else 'about 79x'.
+
+    Example:
+        >>> _times(1_920_000, 24_000), _times(1_920_000, 24_200)
+        ('80x', 'about 79x')
+    """
+    return f"{big // small}x" if big % small == 0 else f"about {round(big / small)}x"
 
 
 def report_text(results_dir: Path, seeds: Sequence[int], untuned_dir: Path = UNTUNED) -> str:

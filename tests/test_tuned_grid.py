@@ -168,6 +168,9 @@ def test_archive_then_restore_gives_back_the_studies_and_runs(tmp_path: Path) ->
     run.mkdir(parents=True)
     for name in ("results.json", "metrics.jsonl", "checkpoint.pt"):
         (run / name).write_text("{}")
+    aside = run.parent / "seed0.old-20261207-101500"  # an earlier run a re-run moved aside
+    aside.mkdir()
+    (aside / "results.json").write_text("{}")
     assert tuned.archive(runs, results) == 3  # trials.json, best.toml and the run
     kept = sorted(p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file())
     assert kept == ["5w1s/omniglot-5w1s-tuned-maml/seed0/metrics.jsonl",

@@ -48,6 +48,12 @@ def tree(tmp_path: Path) -> Dict[str, Path]:
              [[0.1, 0.3, 0.5, 0.4], [0.1, 0.3, 0.3, 0.4]], 3, chosen=False)
     fake_run(results / "headline" / "omniglot-5w1s-headline-maml" / "seed0", 0,
              [[0.2, 0.9, 1.0], [0.2, 0.8, 0.9]], 1, iterations=3000)
+    validation_log(results / "headline" / "omniglot-5w1s-headline-maml" / "seed0",
+                   {1500: 0.7, 3000: 0.9})
+    # an earlier run that a re-run moved aside: never read
+    fake_run(final / "seed1.old-20261207-101500", 1, [[0.0, 0.0, 0.0, 0.0]], 1)
+    validation_log(results / "headline" / "omniglot-5w1s-headline-maml" / "seed0.old-1",
+                   {1500: 0.1, 3000: 0.1})
     return {"results": results, "untuned": untuned, "root": tmp_path}
 
 
@@ -75,6 +81,9 @@ def test_the_headline_table_compares_the_longer_budget(tree: Dict[str, Path]) ->
     assert maml[6] == "headline 1" and row(text, "ANIL")[2] == "–"
     # 60,000 meta-iterations of 32 tasks against 3,000 of 8
     assert "98.7 ± 0.4 %" in text and "80x the 24,000 tasks of a headline run" in text
+    # validation during training, per 500 meta-iterations, from seed0 only (not seed0.old-1)
+    curve = row(text, "MAML", 1)
+    assert curve[1:] == ["–", "–", "70.0", "–", "–", "90.0"]
 
 
 def test_the_page_and_its_figure(tree: Dict[str, Path]) -> None:
@@ -86,6 +95,9 @@ def test_the_page_and_its_figure(tree: Dict[str, Path]) -> None:
     assert text.startswith("# Page\n") and text.endswith("\n\nreading\n") and "stale" not in text
     assert "![test accuracy against inner steps](img/steps.png)" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = f"img/{tuned_report.HEADLINE_FIGURE}"
+    assert f"validation accuracy during training]({curves})" in text
+    assert (doc.parent / curves).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     doc.write_text("# hand-written\n")
     with pytest.raises(SystemExit, match="lacks the lines"):
         tuned_report.write_report(tree["results"], doc, png, (0, 1), tree["untuned"])
@@ -128,7 +140,7 @@ def test_the_committed_page_rebuilds_unchanged_from_the_committed_results() -> N
 
 def validation_log(folder: Path, points: Dict[int, float], meta_batch: int = 8) -> None:
     """A seed folder whose metrics.jsonl holds train records and validation `points`."""
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     lines = [{"iteration": i, "split": "train", "accuracy": 0.99} for i in points]
     lines += [{"iteration": i, "split": "validation", "accuracy": a} for i, a in points.items()]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines)
