@@ -19,7 +19,7 @@ from gbml_ext.fileio import atomic_write_text
 from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.report import format_metric, markdown_table
 from gbml_ext.runner.rundir import read_history
-from gbml_ext.runner.summaries import median_of, pooled_summary
+from gbml_ext.runner.summaries import median_of, pooled_summary, validation_accuracy
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "omniglot-algorithms.md"
@@ -175,9 +175,8 @@ def validation_curve(folder: Path) -> Dict[int, float]:
     """Validation accuracy % against meta-iteration, the mean over the seeds that logged it."""
     by_iteration: Dict[int, List[float]] = {}
     for seed in seed_folders(folder):
-        for record in read_history(seed):
-            if record.get("split") == "validation" and record.get("accuracy") is not None:
-                by_iteration.setdefault(record["iteration"], []).append(100 * record["accuracy"])
+        for iteration, accuracy in validation_accuracy(read_history(seed)).items():
+            by_iteration.setdefault(iteration, []).append(100 * accuracy)
     return {i: sum(v) / len(v) for i, v in sorted(by_iteration.items())}
 
 

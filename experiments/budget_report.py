@@ -26,7 +26,8 @@ from experiments.curve import point_name
 from experiments.sweep import archive_runs, seed_folders, seed_results
 from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.report import format_metric, markdown_table
-from gbml_ext.runner.summaries import pooled_summary
+from gbml_ext.runner.rundir import read_history
+from gbml_ext.runner.summaries import pooled_summary, validation_accuracy
 
 __all__ = ["ARCHIVE", "KEEP", "ablation_table", "archive", "budget_table", "followup_table",
            "report"]
@@ -52,15 +53,7 @@ def followup_table(out: Path) -> Optional[str]:
 
 
 def _validation_curve(run_dir: Path) -> Dict[int, float]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return {}
-    curve = {}
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if record.get("split") == "validation" and record.get("accuracy") is not None:
-            curve[record["iteration"]] = 100 * record["accuracy"]
-    return curve
+    return {i: 100 * a for i, a in validation_accuracy(read_history(run_dir)).items()}
 
 
 def _evaluations(folder: Path, split: str, steps: int) -> List[dict]:

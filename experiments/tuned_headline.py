@@ -14,6 +14,7 @@ from experiments.tuned_grid import HEADLINE, headline_name
 from gbml_ext.runner.plots import pyplot, save_figure
 from gbml_ext.runner.report import markdown_table
 from gbml_ext.runner.rundir import read_history
+from gbml_ext.runner.summaries import validation_accuracy
 
 __all__ = ["PUBLISHED_MAML_5W1S", "PUBLISHED_TASKS", "curve_table", "draw_headline",
            "headline_curves", "headline_figure", "published_text"]
@@ -48,8 +49,7 @@ def headline_curves(folder: Path) -> Dict[int, Curve]:
     """
     curves: Dict[int, Curve] = {}
     for seed_dir in seed_folders(folder):
-        points = [(r["iteration"], r["accuracy"]) for r in read_history(seed_dir)
-                  if r.get("split") == "validation" and isinstance(r.get("accuracy"), float)]
+        points = list(validation_accuracy(read_history(seed_dir)).items())
         if points:
             curves[seed_number(seed_dir)] = sorted(points)
     return curves

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Literal, Optional, Sequence, overload
 
 __all__ = ["at_step", "best_step", "comparable_summaries", "confidence_interval",
            "evaluation_split", "median_of", "pooled_curve", "pooled_summary", "reported_steps",
-           "step_summaries", "summarize"]
+           "step_summaries", "summarize", "validation_accuracy"]
 
 
 def confidence_interval(values: Sequence[float], z: float = 1.96) -> float:
@@ -243,3 +243,17 @@ def evaluation_split(results: Dict[str, Any]) -> str:
     """
     return results.get("split") or results.get("config", {}).get("evaluation", {}).get(
         "split", "test")
+
+
+def validation_accuracy(history: Sequence[Dict[str, Any]]) -> Dict[int, float]:
+    """The accuracy (0..1) of each validation record of a run's metrics.jsonl
+    (`rundir.read_history`), by meta-iteration; records without accuracy are left out.
+
+    Example:
+        >>> validation_accuracy([{"iteration": 10, "split": "train", "accuracy": 0.9},
+        ...                      {"iteration": 10, "split": "validation", "accuracy": 0.5},
+        ...                      {"iteration": 20, "split": "validation", "accuracy": None}])
+        {10: 0.5}
+    """
+    return {r["iteration"]: r["accuracy"] for r in history
+            if r.get("split") == "validation" and isinstance(r.get("accuracy"), (int, float))}
