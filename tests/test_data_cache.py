@@ -219,3 +219,40 @@ def test_a_process_that_waited_for_the_extraction_lock_reuses_the_finished_tree(
     assert not waiter.is_alive()
     assert (cache / "omniglot-py" / "in-use.txt").exists()  # not extracted a second time
     assert (cache / "omniglot-py" / "image.txt").read_text() == "pixels"
+
+
+def test_a_process_that_waited_for_the_cache_lock_reads_the_cache_written_meanwhile(
+        tmp_path, capsys):
+    """Runs that start together on a fresh cache decode the images once: one decodes, the
+    others wait for its lock and read what it wrote."""
+    import fcntl
+    import threading
+    import time
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"{i}.png")
+        Image.new("L", (28, 28), 40 * i).save(files[-1])
+    keys = [f.name for f in files]
+    cache = tmp_path / "cache" / "images.npz"
+    cache.parent.mkdir()
+    found = {}
+
+    def load() -> None:
+        found["images"] = images.decode_images_cached(files, keys, (28, 28), "L", cache,
+                                                      "omniglot", tmp_path)
+
+    with open(cache.parent / ".images.npz.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # "another process" is decoding
+        waiter = threading.Thread(target=load)
+        waiter.start()
+        time.sleep(0.3)
+        assert waiter.is_alive()  # blocked on the lock
+        written = np.full((3, 28, 28), 7, dtype=np.uint8)  # not what decoding would give
+        np.savez(cache, images=written, keys=np.asarray(keys, dtype=str),
+                 stamps=images.file_stamps(files))
+        fcntl.flock(held, fcntl.LOCK_UN)
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    np.testing.assert_array_equal(found["images"], written)  # read, not decoded again
+    assert announcements(capsys) == []

@@ -11,7 +11,6 @@ readers.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -19,10 +18,9 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import IO, Iterator
 
 from ..fileio import atomic_write_json
-from .cache import announce, display_path, file_stamps
+from .cache import announce, display_path, exclusive, file_stamps
 from .errors import DatasetError
 
 __all__ = ["extract_archive_once"]
@@ -56,7 +54,7 @@ def extract_archive_once(archive: Path, expected_top: str, destination: Path, da
         lock_file = open(destination / ".extract.lock", "a")
     except OSError as error:
         raise _unwritable(archive, destination, error) from error
-    with lock_file, _exclusive(lock_file):
+    with lock_file, exclusive(lock_file):
         if target.is_dir() and _read_stamp(marker) == (size, mtime_ns):
             return target  # another process extracted it while this one waited
         _extract(archive, expected_top, destination, dataset, stamp)
@@ -76,21 +74,6 @@ def _damaged(archive: Path, error: BaseException) -> DatasetError:
     return DatasetError(f"cannot read archive {archive}: {reason}",
                         f"the archive is truncated or damaged (or not a .tar.gz); fetch "
                         f"{archive.name} again (or give the extracted folder as data.root).")
-
-
-@contextlib.contextmanager
-def _exclusive(handle: IO[str]) -> Iterator[None]:
-    """Holds an exclusive advisory lock on an open file (no lock where fcntl does not exist)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock
-        yield
-        return
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _extract(archive: Path, expected_top: str, destination: Path, dataset: str,

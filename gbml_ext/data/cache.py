@@ -10,19 +10,26 @@ overwriting each other's.
 
 A cache remembers the size and modification time (in ns) of the files it was derived from and
 is rebuilt as soon as one of them differs.
+
+Several processes may build the same cache at once (a sweep's first runs): the builder holds an
+exclusive lock (`held_lock`), and a process that waited for it looks at the cache again, so the
+work is done once and nobody replaces a cache under its readers.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-__all__ = ["announce", "cache_folder", "cache_root", "display_path", "file_stamps"]
+__all__ = ["announce", "cache_folder", "cache_root", "display_path", "exclusive", "file_stamps",
+           "held_lock"]
 
 
 def cache_root() -> Path:
@@ -93,3 +100,33 @@ def announce(message: str) -> None:
         gbml_ext: decoding 4 omniglot images once into /tmp/x.npz
     """
     print(f"gbml_ext: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def exclusive(handle: IO[str]) -> Iterator[None]:
+    """Holds an exclusive advisory lock on an open file (no lock where fcntl does not exist)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock
+        yield
+        return
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def held_lock(lock_file: Path) -> Iterator[None]:
+    """Holds an exclusive lock on `lock_file` (created, with its folder, if missing) while the
+    block runs; other processes asking for it wait. Raises OSError when it cannot be created.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder, held_lock(Path(folder) / ".lock"):
+        ...     pass
+    """
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as handle, exclusive(handle):
+        yield

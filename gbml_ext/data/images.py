@@ -5,10 +5,12 @@ The cache file stores the pixels, the key (relative name) of every image, and th
 modification time of the files the pixels were derived from: the images themselves, or the
 archive they were extracted from. It is reused only when all of these still match, so adding,
 removing, renaming, editing or touching a source file rebuilds it. Writing a cache is announced
-on stderr (one line, with the path) and decoding shows a progress bar on a terminal.
+on stderr (one line, with the path) and decoding shows a progress bar on a terminal. Processes
+that miss the same cache at once decode it once: the others wait for its lock, then read it.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..fileio import atomic_write
-from .cache import announce, display_path, file_stamps
+from .cache import announce, display_path, file_stamps, held_lock
 from .errors import DatasetError, how_to_get
 
 __all__ = ["decode_images_cached"]
@@ -57,21 +59,25 @@ def decode_images_cached(files: Sequence[Path], keys: Sequence[str], size: tuple
         raise DatasetError(f"cannot read {dataset} image file: {error}",
                            "check that the files are readable. " + how_to_get(dataset, root)
                            ) from error
-    stale = cache_file.exists()
-    if stale:
-        cached = _read_cache(cache_file, key_array, stamps)
-        if cached is not None:
-            return cached
-    _announce(cache_file, len(files), dataset, stale, old_cache_file)
-    images = _decode_all(files, size, mode, dataset, root)
-    try:
-        atomic_write(cache_file, lambda stream: np.savez(stream, images=images, keys=key_array,
-                                                         stamps=stamps))
-    except OSError as error:
-        warnings.warn(f"could not write image cache {cache_file} ({error}); the next load "
-                      "decodes the images again. Set data.options.cache_dir (cache_dir= in Python) "
-                      "to a writable folder to keep the cache.",
-                      stacklevel=2)
+    cached = _read_cache(cache_file, key_array, stamps) if cache_file.exists() else None
+    if cached is not None:
+        return cached
+    with contextlib.ExitStack() as stack:
+        # An unwritable cache folder gets no lock; writing the cache below warns about it.
+        with contextlib.suppress(OSError):
+            stack.enter_context(held_lock(cache_file.parent / f".{cache_file.name}.lock"))
+        stale = cache_file.exists()
+        if stale and (cached := _read_cache(cache_file, key_array, stamps)) is not None:
+            return cached  # another process wrote it while this one waited for the lock
+        _announce(cache_file, len(files), dataset, stale, old_cache_file)
+        images = _decode_all(files, size, mode, dataset, root)
+        try:
+            atomic_write(cache_file, lambda stream: np.savez(
+                stream, images=images, keys=key_array, stamps=stamps))
+        except OSError as error:
+            warnings.warn(f"could not write image cache {cache_file} ({error}); the next load "
+                          "decodes the images again. Set data.options.cache_dir (cache_dir= in "
+                          "Python) to a writable folder to keep the cache.", stacklevel=2)
     return images
 
 
