@@ -66,14 +66,16 @@ def curve_table(results_dir: Path, block: int = 500) -> str:
     """A markdown table of each headline row's validation accuracy (%) during training, the
     mean over seeds averaged over each `block` meta-iterations ((0, block], (block, 2 block],
     ...); "" when no headline run has a validation record."""
-    means = {LABELS[row]: _mean_curve(curves) for row in HEADLINE
-             if (curves := headline_curves(results_dir / "headline" / headline_name(row)))}
+    by_row = {LABELS[row]: curves for row in HEADLINE
+              if (curves := headline_curves(results_dir / "headline" / headline_name(row)))}
+    means = {label: _mean_curve(curves) for label, curves in by_row.items()}
+    seeds = {label: ", ".join(map(str, curves)) for label, curves in by_row.items()}
     if not means:
         return ""
     last = max(i for curve in means.values() for i, _ in curve)
     edges = range(0, last, block)
-    header = ["row", *(f"{low + 1:,}–{low + block:,}" for low in edges)]
-    body = [[label, *(_block_mean(curve, low, low + block) for low in edges)]
+    header = ["row", "seeds", *(f"{low + 1:,}–{low + block:,}" for low in edges)]
+    body = [[label, seeds[label], *(_block_mean(curve, low, low + block) for low in edges)]
             for label, curve in means.items()]
     return markdown_table(header, body).rstrip()
 

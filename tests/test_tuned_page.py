@@ -83,7 +83,7 @@ def test_the_headline_table_compares_the_longer_budget(tree: Dict[str, Path]) ->
     assert "98.7 ± 0.4 %" in text and "80x the 24,000 tasks of a headline run" in text
     # validation during training, per 500 meta-iterations, from seed0 only (not seed0.old-1)
     curve = row(text, "MAML", 1)
-    assert curve[1:] == ["–", "–", "70.0", "–", "–", "90.0"]
+    assert curve[1:] == ["0", "–", "–", "70.0", "–", "–", "90.0"]
 
 
 def test_the_page_and_its_figure(tree: Dict[str, Path]) -> None:
@@ -181,6 +181,6 @@ def test_the_curve_table_averages_each_block_of_meta_iterations(tmp_path: Path) 
     validation_log(run / "seed0", {250: 0.6, 500: 0.8, 750: 0.5, 1000: 0.7})
     validation_log(run / "seed1", {250: 0.4, 500: 0.6, 750: 0.7, 1000: 0.9})
     text = tuned_headline.curve_table(tmp_path)
-    assert row(text, "row")[1:] == ["1–500", "501–1,000"]
+    assert row(text, "row")[1:] == ["seeds", "1–500", "501–1,000"]
     # (0.6 + 0.8 + 0.4 + 0.6) / 4 and (0.5 + 0.7 + 0.7 + 0.9) / 4
-    assert row(text, "ANIL")[1:] == ["60.0", "70.0"]
+    assert row(text, "ANIL")[1:] == ["0, 1", "60.0", "70.0"]
