@@ -104,6 +104,12 @@ def _accuracy(results: List[Dict[str, Any]]) -> str:
     return format_metric(pooled_summary(results, "accuracy"), 100, 1) if results else "–"
 
 
+def _by_seed(results: List[Dict[str, Any]]) -> str:
+    """Each seed's test accuracy %, in seed order: '95.3, 94.6'."""
+    means = [pooled_summary([r], "accuracy") for r in results]
+    return ", ".join(f"{100 * m['mean']:.1f}" for m in means if m is not None) or "–"
+
+
 def _delta(a: List[Dict[str, Any]], b: List[Dict[str, Any]]) -> str:
     if not a or not b:
         return "–"
@@ -184,11 +190,12 @@ def headline_section(results_dir: Path, seeds: Sequence[int]) -> str:
         grid = seed_results(results_dir / HEADLINE_SETTING / run_name(HEADLINE_SETTING, row))
         iterations = ", ".join(sorted({f"{r['iterations_done']}/"
                                        f"{r['config']['train']['iterations']}" for r in long}))
-        body.append([LABELS[row], iterations or "–", _accuracy(long), steps_cell(long),
-                     _accuracy(grid), _delta(long, grid),
+        body.append([LABELS[row], iterations or "–", _accuracy(long), _by_seed(long),
+                     steps_cell(long), _accuracy(grid), _by_seed(grid), _delta(long, grid),
                      "; ".join(_missing(long, seeds, "headline")) or "–"])
     header = ["row", "meta-iterations done/asked", f"test accuracy %, {HEADLINE_FACTOR}x",
-              "inner steps", "test accuracy %, grid budget (tuned)", "Δ", "missing"]
+              "by seed", "inner steps", "test accuracy %, grid budget (tuned)", "by seed", "Δ",
+              "missing"]
     return "\n".join([
         f"### {TITLES[HEADLINE_SETTING]} at {HEADLINE_FACTOR}x the budget", "",
         f"The tuned {HEADLINE_SETTING} settings of each row (its study's best config) trained "

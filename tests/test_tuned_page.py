@@ -75,10 +75,15 @@ def test_the_table_puts_the_tuned_row_next_to_the_untuned_one(tree: Dict[str, Pa
 
 
 def test_the_headline_table_compares_the_longer_budget(tree: Dict[str, Path]) -> None:
+    anil = tree["results"] / "headline" / "omniglot-5w1s-headline-anil"
+    fake_run(anil / "seed1", 1, [[0.2, 0.6], [0.2, 0.6]], 1, iterations=3000)
+    fake_run(anil / "seed0", 0, [[0.2, 0.7], [0.2, 0.7]], 1, iterations=3000)
     text = tuned_report.headline_section(tree["results"], [0, 1])
     maml = row(text, "MAML")
-    assert maml[1:4] == ["3000/3000", cell([0.9, 0.8]), "1"]
-    assert maml[6] == "headline 1" and row(text, "ANIL")[2] == "–"
+    assert maml[1:5] == ["3000/3000", cell([0.9, 0.8]), "85.0", "1"]
+    assert maml[5:8] == ["–", "–", "–"] and maml[8] == "headline 1"
+    assert row(text, "ANIL")[3] == "70.0, 60.0"  # seed 0, then seed 1
+    assert row(text, "MAML-KFO")[2:5] == ["–", "–", "–"]
     # 60,000 meta-iterations of 32 tasks against 3,000 of 8
     assert "98.7 ± 0.4 %" in text and "80x the 24,000 tasks of a headline run" in text
     # validation during training, per 500 meta-iterations, from seed0 only (not seed0.old-1)
