@@ -118,7 +118,8 @@ def draw_headline(ax: Any, results_dir: Path, colors: Optional[Dict[str, str]] =
     low, high = ax.get_ylim()
     ax.set_ylim(low, max(high, published + 3))  # the published line and its label in view
     ax.axhline(published, ls="--", color="0.3", lw=1)
-    ax.text(ax.get_xlim()[0], published + 0.3, f"MAML as published (test): {published_text()}",
+    ax.text(ax.get_xlim()[0], published + 0.3, f"MAML as published: {published} % (test, "
+            f"{PUBLISHED_ITERATIONS:,} meta-iterations × {PUBLISHED_META_BATCH} tasks)",
             fontsize="small", color="0.3", va="bottom")
     train, steps = config.get("train", {}), config.get("algorithm", {}).get("test_steps")
     ax.set_xlabel("meta-iteration" + (f" ({train['meta_batch']} tasks each)"
