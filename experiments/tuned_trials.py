@@ -165,7 +165,7 @@ def trials_figure(studies: Dict[str, List[Dict[str, Any]]], setting: str, path: 
     if not present:
         return False
     plt = pyplot()
-    columns = min(5, len(present))
+    columns = min(5, max(3, len(present)))  # at least 3 wide, so the title and legend fit
     lines = math.ceil(len(present) / columns)
     fig, axes = plt.subplots(lines, columns, figsize=(3.1 * columns, 2.8 * lines),
                              squeeze=False, sharey=True)
