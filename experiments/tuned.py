@@ -10,6 +10,10 @@ runs seeds 0 and 1 on the test split; and the headline rows (MAML, ANIL, MAML-KF
     python -m experiments.tuned final --jobs 2      # each tuned row's best config, seeds 0, 1
     python -m experiments.tuned headline --jobs 2   # the headline rows at 10x, seeds 0, 1
     python -m experiments.tuned final --status      # done / running / failed, per run
+    python -m experiments.tuned again --settings 20w1s --row anil
+                                    # keep a row's ended study as its first range (its best
+                                    #   trial fell at an edge); widen the range in its config
+                                    #   and `tune` searches it again
     python -m experiments.tuned archive    # the studies' tables and best configs, the finished
                                            #   runs' small files, to experiments/results/tuned
     python -m experiments.tuned restore    # the committed runs back into runs/tuned
@@ -25,6 +29,7 @@ final runs in `<setting>/<config name>/seed<N>`, the headline runs in
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -40,6 +45,7 @@ from experiments.sweep import (
     sweep_plan,
 )
 from experiments.tuned_grid import (
+    FIRST_RANGE_FOLDER,
     HEADLINE,
     HEADLINE_EVAL_EVERY,
     HEADLINE_FACTOR,
@@ -48,7 +54,9 @@ from experiments.tuned_grid import (
     RESULTS,
     ROWS,
     RUNS,
+    SPACE_FILE,
     STUDY_FILES,
+    STUDY_FOLDERS,
     TRIALS,
     best_config,
     headline_name,
@@ -57,7 +65,9 @@ from experiments.tuned_grid import (
     run_name,
     study_folder,
 )
+from gbml_ext.fileio import atomic_write_text
 from gbml_ext.runner import load_config
+from gbml_ext.tune.study import searched_space
 
 # ---- The search: the one place that calls gbml-tune ----------------------------------------
 
@@ -79,7 +89,8 @@ def tune_study(config: Path, trials: int, out: Path, overrides: Sequence[str] = 
 def tune_all(settings: Sequence[str], root: str | Path, runs: Path,
              args: argparse.Namespace, overrides: Sequence[str] = ()) -> int:
     """Every row's study, one after another (each with `--jobs` trials at once), settings in
-    the order given and the cheapest rows first; 1 if any study did not finish."""
+    the order given and the cheapest rows first; 1 if any study did not finish. Ctrl-C or
+    SIGTERM stops here too (gbml-tune's exit 128 + the signal), not only the study it hit."""
     failed = []
     for setting in settings:
         for row in (r for r in ROWS if r in rows(setting)):
@@ -87,6 +98,10 @@ def tune_all(settings: Sequence[str], root: str | Path, runs: Path,
                               study_folder(runs, setting, row),
                               [f"data.root='{root}'", *overrides],
                               args.launcher, args.jobs, args.threads, args.slurm, args.status)
+            if code > 128:
+                print(f"tuned: stopped at {setting}/{row}; the same command continues from "
+                      f"there.", file=sys.stderr)
+                return code
             if code:
                 failed.append(f"{setting}/{row}")
     if failed:
@@ -143,12 +158,39 @@ def headline_plan(seeds: Sequence[int], root: str | Path, runs: Path = RUNS,
 
 # ---- Archive -------------------------------------------------------------------------------
 
+def set_aside(runs: Path, setting: str, row: str, results: Path = RESULTS) -> Path:
+    """Keeps `row`'s ended study as its first range, `<setting>/first-range/<row>/` (under
+    `runs`, and under `results` if archived), with the range it searched (space.json, read from
+    its store), so that `tune` searches the row again over the range now in its config. Returns
+    the kept folder. Exits, moving nothing, when the study has not ended or the row was already
+    searched again."""
+    study, kept = study_folder(runs, setting, row), runs / setting / FIRST_RANGE_FOLDER / row
+    archived = results / setting / FIRST_RANGE_FOLDER / row
+    if best_config(study) is None:
+        sys.exit(f"tuned: the study of {setting}/{row} in {study} has not ended; let `tune` "
+                 f"finish it first.")
+    for folder in (kept, archived):
+        if folder.exists():
+            sys.exit(f"tuned: {folder} already holds the first study of {setting}/{row} (a row "
+                     f"is searched again once); nothing was moved.")
+    atomic_write_text(study / SPACE_FILE, json.dumps(searched_space(study), indent=2) + "\n")
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    study.rename(kept)
+    if study_folder(results, setting, row).is_dir():
+        archived.parent.mkdir(parents=True, exist_ok=True)
+        study_folder(results, setting, row).rename(archived)
+        shutil.copy2(kept / SPACE_FILE, archived / SPACE_FILE)
+    print(f"tuned: kept {setting}/{row}'s study in {kept}; widen its range in "
+          f"{row_config(setting, row)} and run `tune` to search it again.")
+    return kept
+
+
 def _copy_studies(source: Path, target: Path, skip_existing: bool) -> int:
-    """Copies each study's `STUDY_FILES` from `source/<setting>/studies/<row>` to the same
-    place under `target` (with `skip_existing`, not into a study folder that exists)."""
+    """Copies each study's `STUDY_FILES` from `source/<setting>/{studies,first-range}/<row>` to
+    the same place under `target` (with `skip_existing`, not into a study folder that exists)."""
     copied = 0
-    for setting in SETTINGS:
-        for study in sorted(p for p in (source / setting / "studies").glob("*") if p.is_dir()):
+    for setting, kind in ((s, k) for s in SETTINGS for k in STUDY_FOLDERS):
+        for study in sorted(p for p in (source / setting / kind).glob("*") if p.is_dir()):
             folder = target / study.relative_to(source)
             if skip_existing and folder.exists():
                 continue
@@ -168,7 +210,7 @@ def archive(runs: Path, results: Path = RESULTS) -> int:
     copied = _copy_studies(runs, results, skip_existing=False)
     for setting in (*SETTINGS, "headline"):
         for folder in sorted(p for p in (runs / setting).glob("*")
-                             if p.is_dir() and p.name != "studies"):
+                             if p.is_dir() and p.name not in STUDY_FOLDERS):
             copied += archive_runs(folder, results / setting / folder.name, KEEP)
     print(f"tuned: archived {copied} study files and finished runs from {runs} under {results}")
     return copied
@@ -188,12 +230,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.tuned",
                                      description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("command", choices=("tune", "final", "headline", "report", "archive",
-                                            "restore"))
+                                            "restore", "again"))
     sweep_arguments(parser, str(RUNS))
     parser.set_defaults(out=None)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
                         help="tune, final: the settings")
-    parser.add_argument("--runs", type=Path, default=RUNS, help="archive: the runs folder")
+    parser.add_argument("--runs", type=Path, default=RUNS, help="archive, again: the runs folder")
+    parser.add_argument("--row", choices=ROWS, help="again: the row to search again")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="tune, final, headline: a config change for "
                         "every run (after the row's own settings)")
@@ -214,7 +257,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.exit(f"tuned: nothing to run: no study under {runs} has ended yet; run "
                      f"`python -m experiments.tuned tune` first.")
         return launch_sweep(sweep_plan(entries), args, "tuned")
-    if args.command == "archive":
+    if args.command == "again":
+        if args.row is None or len(args.settings) != 1:
+            sys.exit("tuned: `again` takes one --settings and a --row (e.g. --settings 20w1s "
+                     "--row anil).")
+        set_aside(args.runs, args.settings[0], args.row, args.out or RESULTS)
+    elif args.command == "archive":
         archive(args.runs, args.out or RESULTS)
     elif args.command == "restore":
         restore_all(runs, RESULTS)

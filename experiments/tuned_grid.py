@@ -11,10 +11,10 @@ from experiments.algorithms import CHEAPEST_FIRST
 from experiments.algorithms_grid import ROWS as TABLE_ORDER
 from experiments.algorithms_grid import SETTINGS
 
-__all__ = ["BEST_FILE", "CONFIG_ROOT", "HEADLINE", "HEADLINE_EVAL_EVERY", "HEADLINE_FACTOR",
-           "HEADLINE_SETTING", "KEEP", "RESULTS", "ROWS", "RUNS", "STUDY_FILES",
-           "TRIALS", "best_config", "config_folder", "headline_name", "row_config", "rows",
-           "run_name", "study_folder", "tune_space"]
+__all__ = ["BEST_FILE", "CONFIG_ROOT", "FIRST_RANGE_FOLDER", "HEADLINE", "HEADLINE_EVAL_EVERY",
+           "HEADLINE_FACTOR", "HEADLINE_SETTING", "KEEP", "RESULTS", "ROWS", "RUNS", "SPACE_FILE",
+           "STUDY_FILES", "STUDY_FOLDERS", "TRIALS", "best_config", "config_folder",
+           "headline_name", "row_config", "rows", "run_name", "study_folder", "tune_space"]
 
 HERE = Path(__file__).resolve().parent
 CONFIG_ROOT = HERE / "configs" / "omniglot"
@@ -27,10 +27,16 @@ TRIALS = 8
 HEADLINE = ("maml", "anil", "maml_kfo", "anil_kfo")
 HEADLINE_SETTING, HEADLINE_FACTOR, HEADLINE_EVAL_EVERY = "5w1s", 10, 100
 KEEP = ("config.json", "results.json", "results.md", "metrics.jsonl")
-# What a study keeps (gbml-tune's report files and best config), archived without its trials'
-# run folders or its store.
-STUDY_FILES = ("best.toml", "trials.md", "trials.csv", "trials.json", "trials.png")
+# What a study keeps (gbml-tune's report files and best config; a first study, the range it
+# searched), archived without its trials' run folders or its store.
+SPACE_FILE = "space.json"
+STUDY_FILES = ("best.toml", "trials.md", "trials.csv", "trials.json", "trials.png", SPACE_FILE)
 BEST_FILE = "best.toml"
+# Where a row's first study goes when its best trial fell at an edge of the range searched and
+# the row is searched again over a range past that edge (`python -m experiments.tuned again`):
+# `<setting>/first-range/<row>/`, beside `<setting>/studies/<row>/`, with its space.json.
+FIRST_RANGE_FOLDER = "first-range"
+STUDY_FOLDERS = ("studies", FIRST_RANGE_FOLDER)
 
 
 def config_folder(setting: str) -> Path:

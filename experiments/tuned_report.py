@@ -30,7 +30,6 @@ from experiments.tuned_grid import (
 )
 from experiments.tuned_headline import PUBLISHED_TASKS, curve_table, headline_figure, published_text
 from experiments.tuned_trials import (
-    FIRST_RANGE,
     at_an_edge,
     best_trial,
     first_range_note,
@@ -148,9 +147,9 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
             curves.append([LABELS[row], *(f"**{100 * v:.1f}**" if k in chosen else f"{100 * v:.1f}"
                                           for k, v in enumerate(curve))])
         space = list(tune_space(setting, row).get("space", {}))
-        first = first_range.get(row, [])
-        lines += trial_lines(f"{LABELS[row]}, {FIRST_RANGE[0]:g}..{FIRST_RANGE[1]:g}", first,
-                             space) + trial_lines(LABELS[row], trials, space)
+        kept = first_range.get(row)
+        lines += (trial_lines(f"{LABELS[row]}, {kept.range_text}", kept.trials, space)
+                  if kept else []) + trial_lines(LABELS[row], trials, space)
     header = ["row", "tuned settings (best trial)", "trials done / pruned / failed",
               "best validation %", "test %, tuned", "steps, tuned", "test %, untuned",
               "steps, untuned", "Δ", "still to run"]
@@ -164,7 +163,7 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
             "those the accuracy is read after, per seed; tuned rows choose them among 1..10 on "
             "200 validation tasks, untuned rows use their config's. Best validation accuracy: "
             "the best complete trial's, after the steps chosen on its own validation tasks."]
-    text += first_range_note(results_dir, setting)
+    text += first_range_note(first_range, setting)
     if curves:
         width = max(len(c) for c in curves) - 1
         text += ["", f"Test accuracy % after 0..{width - 1} inner steps, tuned, pooled over "

@@ -1,7 +1,8 @@
 """The tuned grid's trials: a figure of each row's validation accuracy against its inner rate,
 with the search range's edges marked, so a row whose best trial sits at an edge (a range that
 may be too narrow for it) is visible at a glance; the trials table's lines; and the first
-studies of rows searched again over a wider range (`FIRST_RANGE_FOLDER`). Drawn from the
+studies of rows searched again over a wider range (`FIRST_RANGE_FOLDER`), with the range each
+searched. Drawn from the
 archived trials.json only.
 """
 from __future__ import annotations
@@ -9,55 +10,82 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from experiments.algorithms_grid import LABELS
 from experiments.algorithms_report import TITLES
-from experiments.tuned_grid import rows, tune_space
+from experiments.tuned_grid import FIRST_RANGE_FOLDER, SPACE_FILE, rows, tune_space
 from gbml_ext.runner.plots import plain_log_axis, pyplot, save_figure
 from gbml_ext.tune.report import edge_of
 
-__all__ = ["FIRST_RANGE", "FIRST_RANGE_FOLDER", "KEY", "at_an_edge", "best_trial",
-           "first_range_note", "first_range_studies", "read_trials", "short_key", "trial_lines",
+__all__ = ["KEY", "FirstStudy", "at_an_edge", "best_trial", "first_range_note",
+           "first_range_studies", "read_trials", "searched_range", "short_key", "trial_lines",
            "trials_figure", "trials_figure_path", "value_text"]
 
 # The key every row tunes, and the figure's x axis.
 KEY = "algorithm.inner_lr"
-# Where a row's first study is kept when its best trial fell at an edge of the inner-rate range
-# every row started with (`FIRST_RANGE`) and the row was searched again over a wider one:
-# `<setting>/first-range/<row>/`, beside `<setting>/studies/<row>/`.
-FIRST_RANGE_FOLDER = "first-range"
-FIRST_RANGE = (0.05, 1.0)
 
 
-def first_range_studies(results_dir: Path, setting: str) -> Dict[str, List[Dict[str, Any]]]:
-    """{row: the trials of its first study} for the rows searched again."""
+class FirstStudy(NamedTuple):
+    """A row's first study, kept when the row was searched again over a wider range: its trials
+    and the inner-rate range it searched (from its space.json)."""
+
+    trials: List[Dict[str, Any]]
+    low: float
+    high: float
+    log: bool
+
+    @property
+    def range_text(self) -> str:
+        """'0.05..1'."""
+        return f"{self.low:g}..{self.high:g}"
+
+
+def first_range_studies(results_dir: Path, setting: str) -> Dict[str, FirstStudy]:
+    """{row: its first study} for the rows searched again (`FIRST_RANGE_FOLDER`)."""
     folder = results_dir / setting / FIRST_RANGE_FOLDER
-    found = {row: read_trials(folder / row) for row in rows(setting)}
-    return {row: trials for row, trials in found.items() if trials}
+    found = {}
+    for row in rows(setting):
+        trials = read_trials(folder / row)
+        if trials:
+            found[row] = FirstStudy(trials, *searched_range(folder / row))
+    return found
 
 
-def first_range_note(results_dir: Path, setting: str) -> List[str]:
+def searched_range(study: Path) -> Tuple[float, float, bool]:
+    """(low, high, log) of the inner rate in the space a kept study searched: its space.json,
+    the store's record of Optuna's distributions (`python -m experiments.tuned again` writes
+    it)."""
+    path = study / SPACE_FILE
+    try:
+        attributes = json.loads(path.read_text())[KEY]["attributes"]
+        return float(attributes["low"]), float(attributes["high"]), bool(attributes["log"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"tuned: {path} does not give the range {study} searched ({error!r}); "
+                         f"restore it from the study's store (gbml_ext.tune.study."
+                         f"searched_space).") from None
+
+
+def first_range_note(first: Dict[str, FirstStudy], setting: str) -> List[str]:
     """The lines that say which rows were searched again and why ([] when none was)."""
-    first = first_range_studies(results_dir, setting)
     if not first:
         return []
     cells = []
-    for row, trials in first.items():
-        best = best_trial(trials, "accuracy")
-        low, high = _range(setting, row)
-        edge = (at_an_edge(best[KEY], {"low": FIRST_RANGE[0], "high": FIRST_RANGE[1], "log": True})
+    for row, study in first.items():
+        best = best_trial(study.trials, "accuracy")
+        edge = (at_an_edge(best[KEY], {"low": study.low, "high": study.high, "log": study.log})
                 if best is not None else None)
-        cells.append(f"{LABELS[row]}, again over {low:g}..{high:g}" + (
-            f" (first best: {100 * best['accuracy']:.1f} % at α {best[KEY]:.3g}, the "
-            f"{edge} edge)" if best is not None and edge else ""))
-    low, high = FIRST_RANGE
-    return ["", f"Searched twice: the rows below were first searched over α in {low:g}..{high:g}"
-            f" (MAML's range). Their best trial fell at an edge of it, so each was searched "
-            f"again with the same {len(next(iter(first.values())))} trials over a range past "
-            f"that edge, and its table row is the second study's: {'; '.join(cells)}. The "
-            f"first studies are kept in `experiments/results/tuned/{setting}/"
-            f"{FIRST_RANGE_FOLDER}/` and listed in the trials table as \"{low:g}..{high:g}\"."]
+        low, high = _range(setting, row)
+        cells.append(f"{LABELS[row]}, first over {study.range_text}" + (
+            f" (best: {100 * best['accuracy']:.1f} % at α {best[KEY]:.3g}, the {edge} edge)"
+            if best is not None and edge else "") + f", again over {low:g}..{high:g}")
+    trials = len(next(iter(first.values())).trials)
+    return ["", f"Searched twice: the best trial of each row below fell at an edge of the range "
+            f"it was first searched over, so the row was searched again with the same {trials} "
+            f"trials over a range past that edge, and its table row is the second study's: "
+            f"{'; '.join(cells)}. The first studies are kept in `experiments/results/tuned/"
+            f"{setting}/{FIRST_RANGE_FOLDER}/`, each with the range it searched (space.json), "
+            f"and listed in the trials table with that range."]
 
 
 def trial_lines(label: str, trials: List[Dict[str, Any]], keys: List[str]) -> List[List[Any]]:
@@ -147,18 +175,18 @@ def _scatter(ax: Any, trials: List[Dict[str, Any]], metric: str, color: str,
 
 
 def trials_figure(studies: Dict[str, List[Dict[str, Any]]], setting: str, path: Path,
-                  first: Optional[Dict[str, List[Dict[str, Any]]]] = None,
+                  first: Optional[Dict[str, FirstStudy]] = None,
                   metric: str = "accuracy") -> bool:
     """One panel per row with trials: validation `metric` (%) against the inner rate (log),
     complete trials as dots, pruned ones (their last record) as crosses, the best ringed, the
-    search range's edges dashed; a row's first study over `FIRST_RANGE` (`first`) in orange,
-    its edges dotted. False (and no file) when no row has a trial.
+    search range's edges dashed; a row's first study (`first`) in orange, its range's edges
+    dotted. False (and no file) when no row has a trial.
 
     Arguments:
         studies: {row: its trials.json's trials} (rows without trials are left out).
         setting: "5w1s" or "20w1s" (the title, and each row's range from its config).
         path: the PNG to write.
-        first: {row: the trials of its first study}, for rows searched again.
+        first: {row: its first study}, for rows searched again.
     """
     first = first or {}
     present = [row for row in rows(setting) if studies.get(row) or first.get(row)]
@@ -171,11 +199,12 @@ def trials_figure(studies: Dict[str, List[Dict[str, Any]]], setting: str, path: 
                              squeeze=False, sharey=True)
     for ax, row in zip(axes.flat, present, strict=False):
         low, high = _range(setting, row)
-        if first.get(row):
-            _scatter(ax, first[row], metric, "C1", f"{FIRST_RANGE[0]:g}..{FIRST_RANGE[1]:g}")
-            for edge in FIRST_RANGE:
+        kept = first.get(row)
+        if kept is not None:
+            _scatter(ax, kept.trials, metric, "C1", f"first, {kept.range_text}")
+            for edge in (kept.low, kept.high):
                 ax.axvline(edge, color="C1", linestyle=":", linewidth=0.8)
-            low, high = min(low, FIRST_RANGE[0]), max(high, FIRST_RANGE[1])
+            low, high = min(low, kept.low), max(high, kept.high)
         _scatter(ax, studies.get(row, []), metric, "C0", "search")
         best = best_trial(studies.get(row, []), metric)
         if best is not None:
@@ -201,6 +230,6 @@ def trials_figure(studies: Dict[str, List[Dict[str, Any]]], setting: str, path: 
     fig.legend(legend.values(), legend.keys(), loc="upper center", ncol=len(legend),
                fontsize=8, bbox_to_anchor=(0.5, 0.955), frameon=False)
     fig.suptitle(f"{TITLES[setting]}: every trial (dashed: the search range; dotted: "
-                 f"the first range, {FIRST_RANGE[0]:g}..{FIRST_RANGE[1]:g})" if first else
+                 f"a first study's range)" if first else
                  f"{TITLES[setting]}: every trial (dashed: the search range)")
     return save_figure(fig, path, dpi=110, rect=(0, 0, 1, 0.93))

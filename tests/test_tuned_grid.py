@@ -7,12 +7,20 @@ from typing import Any, Dict, List
 
 import pytest
 
-from experiments import algorithms, algorithms_grid, tuned, tuned_grid, tuned_report
+from experiments import (
+    algorithms,
+    algorithms_grid,
+    tuned,
+    tuned_grid,
+    tuned_report,
+    tuned_trials,
+)
 from gbml_ext.runner import load_config, train
 from gbml_ext.runner.build import build_learner
 from gbml_ext.runner.compat import flatten
 from gbml_ext.runner.config import config_to_dict
 from gbml_ext.tune import read_setup
+from gbml_ext.tune.study import open_study
 from helpers import table_row as row
 from vision_fixtures import write_omniglot_tree
 
@@ -51,7 +59,11 @@ def test_a_tuned_row_is_its_grid_row_with_the_same_search(setting: str, row: str
     assert (setup.trials, setup.metric, setup.direction) == (8, "accuracy", "maximize")
     assert list(setup.space) == SPACE[row]
     rate = setup.space[RATE]
-    assert rate.log and rate.low < config.algorithm.inner_lr < rate.high  # the grid's α inside
+    if (setting, row) == ("20w1s", "anil"):  # searched a third time, past the grid's α = 0.4
+        assert rate.log and (rate.low, rate.high) == (1.0, 16.0)
+        assert config.algorithm.inner_lr < rate.low
+    else:
+        assert rate.log and rate.low < config.algorithm.inner_lr < rate.high  # the grid's α
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +141,43 @@ def test_tune_calls_gbml_tune_for_every_row_cheapest_first(tmp_path: Path, monke
     assert all(c["trials"] == 8 for c in calls)
     assert calls[0]["out"] == tmp_path / "runs" / "20w1s" / "studies" / "anil"
     assert calls[0]["overrides"] == [f"data.root='{tmp_path}'", "train.iterations=2"]
+
+
+def test_a_stopped_study_stops_the_whole_tune(tmp_path: Path, monkeypatch, capsys) -> None:
+    calls: List[Path] = []
+    monkeypatch.setattr(tuned, "tune_study", lambda config, trials, out, *rest:
+                        calls.append(out) or 130)  # gbml-tune's exit on Ctrl-C or SIGTERM
+    assert tuned.main(["tune", "--root", str(tmp_path), "--out", str(tmp_path / "runs"),
+                       "--settings", "20w1s"]) == 130
+    assert calls == [tmp_path / "runs" / "20w1s" / "studies" / "anil"]  # not the next rows
+    assert "stopped at 20w1s/anil; the same command continues" in capsys.readouterr().err
+
+
+def test_again_keeps_an_ended_study_with_the_range_its_store_searched(tmp_path: Path) -> None:
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    study = tuned_grid.study_folder(runs, "20w1s", "anil")
+    ended_study(study, ["complete"] * 8)
+    config = tmp_path / "anil.toml"  # the row, searched over 0.3..16
+    config.write_text(f'extends = "{tuned_grid.row_config("20w1s", "anil")}"\n[tune.space]\n'
+                      f'"{RATE}" = {{ distribution = "float", low = 0.3, high = 16.0, '
+                      f'log = true }}\n')
+    open_study(read_setup(config, [f"data.root='{tmp_path}'"]), study)  # as gbml-tune makes it
+    archived = tuned_grid.study_folder(results, "20w1s", "anil")
+    ended_study(archived, ["complete"] * 8)
+    argv = ["again", "--settings", "20w1s", "--row", "anil", "--runs", str(runs),
+            "--out", str(results)]
+    assert tuned.main(argv) == 0
+    assert not study.exists() and not archived.exists()
+    for kept in (runs, results):
+        folder = kept / "20w1s" / "first-range" / "anil"
+        assert (folder / "best.toml").is_file()
+        assert tuned_trials.searched_range(folder) == (0.3, 16.0, True)
+    ended_study(study, ["complete"] * 8)  # searched again; a third time is refused
+    with pytest.raises(SystemExit, match="already holds the first study of 20w1s/anil"):
+        tuned.main(argv)
+    assert study.is_dir()
+    with pytest.raises(SystemExit, match="has not ended"):
+        tuned.main(["again", "--settings", "5w1s", "--row", "maml", "--runs", str(runs)])
 
 
 @pytest.mark.slow

@@ -115,6 +115,11 @@ def test_a_row_searched_again_past_its_first_ranges_edge_says_so(tree: Dict[str,
     (first / "trials.json").write_text(json.dumps({"trials": [
         {"trial": 0, "state": "complete", "accuracy": 0.55, RATE: 0.26},
         {"trial": 1, "state": "complete", "accuracy": 0.72, RATE: 0.9}]}))
+    with pytest.raises(SystemExit, match="space.json does not give the range"):
+        tuned_report.setting_section(tree["results"], "5w1s", [0, 1], tree["untuned"])
+    (first / "space.json").write_text(json.dumps({RATE: {"name": "FloatDistribution",
+                                                        "attributes": {"low": 0.05, "high": 1.0,
+                                                                       "log": True}}}))
     again = tree["results"] / "5w1s" / "studies" / "anil"
     again.mkdir(parents=True)
     (again / "trials.json").write_text(json.dumps({"trials": [
@@ -122,7 +127,8 @@ def test_a_row_searched_again_past_its_first_ranges_edge_says_so(tree: Dict[str,
     (again / "best.toml").write_text("[algorithm]\ninner_lr = 3.5\n")
     text = tuned_report.setting_section(tree["results"], "5w1s", [0, 1], tree["untuned"])
     assert row(text, "ANIL")[1] == "inner_lr 3.5 (at the high edge of 0.25..4)"
-    assert ("ANIL, again over 0.25..4 (first best: 72.0 % at α 0.9, the high edge)" in text)
+    assert ("ANIL, first over 0.05..1 (best: 72.0 % at α 0.9, the high edge), again over "
+            "0.25..4." in text)
     assert row(text, "iMAML")[1] == "inner_lr 0.123, imaml_lam 1.5"  # inside its range
     firsts = [line for line in text.splitlines() if line.startswith("| ANIL, 0.05..1 |")]
     assert [line.split(" | ")[1:4] for line in firsts] == [["0", "complete", "55.0"],

@@ -18,7 +18,7 @@ from ..runner.config import config_to_dict, load_config
 from .space import PRUNERS, SAMPLERS, TuneError, TuneSetup, settings_dict
 
 __all__ = ["JOURNAL_STORE", "SQLITE_STORE", "STUDY_NAME", "make_pruner", "make_sampler",
-           "open_storage", "open_study", "search_identity"]
+           "open_storage", "open_study", "search_identity", "searched_space"]
 
 SQLITE_STORE, JOURNAL_STORE = "study.db", "study.journal"
 STUDY_NAME = "gbml-tune"
@@ -76,6 +76,24 @@ def search_identity(setup: TuneSetup) -> Dict[str, Any]:
     flat = {k: v for k, v in flatten(config_to_dict(config)).items() if k not in _FREE}
     settings = settings_dict(setup)
     return {"space": settings["space"], "metric": setup.metric, "config": flat}
+
+
+def searched_space(out: Path) -> Dict[str, Any]:
+    """The space that the study in `out`'s store searched, as the store recorded it ({key:
+    Optuna's JSON of its distribution}), read without changing the store.
+
+    Raises:
+        TuneError: `out` holds no gbml-tune study.
+    """
+    optuna = _quiet_optuna()
+    if not any((Path(out) / name).is_file() for name in (SQLITE_STORE, JOURNAL_STORE)):
+        raise TuneError(f"{out} holds no study store ({SQLITE_STORE} or {JOURNAL_STORE}); give "
+                        f"the --out folder of a gbml-tune study.")
+    storage, path = open_storage(Path(out))
+    if STUDY_NAME not in optuna.get_all_study_names(storage):
+        raise TuneError(f"{path} holds no gbml-tune study; give the --out folder of one.")
+    identity = optuna.load_study(study_name=STUDY_NAME, storage=storage).user_attrs
+    return dict((identity.get("identity") or {}).get("space") or {})
 
 
 def _range_text(spec: Any) -> str:
