@@ -67,6 +67,7 @@ from experiments.tuned_grid import (
 )
 from gbml_ext.fileio import atomic_write_text
 from gbml_ext.runner import load_config
+from gbml_ext.tune import TuneError
 from gbml_ext.tune.study import searched_space
 
 # ---- The search: the one place that calls gbml-tune ----------------------------------------
@@ -173,7 +174,11 @@ def set_aside(runs: Path, setting: str, row: str, results: Path = RESULTS) -> Pa
         if folder.exists():
             sys.exit(f"tuned: {folder} already holds the first study of {setting}/{row} (a row "
                      f"is searched again once); nothing was moved.")
-    atomic_write_text(study / SPACE_FILE, json.dumps(searched_space(study), indent=2) + "\n")
+    try:
+        space = searched_space(study)
+    except TuneError as error:
+        sys.exit(f"tuned: {error}")
+    atomic_write_text(study / SPACE_FILE, json.dumps(space, indent=2) + "\n")
     kept.parent.mkdir(parents=True, exist_ok=True)
     study.rename(kept)
     if study_folder(results, setting, row).is_dir():

@@ -178,6 +178,10 @@ def test_again_keeps_an_ended_study_with_the_range_its_store_searched(tmp_path: 
     assert study.is_dir()
     with pytest.raises(SystemExit, match="has not ended"):
         tuned.main(["again", "--settings", "5w1s", "--row", "maml", "--runs", str(runs)])
+    ended_study(tuned_grid.study_folder(runs, "5w1s", "maml"), ["complete"] * 8)
+    with pytest.raises(SystemExit, match="holds no study store"):  # its store was lost
+        tuned.main(["again", "--settings", "5w1s", "--row", "maml", "--runs", str(runs)])
+    assert tuned_grid.best_config(tuned_grid.study_folder(runs, "5w1s", "maml")) is not None
 
 
 @pytest.mark.slow
