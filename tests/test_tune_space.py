@@ -14,8 +14,8 @@ from gbml_ext.runner import load_config
 from gbml_ext.runner.cli import main as train_main
 from gbml_ext.tune.cli import main as tune_main
 from gbml_ext.tune.report import best_config, config_toml
-from gbml_ext.tune.space import read_setup, setup_notes, toml_value
-from gbml_ext.tune.study import open_study
+from gbml_ext.tune.space import TuneError, read_setup, setup_notes, toml_value
+from gbml_ext.tune.study import open_study, searched_space
 from run_fixtures import REPO, checksums, clean_error, cli
 
 EXAMPLE = REPO / "experiments/configs/synthetic/linreg_tune.toml"
@@ -120,6 +120,20 @@ def test_a_store_of_another_search_is_refused_and_left_as_it_is(tmp_path, capsys
         assert checksums(out) == before
     # The same search reopens it, with its trial.
     assert len(open_study(read_setup(EXAMPLE), out)[0].trials) == 1
+
+
+def test_a_store_says_which_range_it_searched_after_the_config_changed(tmp_path):
+    out = tmp_path / "tune"
+    with pytest.raises(TuneError, match="holds no study store"):
+        searched_space(out)
+    wider = "tune.space.train.lr={distribution='float', low=0.001, high=0.5, log=true}"
+    open_study(read_setup(EXAMPLE, [wider]), out)
+    before = checksums(out)
+    space = searched_space(out)  # the config file still says 0.001..0.1
+    assert space["train.lr"]["attributes"] == {"low": 0.001, "high": 0.5, "log": True,
+                                               "step": None}
+    assert set(space) == {"train.lr", "algorithm.inner_lr"}
+    assert checksums(out) == before
 
 
 def test_a_store_of_another_program_or_not_a_store_is_refused(tmp_path, capsys):
