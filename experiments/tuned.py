@@ -180,10 +180,10 @@ def set_aside(runs: Path, setting: str, row: str, results: Path = RESULTS) -> Pa
         sys.exit(f"tuned: {error}")
     atomic_write_text(study / SPACE_FILE, json.dumps(space, indent=2) + "\n")
     kept.parent.mkdir(parents=True, exist_ok=True)
-    study.rename(kept)
+    shutil.move(study, kept)
     if study_folder(results, setting, row).is_dir():
         archived.parent.mkdir(parents=True, exist_ok=True)
-        study_folder(results, setting, row).rename(archived)
+        shutil.move(study_folder(results, setting, row), archived)
         shutil.copy2(kept / SPACE_FILE, archived / SPACE_FILE)
     print(f"tuned: kept {setting}/{row}'s study in {kept}; widen its range in "
           f"{row_config(setting, row)} and run `tune` to search it again.")
