@@ -201,7 +201,7 @@ def trials_figure(studies: Dict[str, List[Dict[str, Any]]], setting: str, path: 
         low, high = _range(setting, row)
         kept = first.get(row)
         if kept is not None:
-            _scatter(ax, kept.trials, metric, "C1", f"first, {kept.range_text}")
+            _scatter(ax, kept.trials, metric, "C1", "first study")
             for edge in (kept.low, kept.high):
                 ax.axvline(edge, color="C1", linestyle=":", linewidth=0.8)
             low, high = min(low, kept.low), max(high, kept.high)
