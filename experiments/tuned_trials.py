@@ -2,8 +2,7 @@
 with the search range's edges marked, so a row whose best trial sits at an edge (a range that
 may be too narrow for it) is visible at a glance; the trials table's lines; and the first
 studies of rows searched again over a wider range (`FIRST_RANGE_FOLDER`), with the range each
-searched. Drawn from the
-archived trials.json only.
+searched. Drawn from the archived trials.json and space.json only.
 """
 from __future__ import annotations
 

@@ -57,7 +57,14 @@ def tree(tmp_path: Path) -> Dict[str, Path]:
     return {"results": results, "untuned": untuned, "root": tmp_path}
 
 
-def test_the_table_puts_the_tuned_row_next_to_the_untuned_one(tree: Dict[str, Path]) -> None:
+def test_a_study_still_running_is_named_in_the_table(tree: Dict[str, Path]) -> None:
+    text = tuned_report.setting_section(tree["results"], "5w1s", [0, 1], tree["untuned"])
+    assert row(text, "iMAML")[9] == "study (3 of 8 trials)"  # its settings are not final yet
+
+
+def test_the_table_puts_the_tuned_row_next_to_the_untuned_one(tree: Dict[str, Path],
+                                                               monkeypatch) -> None:
+    monkeypatch.setattr(tuned_report, "TRIALS", 3)  # the fixture's iMAML study has ended
     text = tuned_report.setting_section(tree["results"], "5w1s", [0, 1], tree["untuned"])
     imaml = row(text, "iMAML")
     assert imaml[1] == "inner_lr 0.123, imaml_lam 1.5"

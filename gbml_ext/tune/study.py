@@ -92,8 +92,8 @@ def searched_space(out: Path) -> Dict[str, Any]:
     storage, path = open_storage(Path(out))
     if STUDY_NAME not in optuna.get_all_study_names(storage):
         raise TuneError(f"{path} holds no gbml-tune study; give the --out folder of one.")
-    identity = optuna.load_study(study_name=STUDY_NAME, storage=storage).user_attrs
-    return dict((identity.get("identity") or {}).get("space") or {})
+    attributes = optuna.load_study(study_name=STUDY_NAME, storage=storage).user_attrs
+    return dict((attributes.get("identity") or {}).get("space") or {})
 
 
 def _range_text(spec: Any) -> str:
