@@ -137,8 +137,8 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
         tuned = seed_results(results_dir / setting / run_name(setting, row))
         untuned = seed_results(untuned_dir / setting / algorithms_grid.run_name(setting, row))
         ended = sum(t.get("state") in ("complete", "pruned", "fail") for t in trials)
-        notes = ([] if ended >= TRIALS else [f"study ({ended} of {TRIALS} trials)" if trials
-                                             else "study"]) + _missing(tuned, seeds, "seeds")
+        notes = ([] if ended >= TRIALS else [f"{TRIALS - ended} trials" if trials else "study"]
+                 ) + _missing(tuned, seeds, "seeds")
         body.append([LABELS[row], tuned_settings(study, setting, row), _trial_counts(trials),
                      _best_validation(trials), _accuracy(tuned), steps_cell(tuned),
                      _accuracy(untuned), steps_cell(untuned), _delta(tuned, untuned),
