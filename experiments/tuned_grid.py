@@ -11,10 +11,11 @@ from experiments.algorithms import CHEAPEST_FIRST
 from experiments.algorithms_grid import ROWS as TABLE_ORDER
 from experiments.algorithms_grid import SETTINGS
 
-__all__ = ["BEST_FILE", "CONFIG_ROOT", "FIRST_RANGE_FOLDER", "HEADLINE", "HEADLINE_EVAL_EVERY",
-           "HEADLINE_FACTOR", "HEADLINE_SETTING", "KEEP", "RESULTS", "ROWS", "RUNS", "SPACE_FILE",
-           "STUDY_FILES", "STUDY_FOLDERS", "TRIALS", "best_config", "config_folder",
-           "headline_name", "row_config", "rows", "run_name", "study_folder", "tune_space"]
+__all__ = ["BEST_FILE", "CONFIG_ROOT", "ENDED", "FIRST_RANGE_FOLDER", "HEADLINE",
+           "HEADLINE_EVAL_EVERY", "HEADLINE_FACTOR", "HEADLINE_SETTING", "KEEP", "RESULTS", "ROWS",
+           "RUNS", "SPACE_FILE", "STUDY_FILES", "STUDY_FOLDERS", "TRIALS", "best_config",
+           "config_folder", "headline_name", "row_config", "rows", "run_name", "study_folder",
+           "tune_space"]
 
 HERE = Path(__file__).resolve().parent
 CONFIG_ROOT = HERE / "configs" / "omniglot"
@@ -24,6 +25,8 @@ RUNS = Path("runs/tuned")
 # algorithm to tune): cheapest first.
 ROWS = tuple(row for row in CHEAPEST_FIRST if row != "l2l_maml")
 TRIALS = 8
+# The states of a trial that has ended, as gbml-tune's trials.json writes them.
+ENDED = ("complete", "pruned", "fail")
 HEADLINE = ("maml", "anil", "maml_kfo", "anil_kfo")
 HEADLINE_SETTING, HEADLINE_FACTOR, HEADLINE_EVAL_EVERY = "5w1s", 10, 100
 KEEP = ("config.json", "results.json", "results.md", "metrics.jsonl")
@@ -93,7 +96,7 @@ def best_config(study: Path, trials: Optional[int] = None) -> Optional[Path]:
         return None
     data = json.loads(table.read_text())
     ended = [t for t in (data.get("trials", []) if isinstance(data, dict) else [])
-             if isinstance(t, dict) and t.get("state") in ("complete", "pruned", "fail")]
+             if isinstance(t, dict) and t.get("state") in ENDED]
     return best if len(ended) >= trials else None
 
 

@@ -19,6 +19,7 @@ from experiments.algorithms_report import TITLES
 from experiments.sweep import seed_results
 from experiments.tuned_grid import (
     BEST_FILE,
+    ENDED,
     HEADLINE,
     HEADLINE_FACTOR,
     HEADLINE_SETTING,
@@ -78,7 +79,7 @@ def _trial_counts(trials: List[Dict[str, Any]]) -> str:
     if not trials:
         return "–"
     count = {state: sum(t.get("state") == state for t in trials)
-             for state in ("complete", "pruned", "fail")}
+             for state in ENDED}
     return f"{count['complete']} / {count['pruned']} / {count['fail']}"
 
 
@@ -136,7 +137,7 @@ def setting_section(results_dir: Path, setting: str, seeds: Sequence[int],
         trials = read_trials(study)
         tuned = seed_results(results_dir / setting / run_name(setting, row))
         untuned = seed_results(untuned_dir / setting / algorithms_grid.run_name(setting, row))
-        ended = sum(t.get("state") in ("complete", "pruned", "fail") for t in trials)
+        ended = sum(t.get("state") in ENDED for t in trials)
         notes = ([] if ended >= TRIALS else [f"{TRIALS - ended} trials" if trials else "study"]
                  ) + _missing(tuned, seeds, "seeds")
         body.append([LABELS[row], tuned_settings(study, setting, row), _trial_counts(trials),
