@@ -30,7 +30,10 @@ from .plan import RunSpec
 from .registry import DONE, FAILED, LAUNCHERS, RUNNING, Launcher, LaunchSettings, RunStatus
 from .status import run_status
 
-__all__ = ["LocalLauncher", "LocalRun", "run_local", "worker_command"]
+__all__ = ["RESUME_HINT", "LocalLauncher", "LocalRun", "run_local", "worker_command"]
+
+# How a stopped launch ends its message (gbml-tune puts its own in its place).
+RESUME_HINT = "run the same command again with --resume to continue."
 
 
 def worker_command(spec: RunSpec, allow_change: Sequence[str] = ()) -> List[str]:
@@ -131,8 +134,8 @@ def _stopped(runs: Sequence[LocalRun], waiting: int, not_started: int) -> str:
             counts[keys[3] if checkpoint.is_file() else keys[2]] += 1
     parts = [f"{n} run(s) {what}" for what, n in counts.items() if n]
     parts += [f"{waiting} run(s) left to the other process that holds them"] if waiting else []
-    return (f"{'; '.join(parts) or 'no run had started'} ({not_started} not started); run the "
-            f"same command again with --resume to continue.")
+    return (f"{'; '.join(parts) or 'no run had started'} ({not_started} not started); "
+            f"{RESUME_HINT}")
 
 
 def _held_elsewhere(spec: RunSpec) -> Optional[RunStatus]:

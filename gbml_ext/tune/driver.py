@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..launch import launch, plan_status
+from ..launch.local import RESUME_HINT
 from ..launch.status import QUEUED, RUNNING
 from ..runner.errors import RunError, RunInterrupted
 from ..runner.rundir import run_lock
@@ -28,6 +29,19 @@ __all__ = ["run_study", "trial_counts"]
 
 _LIVE = (RUNNING, QUEUED)
 _CONTINUE = "the same gbml-tune command continues the study."
+
+
+def _continue_hint(message: str) -> str:
+    """The launcher's stop message with gbml-tune's way to continue in place of its own.
+
+    Example:
+        >>> _continue_hint("2 run(s) stopped (nothing to resume; they start over) (0 not "
+        ...                "started); run the same command again with --resume to continue.")
+        ... # doctest: +NORMALIZE_WHITESPACE
+        '2 run(s) stopped (nothing to resume; they start over) (0 not started);
+         the same gbml-tune command continues the study.'
+    """
+    return f"{message.removesuffix(RESUME_HINT).rstrip('; ')}; {_CONTINUE}"
 
 
 def _states() -> Any:
@@ -201,8 +215,7 @@ def run_study(setup: TuneSetup, out: Path, launcher: str = "local", jobs: int = 
                 _run_batch(study, setup, out, batch, launcher, jobs, threads, slurm or {},
                            poll_seconds, say)
             except RunInterrupted as error:  # the local runs checkpointed
-                raise RunInterrupted(f"{str(error).split(';')[0]}; {_CONTINUE}",
-                                     error.exit_code - 128) from None
+                raise RunInterrupted(_continue_hint(str(error)), error.exit_code - 128) from None
             except KeyboardInterrupt:  # while waiting for Slurm jobs or earlier runs
                 raise RunInterrupted(f"stopped waiting for the trials, whose Slurm jobs or "
                                      f"processes go on; {_CONTINUE}", signal.SIGINT) from None
