@@ -95,8 +95,12 @@ def browser():
 
 
 def _wait(driver, condition):
+    """`condition(driver)` once it is truthy, retried while the page re-renders the elements it
+    reads (a stale element is a page still drawing, not a failure)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(driver, WAIT_S).until(condition)
+    return WebDriverWait(driver, WAIT_S,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 @pytest.mark.slow  # builds the site (and reads it in the browser)

@@ -73,18 +73,25 @@ def test_the_scalars_show_the_runs_train_loss(browser, board, run_dir) -> None: 
     from selenium.webdriver.common.keys import Keys
 
     browser.get(board + "/#timeseries")
-    box = _wait(browser, lambda d: next(
-        (e for e in d.find_elements(By.CSS_SELECTOR, "input")
-         if e.is_displayed() and "Filter tags" in (e.get_attribute("placeholder") or "")), None))
-    box.send_keys("^train/loss$")
-    box.send_keys(Keys.ESCAPE)
-    tag = _wait(browser, lambda d: next(
-        (e for e in d.find_elements(By.CSS_SELECTOR, "tb-truncated-path[title='train/loss']")
-         if e.is_displayed()), None))
-    card = tag.find_element(By.XPATH, "ancestor::scalar-card[1]")
+    def filter_tags(d) -> bool:  # typed again from empty if the page redrew the box meanwhile
+        boxes = [e for e in d.find_elements(By.CSS_SELECTOR, "input")
+                 if e.is_displayed() and "Filter tags" in (e.get_attribute("placeholder") or "")]
+        if boxes:
+            boxes[0].clear()
+            boxes[0].send_keys("^train/loss$", Keys.ESCAPE)
+        return bool(boxes)
+
+    _wait(browser, filter_tags)
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     last = [r["loss"] for r in lines if r["split"] == "train"][-1]
-    shown = _wait(browser, lambda d: [float(x) for x in re.findall(r"\d+\.\d+", card.text)])
-    assert "tensorboard" in card.text  # the run's row in the card's table
-    assert any(abs(value - last) <= 1e-3 * max(1.0, abs(last)) for value in shown), (
-        card.text, last)
+
+    def card_text(d):  # found again on each try: the page redraws its cards
+        tags = [e for e in d.find_elements(By.CSS_SELECTOR, "tb-truncated-path[title='train/loss']")
+                if e.is_displayed()]
+        text = tags[0].find_element(By.XPATH, "ancestor::scalar-card[1]").text if tags else ""
+        return text if re.search(r"\d+\.\d+", text) else None
+
+    text = _wait(browser, card_text)
+    shown = [float(x) for x in re.findall(r"\d+\.\d+", text)]
+    assert "tensorboard" in text  # the run's row in the card's table
+    assert any(abs(value - last) <= 1e-3 * max(1.0, abs(last)) for value in shown), (text, last)
